@@ -1,0 +1,122 @@
+"""Reading and writing the workflow's artifacts: HDF5 arrays with attributes, JSON, CSV.
+
+Every writer is atomic: it writes ``<name>.tmp-<pid>`` beside the target and renames it, so a
+killed job never leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from stages.errors import DataFileError
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _attr_value(value: Any) -> Any:
+    """HDF5 attributes hold scalars and strings; anything nested is stored as JSON text."""
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True)
+    if value is None:
+        return "null"
+    return value
+
+
+def write_arrays(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
+                 attrs: Mapping[str, Any] | None = None) -> None:
+    """Write named arrays and file attributes to an HDF5 file, atomically.
+
+    Nested attribute values (dicts, lists) are stored as JSON strings; :func:`read_arrays`
+    decodes them again.
+    """
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for name, array in arrays.items():
+            f.create_dataset(name, data=np.asarray(array))
+        for key, value in (attrs or {}).items():
+            f.attrs[key] = _attr_value(value)
+
+
+def _decode_attr(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str) and value[:1] in "{[" or value == "null":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def read_arrays(path: str | os.PathLike, required: Sequence[str] = (),
+                optional: Sequence[str] = ()) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read arrays and attributes from an HDF5 file written by :func:`write_arrays`.
+
+    Raises :class:`DataFileError` naming the file when it is missing, unreadable, or lacks a
+    required array; the message says which stage produces it so the user knows what to rerun.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataFileError(f"{p}: file not found. It is produced by an earlier stage of the "
+                            "workflow; run snakemake for this target, or check the path.")
+    try:
+        with h5py.File(p, "r") as f:
+            missing = [name for name in required if name not in f]
+            if missing:
+                raise DataFileError(
+                    f"{p}: missing array(s) {missing}; it holds {sorted(f.keys())}. The file is "
+                    "incomplete or from another stage: delete it and rerun the workflow.")
+            arrays = {name: f[name][()] for name in (*required, *optional) if name in f}
+            attrs = {key: _decode_attr(value) for key, value in f.attrs.items()}
+    except OSError as err:
+        raise DataFileError(f"{p}: not a readable HDF5 file ({err}). It is corrupt or truncated: "
+                            "delete it and rerun the workflow to regenerate it.") from err
+    return arrays, attrs
+
+
+def write_json(path: str | os.PathLike, payload: Mapping[str, Any]) -> None:
+    """Write ``payload`` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a JSON artifact, with a clear error when it is missing or malformed."""
+    p = Path(path)
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError as err:
+        raise DataFileError(f"{p}: file not found; rerun the stage that produces it.") from err
+    except json.JSONDecodeError as err:
+        raise DataFileError(f"{p}: malformed JSON ({err}); delete it and rerun.") from err
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
