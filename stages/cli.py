@@ -1,0 +1,50 @@
+"""Shared command-line plumbing for ``python -m stages.<stage>``.
+
+Every stage defines ``build_parser()`` and ``run(args)`` and ends with
+``if __name__ == "__main__": main_for(build_parser, run)``. A :class:`StageError` becomes one
+line on stderr (``error: ...``) and exit status 2; nothing half-written is left behind because
+all writers in :mod:`stages.artifacts` are atomic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from stages.errors import StageError
+
+log = logging.getLogger("stages")
+
+
+def json_arg(text: str) -> dict[str, Any]:
+    """argparse type for ``--params '{"lr": 0.01}'`` (a JSON object)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {err}") from err
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
+
+
+def main_for(build_parser: Callable[[], argparse.ArgumentParser],
+             run: Callable[[argparse.Namespace], Any],
+             argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, call ``run``, and turn a :class:`StageError` into a clean exit."""
+    setup_logging()
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except StageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    return 0
