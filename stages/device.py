@@ -1,0 +1,63 @@
+"""Device choice, thread count and seeding, shared by every stage that runs torch."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+
+import numpy as np
+import torch
+
+from stages.errors import ConfigError
+
+log = logging.getLogger("stages.device")
+
+
+def resolve_device(requested: str = "auto") -> torch.device:
+    """Pick the device for a stage.
+
+    ``auto`` takes the GPU when one is usable and otherwise the CPU, saying so in the log when
+    a GPU was promised (``CUDA_VISIBLE_DEVICES`` set, as on a SLURM GPU node) but none works.
+    ``cuda`` fails with :class:`ConfigError` when no GPU is usable; ``cpu`` is always honoured.
+    """
+    if requested not in ("auto", "cpu", "cuda") and not requested.startswith("cuda:"):
+        raise ConfigError(f"unknown device '{requested}'; valid choices: auto, cpu, cuda, cuda:N")
+    usable = torch.cuda.is_available()
+    if requested == "cpu":
+        return torch.device("cpu")
+    if requested == "auto":
+        if usable:
+            return torch.device("cuda")
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if visible not in (None, "", "-1"):
+            log.warning("CUDA_VISIBLE_DEVICES=%s but torch sees no usable GPU: running on the CPU",
+                        visible)
+        return torch.device("cpu")
+    if not usable:
+        raise ConfigError(f"device '{requested}' was set in the config but torch sees no usable "
+                          "GPU; set device: auto (falls back to the CPU) or device: cpu")
+    return torch.device(requested)
+
+
+def configure_torch(threads: int | None, device: torch.device) -> None:
+    """Set the CPU thread count (from the rule's ``threads``) and fast GPU matmul (TF32)."""
+    if threads:
+        torch.set_num_threads(int(threads))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def seed_everything(seed: int) -> None:
+    """Fix Python's, NumPy's and torch's (CPU and CUDA) random streams."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def describe(device: torch.device) -> str:
+    """Human-readable device name recorded in every artifact (e.g. 'cpu (2 threads)')."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"

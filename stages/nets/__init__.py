@@ -1,0 +1,43 @@
+"""Network registry: build an autoencoder by name; check input shapes without importing torch."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from stages.errors import ConfigError
+from stages.nets.shapes import check_any, check_conv_input
+
+#: name -> (module, class, input check raising ValueError); modules import torch lazily
+NETWORKS: dict[str, tuple[str, str, Callable[[Sequence[int]], None]]] = {
+    "sae": ("stages.nets.dec", "StackedAutoencoder", check_any),
+    "cae": ("stages.nets.dec", "ConvAutoencoder", check_conv_input),
+}
+
+
+def network_names() -> list[str]:
+    return sorted(NETWORKS)
+
+
+def network_module(net: str) -> str:
+    """Dotted module that defines network ``net`` (the workflow lists its file as a rule input)."""
+    return NETWORKS[net][0]
+
+
+def check_network_input(net: str, input_shape: Sequence[int], dataset: str = "") -> None:
+    """Raise :class:`ConfigError` when network ``net`` cannot take samples of ``input_shape``."""
+    if net not in NETWORKS:
+        raise ConfigError(f"unknown network '{net}'; valid choices: {', '.join(network_names())}")
+    try:
+        NETWORKS[net][2](input_shape)
+    except ValueError as err:
+        where = f" on dataset '{dataset}'" if dataset else ""
+        raise ConfigError(f"network '{net}' cannot run{where}: {err}") from err
+
+
+def build_network(net: str, input_shape: Sequence[int], arch: dict[str, Any] | None = None):
+    """Instantiate network ``net`` (an ``nn.Module``) for samples of ``input_shape``."""
+    check_network_input(net, input_shape)
+    module, cls, _ = NETWORKS[net]
+    return getattr(importlib.import_module(module), cls)(input_shape, **(arch or {}))

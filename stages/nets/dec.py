@@ -1,0 +1,139 @@
+"""Autoencoders of the DEC family (DCEC paper, Guo et al. 2017, Sect. 4.2).
+
+* :class:`StackedAutoencoder` (SAE): fully connected d-500-500-2000-10, mirrored decoder, ReLU on
+  internal layers, linear input, embedding and output layers [paper].
+* :class:`ConvAutoencoder` (CAE): conv32(5,s2)-conv64(5,s2)-conv128(3,s2)-FC10, mirrored decoder
+  with transposed convolutions; 'same' padding except conv3, which is 'valid' when H % 8 != 0
+  (MNIST 28 -> 14 -> 7 -> 3), as in the authors' Keras code. No BatchNorm, no dropout [paper].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from stages.nets.shapes import check_conv_input
+
+
+def _mlp(dims: Sequence[int]) -> nn.Sequential:
+    """Linear layers ``dims[0] -> ... -> dims[-1]`` with ReLU between them, linear at the end."""
+    layers: list[nn.Module] = []
+    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+        layers.append(nn.Linear(d_in, d_out))
+        if i < len(dims) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class StackedAutoencoder(nn.Module):
+    """Fully connected autoencoder ``d-h1-...-hk-e`` with the mirrored decoder.
+
+    Args:
+        input_shape: shape of one sample; it is flattened, so (C,H,W) images work too.
+        hidden: widths of the hidden layers; the last is the embedding (default 500-500-2000-10).
+    """
+
+    def __init__(self, input_shape: Sequence[int], hidden: Sequence[int] = (500, 500, 2000, 10)):
+        super().__init__()
+        self.input_shape = tuple(input_shape)
+        d = 1
+        for s in self.input_shape:
+            d *= int(s)
+        self.embedding_dim = int(hidden[-1])
+        self.encoder = _mlp([d, *hidden])
+        self.decoder = _mlp([*reversed(hidden), d])
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, *input_shape) -> z: (B, embedding_dim)."""
+        return self.encoder(x.flatten(1))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z: (B, embedding_dim) -> x_hat: (B, *input_shape)."""
+        return self.decoder(z).view(z.shape[0], *self.input_shape)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (z (B, e), x_hat (B, *input_shape))."""
+        z = self.encode(x)
+        return z, self.decode(z)
+
+
+def _conv_out(size: int, kernel: int, stride: int, same: bool) -> int:
+    return -(-size // stride) if same else (size - kernel) // stride + 1
+
+
+class ConvAutoencoder(nn.Module):
+    """DCEC's convolutional autoencoder for (C, H, W) images with H, W >= 16.
+
+    Args:
+        input_shape: (C, H, W).
+        channels: filters of the three conv layers (default 32, 64, 128).
+        embedding_dim: width of the linear embedding layer (default 10 = number of clusters).
+    """
+
+    def __init__(self, input_shape: Sequence[int], channels: Sequence[int] = (32, 64, 128),
+                 embedding_dim: int = 10):
+        super().__init__()
+        check_conv_input(input_shape)
+        c_in, h, w = (int(s) for s in input_shape)
+        self.input_shape = (c_in, h, w)
+        self.embedding_dim = int(embedding_dim)
+        c1, c2, c3 = (int(c) for c in channels)
+        same3 = h % 8 == 0 and w % 8 == 0
+        pad3 = 1 if same3 else 0
+        sizes_h = [h, _conv_out(h, 5, 2, True)]
+        sizes_h.append(_conv_out(sizes_h[-1], 5, 2, True))
+        sizes_h.append(_conv_out(sizes_h[-1], 3, 2, same3))
+        sizes_w = [w, _conv_out(w, 5, 2, True)]
+        sizes_w.append(_conv_out(sizes_w[-1], 5, 2, True))
+        sizes_w.append(_conv_out(sizes_w[-1], 3, 2, same3))
+        self._code_shape = (c3, sizes_h[3], sizes_w[3])
+        flat = c3 * sizes_h[3] * sizes_w[3]
+        self.encoder = nn.Sequential(
+            nn.Conv2d(c_in, c1, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv2d(c1, c2, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv2d(c2, c3, 3, stride=2, padding=pad3), nn.ReLU(),
+            nn.Flatten(), nn.Linear(flat, self.embedding_dim),
+        )
+        self.decoder_fc = nn.Sequential(nn.Linear(self.embedding_dim, flat), nn.ReLU())
+        self.decoder_conv = nn.Sequential(
+            nn.ConvTranspose2d(c3, c2, 3, stride=2, padding=pad3,
+                               output_padding=_pads(sizes_h, sizes_w, 3, 3, pad3)),
+            nn.ReLU(),
+            nn.ConvTranspose2d(c2, c1, 5, stride=2, padding=2,
+                               output_padding=_pads(sizes_h, sizes_w, 2, 5, 2)),
+            nn.ReLU(),
+            nn.ConvTranspose2d(c1, c_in, 5, stride=2, padding=2,
+                               output_padding=_pads(sizes_h, sizes_w, 1, 5, 2)),
+        )
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, H, W) -> z: (B, embedding_dim)."""
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z: (B, embedding_dim) -> x_hat: (B, C, H, W)."""
+        h = self.decoder_fc(z).view(z.shape[0], *self._code_shape)
+        return self.decoder_conv(h)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (z (B, e), x_hat (B, C, H, W))."""
+        z = self.encode(x)
+        return z, self.decode(z)
+
+
+def _output_padding(target: int, source: int, kernel: int, padding: int) -> int:
+    """output_padding that makes ConvTranspose2d(stride 2) map ``source`` back to ``target``."""
+    out = (source - 1) * 2 - 2 * padding + kernel
+    extra = target - out
+    if extra not in (0, 1):
+        raise ValueError(f"cannot mirror size {source} -> {target} with kernel {kernel}")
+    return extra
+
+
+def _pads(sizes_h: list[int], sizes_w: list[int], level: int, kernel: int,
+          padding: int) -> tuple[int, int]:
+    """(h, w) output_padding of the transposed conv that undoes encoder conv ``level`` (1-based)."""
+    return (_output_padding(sizes_h[level - 1], sizes_h[level], kernel, padding),
+            _output_padding(sizes_w[level - 1], sizes_w[level], kernel, padding))

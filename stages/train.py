@@ -1,0 +1,259 @@
+"""The one training loop every method uses.
+
+The dataset lives on the device as one tensor; a *step* takes the batch
+``perm_e[b*B:(b+1)*B]`` where ``e = step // steps_per_epoch``, ``b = step % steps_per_epoch`` and
+``perm_e`` is a permutation drawn from a generator seeded with ``(seed, e)`` (or the identity when
+``shuffle`` is off, as DCEC's code does). The batch order therefore depends only on the step, so
+a run resumed from a checkpoint sees exactly the batches an uninterrupted run would.
+
+No host synchronisation happens in the inner loop: loss terms are summed on the device and read
+back every ``log_every`` steps, where they are checked for NaN/Inf, written to the history, and
+(every ``checkpoint_every`` steps) checkpointed. A checkpoint is only written after a clean
+check, so the last checkpoint is always a good one.
+
+A method plugs in with ``loss_fn(batch_indices) -> {"loss": total, term: value, ...}`` and,
+optionally, a :class:`PeriodicHook` called before every ``period``-th step (DEC's target update,
+DEPICT's per-epoch refresh) whose ``__call__`` may stop training.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from stages.errors import DataFileError, NonFiniteLossError
+
+log = logging.getLogger("stages.train")
+
+LossFn = Callable[[torch.Tensor], dict[str, torch.Tensor]]
+
+
+class PeriodicHook(Protocol):
+    """Called before step ``s`` whenever ``s % period == 0``; returns True to stop training.
+
+    It may append rows to the history it returns from :meth:`rows` and must round-trip its
+    state through ``state_dict``/``load_state_dict`` (tensors allowed) for resuming.
+    """
+
+    period: int
+
+    def __call__(self, step: int) -> bool: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class LoopConfig:
+    """How long and how to iterate.
+
+    Attributes:
+        batch_size: samples per step (the last batch of an epoch may be smaller).
+        max_steps: hard cap on optimisation steps.
+        shuffle: new permutation every epoch (True) or sequential batches (False).
+        seed: seeds the per-epoch permutations.
+        log_every: steps between host syncs (finiteness check, history row, progress).
+        checkpoint_every: steps between checkpoints (rounded up to a multiple of log_every).
+        autocast_bf16: run the forward pass under bf16 autocast on CUDA.
+    """
+
+    batch_size: int
+    max_steps: int
+    shuffle: bool = True
+    seed: int = 0
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    autocast_bf16: bool = False
+
+
+@dataclass
+class LoopResult:
+    steps: int
+    stopped_by_hook: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: int | None = None
+
+
+class Checkpointer:
+    """Saves and restores the complete loop state in one file, atomically."""
+
+    def __init__(self, path: str | os.PathLike | None):
+        self.path = Path(path) if path else None
+
+    def save(self, state: dict[str, Any]) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + f".tmp-{os.getpid()}")
+        torch.save(state, tmp)
+        os.replace(tmp, self.path)
+
+    def load(self) -> dict[str, Any] | None:
+        if self.path is None or not self.path.exists():
+            return None
+        try:
+            return torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt file
+            raise DataFileError(f"{self.path}: checkpoint cannot be read ({err}); delete it to "
+                                "restart this stage from the beginning") from err
+
+    def remove(self) -> None:
+        if self.path is not None and self.path.exists():
+            self.path.unlink()
+
+
+def steps_per_epoch(n_samples: int, batch_size: int) -> int:
+    return max(1, math.ceil(n_samples / batch_size))
+
+
+def batch_indices(step: int, n_samples: int, cfg: LoopConfig, device: torch.device) -> torch.Tensor:
+    """Indices (B,) of the samples used at ``step`` (see module docstring)."""
+    spe = steps_per_epoch(n_samples, cfg.batch_size)
+    epoch, b = divmod(step, spe)
+    start, stop = b * cfg.batch_size, min((b + 1) * cfg.batch_size, n_samples)
+    if not cfg.shuffle:
+        return torch.arange(start, stop, device=device)
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    return torch.randperm(n_samples, generator=gen)[start:stop].to(device)
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _progress(total: int, initial: int, desc: str):
+    if not sys.stderr.isatty():
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
+
+
+def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, n_samples: int,
+             cfg: LoopConfig, device: torch.device, *, hook: PeriodicHook | None = None,
+             scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+             checkpoint: Checkpointer | None = None, desc: str = "train") -> LoopResult:
+    """Optimise ``loss_fn`` for up to ``cfg.max_steps`` steps; see the module docstring.
+
+    Returns the number of steps taken, whether the hook stopped training, and the history: one
+    row per ``log_every`` steps with the mean of every loss term (``kind='train'``), plus the
+    rows the hook adds. Raises :class:`NonFiniteLossError` naming the epoch, the term and the last
+    good checkpoint when a loss term is NaN or Inf.
+    """
+    checkpoint = checkpoint or Checkpointer(None)
+    ckpt_every = max(cfg.log_every, math.ceil(cfg.checkpoint_every / cfg.log_every) * cfg.log_every)
+    spe = steps_per_epoch(n_samples, cfg.batch_size)
+    history: list[dict[str, Any]] = []
+    step, resumed_from, last_good = 0, None, "none (no checkpoint written yet)"
+
+    saved = checkpoint.load()
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if scheduler is not None and saved.get("scheduler") is not None:
+            scheduler.load_state_dict(saved["scheduler"])
+        if hook is not None and saved.get("hook") is not None:
+            hook.load_state_dict(saved["hook"])
+        _set_rng_state(saved["rng"])
+        step = resumed_from = int(saved["step"])
+        history = list(saved["history"])
+        last_good = str(checkpoint.path)
+        log.info("%s: resumed from %s at step %d", desc, checkpoint.path, step)
+        if saved.get("finished"):
+            return LoopResult(step, bool(saved.get("stopped_by_hook")), history, resumed_from)
+
+    def snapshot(finished: bool = False, stopped: bool = False) -> dict[str, Any]:
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "hook": hook.state_dict() if hook is not None else None, "rng": _rng_state(),
+                "step": step, "history": history, "finished": finished, "stopped_by_hook": stopped}
+
+    sums: dict[str, torch.Tensor] = {}
+    n_in_window = 0
+    bar = _progress(cfg.max_steps, step, desc)
+    amp = (torch.autocast("cuda", dtype=torch.bfloat16)
+           if cfg.autocast_bf16 and device.type == "cuda" else nullcontext())
+    stopped = False
+    model.train()
+    try:
+        while step < cfg.max_steps:
+            if hook is not None and step % hook.period == 0 and hook(step):
+                stopped = True
+                break
+            idx = batch_indices(step, n_samples, cfg, device)
+            with amp:
+                terms = loss_fn(idx)
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            for name, value in terms.items():
+                value = value.detach().float()
+                sums[name] = sums[name] + value if name in sums else value
+            n_in_window += 1
+            step += 1
+            if step % cfg.log_every == 0 or step == cfg.max_steps:
+                row = _flush(sums, n_in_window, step, spe, last_good)
+                history.append(row)
+                sums, n_in_window = {}, 0
+                if bar is not None:
+                    bar.update(cfg.log_every if step % cfg.log_every == 0 else step - bar.n)
+                    bar.set_postfix(loss=f"{row['loss']:.4g}")
+                if step % ckpt_every == 0 and checkpoint.path is not None:
+                    checkpoint.save(snapshot())
+                    last_good = str(checkpoint.path)
+        if n_in_window:
+            history.append(_flush(sums, n_in_window, step, spe, last_good))
+    finally:
+        if bar is not None:
+            bar.close()
+    return LoopResult(step, stopped, history, resumed_from)
+
+
+def _flush(sums: dict[str, torch.Tensor], count: int, step: int, spe: int,
+           last_good: str) -> dict[str, Any]:
+    """Read the summed loss terms back (one host sync), check them, and make a history row."""
+    names = list(sums)
+    means = (torch.stack([sums[n] for n in names]) / count).tolist()
+    row: dict[str, Any] = {"kind": "train", "step": step, "epoch": (step - 1) // spe}
+    for name, value in zip(names, means, strict=True):
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"loss term '{name}' became {value} in epoch {row['epoch']} (steps "
+                f"{step - count + 1}-{step}); last good checkpoint: {last_good}. Lower the "
+                "learning rate or check the input data for extreme values.")
+        row[name] = value
+    return row
+
+
+@torch.inference_mode()
+def map_batches(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                batch_size: int = 4096) -> torch.Tensor:
+    """Apply ``fn`` to ``x`` (N, ...) in large batches without autograd; returns (N, ...)."""
+    return torch.cat([fn(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+
+
+def iter_chunks(n: int, size: int) -> Iterator[slice]:
+    for i in range(0, n, size):
+        yield slice(i, min(i + size, n))
