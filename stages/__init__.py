@@ -1,3 +1,3 @@
-"""Stages of the deep-clustering workflow: one module per stage, run as ``python -m stages.<stage>``."""
+"""Stages of the deep-clustering workflow, one module per stage: ``python -m stages.<stage>``."""
 
 __version__ = "0.1.0"

@@ -120,3 +120,13 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]],
+              columns: Sequence[str] = ()) -> None:
+    """Write rows (dicts) as CSV, atomically; ``columns`` is the header when there are none."""
+    import pandas as pd
+
+    frame = pd.DataFrame(list(rows), columns=list(columns) or None)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)

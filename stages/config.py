@@ -1,0 +1,116 @@
+"""Semantic checks of the workflow configuration and the resolved recipes each job receives.
+
+The JSON schema (``workflow/schemas/config.schema.yaml``) checks types and ranges; this module
+checks what a schema cannot: names that refer to each other, dataset/network pairs that cannot
+work, and it resolves ``{paper: A, quick: B}`` values by the chosen schedule. It imports no torch,
+so the Snakefile can call it on every invocation cheaply.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from stages.data.registry import dataset_names, get_dataset_spec
+from stages.errors import ConfigError
+from stages.methods import BASELINE_MODULE, head_module
+from stages.nets import check_network_input, network_module, network_names
+
+SCHEDULES = ("quick", "paper")
+
+
+def resolve_schedule(value: Any, schedule: str) -> Any:
+    """Pick ``value[schedule]`` from ``{paper: A, quick: B}``; recurse into dicts and lists."""
+    if isinstance(value, dict):
+        if set(value) == set(SCHEDULES):
+            return value[schedule]
+        return {k: resolve_schedule(v, schedule) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_schedule(v, schedule) for v in value]
+    return value
+
+
+def _choices(names: Any) -> str:
+    return ", ".join(sorted(names))
+
+
+def validate(config: dict[str, Any]) -> None:
+    """Raise :class:`ConfigError` on the first inconsistency, naming the value and valid choices."""
+    methods = config["methods"]
+    for name, recipe in methods.items():
+        family = recipe["family"]
+        if family == "baseline":
+            if "algorithm" not in recipe:
+                raise ConfigError(f"method '{name}': a baseline needs 'algorithm' "
+                                  "(kmeans, gmm or spectral)")
+            continue
+        for key in ("ae", "init", "head"):
+            if key not in recipe:
+                raise ConfigError(f"method '{name}': missing '{key}'")
+        if recipe["ae"] not in config["autoencoders"]:
+            raise ConfigError(f"method '{name}': unknown autoencoder '{recipe['ae']}'; valid "
+                              f"choices: {_choices(config['autoencoders'])}")
+        if recipe["init"] not in config["inits"]:
+            raise ConfigError(f"method '{name}': unknown init '{recipe['init']}'; valid choices: "
+                              f"{_choices(config['inits'])}")
+        head_module(recipe["head"])
+    for ae_name, ae in config["autoencoders"].items():
+        if ae["net"] not in network_names():
+            raise ConfigError(f"autoencoder '{ae_name}': unknown net '{ae['net']}'; valid "
+                              f"choices: {_choices(network_names())}")
+    for dataset, entry in config["datasets"].items():
+        if dataset not in dataset_names():
+            raise ConfigError(f"unknown dataset '{dataset}'; valid choices: "
+                              f"{_choices(dataset_names())}")
+        spec = get_dataset_spec(dataset)
+        for method in entry["methods"]:
+            if method not in methods:
+                raise ConfigError(f"dataset '{dataset}': unknown method '{method}'; valid "
+                                  f"choices: {_choices(methods)}")
+            recipe = methods[method]
+            if recipe["family"] != "baseline":
+                net = config["autoencoders"][recipe["ae"]]["net"]
+                try:
+                    check_network_input(net, spec.input_shape, dataset)
+                except ConfigError as err:
+                    raise ConfigError(f"method '{method}' on dataset '{dataset}': {err}. Remove "
+                                      f"'{method}' from datasets.{dataset}.methods.") from err
+
+
+def method_recipe(config: dict[str, Any], method: str) -> dict[str, Any]:
+    """The fully resolved recipe of ``method``: head defaults merged, schedule applied."""
+    recipe = copy.deepcopy(config["methods"][method])
+    head = recipe.get("head")
+    merged = {**copy.deepcopy(config.get("head_defaults", {}).get(head, {})), **recipe}
+    merged["name"] = method
+    merged["checkpoint_every"] = config["checkpoint_every"]
+    return resolve_schedule(merged, config["schedule"])
+
+
+def autoencoder_recipe(config: dict[str, Any], ae: str) -> dict[str, Any]:
+    """The resolved recipe of autoencoder ``ae`` (schedule applied)."""
+    recipe = copy.deepcopy(config["autoencoders"][ae])
+    recipe["name"] = ae
+    recipe["checkpoint_every"] = config["checkpoint_every"]
+    return resolve_schedule(recipe, config["schedule"])
+
+
+def init_recipe(config: dict[str, Any], init: str) -> dict[str, Any]:
+    return resolve_schedule({**copy.deepcopy(config["inits"][init]), "name": init},
+                            config["schedule"])
+
+
+def runs(config: dict[str, Any]) -> list[tuple[str, str, int]]:
+    """Every (dataset, method, seed) the configuration asks for."""
+    return [(d, m, s) for d, entry in config["datasets"].items() for m in entry["methods"]
+            for s in config["seeds"]]
+
+
+def method_modules(config: dict[str, Any], method: str) -> list[str]:
+    """Dotted modules that the finetune/baseline job of ``method`` executes."""
+    recipe = config["methods"][method]
+    if recipe["family"] == "baseline":
+        return [BASELINE_MODULE]
+    modules = [network_module(config["autoencoders"][recipe["ae"]]["net"])]
+    head = head_module(recipe["head"])
+    return modules + ([head] if head else [])

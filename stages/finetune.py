@@ -1,0 +1,98 @@
+"""Fine-tune a clustering method on a pretrained autoencoder: ``python -m stages.finetune``.
+
+Reads the prepared data, the pretrained model, its embeddings and the init artifact; runs the
+recipe's head (``stages.methods.HEADS``) and writes into ``--out-dir``:
+
+* ``labels.h5``: ``labels`` (N,) int64, ``embedding`` (N, d) float32, attributes ``dataset``,
+  ``method``, ``family``, ``seed``, ``device``, ``timings`` (seconds per stage), ``provenance``;
+* ``history.csv``: loss terms every ``log_every`` steps and a row per target update (with the
+  label change and, for monitoring only, ACC/NMI); no rows for heads without fine-tuning;
+* ``model.pt`` for heads that train.
+
+A ``checkpoint.pt`` in the folder is resumed from when the job restarts, then removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from stages.artifacts import read_arrays, write_arrays, write_csv
+from stages.cli import json_arg, main_for
+from stages.data import read_dataset
+from stages.device import configure_torch, describe, resolve_device, seed_everything
+from stages.errors import DataFileError
+from stages.methods import head_module
+from stages.models import load_model, save_model
+from stages.provenance import provenance
+from stages.train import Checkpointer
+
+log = logging.getLogger("stages.finetune")
+
+HISTORY_COLUMNS = ["kind", "step", "epoch", "loss", "delta_label", "acc", "nmi"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m stages.finetune", description=__doc__)
+    p.add_argument("--data", required=True)
+    p.add_argument("--model", required=True, help="pretrain/.../model.pt")
+    p.add_argument("--embedding", required=True, help="embed/.../seedS.h5")
+    p.add_argument("--init", required=True, help="init/.../INIT.h5")
+    p.add_argument("--params", required=True, type=json_arg, help="resolved method recipe")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--log-every", type=int, default=20)
+    return p
+
+
+def run(args: argparse.Namespace) -> None:
+    t0 = time.perf_counter()
+    recipe = args.params
+    out = Path(args.out_dir)
+    data = read_dataset(args.data)
+    init, init_attrs = read_arrays(args.init, required=["centres", "labels"])
+    emb, _ = read_arrays(args.embedding, required=["Z"])
+    if init["labels"].shape[0] != data.X.shape[0] or emb["Z"].shape[0] != data.X.shape[0]:
+        raise DataFileError(f"{args.init} / {args.embedding} have {init['labels'].shape[0]} / "
+                            f"{emb['Z'].shape[0]} rows but {args.data} has {data.X.shape[0]}: "
+                            "they come from another dataset; delete them and rerun")
+    timings = dict(init_attrs["timings"])
+    module = head_module(recipe["head"])
+    attrs = {"stage": "finetune", "dataset": data.name, "method": recipe["name"],
+             "family": recipe["family"], "seed": args.seed, "n_clusters": data.n_clusters,
+             "provenance": provenance(recipe, args.seed)}
+    if module is None:  # k-means on the pretrained embedding: nothing to fine-tune
+        timings["finetune"] = time.perf_counter() - t0
+        write_csv(out / "history.csv", [], columns=HISTORY_COLUMNS)
+        write_arrays(out / "labels.h5", {"labels": init["labels"], "embedding": emb["Z"]},
+                     {**attrs, "timings": timings, "device": init_attrs["device"]})
+        return
+
+    device = resolve_device(args.device)
+    configure_torch(args.threads, device)
+    seed_everything(args.seed)
+    autoencoder, payload = load_model(args.model, device)
+    x = torch.as_tensor(data.X, device=device)
+    result = importlib.import_module(module).finetune(
+        autoencoder, x, torch.as_tensor(init["centres"]), recipe, seed=args.seed,
+        y_true=data.y, checkpoint=Checkpointer(out / "checkpoint.pt"), log_every=args.log_every)
+    timings["finetune"] = time.perf_counter() - t0
+    save_model(out / "model.pt", payload["net"], data.input_shape, payload["arch"],
+               result.state_dict, {**attrs, "info": result.info})
+    write_csv(out / "history.csv", result.history,
+              columns=HISTORY_COLUMNS if not result.history else ())
+    write_arrays(out / "labels.h5", {"labels": result.labels, "embedding": result.embedding},
+                 {**attrs, "timings": timings, "device": describe(device), "info": result.info})
+    Checkpointer(out / "checkpoint.pt").remove()
+    log.info("%s on %s: %s in %.1f s", recipe["name"], data.name, result.info, timings["finetune"])
+
+
+if __name__ == "__main__":
+    main_for(build_parser, run)

@@ -1,0 +1,53 @@
+"""Initialise a clustering head on the embeddings: ``python -m stages.init``.
+
+``kmeans``: scikit-learn k-means with ``n_init`` restarts (DCEC's code: 20) on Z (N, d); writes
+``centres`` (K, d) float32 and ``labels`` (N,) int64, plus the upstream timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from sklearn.cluster import KMeans
+
+from stages.artifacts import read_arrays, write_arrays
+from stages.cli import json_arg, main_for
+from stages.errors import ConfigError
+from stages.provenance import provenance
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m stages.init", description=__doc__)
+    p.add_argument("--embedding", required=True, help="embed/.../seedS.h5")
+    p.add_argument("--params", required=True, type=json_arg, help="resolved init recipe")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    return p
+
+
+def kmeans_init(z: np.ndarray, n_clusters: int, n_init: int,
+                seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """k-means on z (N, d) -> (centres (K, d) float32, labels (N,) int64)."""
+    km = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed).fit(z)
+    return km.cluster_centers_.astype(np.float32), km.labels_.astype(np.int64)
+
+
+def run(args: argparse.Namespace) -> None:
+    t0 = time.perf_counter()
+    arrays, attrs = read_arrays(args.embedding, required=["Z"])
+    recipe = args.params
+    if recipe["algorithm"] != "kmeans":
+        raise ConfigError(f"unknown init algorithm '{recipe['algorithm']}'; valid choices: kmeans")
+    centres, labels = kmeans_init(arrays["Z"], int(attrs["n_clusters"]),
+                                  int(recipe.get("n_init", 20)), args.seed)
+    timings = {**attrs["timings"], "init": time.perf_counter() - t0}
+    write_arrays(args.out, {"centres": centres, "labels": labels},
+                 {"stage": "init", "dataset": attrs["dataset"], "n_clusters": attrs["n_clusters"],
+                  "timings": timings, "device": attrs["device"],
+                  "provenance": provenance(recipe, args.seed)})
+
+
+if __name__ == "__main__":
+    main_for(build_parser, run)

@@ -1,0 +1,42 @@
+"""Pure functions shared by several methods: target distributions and the KL clustering loss."""
+
+from __future__ import annotations
+
+import torch
+
+_EPS = 1e-12
+
+
+def target_distribution(q: torch.Tensor, power: float = 2.0,
+                        freq_exponent: float = 1.0) -> torch.Tensor:
+    """Sharpened, frequency-normalised target ``p_ij ∝ q_ij^power / f_j^freq_exponent``.
+
+    ``f_j = Σ_i q_ij`` over the rows given. DEC/DCEC (Eq. 8): power 2, freq_exponent 1;
+    DEPICT's Eq. 7 is power 1, freq_exponent 0.5.
+
+    Args:
+        q: soft assignments (N, K), rows summing to one.
+    Returns:
+        p: (N, K), rows summing to one.
+    """
+    f = q.sum(dim=0).clamp_min(_EPS)
+    weight = q.pow(power) / f.pow(freq_exponent)
+    return weight / weight.sum(dim=1, keepdim=True).clamp_min(_EPS)
+
+
+def kl_divergence(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """``mean_i Σ_j p_ij log(p_ij / q_ij)`` (Keras 'kld': per-sample sum, batch mean).
+
+    Args:
+        p: target (B, K); q: prediction (B, K). Both are clipped to [eps, 1] as Keras does.
+    Returns:
+        scalar tensor.
+    """
+    p = p.clamp(eps, 1.0)
+    q = q.clamp(eps, 1.0)
+    return (p * (p.log() - q.log())).sum(dim=1).mean()
+
+
+def reconstruction_mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-element mean squared error (Keras 'mse' averaged over the batch): scalar."""
+    return torch.mean((x_hat - x) ** 2)

@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+import torch
+
+from stages.methods.common import kl_divergence, target_distribution
+from stages.methods.dec import ClusteringAutoencoder, TargetUpdate, student_t_assign
+from stages.nets import build_network
+
+
+def test_student_t_matches_hand_computation():
+    z = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    centres = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
+    q = student_t_assign(z, centres)
+    # point 0: kernels 1/(1+0)=1, 1/(1+1)=0.5 -> (2/3, 1/3); point 1: 1/(1+2), 1/(1+1) -> (0.4, 0.6)
+    expected = torch.tensor([[2 / 3, 1 / 3], [0.4, 0.6]])
+    assert torch.allclose(q, expected, atol=1e-6)
+
+
+def test_dec_target_distribution_by_hand():
+    q = torch.tensor([[0.8, 0.2], [0.4, 0.6]])
+    p = target_distribution(q)  # q^2 / f, f = (1.2, 0.8)
+    w = np.array([[0.64 / 1.2, 0.04 / 0.8], [0.16 / 1.2, 0.36 / 0.8]])
+    expected = w / w.sum(1, keepdims=True)
+    assert np.allclose(p.numpy(), expected, atol=1e-6)
+    assert torch.allclose(p.sum(1), torch.ones(2))
+    # sharpening: the dominant assignment of each point grows
+    assert p[0, 0] > q[0, 0] and p[1, 1] > q[1, 1]
+
+
+def test_target_distribution_generalises_depict_eq7():
+    q = torch.tensor([[0.8, 0.2], [0.4, 0.6]])
+    p = target_distribution(q, power=1.0, freq_exponent=0.5)
+    w = q.numpy() / np.sqrt(q.numpy().sum(0))
+    assert np.allclose(p.numpy(), w / w.sum(1, keepdims=True), atol=1e-6)
+
+
+def test_kl_zero_for_equal_and_positive_otherwise():
+    q = torch.tensor([[0.7, 0.3], [0.1, 0.9]])
+    assert kl_divergence(q, q).item() == pytest.approx(0.0, abs=1e-7)
+    p = target_distribution(q)
+    expected = float((p * (p / q).log()).sum(1).mean())
+    assert kl_divergence(p, q).item() == pytest.approx(expected, rel=1e-5)
+    assert kl_divergence(p, q).item() > 0
+
+
+def _hook(period=3, tol=0.01):
+    torch.manual_seed(0)
+    ae = build_network("sae", (4,), {"hidden": [8, 2]})
+    model = ClusteringAutoencoder(ae, torch.randn(3, 2))
+    x = torch.randn(50, 4)
+    return TargetUpdate(model, x, np.zeros(50, dtype=np.int64), period, tol), model
+
+
+def test_target_update_stop_rule():
+    hook, model = _hook()
+    assert hook(0) is False  # first update never stops
+    assert hook.p.shape == (50, 3)
+    assert hook(3) is True   # nothing changed: 0% < tol
+    with torch.no_grad():   # move the centres so that labels change
+        model.centres.mul_(-1.0).add_(3.0 * torch.randn_like(model.centres))
+    changed = hook(6)
+    delta = hook.rows[-1]["delta_label"]
+    assert delta > 0
+    assert changed is (delta < hook.tol)
+    assert {"acc", "nmi", "delta_label", "step"} <= set(hook.rows[-1])
+
+
+def test_target_update_state_round_trip():
+    hook, _ = _hook()
+    hook(0)
+    other, _ = _hook()
+    other.load_state_dict(hook.state_dict())
+    assert torch.equal(other.p, hook.p) and other.rows == hook.rows

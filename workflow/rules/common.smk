@@ -1,0 +1,67 @@
+# Helpers shared by the rule files: config checks, recipes passed to the stages, code inputs.
+import json
+import shlex
+import sys
+from pathlib import Path
+
+REPO = Path(workflow.basedir)
+if str(REPO) not in sys.path:  # the stages package, when not pip-installed
+    sys.path.insert(0, str(REPO))
+
+from stages import config as stage_config  # noqa: E402
+from stages.errors import ConfigError  # noqa: E402
+
+try:
+    stage_config.validate(config)
+except ConfigError as err:
+    raise WorkflowError(f"config.yaml: {err}") from None
+
+RUNS = stage_config.runs(config)
+DATASETS = sorted(config["datasets"])
+METHODS = sorted({m for _, m, _ in RUNS})
+DEEP_METHODS = [m for m in METHODS if config["methods"][m]["family"] != "baseline"]
+BASELINES = [m for m in METHODS if config["methods"][m]["family"] == "baseline"]
+DEVICE = config["device"]
+THREADS = config["threads"]
+GPU = 1 if config["gpu_resources"] else 0
+
+
+def _alternatives(names):
+    return "|".join(map(__import__("re").escape, names)) or "(?!x)x"
+
+
+wildcard_constraints:
+    dataset=_alternatives(DATASETS),
+    seed=r"\d+",
+    ae=_alternatives(config["autoencoders"]),
+    init=_alternatives(config["inits"]),
+
+
+def expand_runs(pattern):
+    """``pattern`` formatted for every (dataset, method, seed) the config asks for."""
+    return [pattern.format(dataset=d, method=m, seed=s) for d, m, s in RUNS]
+
+
+def sources(*modules):
+    """Files of the stage modules a job executes: listed as inputs so edits rerun the job."""
+    return [str(REPO / (m.replace(".", "/") + ".py")) for m in modules]
+
+
+def quoted(obj):
+    """A JSON argument for the shell command (params are compared to decide what is stale)."""
+    return shlex.quote(json.dumps(obj, sort_keys=True))
+
+
+def recipe(method):
+    return stage_config.method_recipe(config, method)
+
+
+def ae_of(method):
+    return config["methods"][method]["ae"]
+
+
+def init_of(method):
+    return config["methods"][method]["init"]
+
+
+TRAIN_MODULES = ["stages.train", "stages.device", "stages.models"]

@@ -1,0 +1,53 @@
+# Autoencoder pretraining and embedding: one autoencoder per (dataset, ae, seed), shared by
+# every method whose recipe names it.
+
+
+rule pretrain:
+    input:
+        data="results/data/{dataset}.h5",
+        code=lambda w: sources(
+            "stages.pretrain",
+            *TRAIN_MODULES,
+            "stages.methods.common",
+            stage_config.network_module(config["autoencoders"][w.ae]["net"]),
+        ),
+    output:
+        model="results/pretrain/{dataset}/{ae}/seed{seed}/model.pt",
+        history="results/pretrain/{dataset}/{ae}/seed{seed}/history.csv",
+    params:
+        recipe=lambda w: quoted(stage_config.autoencoder_recipe(config, w.ae)),
+        out_dir=lambda w, output: str(Path(output.model).parent),
+    threads: THREADS
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=240,
+    log:
+        "logs/pretrain/{dataset}/{ae}/seed{seed}.log",
+    benchmark:
+        "benchmarks/pretrain/{dataset}/{ae}/seed{seed}.tsv"
+    shell:
+        "python -m stages.pretrain --data {input.data} --params {params.recipe}"
+        " --seed {wildcards.seed} --out-dir {params.out_dir} --device {DEVICE}"
+        " --threads {threads} --log-every {config[log_every]} 2> {log}"
+
+
+rule embed:
+    input:
+        data="results/data/{dataset}.h5",
+        model="results/pretrain/{dataset}/{ae}/seed{seed}/model.pt",
+        code=sources("stages.embed", *TRAIN_MODULES),
+    output:
+        "results/embed/{dataset}/{ae}/seed{seed}.h5",
+    threads: THREADS
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=20,
+    log:
+        "logs/embed/{dataset}/{ae}/seed{seed}.log",
+    benchmark:
+        "benchmarks/embed/{dataset}/{ae}/seed{seed}.tsv"
+    shell:
+        "python -m stages.embed --data {input.data} --model {input.model} --out {output}"
+        " --device {DEVICE} --threads {threads} 2> {log}"
