@@ -23,7 +23,7 @@ from stages.methods.common import reconstruction_mse
 from stages.models import save_model
 from stages.nets import build_network
 from stages.provenance import provenance
-from stages.train import Checkpointer, LoopConfig, run_loop, steps_per_epoch
+from stages.train import Checkpointer, LoopConfig, LoopResult, run_loop, steps_per_epoch
 
 log = logging.getLogger("stages.pretrain")
 
@@ -51,6 +51,26 @@ def make_optimizer(params: list[torch.nn.Parameter], spec: dict) -> torch.optim.
     raise ConfigError(f"unknown optimizer '{name}'; valid choices: adam, sgd")
 
 
+def pretrain_autoencoder(model: torch.nn.Module, x: torch.Tensor, recipe: dict, *, seed: int,
+                         log_every: int = 20, checkpoint: Checkpointer | None = None) -> LoopResult:
+    """Train autoencoder ``model`` to reconstruct x (N, ...) with per-element MSE.
+
+    ``recipe``: ``epochs``, ``batch_size``, ``optimizer`` ({name, lr, ...}), ``checkpoint_every``.
+    """
+    def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        xb = x[idx]
+        _, x_hat = model(xb)
+        return {"loss": reconstruction_mse(x_hat, xb)}
+
+    spe = steps_per_epoch(x.shape[0], recipe["batch_size"])
+    cfg = LoopConfig(batch_size=recipe["batch_size"], max_steps=recipe["epochs"] * spe,
+                     shuffle=True, seed=seed, log_every=min(log_every, spe),
+                     checkpoint_every=recipe.get("checkpoint_every", 1000))
+    return run_loop(model, make_optimizer(list(model.parameters()), recipe["optimizer"]), loss_fn,
+                    x.shape[0], cfg, x.device, checkpoint=checkpoint,
+                    desc=f"pretrain {recipe.get('name', '')}")
+
+
 def run(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     recipe = args.params
@@ -65,20 +85,8 @@ def run(args: argparse.Namespace) -> None:
     x = torch.as_tensor(data.X, device=device)
     out = Path(args.out_dir)
     checkpoint = Checkpointer(out / "checkpoint.pt")
-
-    def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        xb = x[idx]
-        _, x_hat = model(xb)
-        loss = reconstruction_mse(x_hat, xb)
-        return {"loss": loss}
-
-    spe = steps_per_epoch(x.shape[0], recipe["batch_size"])
-    cfg = LoopConfig(batch_size=recipe["batch_size"], max_steps=recipe["epochs"] * spe,
-                     shuffle=True, seed=args.seed, log_every=min(args.log_every, spe),
-                     checkpoint_every=recipe.get("checkpoint_every", 1000))
-    result = run_loop(model, make_optimizer(list(model.parameters()), recipe["optimizer"]),
-                      loss_fn, x.shape[0], cfg, device, checkpoint=checkpoint,
-                      desc=f"pretrain {recipe['name']}")
+    result = pretrain_autoencoder(model, x, recipe, seed=args.seed, log_every=args.log_every,
+                                  checkpoint=checkpoint)
     wall = time.perf_counter() - t0
     meta = {"stage": "pretrain", "wall_s": wall, "device": describe(device),
             "dataset": data.name, "steps": result.steps, "resumed_from_step": result.resumed_from,

@@ -37,7 +37,7 @@ def student_t_assign(z: torch.Tensor, centres: torch.Tensor, alpha: float = 1.0)
     Returns:
         q: (N, K), rows summing to one.
     """
-    dist2 = torch.cdist(z, centres).pow(2)
+    dist2 = (z.unsqueeze(1) - centres.unsqueeze(0)).pow(2).sum(dim=2)  # finite grad at 0
     kernel = (1.0 + dist2 / alpha).pow(-(alpha + 1.0) / 2.0)
     return kernel / kernel.sum(dim=1, keepdim=True)
 
@@ -151,7 +151,8 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, centres: torch.Tensor, par
                       checkpoint=checkpoint, desc="finetune")
     model.eval()
     z = map_batches(autoencoder.encode, x)
-    labels = student_t_assign(z, model.centres, model.alpha).argmax(dim=1)
+    with torch.inference_mode():
+        labels = student_t_assign(z, model.centres, model.alpha).argmax(dim=1)
     history = sorted(result.history + hook.rows, key=lambda r: (r["step"], r["kind"] != "target"))
     return FinetuneResult(
         labels=labels.cpu().numpy().astype(np.int64), embedding=z.cpu().numpy().astype(np.float32),

@@ -65,3 +65,8 @@ def init_of(method):
 
 
 TRAIN_MODULES = ["stages.train", "stages.device", "stages.models"]
+DATA_FETCH_MODULES = [f"stages.data.{m}" for m in ("registry", "manifest", "download", "checksum")]
+DATA_PREPARE_MODULES = [
+    f"stages.data.{m}"
+    for m in ("registry", "manifest", "sources", "idx", "synthetic", "dataset", "checksum")
+]

@@ -74,4 +74,4 @@ rule figures:
     shell:
         "OMP_NUM_THREADS={threads} python -m stages.figures --data {input.data}"
         " --labels {input.labels} {params.history} {params.pretrain} --seed {wildcards.seed}"
-        " --out {output} 2> {log}"
+        " --threads {threads} --out {output} 2> {log}"

@@ -1,0 +1,372 @@
+"""Stage ``aggregate``: collect per-run metrics into tables, beside the papers' numbers.
+
+``python -m stages.aggregate --metrics results/metrics/D/M/seedS.json ... --out-dir results/tables
+[--reference stages/reference/paper_results.csv]``
+
+Writes, atomically, into ``--out-dir``:
+
+* ``all.csv``: one row per dataset x method x seed (metrics in [0, 1], stage wall times);
+* ``summary.csv``: mean and sample standard deviation (ddof = 1) over seeds per
+  dataset x method, with ``n_seeds``;
+* ``paper_vs_ours.md``: per dataset, our mean +- std ACC and NMI in percent beside the
+  published numbers from the reference CSV, and the differences.
+
+The reference CSV has one published number per row (columns ``paper, method, dataset,
+metric, value, source``; values in percent as printed). Adding another paper's table is
+adding rows; the NMI variant for its rows comes from :data:`PAPER_NMI_VARIANT`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from stages.artifacts import atomic_path, read_json
+from stages.cli import main_for
+from stages.errors import DataFileError
+from stages.metrics import METRIC_KEYS
+
+log = logging.getLogger("stages.aggregate")
+
+DEFAULT_REFERENCE = Path(__file__).resolve().parent / "reference" / "paper_results.csv"
+
+#: Stages whose wall time is reported first, in pipeline order; others follow by name.
+STAGE_ORDER: tuple[str, ...] = ("prepare", "pretrain", "embed", "init", "finetune")
+
+#: Our dataset name -> the paper's dataset column it is compared against.
+DATASET_TO_PAPER: dict[str, str] = {
+    "mnist": "MNIST-full",
+    "mnist-test": "MNIST-test",
+    "mnist5k": "MNIST-test",
+    "usps": "USPS",
+}
+
+#: Notes printed under a dataset's heading in ``paper_vs_ours.md``.
+DATASET_NOTES: dict[str, str] = {
+    "mnist5k": ("mnist5k is a 5,000-image subset of MNIST; it is compared against the "
+                "papers' figures for the 10,000-image MNIST-test set."),
+    "usps": ("USPS is 9,298 images (train + test) in the DCEC and DSCDAN papers and 11,000 "
+             "in DEPICT and RMN-GMM; check that the paper row used the same data."),
+}
+
+#: Notes on published rows, printed under the tables when the method appears.
+METHOD_NOTES: dict[str, str] = {
+    "dec-public": ("dec-public is DEC† of the DCEC paper, obtained with DEC's public code and "
+                   "its own pretraining; it is not comparable to the shared-SAE dec row."),
+    "sec": "sec is Spectral Embedded Clustering, reported by the DCEC paper for MNIST-full only.",
+}
+
+#: NMI variant the paper of each method family reported (methods.md §0.1).
+FAMILY_NMI_VARIANT: dict[str, str] = {
+    "dec": "nmi_sqrt",
+    "saip": "nmi_sqrt",
+    "baseline": "nmi_sqrt",
+    "dscdan": "nmi_max",
+    "depict": "nmi_max",
+    "rmn-gmm": "nmi_max",
+}
+
+#: NMI variant each paper (the reference CSV's ``paper`` column) reported. A row compared
+#: against a paper uses that paper's variant; otherwise the family's; else sqrt.
+PAPER_NMI_VARIANT: dict[str, str] = {
+    "dcec": "nmi_sqrt",
+    "saip": "nmi_sqrt",
+    "dscdan": "nmi_max",
+    "depict": "nmi_max",
+    "rmn-gmm": "nmi_max",
+}
+
+DEFAULT_NMI_VARIANT = "nmi_sqrt"
+
+REFERENCE_COLUMNS: tuple[str, ...] = ("paper", "method", "dataset", "metric", "value", "source")
+
+_ID_COLUMNS = ("dataset", "method", "family", "seed")
+_TAIL_COLUMNS = ("device", "n", "n_clusters", "n_predicted_clusters", "config_hash")
+_REQUIRED_KEYS = ("dataset", "method", "seed", "metrics")
+
+
+# --------------------------------------------------------------------------- per-run table
+
+
+def _stage_columns(stages: set[str]) -> list[str]:
+    ordered = [s for s in STAGE_ORDER if s in stages]
+    ordered += sorted(stages - set(STAGE_ORDER))
+    return [f"wall_s_{s}" for s in ordered]
+
+
+def load_records(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Read metrics JSONs written by ``stages.evaluate``; check each has what tables need."""
+    records = []
+    for path in paths:
+        record = read_json(path)
+        missing = [key for key in _REQUIRED_KEYS if key not in record]
+        metrics = record.get("metrics")
+        if not missing and isinstance(metrics, dict):
+            missing = [f"metrics.{key}" for key in METRIC_KEYS if key not in metrics]
+        elif not missing:
+            missing = ["metrics (a mapping)"]
+        if missing:
+            raise DataFileError(f"{path}: missing {missing}; it is not a metrics file from "
+                                "stages.evaluate. Delete it and rerun the evaluate stage.")
+        records.append(record)
+    return records
+
+
+def runs_table(records: Sequence[dict[str, Any]],
+               paths: Sequence[str | Path] | None = None) -> pd.DataFrame:
+    """One row per dataset x method x seed (the ``all.csv`` table).
+
+    Columns: dataset, method, family, seed, the metrics of :data:`METRIC_KEYS`,
+    ``wall_s_<stage>`` for every stage timed in any record, ``wall_s_total`` (sum of the
+    stages present in that run), device, n, n_clusters, n_predicted_clusters, config_hash.
+    Raises :class:`DataFileError` when two records describe the same run.
+    """
+    stages = {str(s) for r in records for s in (r.get("timings") or {})}
+    stage_cols = _stage_columns(stages)
+    rows = []
+    for record in records:
+        row: dict[str, Any] = {
+            "dataset": str(record["dataset"]),
+            "method": str(record["method"]),
+            "family": str(record.get("family", "unknown")),
+            "seed": int(record["seed"]),
+        }
+        row.update({key: float(record["metrics"][key]) for key in METRIC_KEYS})
+        timings = record.get("timings") or {}
+        for col in stage_cols:
+            value = timings.get(col.removeprefix("wall_s_"))
+            row[col] = float(value) if value is not None else math.nan
+        present = [float(v) for v in timings.values() if v is not None]
+        row["wall_s_total"] = sum(present) if present else math.nan
+        for key in _TAIL_COLUMNS:
+            row[key] = record.get(key)
+        rows.append(row)
+    columns = [*_ID_COLUMNS, *METRIC_KEYS, *stage_cols, "wall_s_total", *_TAIL_COLUMNS]
+    table = pd.DataFrame(rows, columns=columns)
+    dup = table.duplicated(subset=["dataset", "method", "seed"], keep=False)
+    if dup.any():
+        where = table.loc[dup, ["dataset", "method", "seed"]].drop_duplicates()
+        names = [str(p) for p, d in zip(paths or [], dup, strict=False) if d]
+        raise DataFileError(f"the same run appears in several metrics files: "
+                            f"{where.to_dict('records')} {names}; pass each run once.")
+    return table.sort_values(["dataset", "method", "seed"], kind="stable").reset_index(drop=True)
+
+
+def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sample std (ddof = 1; empty for one seed) over seeds per dataset x method.
+
+    Columns: dataset, method, family, n_seeds, then ``<col>_mean`` and ``<col>_std`` for
+    every metric and wall-time column of ``runs``.
+    """
+    value_cols = [*METRIC_KEYS, *[c for c in runs.columns if c.startswith("wall_s_")]]
+    grouped = runs.groupby(["dataset", "method"], sort=True)
+    out = grouped.agg(family=("family", lambda s: "/".join(sorted(set(s)))),
+                      n_seeds=("seed", "nunique"))
+    for col in value_cols:
+        out[f"{col}_mean"] = grouped[col].mean()
+        out[f"{col}_std"] = grouped[col].std(ddof=1)
+    return out.reset_index()
+
+
+# --------------------------------------------------------------------------- paper numbers
+
+
+def load_reference(path: str | Path) -> pd.DataFrame:
+    """Read the published-results CSV (one number per row, percent as printed).
+
+    Checks the columns, that values are numbers and that no (paper, method, dataset,
+    metric) appears twice; metric names are lower-cased.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataFileError(f"{p}: reference file not found; pass --reference with the path "
+                            f"of the published-results CSV (default {DEFAULT_REFERENCE}).")
+    try:
+        ref = pd.read_csv(p, dtype={"paper": str, "method": str, "dataset": str,
+                                    "metric": str, "source": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DataFileError(f"{p}: not a readable CSV ({err}).") from err
+    missing = [c for c in REFERENCE_COLUMNS if c not in ref.columns]
+    if missing:
+        raise DataFileError(f"{p}: missing column(s) {missing}; expected "
+                            f"{list(REFERENCE_COLUMNS)}.")
+    ref["metric"] = ref["metric"].str.strip().str.lower()
+    values = pd.to_numeric(ref["value"], errors="coerce")
+    bad = ref.loc[values.isna(), "value"]
+    if len(bad):
+        raise DataFileError(f"{p}: non-numeric value(s) {bad.tolist()[:5]} in column 'value'; "
+                            "leave numbers the paper does not report out of the file.")
+    ref["value"] = values.astype(float)
+    key = ["paper", "method", "dataset", "metric"]
+    dup = ref.duplicated(subset=key, keep=False)
+    if dup.any():
+        raise DataFileError(f"{p}: duplicated rows {ref.loc[dup, key].to_dict('records')[:5]}.")
+    return ref
+
+
+def nmi_variant(family: str, paper: str | None = None) -> str:
+    """The NMI column (``nmi_max``/``nmi_sqrt``/...) to compare against ``paper``."""
+    if paper is not None and paper in PAPER_NMI_VARIANT:
+        return PAPER_NMI_VARIANT[paper]
+    return FAMILY_NMI_VARIANT.get(family, DEFAULT_NMI_VARIANT)
+
+
+def _pct(mean: float, std: float | None = None) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "—"
+    text = f"{100 * mean:.1f}"
+    if std is not None and not math.isnan(std):
+        text += f" ± {100 * std:.1f}"
+    return text
+
+
+def _paper_pct(value: float | None) -> str:
+    """A published percentage rounded half-up to 1 decimal, as printed (85.25 -> 85.3)."""
+    if value is None or math.isnan(value):
+        return "—"
+    return str(Decimal(repr(float(value))).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+
+
+def _diff(ours: float, paper: float | None) -> str:
+    if paper is None or math.isnan(paper) or math.isnan(ours):
+        return "—"
+    return f"{100 * ours - paper:+.1f}"
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def paper_vs_ours(summary: pd.DataFrame, reference: pd.DataFrame | None) -> str:
+    """Markdown: per dataset, our mean ± std ACC/NMI (percent) beside the papers' numbers."""
+    ref = reference if reference is not None else pd.DataFrame(columns=list(REFERENCE_COLUMNS))
+    lines = [
+        "# Our results beside the published numbers",
+        "",
+        "Ours: mean ± sample standard deviation over seeds, in percent (1 decimal). "
+        "Paper: the number as printed, rounded half-up to 1 decimal. Δ = ours − paper "
+        "(as printed) in percentage points. Rows with 0 seeds are published numbers we "
+        "have no run for. NMI uses the normalisation the compared paper used (sqrt = geometric, "
+        "as in the DCEC and SAIP code; max for DSCDAN, DEPICT and RMN-GMM); all three "
+        "variants are in summary.csv.",
+        "",
+    ]
+    shown: set[str] = set()
+    for dataset, block in summary.groupby("dataset", sort=True):
+        column = DATASET_TO_PAPER.get(str(dataset))
+        lines.append(f"## {dataset}" + (f" (paper column: {column})" if column else ""))
+        lines.append("")
+        if str(dataset) in DATASET_NOTES:
+            lines += [DATASET_NOTES[str(dataset)], ""]
+        if column is None:
+            lines.append("No published numbers are mapped to this dataset.")
+            lines.append("")
+            rows = []
+            for _, r in block.iterrows():
+                var = nmi_variant(r["family"])
+                rows.append([r["method"], r["family"], str(r["n_seeds"]),
+                             _pct(r["acc_mean"], r["acc_std"]),
+                             _pct(r[f"{var}_mean"], r[f"{var}_std"]),
+                             var.removeprefix("nmi_")])
+            lines += _md_table(["method", "family", "seeds", "ACC", "NMI", "NMI variant"],
+                               rows)
+            lines.append("")
+            continue
+        sub = ref[ref["dataset"] == column]
+        value = {(p, m, k): v for p, m, k, v in
+                 zip(sub["paper"], sub["method"], sub["metric"], sub["value"], strict=True)}
+        papers_of: dict[str, list[str]] = {}
+        for paper, method in dict.fromkeys(zip(sub["paper"], sub["method"], strict=True)):
+            papers_of.setdefault(method, []).append(paper)
+        ours = {str(r["method"]): r for _, r in block.iterrows()}
+        order = [*papers_of, *sorted(set(ours) - set(papers_of))]
+        rows = []
+        for method in order:
+            r = ours.get(method)
+            for paper in papers_of.get(method, [None]):
+                p_acc = value.get((paper, method, "acc"))
+                p_nmi = value.get((paper, method, "nmi"))
+                if r is None:
+                    rows.append([method, "—", "0", "—", "—", "—", paper, column,
+                                 _paper_pct(p_acc), _paper_pct(p_nmi), "—", "—"])
+                    continue
+                var = nmi_variant(r["family"], paper)
+                rows.append([method, r["family"], str(r["n_seeds"]),
+                             _pct(r["acc_mean"], r["acc_std"]),
+                             _pct(r[f"{var}_mean"], r[f"{var}_std"]),
+                             var.removeprefix("nmi_"), paper or "—", column,
+                             _paper_pct(p_acc), _paper_pct(p_nmi),
+                             _diff(r["acc_mean"], p_acc), _diff(r[f"{var}_mean"], p_nmi)])
+        lines += _md_table(["method", "family", "seeds", "ACC ours", "NMI ours", "NMI variant",
+                            "paper", "paper dataset", "ACC paper", "NMI paper", "Δ ACC",
+                            "Δ NMI"], rows)
+        lines.append("")
+        shown.update(row[0] for row in rows)
+    notes = [f"* {METHOD_NOTES[m]}" for m in sorted(shown) if m in METHOD_NOTES]
+    if notes:
+        lines += ["## Notes", "", *notes, ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# --------------------------------------------------------------------------- stage
+
+
+def _write_csv(table: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def _write_text(text: str, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def aggregate(metric_paths: Sequence[str | Path], out_dir: str | Path,
+              reference_path: str | Path | None = DEFAULT_REFERENCE) -> dict[str, Path]:
+    """Build and write ``all.csv``, ``summary.csv`` and ``paper_vs_ours.md``; return paths."""
+    records = load_records(metric_paths)
+    if not records:
+        raise DataFileError("no metrics files given; pass at least one with --metrics.")
+    reference = load_reference(reference_path) if reference_path else None
+    runs = runs_table(records, metric_paths)
+    summary = summary_table(runs)
+    markdown = paper_vs_ours(summary, reference)
+    out = Path(out_dir)
+    paths = {"all": out / "all.csv", "summary": out / "summary.csv",
+             "paper_vs_ours": out / "paper_vs_ours.md"}
+    _write_csv(runs, paths["all"])
+    _write_csv(summary, paths["summary"])
+    _write_text(markdown, paths["paper_vs_ours"])
+    return paths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line interface of the aggregate stage."""
+    parser = argparse.ArgumentParser(prog="python -m stages.aggregate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--metrics", nargs="+", required=True,
+                        help="metrics JSONs from stages.evaluate (one per run)")
+    parser.add_argument("--out-dir", required=True, help="folder for the tables")
+    parser.add_argument("--reference", default=str(DEFAULT_REFERENCE),
+                        help="published-results CSV (default: %(default)s); '' to skip")
+    return parser
+
+
+def run(args: argparse.Namespace) -> dict[str, Path]:
+    """Aggregate the given metrics files into the tables."""
+    paths = aggregate(args.metrics, args.out_dir, args.reference or None)
+    log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
+    return paths
+
+
+if __name__ == "__main__":
+    main_for(build_parser, run)

