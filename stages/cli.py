@@ -31,6 +31,15 @@ def json_arg(text: str) -> dict[str, Any]:
     return value
 
 
+def add_training_args(p: argparse.ArgumentParser) -> None:
+    """Options every training stage takes: seed, output folder, device, threads, log cadence."""
+    p.add_argument("--seed", type=int, default=0, help="fixes every random stream")
+    p.add_argument("--out-dir", required=True, help="output folder (also holds the checkpoint)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (the rule's threads)")
+    p.add_argument("--log-every", type=int, default=20, help="steps between host syncs")
+
+
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from stages.artifacts import read_arrays, write_arrays, write_csv
-from stages.cli import json_arg, main_for
+from stages.cli import add_training_args, json_arg, main_for
 from stages.data import read_dataset
 from stages.device import configure_torch, describe, resolve_device, seed_everything
 from stages.errors import DataFileError
@@ -44,11 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embedding", required=True, help="embed/.../seedS.h5")
     p.add_argument("--init", required=True, help="init/.../INIT.h5")
     p.add_argument("--params", required=True, type=json_arg, help="resolved method recipe")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out-dir", required=True)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--log-every", type=int, default=20)
+    add_training_args(p)
     return p
 
 

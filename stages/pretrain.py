@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from stages.artifacts import write_csv
-from stages.cli import json_arg, main_for
+from stages.cli import add_training_args, json_arg, main_for
 from stages.data import read_dataset
 from stages.device import configure_torch, describe, resolve_device, seed_everything
 from stages.errors import ConfigError
@@ -32,11 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m stages.pretrain", description=__doc__)
     p.add_argument("--data", required=True, help="prepared dataset (results/data/D.h5)")
     p.add_argument("--params", required=True, type=json_arg, help="resolved autoencoder recipe")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out-dir", required=True)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--log-every", type=int, default=20)
+    add_training_args(p)
     return p
 
 
