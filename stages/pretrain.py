@@ -56,7 +56,7 @@ def pretrain_autoencoder(model: torch.nn.Module, x: torch.Tensor, recipe: dict, 
     def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
         xb = x[idx]
         _, x_hat = model(xb)
-        return {"loss": reconstruction_mse(x_hat, xb)}
+        return {"loss": reconstruction_mse(x_hat, xb, recipe.get("reconstruction", "mean"))}
 
     spe = steps_per_epoch(x.shape[0], recipe["batch_size"])
     cfg = LoopConfig(batch_size=recipe["batch_size"], max_steps=recipe["epochs"] * spe,

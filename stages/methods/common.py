@@ -37,6 +37,17 @@ def kl_divergence(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-7) -> torch.
     return (p * (p.log() - q.log())).sum(dim=1).mean()
 
 
-def reconstruction_mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Per-element mean squared error (Keras 'mse' averaged over the batch): scalar."""
-    return torch.mean((x_hat - x) ** 2)
+def reconstruction_mse(x_hat: torch.Tensor, x: torch.Tensor,
+                       reduction: str = "mean") -> torch.Tensor:
+    """Squared reconstruction error of x_hat, x (B, ...): scalar.
+
+    ``mean``: per-element mean (Keras 'mse', the DCEC code's fine-tuning loss).
+    ``sum``: summed over the elements of a sample, mean over the batch (DCEC Eq. 4 as written;
+    with it the paper's SGD lr 0.01 for the SAE trains, while with ``mean`` it stalls).
+    """
+    squared = (x_hat - x) ** 2
+    if reduction == "mean":
+        return squared.mean()
+    if reduction == "sum":
+        return squared.flatten(1).sum(dim=1).mean()
+    raise ValueError(f"unknown reduction '{reduction}'; valid choices: mean, sum")

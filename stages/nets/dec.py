@@ -44,6 +44,7 @@ class StackedAutoencoder(nn.Module):
         self.embedding_dim = int(hidden[-1])
         self.encoder = _mlp([d, *hidden])
         self.decoder = _mlp([*reversed(hidden), d])
+        keras_init_(self)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, *input_shape) -> z: (B, embedding_dim)."""
@@ -107,6 +108,7 @@ class ConvAutoencoder(nn.Module):
             nn.ConvTranspose2d(c1, c_in, 5, stride=2, padding=2,
                                output_padding=_pads(sizes_h, sizes_w, 1, 5, 2)),
         )
+        keras_init_(self)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> z: (B, embedding_dim)."""
@@ -121,6 +123,15 @@ class ConvAutoencoder(nn.Module):
         """Returns (z (B, e), x_hat (B, C, H, W))."""
         z = self.encode(x)
         return z, self.decode(z)
+
+
+def keras_init_(module: nn.Module) -> nn.Module:
+    """Glorot-uniform weights and zero biases (Keras defaults, as in the authors' code)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+    return module
 
 
 def _output_padding(target: int, source: int, kernel: int, padding: int) -> int:
