@@ -71,3 +71,24 @@ def test_target_update_state_round_trip():
     other, _ = _hook()
     other.load_state_dict(hook.state_dict())
     assert torch.equal(other.p, hook.p) and other.rows == hook.rows
+
+
+def test_reconstruction_reductions():
+    from stages.methods.common import reconstruction_mse
+
+    x = torch.zeros(2, 1, 2, 2)
+    x_hat = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]], [[[2.0, 0.0], [0.0, 0.0]]]])
+    # per-sample sums of squares: 2 and 4 -> mean 3; per-element mean: 6 / 8
+    assert reconstruction_mse(x_hat, x, "sum").item() == pytest.approx(3.0)
+    assert reconstruction_mse(x_hat, x, "mean").item() == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="valid choices: mean, sum"):
+        reconstruction_mse(x_hat, x, "max")
+
+
+def test_networks_start_from_keras_defaults():
+    net = build_network("cae", (1, 16, 16), {"embedding_dim": 3})
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d | torch.nn.Linear):
+            assert torch.count_nonzero(m.bias) == 0
+            fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(m.weight)
+            assert m.weight.abs().max() <= (6.0 / (fan_in + fan_out)) ** 0.5 + 1e-6
