@@ -117,7 +117,8 @@ def _scatter(ax: Any, xy: np.ndarray, colour: np.ndarray, colours: np.ndarray,
 
 def _plot_finetune(ax: Any, hist: pd.DataFrame) -> None:
     x = hist["step"] if "step" in hist else pd.Series(np.arange(len(hist)))
-    ax.plot(x, hist["loss"], color="tab:blue", lw=1, label="loss")
+    has_loss = hist["loss"].notna()  # target-update rows carry no loss: skip them, no gaps
+    ax.plot(x[has_loss], hist["loss"][has_loss], color="tab:blue", lw=1, label="loss")
     ax.set_xlabel("step")
     ax.set_ylabel("fine-tuning loss", color="tab:blue")
     scores = [c for c in ("acc", "nmi") if c in hist and hist[c].notna().any()]
