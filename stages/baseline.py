@@ -10,7 +10,7 @@ import argparse
 import time
 
 from stages.artifacts import write_arrays
-from stages.cli import json_arg, main_for
+from stages.cli import json_arg, limit_threads, main_for
 from stages.data import read_dataset
 from stages.methods.baselines import cluster_raw
 from stages.provenance import provenance
@@ -28,10 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
-    if args.threads:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(args.threads)
+    limit_threads(args.threads)
     recipe = args.params
     data = read_dataset(args.data)
     labels = cluster_raw(data.X, data.n_clusters, recipe["algorithm"], recipe, args.seed)

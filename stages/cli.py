@@ -40,6 +40,14 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-every", type=int, default=20, help="steps between host syncs")
 
 
+def limit_threads(threads: int | None) -> None:
+    """Cap the BLAS/OpenMP threads of NumPy and scikit-learn to the rule's ``threads``."""
+    if threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+
+
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)

@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.cluster import KMeans
 
 from stages.artifacts import read_arrays, write_arrays
-from stages.cli import json_arg, main_for
+from stages.cli import json_arg, limit_threads, main_for
 from stages.errors import ConfigError
 from stages.provenance import provenance
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", required=True, type=json_arg, help="resolved init recipe")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
+    p.add_argument("--threads", type=int, default=None)
     return p
 
 
@@ -36,6 +37,7 @@ def kmeans_init(z: np.ndarray, n_clusters: int, n_init: int,
 
 def run(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
+    limit_threads(args.threads)
     arrays, attrs = read_arrays(args.embedding, required=["Z"])
     recipe = args.params
     if recipe["algorithm"] != "kmeans":

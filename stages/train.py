@@ -22,7 +22,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,7 +218,7 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn
                 history.append(row)
                 sums, n_in_window = {}, 0
                 if bar is not None:
-                    bar.update(cfg.log_every if step % cfg.log_every == 0 else step - bar.n)
+                    bar.update(step - bar.n)
                     bar.set_postfix(loss=f"{row['loss']:.4g}")
                 if step % ckpt_every == 0 and checkpoint.path is not None:
                     checkpoint.save(snapshot())
@@ -253,7 +253,3 @@ def map_batches(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     """Apply ``fn`` to ``x`` (N, ...) in large batches without autograd; returns (N, ...)."""
     return torch.cat([fn(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
 
-
-def iter_chunks(n: int, size: int) -> Iterator[slice]:
-    for i in range(0, n, size):
-        yield slice(i, min(i + size, n))

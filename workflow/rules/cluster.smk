@@ -18,8 +18,8 @@ rule init:
     benchmark:
         "benchmarks/init/{dataset}/{ae}/seed{seed}/{init}.tsv"
     shell:
-        "OMP_NUM_THREADS={threads} python -m stages.init --embedding {input.embedding}"
-        " --params {params.recipe} --seed {wildcards.seed} --out {output} 2> {log}"
+        "python -m stages.init --embedding {input.embedding} --params {params.recipe}"
+        " --seed {wildcards.seed} --threads {threads} --out {output} 2> {log}"
 
 
 rule finetune:
