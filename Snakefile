@@ -1,5 +1,7 @@
 # Deep-clustering workflow: fetch -> prepare -> pretrain -> embed -> init -> finetune
 # -> evaluate -> aggregate / figures. Every rule runs one stage module of the `stages` package.
+import sys
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -8,6 +10,13 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+if workflow.basedir not in sys.path:  # the stages package, when not pip-installed
+    sys.path.insert(0, workflow.basedir)
+
+# --config seeds=[0,1,2] arrives as strings (snakemake's YAML BaseLoader); make them integers.
+from stages.config import coerce_command_line  # noqa: E402
+
+coerce_command_line(config)
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

@@ -30,6 +30,19 @@ def resolve_schedule(value: Any, schedule: str) -> Any:
     return value
 
 
+def coerce_command_line(config: dict[str, Any]) -> None:
+    """Turn ``--config seeds=[0,1,2]`` into integers, in place.
+
+    Snakemake parses a ``--config`` list with YAML's BaseLoader, so its items arrive as strings
+    (``['0', '1', '2']``) and would fail the schema. Items that are not decimal strings are left
+    alone for the schema to reject with its own message.
+    """
+    seeds = config.get("seeds")
+    if isinstance(seeds, list):
+        config["seeds"] = [int(s) if isinstance(s, str) and s.strip().isdecimal() else s
+                           for s in seeds]
+
+
 def _choices(names: Any) -> str:
     return ", ".join(sorted(names))
 

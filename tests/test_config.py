@@ -74,3 +74,17 @@ def test_method_modules_follow_the_recipe(config):
     assert cfg.method_modules(config, "dcec") == ["stages.nets.dec", "stages.methods.dec"]
     assert cfg.method_modules(config, "sae-kmeans") == ["stages.nets.dec"]
     assert cfg.method_modules(config, "gmm") == ["stages.methods.baselines"]
+
+
+def test_command_line_seeds_become_integers(config):
+    """``--config seeds=[0,1,2]`` reaches the Snakefile as strings; they must pass the schema."""
+    from_cli = copy.deepcopy(config)
+    from_cli["seeds"] = ["0", "1", "2"]
+    cfg.coerce_command_line(from_cli)
+    assert from_cli["seeds"] == [0, 1, 2]
+    schema_validate(from_cli, SCHEMA)
+    not_a_seed = copy.deepcopy(config)
+    not_a_seed["seeds"] = ["zero"]
+    cfg.coerce_command_line(not_a_seed)
+    with pytest.raises(WorkflowError):
+        schema_validate(not_a_seed, SCHEMA)

@@ -1,12 +1,9 @@
 # Helpers shared by the rule files: config checks, recipes passed to the stages, code inputs.
 import json
 import shlex
-import sys
 from pathlib import Path
 
 REPO = Path(workflow.basedir)
-if str(REPO) not in sys.path:  # the stages package, when not pip-installed
-    sys.path.insert(0, str(REPO))
 
 from stages import config as stage_config  # noqa: E402
 from stages.errors import ConfigError  # noqa: E402
