@@ -61,6 +61,10 @@ METHOD_NOTES: dict[str, str] = {
     "dec-public": ("dec-public is DEC† of the DCEC paper, obtained with DEC's public code and "
                    "its own pretraining; it is not comparable to the shared-SAE dec row."),
     "sec": "sec is Spectral Embedded Clustering, reported by the DCEC paper for MNIST-full only.",
+    "depict-convae-kmeans": ("depict-convae-kmeans is compared with the DEPICT paper's "
+                             "Deep-ConvAE + AC-PIC (MdA) row: same reconstruction-only "
+                             "embeddings, but the paper clusters them with AC-PIC, we with "
+                             "k-means."),
 }
 
 #: NMI variant the paper of each method family reported (methods.md §0.1).

@@ -13,7 +13,13 @@ from typing import Any
 
 from stages.data.registry import dataset_names, get_dataset_spec
 from stages.errors import ConfigError
-from stages.methods import BASELINE_MODULE, head_module
+from stages.methods import (
+    BASELINE_MODULE,
+    HEAD_NETWORK,
+    OBJECTIVE_NETWORK,
+    head_module,
+    pretrain_objective,
+)
 from stages.nets import check_network_input, network_module, network_names
 
 SCHEDULES = ("quick", "paper")
@@ -67,10 +73,24 @@ def validate(config: dict[str, Any]) -> None:
             raise ConfigError(f"method '{name}': unknown init '{recipe['init']}'; valid choices: "
                               f"{_choices(config['inits'])}")
         head_module(recipe["head"])
+        net = config["autoencoders"][recipe["ae"]]["net"]
+        needed = HEAD_NETWORK.get(recipe["head"])
+        if needed is not None and net != needed:
+            raise ConfigError(f"method '{name}': head '{recipe['head']}' needs an autoencoder "
+                              f"with net '{needed}', but '{recipe['ae']}' has net '{net}'")
     for ae_name, ae in config["autoencoders"].items():
         if ae["net"] not in network_names():
             raise ConfigError(f"autoencoder '{ae_name}': unknown net '{ae['net']}'; valid "
                               f"choices: {_choices(network_names())}")
+        objective = ae.get("objective", "reconstruction")
+        try:
+            pretrain_objective(objective)
+        except ConfigError as err:
+            raise ConfigError(f"autoencoder '{ae_name}': {err}") from None
+        needed = OBJECTIVE_NETWORK.get(objective)
+        if needed is not None and ae["net"] != needed:
+            raise ConfigError(f"autoencoder '{ae_name}': objective '{objective}' needs net "
+                              f"'{needed}', not '{ae['net']}'")
     for dataset, entry in config["datasets"].items():
         if dataset not in dataset_names():
             raise ConfigError(f"unknown dataset '{dataset}'; valid choices: "
@@ -117,6 +137,13 @@ def runs(config: dict[str, Any]) -> list[tuple[str, str, int]]:
     """Every (dataset, method, seed) the configuration asks for."""
     return [(d, m, s) for d, entry in config["datasets"].items() for m in entry["methods"]
             for s in config["seeds"]]
+
+
+def autoencoder_modules(config: dict[str, Any], ae: str) -> list[str]:
+    """Dotted modules that the pretrain job of autoencoder ``ae`` executes (besides the stage)."""
+    recipe = config["autoencoders"][ae]
+    objective_module, _ = pretrain_objective(recipe.get("objective", "reconstruction"))
+    return list(dict.fromkeys([network_module(recipe["net"]), objective_module]))
 
 
 def method_modules(config: dict[str, Any], method: str) -> list[str]:

@@ -135,11 +135,23 @@ def _plot_finetune(ax: Any, hist: pd.DataFrame) -> None:
 
 
 def _plot_pretrain(ax: Any, hist: pd.DataFrame) -> None:
-    x_name = "epoch" if "epoch" in hist else "step" if "step" in hist else None
-    x = hist[x_name] if x_name else pd.Series(np.arange(len(hist)))
-    ax.plot(x, hist["loss"], color="tab:purple", lw=1)
-    if (hist["loss"] > 0).all():
+    """Training loss (and validation loss where early stopping kept one) against the step;
+    multi-phase objectives (DEPICT's SdA layers, RdA) mark where each phase starts."""
+    x_name = "step" if "step" in hist else "epoch" if "epoch" in hist else None
+    kind = hist["kind"] if "kind" in hist else pd.Series(["train"] * len(hist), index=hist.index)
+    for name, colour, style in (("train", "tab:purple", "-"), ("validation", "tab:orange", "--")):
+        part = hist[kind == name]
+        if part.empty:
+            continue
+        x = part[x_name] if x_name else pd.Series(np.arange(len(part)))
+        ax.plot(x, part["loss"], color=colour, lw=1, ls=style, label=name)
+    if "phase" in hist and hist["phase"].nunique() > 1 and x_name:
+        for start in hist.groupby("phase", sort=False)[x_name].min().iloc[1:]:
+            ax.axvline(start, color="grey", lw=0.5, ls=":")
+    if (hist["loss"].dropna() > 0).all():
         ax.set_yscale("log")
+    if (kind == "validation").any():
+        ax.legend(loc="upper right", fontsize=8)
     ax.set_xlabel(x_name or "row")
     ax.set_ylabel("reconstruction loss")
     ax.set_title("pretraining", fontsize=9)

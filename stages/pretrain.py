@@ -8,10 +8,12 @@ when the job restarts, and removed when the stage finishes.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from stages.artifacts import write_csv
@@ -19,9 +21,10 @@ from stages.cli import add_training_args, json_arg, main_for
 from stages.data import read_dataset
 from stages.device import configure_torch, describe, resolve_device, seed_everything
 from stages.errors import ConfigError
+from stages.methods import pretrain_objective
 from stages.methods.common import reconstruction_mse
 from stages.models import save_model
-from stages.nets import build_network
+from stages.nets import EMBEDDING_IS_N_CLUSTERS, UNIT_INPUT, build_network
 from stages.provenance import provenance
 from stages.train import Checkpointer, LoopConfig, LoopResult, run_loop, steps_per_epoch
 
@@ -67,6 +70,17 @@ def pretrain_autoencoder(model: torch.nn.Module, x: torch.Tensor, recipe: dict, 
                     desc=f"pretrain {recipe.get('name', '')}")
 
 
+def check_unit_range(net: str, x: np.ndarray, source: str) -> None:
+    """ConfigError when network ``net`` needs inputs in [0, 1] and ``x`` leaves that range."""
+    if net not in UNIT_INPUT:
+        return
+    low, high = float(x.min()), float(x.max())
+    if low < 0.0 or high > 1.0:
+        raise ConfigError(f"{source}: values span [{low:.3g}, {high:.3g}] but network '{net}' "
+                          "maps inputs from [0, 1] to its own range; prepare the dataset with "
+                          "values in [0, 1] (for usps: datasets.usps.params.scaling: unit)")
+
+
 def run(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     recipe = args.params
@@ -74,21 +88,25 @@ def run(args: argparse.Namespace) -> None:
     configure_torch(args.threads, device)
     seed_everything(args.seed)
     data = read_dataset(args.data)
+    check_unit_range(recipe["net"], data.X, args.data)
     arch = dict(recipe.get("arch", {}))
-    if recipe["net"] == "cae":
+    if recipe["net"] in EMBEDDING_IS_N_CLUSTERS:
         arch.setdefault("embedding_dim", data.n_clusters)  # [paper] embedding = #clusters
     model = build_network(recipe["net"], data.input_shape, arch).to(device)
     x = torch.as_tensor(data.X, device=device)
     out = Path(args.out_dir)
     checkpoint = Checkpointer(out / "checkpoint.pt")
-    result = pretrain_autoencoder(model, x, recipe, seed=args.seed, log_every=args.log_every,
-                                  checkpoint=checkpoint)
+    module, function = pretrain_objective(recipe.get("objective", "reconstruction"))
+    pretrain = getattr(importlib.import_module(module), function)
+    result = pretrain(model, x, recipe, seed=args.seed, log_every=args.log_every,
+                      checkpoint=checkpoint)
     wall = time.perf_counter() - t0
     meta = {"stage": "pretrain", "wall_s": wall, "device": describe(device),
             "dataset": data.name, "steps": result.steps, "resumed_from_step": result.resumed_from,
             "provenance": provenance(recipe, args.seed)}
     save_model(out / "model.pt", recipe["net"], data.input_shape, arch, model.state_dict(), meta)
-    write_csv(out / "history.csv", result.history, columns=["kind", "step", "epoch", "loss"])
+    write_csv(out / "history.csv", result.history,
+              columns=() if result.history else ["kind", "step", "epoch", "loss"])
     checkpoint.remove()
     log.info("pretrained %s on %s: %d steps in %.1f s on %s", recipe["name"], data.name,
              result.steps, wall, describe(device))

@@ -108,9 +108,18 @@ class Checkpointer:
             raise DataFileError(f"{self.path}: checkpoint cannot be read ({err}); delete it to "
                                 "restart this stage from the beginning") from err
 
+    def phase(self, name: str) -> Checkpointer:
+        """A sibling checkpoint (``checkpoint-<name>.pt``) for one phase of a multi-phase stage."""
+        if self.path is None:
+            return Checkpointer(None)
+        return Checkpointer(self.path.with_name(f"{self.path.stem}-{name}{self.path.suffix}"))
+
     def remove(self) -> None:
-        if self.path is not None and self.path.exists():
-            self.path.unlink()
+        """Delete this checkpoint and those of its phases."""
+        if self.path is None:
+            return
+        for path in [self.path, *self.path.parent.glob(f"{self.path.stem}-*{self.path.suffix}")]:
+            path.unlink(missing_ok=True)
 
 
 def steps_per_epoch(n_samples: int, batch_size: int) -> int:
@@ -225,6 +234,8 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn
                     last_good = str(checkpoint.path)
         if n_in_window:
             history.append(_flush(sums, n_in_window, step, spe, last_good))
+        if checkpoint.path is not None:  # a restarted multi-phase stage skips finished phases
+            checkpoint.save(snapshot(finished=True, stopped=stopped))
     finally:
         if bar is not None:
             bar.close()
@@ -253,3 +264,63 @@ def map_batches(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     """Apply ``fn`` to ``x`` (N, ...) in large batches without autograd; returns (N, ...)."""
     return torch.cat([fn(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
 
+
+
+class EarlyStopping:
+    """A :class:`PeriodicHook` that stops when a validation loss stops improving.
+
+    Before every ``period``-th step (once per epoch when ``period`` is the number of steps per
+    epoch) it evaluates ``val_loss()`` (a scalar tensor, computed without gradients), keeps a copy
+    of the best weights, and stops after ``patience`` evaluations without improvement. Call
+    :meth:`finish` after the loop: it evaluates the final weights too and restores the best ones.
+    Labels are never involved.
+
+    Args:
+        model: the module being trained.
+        val_loss: callable returning the validation loss of the current weights.
+        period: steps between evaluations.
+        patience: evaluations without a new best before stopping.
+    """
+
+    def __init__(self, model: nn.Module, val_loss: Callable[[], torch.Tensor], period: int,
+                 patience: int):
+        self.model, self.val_loss = model, val_loss
+        self.period, self.patience = period, patience
+        self.best = math.inf
+        self.best_step = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.bad = 0
+        self.rows: list[dict[str, Any]] = []
+
+    def _evaluate(self, step: int) -> None:
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            value = float(self.val_loss())
+        self.model.train(was_training)
+        self.rows.append({"kind": "validation", "step": step, "loss": value})
+        if value < self.best:
+            self.best, self.best_step, self.bad = value, step, 0
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            self.bad += 1
+
+    def __call__(self, step: int) -> bool:
+        self._evaluate(step)
+        return self.bad >= self.patience
+
+    def finish(self, step: int) -> None:
+        """Evaluate the final weights (unless just done) and load the best weights seen."""
+        if not self.rows or self.rows[-1]["step"] != step:
+            self._evaluate(step)
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_step": self.best_step, "best_state": self.best_state,
+                "bad": self.bad, "rows": self.rows}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_step = state["best"], state["best_step"]
+        self.best_state, self.bad = state["best_state"], state["bad"]
+        self.rows = list(state["rows"])

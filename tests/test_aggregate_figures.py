@@ -214,10 +214,19 @@ def test_aggregate_rejects_incomplete_json(tmp_path: Path) -> None:
 def test_reference_file() -> None:
     ref = aggregate.load_reference(aggregate.DEFAULT_REFERENCE)
     assert list(ref.columns) == list(aggregate.REFERENCE_COLUMNS)
-    assert set(ref.paper) == {"dcec"} and set(ref.metric) == {"acc", "nmi"}
+    assert set(ref.paper) == {"dcec", "depict"} and set(ref.metric) == {"acc", "nmi"}
     assert set(ref.dataset) == {"MNIST-full", "MNIST-test", "USPS"}
     assert {"kmeans", "dec-public", "sae-kmeans", "dec", "idec", "cae-kmeans", "dec-conv",
             "dcec"} <= set(ref.method)
+    assert {"depict", "depict-sda", "depict-rda", "depict-convae-kmeans"} <= set(ref.method)
+    depict = ref[ref.paper == "depict"].set_index(["method", "dataset", "metric"])["value"]
+    assert depict[("depict", "MNIST-test", "acc")] == 96.3
+    assert depict[("depict", "MNIST-test", "nmi")] == 91.5
+    assert depict[("depict-rda", "MNIST-test", "acc")] == 95.0
+    assert depict[("depict-sda", "MNIST-test", "nmi")] == 35.3
+    assert depict[("depict-convae-kmeans", "MNIST-test", "acc")] == 94.2
+    assert len(depict) == 6 * 6  # six methods x (3 datasets x ACC, NMI)
+    ref = ref[ref.paper == "dcec"]
     value = ref.set_index(["method", "dataset", "metric"])["value"]
     assert value[("dcec", "MNIST-test", "acc")] == 85.29
     assert value[("dcec", "USPS", "nmi")] == 82.57

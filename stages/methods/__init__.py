@@ -13,14 +13,38 @@ from stages.errors import ConfigError
 HEADS: dict[str, str | None] = {
     "none": None,
     "dec": "stages.methods.dec",
+    "depict": "stages.methods.depict",
 }
+
+#: heads that only work on one network: head -> net
+HEAD_NETWORK: dict[str, str] = {"depict": "depict"}
+
+#: pretraining objective (an autoencoder recipe's ``objective``) -> (module, function) with
+#: signature ``f(model, x, recipe, *, seed, log_every, checkpoint) -> stages.train.LoopResult``
+PRETRAIN_OBJECTIVES: dict[str, tuple[str, str]] = {
+    "reconstruction": ("stages.pretrain", "pretrain_autoencoder"),
+    "depict-mda": ("stages.methods.depict", "pretrain_mda"),
+    "depict-sda": ("stages.methods.depict", "pretrain_sda"),
+    "depict-rda": ("stages.methods.depict", "pretrain_rda"),
+}
+
+#: objectives that only work on one network: objective -> net
+OBJECTIVE_NETWORK: dict[str, str] = {name: "depict" for name in PRETRAIN_OBJECTIVES
+                                     if name.startswith("depict-")}
 
 #: shallow baselines clustering raw inputs, all in one module
 BASELINE_MODULE = "stages.methods.baselines"
-
 
 
 def head_module(head: str) -> str | None:
     if head not in HEADS:
         raise ConfigError(f"unknown head '{head}'; valid choices: {', '.join(sorted(HEADS))}")
     return HEADS[head]
+
+
+def pretrain_objective(objective: str) -> tuple[str, str]:
+    """(module, function) of a pretraining objective; ConfigError naming the valid choices."""
+    if objective not in PRETRAIN_OBJECTIVES:
+        raise ConfigError(f"unknown pretraining objective '{objective}'; valid choices: "
+                          f"{', '.join(sorted(PRETRAIN_OBJECTIVES))}")
+    return PRETRAIN_OBJECTIVES[objective]

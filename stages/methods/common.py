@@ -1,7 +1,12 @@
-"""Pure functions shared by several methods: target distributions and the KL clustering loss."""
+"""Shared by several methods: target distributions, the KL clustering loss, the reconstruction
+error, and :class:`FinetuneResult`, what every fine-tuning driver returns."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 import torch
 
 _EPS = 1e-12
@@ -51,3 +56,14 @@ def reconstruction_mse(x_hat: torch.Tensor, x: torch.Tensor,
     if reduction == "sum":
         return squared.flatten(1).sum(dim=1).mean()
     raise ValueError(f"unknown reduction '{reduction}'; valid choices: mean, sum")
+
+
+@dataclass
+class FinetuneResult:
+    """What every fine-tuning driver returns."""
+
+    labels: np.ndarray           # (N,) int64
+    embedding: np.ndarray        # (N, d) float32
+    history: list[dict[str, Any]]
+    state_dict: dict[str, Any]   # the fine-tuned model's weights
+    info: dict[str, Any]

@@ -17,14 +17,18 @@ normalisation (per-element MSE, per-sample KL), Adam lr 1e-3, batch 256, sequent
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from stages.methods.common import kl_divergence, reconstruction_mse, target_distribution
+from stages.methods.common import (
+    FinetuneResult,
+    kl_divergence,
+    reconstruction_mse,
+    target_distribution,
+)
 from stages.metrics import cluster_acc, nmi
 from stages.train import Checkpointer, LoopConfig, map_batches, run_loop
 
@@ -96,18 +100,10 @@ class TargetUpdate:
         return {"p": self.p, "labels": self.labels, "rows": self.rows}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.p, self.labels, self.rows = state["p"], state["labels"], list(state["rows"])
-
-
-@dataclass
-class FinetuneResult:
-    """What every fine-tuning driver returns."""
-
-    labels: np.ndarray           # (N,) int64
-    embedding: np.ndarray        # (N, d) float32
-    history: list[dict[str, Any]]
-    state_dict: dict[str, Any]   # the fine-tuned model's weights
-    info: dict[str, Any]
+        # checkpoints load on the CPU; the loss indexes these with device indices
+        self.p, self.labels = (None if t is None else t.to(self.x.device)
+                               for t in (state["p"], state["labels"]))
+        self.rows = list(state["rows"])
 
 
 def finetune(autoencoder: nn.Module, x: torch.Tensor, centres: torch.Tensor, params: dict[str, Any],

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from stages.nets.shapes import check_conv_input
+from stages.nets.shapes import check_conv_input, transposed_output_padding
 
 
 def _mlp(dims: Sequence[int]) -> nn.Sequential:
@@ -134,17 +134,8 @@ def keras_init_(module: nn.Module) -> nn.Module:
     return module
 
 
-def _output_padding(target: int, source: int, kernel: int, padding: int) -> int:
-    """output_padding that makes ConvTranspose2d(stride 2) map ``source`` back to ``target``."""
-    out = (source - 1) * 2 - 2 * padding + kernel
-    extra = target - out
-    if extra not in (0, 1):
-        raise ValueError(f"cannot mirror size {source} -> {target} with kernel {kernel}")
-    return extra
-
-
 def _pads(sizes_h: list[int], sizes_w: list[int], level: int, kernel: int,
           padding: int) -> tuple[int, int]:
     """(h, w) output_padding of the transposed conv that undoes encoder conv ``level`` (1-based)."""
-    return (_output_padding(sizes_h[level - 1], sizes_h[level], kernel, padding),
-            _output_padding(sizes_w[level - 1], sizes_w[level], kernel, padding))
+    return (transposed_output_padding(sizes_h[level - 1], sizes_h[level], kernel, padding),
+            transposed_output_padding(sizes_w[level - 1], sizes_w[level], kernel, padding))

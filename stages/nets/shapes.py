@@ -22,3 +22,50 @@ def check_conv_input(input_shape: Sequence[int]) -> None:
         raise ValueError(f"the convolutional autoencoder needs images of at least "
                          f"{CAE_MIN_SIDE}x{CAE_MIN_SIDE} (three stride-2 convolutions); this "
                          f"dataset has {h}x{w}")
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output side of a convolution (PyTorch's floor rule)."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def transposed_output_padding(target: int, source: int, kernel: int, padding: int,
+                              stride: int = 2) -> int:
+    """``output_padding`` that makes a transposed convolution map ``source`` back to ``target``.
+
+    Raises ValueError when no output padding in ``[0, stride)`` does it.
+    """
+    extra = target - ((source - 1) * stride - 2 * padding + kernel)
+    if not 0 <= extra < stride:
+        raise ValueError(f"cannot mirror size {source} -> {target} with kernel {kernel}, "
+                         f"padding {padding}, stride {stride}")
+    return extra
+
+
+#: DEPICT's conv layers (kernel, stride, padding) by image side, Table 5 of the paper (identical
+#: to ``dataset_settings()`` in the authors' code): MNIST and USPS, FRGC and CMU-PIE, YTF.
+DEPICT_LAYERS: dict[int, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
+    28: ((4, 2, 0), (5, 2, 2)),
+    16: ((4, 2, 0), (5, 2, 2)),
+    32: ((4, 2, 2), (5, 2, 2)),
+    55: ((5, 2, 2), (4, 2, 0)),
+}
+#: [default] other sides use the padded FRGC/CMU-PIE layout (it keeps 8x8 images: 8 -> 5 -> 3)
+DEPICT_DEFAULT_LAYERS = ((4, 2, 2), (5, 2, 2))
+DEPICT_MIN_SIDE = 8
+
+
+def depict_layers(side: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(kernel, stride, padding) of DEPICT's two conv layers for square-ish images of ``side``."""
+    return DEPICT_LAYERS.get(side, DEPICT_DEFAULT_LAYERS)
+
+
+def check_depict_input(input_shape: Sequence[int]) -> None:
+    """Raise ValueError when DEPICT's convolutional autoencoder cannot take ``input_shape``."""
+    if len(input_shape) != 3:
+        raise ValueError(f"DEPICT's convolutional autoencoder needs images (C, H, W); this "
+                         f"dataset has flat samples of shape {tuple(input_shape)}")
+    _, h, w = input_shape
+    if min(h, w) < DEPICT_MIN_SIDE:
+        raise ValueError(f"DEPICT's convolutional autoencoder needs images of at least "
+                         f"{DEPICT_MIN_SIDE}x{DEPICT_MIN_SIDE}; this dataset has {h}x{w}")

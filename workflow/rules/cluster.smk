@@ -32,7 +32,6 @@ rule finetune:
         ),
         code=lambda w: sources(
             "stages.finetune",
-            *TRAIN_MODULES,
             *stage_config.method_modules(config, w.method),
         ),
     output:

@@ -6,6 +6,7 @@ from pathlib import Path
 REPO = Path(workflow.basedir)
 
 from stages import config as stage_config  # noqa: E402
+from stages.codedeps import module_files  # noqa: E402
 from stages.errors import ConfigError  # noqa: E402
 
 try:
@@ -40,8 +41,9 @@ def expand_runs(pattern):
 
 
 def sources(*modules):
-    """Files of the stage modules a job executes: listed as inputs so edits rerun the job."""
-    return [str(REPO / (m.replace(".", "/") + ".py")) for m in modules]
+    """Files of the modules a job executes and of every stages module they import: listed as
+    inputs, so that editing one reruns exactly the jobs that run it (stages/codedeps.py)."""
+    return module_files(modules)
 
 
 def quoted(obj):
@@ -61,9 +63,3 @@ def init_of(method):
     return config["methods"][method]["init"]
 
 
-TRAIN_MODULES = ["stages.train", "stages.device", "stages.models"]
-DATA_FETCH_MODULES = [f"stages.data.{m}" for m in ("registry", "manifest", "download", "checksum")]
-DATA_PREPARE_MODULES = [
-    f"stages.data.{m}"
-    for m in ("registry", "manifest", "sources", "idx", "synthetic", "dataset", "checksum")
-]

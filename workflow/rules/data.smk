@@ -9,7 +9,7 @@ rule fetch:
     output:
         "data/raw/{dataset}/manifest.json",
     input:
-        sources("stages.fetch", *DATA_FETCH_MODULES),
+        sources("stages.fetch"),
     params:
         source=lambda w: (
             f"--source-dir {shlex.quote(config['datasets'][w.dataset]['source_dir'])}"
@@ -27,7 +27,7 @@ rule prepare:
     """Turn raw files into results/data/{dataset}.h5 (X float32, y int64, attributes)."""
     input:
         manifest="data/raw/{dataset}/manifest.json",
-        code=sources("stages.prepare", *DATA_PREPARE_MODULES),
+        code=sources("stages.prepare"),
     output:
         "results/data/{dataset}.h5",
     params:

@@ -7,9 +7,7 @@ rule pretrain:
         data="results/data/{dataset}.h5",
         code=lambda w: sources(
             "stages.pretrain",
-            *TRAIN_MODULES,
-            "stages.methods.common",
-            stage_config.network_module(config["autoencoders"][w.ae]["net"]),
+            *stage_config.autoencoder_modules(config, w.ae),
         ),
     output:
         model="results/pretrain/{dataset}/{ae}/seed{seed}/model.pt",
@@ -36,7 +34,9 @@ rule embed:
     input:
         data="results/data/{dataset}.h5",
         model="results/pretrain/{dataset}/{ae}/seed{seed}/model.pt",
-        code=sources("stages.embed", *TRAIN_MODULES),
+        code=lambda w: sources(
+            "stages.embed", stage_config.network_module(config["autoencoders"][w.ae]["net"])
+        ),
     output:
         "results/embed/{dataset}/{ae}/seed{seed}.h5",
     threads: THREADS

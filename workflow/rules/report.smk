@@ -21,7 +21,7 @@ rule evaluate:
     input:
         data="results/data/{dataset}.h5",
         labels="results/finetune/{dataset}/{method}/seed{seed}/labels.h5",
-        code=sources("stages.evaluate", "stages.metrics"),
+        code=sources("stages.evaluate"),
     output:
         "results/metrics/{dataset}/{method}/seed{seed}.json",
     threads: 1
