@@ -47,6 +47,13 @@ def test_schedule_resolution(config):
     (lambda c: c["methods"]["dec"].update(ae="vae"), r"unknown autoencoder 'vae'"),
     (lambda c: c["methods"]["dec"].update(head="softmax"), r"unknown head 'softmax'"),
     (lambda c: c["methods"]["dec"].update(init="gmm"), r"unknown init 'gmm'"),
+    (lambda c: c["methods"]["dec"].update(head="depict"),
+     r"method 'dec': head 'depict' needs an autoencoder with net 'depict', but 'sae' has net "
+     r"'sae'"),
+    (lambda c: c["autoencoders"]["sae"].update(objective="vae-elbo"),
+     r"autoencoder 'sae': unknown pretraining objective 'vae-elbo'; valid choices: .*depict-mda"),
+    (lambda c: c["autoencoders"]["cae"].update(objective="depict-sda"),
+     r"autoencoder 'cae': objective 'depict-sda' needs net 'depict', not 'cae'"),
 ])
 def test_semantic_errors_name_value_and_choices(config, edit, message):
     bad = copy.deepcopy(config)
@@ -88,3 +95,38 @@ def test_command_line_seeds_become_integers(config):
     cfg.coerce_command_line(not_a_seed)
     with pytest.raises(WorkflowError):
         schema_validate(not_a_seed, SCHEMA)
+
+
+def test_depict_recipes(config):
+    depict = cfg.method_recipe(config, "depict")
+    assert depict["target"] == "sqrt" and depict["hidden_weight"] == 1.0  # paper, not code
+    assert depict["lr"] == 1e-4 and depict["batch_size"] == 100 and depict["tol"] == 1e-7
+    assert cfg.method_recipe(config, "depict-sda")["reconstruction_weight"] == 0.0
+    paper = {**config, "schedule": "paper"}
+    assert cfg.autoencoder_recipe(paper, "depict")["epochs"] == 4000
+    assert cfg.autoencoder_recipe(paper, "depict")["patience"] == 100
+    assert cfg.autoencoder_modules(config, "depict") == ["stages.nets.depict",
+                                                         "stages.methods.depict"]
+    assert cfg.autoencoder_modules(config, "sae") == ["stages.nets.dec", "stages.pretrain"]
+
+
+def test_code_inputs_follow_imports(tmp_path):
+    from stages.codedeps import module_closure, module_files
+
+    closure = module_closure(["stages.finetune", "stages.methods.depict"])
+    # imported directly or through other modules; registries (package __init__) left out
+    assert {"stages.train", "stages.metrics", "stages.methods.common", "stages.models",
+            "stages.errors"} <= set(closure)
+    assert "stages.methods" not in closure and "stages.methods.dec" not in closure
+    assert all(f.endswith(".py") for f in module_files(["stages.embed"]))
+    # a toy package: a -> b -> c, the package __init__ followed but not listed
+    pkg = tmp_path / "stages"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub/__init__.py").write_text("from stages.c import f\n")
+    (pkg / "a.py").write_text("import os\nfrom stages.sub import f\n")
+    (pkg / "c.py").write_text("from stages import b\n")
+    (pkg / "b.py").write_text("x = 1\n")
+    assert module_closure(["stages.a"], root=tmp_path) == ["stages.a", "stages.b", "stages.c"]
+    with pytest.raises(ValueError, match="no module 'stages.zzz'"):
+        module_closure(["stages.zzz"], root=tmp_path)

@@ -1,4 +1,5 @@
-"""End to end: the Snakemake workflow on a tiny synthetic dataset with every DEC-family method.
+"""End to end: the Snakemake workflow on a tiny synthetic dataset with every DEC-family and
+DEPICT method.
 
 The repository's workflow files are copied into a temporary folder so the test can edit the
 config and a stage module there, and check that exactly the affected jobs become stale.
@@ -17,8 +18,9 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+DEPICT_METHODS = ["depict", "depict-sda", "depict-rda", "depict-convae-kmeans"]
 METHODS = ["kmeans", "gmm", "spectral", "sae-kmeans", "dec", "idec", "cae-kmeans", "dec-conv",
-           "dcec"]
+           "dcec", *DEPICT_METHODS]
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +70,7 @@ def test_full_run_writes_tables_and_figures(workflow):
     for col in ("acc", "nmi_max", "nmi_sqrt", "nmi_arithmetic", "ari", "pair_precision"):
         assert runs[col].between(-1, 1).all() and runs[col].notna().all()
     assert (runs["wall_s_total"] > 0).all()
-    deep = runs[runs["family"] == "dec"]
+    deep = runs[runs["family"].isin(["dec", "depict"])]
     assert deep["wall_s_pretrain"].notna().all() and deep["wall_s_finetune"].notna().all()
     # the synthetic clusters are separable: k-means on raw pixels finds them
     assert runs.set_index("method").loc["kmeans", "acc"] > 0.9
@@ -81,8 +83,15 @@ def test_full_run_writes_tables_and_figures(workflow):
     history = pd.read_csv(workflow / "results/finetune/synthetic/dcec/seed0/history.csv")
     assert {"reconstruction", "clustering"} <= set(history.columns)
     assert (history["kind"] == "target").sum() >= 1
+    history = pd.read_csv(workflow / "results/finetune/synthetic/depict/seed0/history.csv")
+    assert {"reconstruction", "clustering", "q_change"} <= set(history.columns)
+    assert (history["kind"] == "target").sum() == 3  # one Q refresh per epoch
+    phases = pd.read_csv(workflow / "results/pretrain/synthetic/depict-rda/seed0/history.csv")
+    assert list(dict.fromkeys(phases["phase"])) == ["sda-layer1", "sda-layer2", "sda-layer3",
+                                                    "rda-retrain"]
+    assert (phases["kind"] == "validation").any()
     # checkpoints of finished jobs are removed
-    assert not list((workflow / "results").rglob("checkpoint.pt"))
+    assert not list((workflow / "results").rglob("checkpoint*.pt"))
 
 
 def test_second_run_has_nothing_to_do(workflow):
@@ -114,6 +123,19 @@ def test_changed_stage_module_reruns_the_jobs_that_use_it(workflow):
     users = {"dec", "idec", "dec-conv", "dcec"}
     assert {m for r, m in jobs if r == "finetune"} == users
     assert {r for r, _ in jobs} == {"finetune", "evaluate", "figures", "aggregate", "all"}
+    assert "Nothing to be done" in snakemake(workflow, "-n").stdout
+
+
+def test_edited_depict_module_reruns_only_depict_jobs(workflow):
+    module = workflow / "stages/methods/depict.py"
+    original = module.read_text()
+    module.write_text(original + "\n# an edit\n")
+    try:
+        jobs = planned_jobs(workflow)
+    finally:
+        module.write_text(original)
+    assert {m for r, m in jobs if r == "pretrain"} == {"depict", "depict-sda", "depict-rda"}
+    assert {m for r, m in jobs if r == "finetune"} == set(DEPICT_METHODS)
     assert "Nothing to be done" in snakemake(workflow, "-n").stdout
 
 
