@@ -6,7 +6,13 @@ Workloads, each run in a fresh subprocess so its peak memory is its own:
 * ``dec-finetune`` / ``dcec-finetune``: DEC (SAE, gamma=1) and DCEC (CAE, L_r + 0.1 L_c)
   fine-tuning with the target updated every T=140 steps, no early stop;
 * ``dec-clustpy``: the whole of DEC on ClustPy's schedule (100 pretraining + 150 clustering
-  epochs, batch 256), k-means init included, for comparison with ClustPy's DEC.
+  epochs, batch 256), k-means init included, for comparison with ClustPy's DEC;
+* ``depict-pretrain``: DEPICT's reconstruction-only (MdA) phase, batch 100, with the per-epoch
+  validation pass of its early stopping (which never triggers here);
+* ``depict-joint``: DEPICT's joint phase (Algorithm 1: corrupted and clean pathways, layer-wise
+  reconstruction, Q refreshed once per epoch), batch 100, after one pretraining epoch.
+
+``s_per_epoch`` is the measured time over the epochs run (one epoch = one pass over the data).
 
 Rows are appended to ``bench/results.csv``. Run from the repository root:
 
@@ -30,9 +36,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-WORKLOADS = ("sae-pretrain", "cae-pretrain", "dec-finetune", "dcec-finetune", "dec-clustpy")
+WORKLOADS = ("sae-pretrain", "cae-pretrain", "dec-finetune", "dcec-finetune", "dec-clustpy",
+             "depict-pretrain", "depict-joint")
 COLUMNS = ["date", "host", "device", "threads", "dataset", "workload", "n_samples", "batch_size",
-           "steps", "seconds", "samples_per_s", "peak_rss_mb", "peak_gpu_mb", "torch"]
+           "steps", "epochs", "seconds", "s_per_epoch", "samples_per_s", "peak_rss_mb",
+           "peak_gpu_mb", "torch"]
 
 
 def load_dataset(name: str):
@@ -55,7 +63,7 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
     """Run one workload in this process and return its measurements."""
     import torch
 
-    from stages.device import configure_torch, describe, resolve_device, seed_everything
+    from stages.device import configure_torch, resolve_device, seed_everything
     from stages.init import kmeans_init
     from stages.methods import dec
     from stages.nets import build_network
@@ -67,6 +75,8 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
     seed_everything(0)
     data = load_dataset(dataset)
     x = torch.as_tensor(data.X, device=device)
+    if workload.startswith("depict"):
+        return _row(workload, dataset, device, threads, x, *_run_depict(workload, data, x, epochs))
     net = "sae" if workload.startswith("sae") or workload.startswith("dec-") else "cae"
     arch = {"embedding_dim": data.n_clusters} if net == "cae" else {}
     model = build_network(net, data.input_shape, arch).to(device)
@@ -79,13 +89,9 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
                 "update_interval": 140, "tol": 0.0, "batch_size": batch, "lr": 0.001,
                 "shuffle": False, "checkpoint_every": 10**9}
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    sync()
+    _sync(device)
     t0 = time.perf_counter()
     if workload.endswith("pretrain"):
         res = pretrain_autoencoder(model, x, {"epochs": epochs, "batch_size": batch,
@@ -97,7 +103,7 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
         if workload != "dec-clustpy":
             pretrain_autoencoder(model, x, {"epochs": pre_epochs, "batch_size": batch,
                                             "optimizer": optimizer}, seed=0, log_every=spe)
-            sync()
+            _sync(device)
             t0 = time.perf_counter()  # time the fine-tuning only
         else:
             pretrain_autoencoder(model, x, {"epochs": pre_epochs, "batch_size": batch,
@@ -109,13 +115,67 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
                            {**finetune, "max_iter": clu_epochs * spe}, seed=0, y_true=None,
                            log_every=spe)
         steps = res.info["steps"] + (pre_epochs * spe if workload == "dec-clustpy" else 0)
-    sync()
+    _sync(device)
     seconds = time.perf_counter() - t0
+    n_epochs = (100 + 150) if workload == "dec-clustpy" else steps / spe
+    return _row(workload, dataset, device, threads, x, batch, steps, n_epochs, seconds)
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _run_depict(workload: str, data, x, epochs: int) -> tuple[int, int, float, float]:
+    """DEPICT's MdA pretraining or joint phase: (batch, steps, epochs, seconds)."""
+    import torch
+
+    from stages.init import kmeans_init
+    from stages.methods import depict
+    from stages.nets import build_network
+    from stages.train import map_batches
+
+    device = x.device
+    batch = 100
+    model = build_network("depict", data.input_shape, {"embedding_dim": data.n_clusters})
+    model = model.to(device)
+    recipe = {"epochs": epochs, "batch_size": batch, "optimizer": {"lr": 1e-4},
+              "patience": 10**9, "validation_fraction": 0.1, "hidden_weight": 1.0,
+              "checkpoint_every": 10**9}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    if workload == "depict-pretrain":
+        _sync(device)
+        t0 = time.perf_counter()
+        res = depict.pretrain_mda(model, x, recipe, seed=0, log_every=10**9)
+        _sync(device)
+        return batch, res.steps, epochs, time.perf_counter() - t0
+    depict.pretrain_mda(model, x, {**recipe, "epochs": 1}, seed=0, log_every=10**9)
+    centres, _ = kmeans_init(map_batches(model.encode, x).cpu().numpy(), data.n_clusters, 10, 0)
+    params = {"reconstruction_weight": 1.0, "hidden_weight": 1.0, "target": "sqrt", "tol": 0.0,
+              "max_epochs": epochs, "batch_size": batch, "lr": 1e-4, "checkpoint_every": 10**9}
+    _sync(device)
+    t0 = time.perf_counter()
+    res = depict.finetune(model, x, torch.as_tensor(centres), params, seed=0, log_every=10**9)
+    _sync(device)
+    return batch, res.info["steps"], res.info["epochs"], time.perf_counter() - t0
+
+
+def _row(workload: str, dataset: str, device, threads: int, x, batch: int, steps: int,
+         epochs: float, seconds: float) -> dict:
+    import torch
+
+    from stages.device import describe
+
     return {
         "date": time.strftime("%Y-%m-%d"), "host": platform.node(), "device": describe(device),
         "threads": threads, "dataset": dataset, "workload": workload,
         "n_samples": int(x.shape[0]), "batch_size": batch, "steps": steps,
-        "seconds": round(seconds, 2), "samples_per_s": round(steps * batch / seconds, 1),
+        "epochs": round(float(epochs), 2), "seconds": round(seconds, 2),
+        "s_per_epoch": round(seconds / epochs, 3),
+        "samples_per_s": round(steps * batch / seconds, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "peak_gpu_mb": (round(torch.cuda.max_memory_allocated() / 2**20, 1)
                         if device.type == "cuda" else ""),
@@ -151,7 +211,8 @@ def main() -> None:
                 row = json.loads(proc.stdout.strip().splitlines()[-1])
                 writer.writerow(row)
                 f.flush()
-                print(f"{dataset:8s} {workload:14s} {row['seconds']:8.1f} s "
+                print(f"{dataset:8s} {workload:15s} {row['seconds']:8.1f} s "
+                      f"{row['s_per_epoch']:7.2f} s/epoch "
                       f"{row['samples_per_s']:9.0f} samples/s  peak {row['peak_rss_mb']} MB RSS "
                       f"{row['peak_gpu_mb']} MB GPU", flush=True)
 
