@@ -180,9 +180,9 @@ def _fit_early_stopped(params: list[nn.Parameter], model: nn.Module, x: torch.Te
                       desc=f"pretrain {phase}")
     stopper.finish(result.steps)
     rows = sorted(result.history + stopper.rows, key=lambda r: (r["step"], r["kind"]))
-    for row in rows:
+    for row in rows:  # validation rows: epoch = epochs completed when it was measured
         row.update(phase=phase, step=row["step"] + step_offset,
-                   epoch=row.get("epoch", (row["step"] - 1) // spe))
+                   epoch=row.get("epoch", row["step"] // spe))
     return LoopResult(result.steps, result.stopped_by_hook, rows, result.resumed_from)
 
 
