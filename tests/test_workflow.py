@@ -112,14 +112,19 @@ def test_changed_method_parameter_reruns_only_that_method(workflow):
                     ("aggregate", "-"), ("all", "-")}
 
 
-def test_changed_stage_module_reruns_the_jobs_that_use_it(workflow):
-    module = workflow / "stages/methods/dec.py"
+def jobs_after_editing(workflow: Path, relative_path: str) -> set[tuple[str, str]]:
+    """The jobs a dry run plans once the module at ``relative_path`` is edited (then undone)."""
+    module = workflow / relative_path
     original = module.read_text()
     module.write_text(original + "\n# an edit\n")
     try:
-        jobs = planned_jobs(workflow)
+        return planned_jobs(workflow)
     finally:
         module.write_text(original)
+
+
+def test_changed_stage_module_reruns_the_jobs_that_use_it(workflow):
+    jobs = jobs_after_editing(workflow, "stages/methods/dec.py")
     users = {"dec", "idec", "dec-conv", "dcec"}
     assert {m for r, m in jobs if r == "finetune"} == users
     assert {r for r, _ in jobs} == {"finetune", "evaluate", "figures", "aggregate", "all"}
@@ -127,13 +132,7 @@ def test_changed_stage_module_reruns_the_jobs_that_use_it(workflow):
 
 
 def test_edited_depict_module_reruns_only_depict_jobs(workflow):
-    module = workflow / "stages/methods/depict.py"
-    original = module.read_text()
-    module.write_text(original + "\n# an edit\n")
-    try:
-        jobs = planned_jobs(workflow)
-    finally:
-        module.write_text(original)
+    jobs = jobs_after_editing(workflow, "stages/methods/depict.py")
     assert {m for r, m in jobs if r == "pretrain"} == {"depict", "depict-sda", "depict-rda"}
     assert {m for r, m in jobs if r == "finetune"} == set(DEPICT_METHODS)
     assert "Nothing to be done" in snakemake(workflow, "-n").stdout

@@ -12,16 +12,21 @@ def check_any(input_shape: Sequence[int]) -> None:
     """Fully connected networks flatten any sample shape."""
 
 
+def _check_image(input_shape: Sequence[int], min_side: int, what: str, why: str) -> None:
+    """Raise ValueError unless ``input_shape`` is (C, H, W) with H, W >= ``min_side``."""
+    if len(input_shape) != 3:
+        raise ValueError(f"{what} needs images (C, H, W); this dataset has flat samples of "
+                         f"shape {tuple(input_shape)}")
+    _, h, w = input_shape
+    if min(h, w) < min_side:
+        raise ValueError(f"{what} needs images of at least {min_side}x{min_side}{why}; this "
+                         f"dataset has {h}x{w}")
+
+
 def check_conv_input(input_shape: Sequence[int]) -> None:
     """Raise ValueError when the DCEC CAE cannot be built for samples of ``input_shape``."""
-    if len(input_shape) != 3:
-        raise ValueError(f"the convolutional autoencoder needs images (C, H, W); this dataset has "
-                         f"flat samples of shape {tuple(input_shape)}")
-    _, h, w = input_shape
-    if min(h, w) < CAE_MIN_SIDE:
-        raise ValueError(f"the convolutional autoencoder needs images of at least "
-                         f"{CAE_MIN_SIDE}x{CAE_MIN_SIDE} (three stride-2 convolutions); this "
-                         f"dataset has {h}x{w}")
+    _check_image(input_shape, CAE_MIN_SIDE, "the convolutional autoencoder",
+                 " (three stride-2 convolutions)")
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -62,10 +67,4 @@ def depict_layers(side: int) -> tuple[tuple[int, int, int], tuple[int, int, int]
 
 def check_depict_input(input_shape: Sequence[int]) -> None:
     """Raise ValueError when DEPICT's convolutional autoencoder cannot take ``input_shape``."""
-    if len(input_shape) != 3:
-        raise ValueError(f"DEPICT's convolutional autoencoder needs images (C, H, W); this "
-                         f"dataset has flat samples of shape {tuple(input_shape)}")
-    _, h, w = input_shape
-    if min(h, w) < DEPICT_MIN_SIDE:
-        raise ValueError(f"DEPICT's convolutional autoencoder needs images of at least "
-                         f"{DEPICT_MIN_SIDE}x{DEPICT_MIN_SIDE}; this dataset has {h}x{w}")
+    _check_image(input_shape, DEPICT_MIN_SIDE, "DEPICT's convolutional autoencoder", "")
