@@ -153,12 +153,14 @@ def _run_depict(workload: str, data, x, epochs: int) -> tuple[int, int, float, f
         _sync(device)
         return batch, res.steps, epochs, time.perf_counter() - t0
     depict.pretrain_mda(model, x, {**recipe, "epochs": 1}, seed=0, log_every=10**9)
-    centres, _ = kmeans_init(map_batches(model.encode, x).cpu().numpy(), data.n_clusters, 10, 0)
+    centres, labels = kmeans_init(map_batches(model.encode, x).cpu().numpy(), data.n_clusters,
+                                  10, 0)
     params = {"reconstruction_weight": 1.0, "hidden_weight": 1.0, "target": "sqrt", "tol": 0.0,
               "max_epochs": epochs, "batch_size": batch, "lr": 1e-4, "checkpoint_every": 10**9}
     _sync(device)
     t0 = time.perf_counter()
-    res = depict.finetune(model, x, torch.as_tensor(centres), params, seed=0, log_every=10**9)
+    res = depict.finetune(model, x, torch.as_tensor(centres), params, seed=0,
+                          init_labels=labels, log_every=10**9)
     _sync(device)
     return batch, res.info["steps"], res.info["epochs"], time.perf_counter() - t0
 

@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> None:
     x = torch.as_tensor(data.X, device=device)
     result = importlib.import_module(module).finetune(
         autoencoder, x, torch.as_tensor(init["centres"]), recipe, seed=args.seed,
+        init_labels=init["labels"],
         y_true=data.y, checkpoint=Checkpointer(out / "checkpoint.pt"), log_every=args.log_every)
     timings["finetune"] = time.perf_counter() - t0
     save_model(out / "model.pt", payload["net"], data.input_shape, payload["arch"],

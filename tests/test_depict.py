@@ -228,11 +228,11 @@ JOINT = {"reconstruction_weight": 1.0, "hidden_weight": 1.0, "target": "sqrt", "
          "max_epochs": 4, "batch_size": 16, "lr": 1e-3}
 
 
-def kmeans_centres(net, x) -> torch.Tensor:
+def kmeans_init(net, x) -> tuple[torch.Tensor, np.ndarray]:
     from sklearn.cluster import KMeans
 
-    z = net.encode(x).detach().numpy()
-    return torch.as_tensor(KMeans(3, n_init=5, random_state=0).fit(z).cluster_centers_)
+    km = KMeans(3, n_init=5, random_state=0).fit(net.encode(x).detach().numpy())
+    return torch.as_tensor(km.cluster_centers_), km.labels_
 
 
 def test_finetune_runs_and_predicts_from_the_clean_softmax():
@@ -240,11 +240,14 @@ def test_finetune_runs_and_predicts_from_the_clean_softmax():
     x, y = tiny_data()
     net = build_network("depict", (1, 16, 16), {"embedding_dim": 3, "maps": 8})
     depict.pretrain_mda(net, x, RECIPE, seed=0, log_every=2)
-    result = depict.finetune(net, x, kmeans_centres(net, x), JOINT, seed=0, y_true=y,
+    centres, labels = kmeans_init(net, x)
+    result = depict.finetune(net, x, centres, JOINT, seed=0, y_true=y, init_labels=labels,
                              log_every=2)
     assert result.labels.shape == (90,) and result.embedding.shape == (90, 3)
     targets = [r for r in result.history if r["kind"] == "target"]
     assert len(targets) == 4  # one refresh per epoch, the first before any step
+    from stages.metrics import cluster_acc
+    assert targets[0]["acc"] == cluster_acc(y, labels)  # Q0 = the one-hot k-means labels
     assert {"clustering", "reconstruction"} <= set(result.history[-1])
     clusterer = depict.DepictClusterer(net, torch.zeros(3, 3))
     clusterer.load_state_dict(result.state_dict)
@@ -263,14 +266,22 @@ def test_head_starts_from_unit_norm_centres():
 def test_stop_rule_ends_when_q_stops_changing():
     x, y = tiny_data(10)
     net = build_network("depict", (1, 16, 16), {"embedding_dim": 3, "maps": 4})
-    centres = kmeans_centres(net, x)
-    # lr 0: P never changes, so Q of epoch 1 equals Q of epoch 0 and the rule stops there
-    frozen = depict.finetune(net, x, centres, {**JOINT, "lr": 0.0, "max_epochs": 10}, seed=0)
+    centres, labels = kmeans_init(net, x)
+    # lr 0 and Q0 from the soft-max: P never changes, so Q of epoch 1 equals Q of epoch 0
+    frozen = depict.finetune(net, x, centres, {**JOINT, "lr": 0.0, "max_epochs": 10,
+                                               "initial_q": "softmax"}, seed=0)
     assert frozen.info["converged"] and frozen.info["epochs"] == 1
     assert [r["q_change"] for r in frozen.history if r["kind"] == "target"][1] == 0.0
+    # from one-hot labels the first refresh changes Q, so lr 0 stops one epoch later
+    from_labels = depict.finetune(net, x, centres, {**JOINT, "lr": 0.0, "max_epochs": 10},
+                                  seed=0, init_labels=labels)
+    assert from_labels.info["converged"] and from_labels.info["epochs"] == 2
     # tol 0 never stops: the epoch cap ends training
-    capped = depict.finetune(net, x, centres, {**JOINT, "tol": 0.0, "max_epochs": 3}, seed=0)
+    capped = depict.finetune(net, x, centres, {**JOINT, "tol": 0.0, "max_epochs": 3}, seed=0,
+                             init_labels=labels)
     assert not capped.info["converged"] and capped.info["epochs"] == 3
+    with pytest.raises(ValueError, match="needs the init stage's labels"):
+        depict.finetune(net, x, centres, JOINT, seed=0)
 
 
 def test_q_change_is_mean_squared_difference():

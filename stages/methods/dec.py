@@ -108,8 +108,11 @@ class TargetUpdate:
 
 def finetune(autoencoder: nn.Module, x: torch.Tensor, centres: torch.Tensor, params: dict[str, Any],
              *, seed: int, y_true: np.ndarray | None = None,
-             checkpoint: Checkpointer | None = None, log_every: int = 20) -> FinetuneResult:
+             init_labels: np.ndarray | None = None, checkpoint: Checkpointer | None = None,
+             log_every: int = 20) -> FinetuneResult:
     """Fine-tune ``autoencoder`` with a DEC clustering layer.
+
+    ``init_labels`` (the init stage's labels) are not used: DEC starts from the centres.
 
     Args:
         autoencoder: pretrained SAE or CAE, on the same device as ``x``.

@@ -281,28 +281,36 @@ def pretrain_rda(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, s
 class TargetRefresh:
     """Algorithm 1, lines 4-5: once per epoch, Q from the clean P stored during the epoch.
 
-    At step 0, P comes from a clean pass over all data with the initial weights. ``p_epoch``
+    At step 0, Q is ``initial_q`` when given (one-hot k-means labels), else computed from a
+    clean pass over all data with the initial weights. ``p_epoch``
     (N, K) is filled by the loss function with the clean soft-max of each batch. Stops when
     :func:`q_change` falls below ``tol``. Adds a history row per refresh with the change of Q,
     the fraction of changed labels and, for monitoring only, ACC/NMI against the true labels.
     """
 
     def __init__(self, model: DepictClusterer, x: torch.Tensor, y_true: np.ndarray | None,
-                 period: int, tol: float, rule: str, eval_batch: int = 1000):
+                 period: int, tol: float, rule: str, initial_q: torch.Tensor | None = None,
+                 eval_batch: int = 1000):
         self.model, self.x, self.y_true = model, x, y_true
         self.period, self.tol, self.rule, self.eval_batch = period, tol, rule, eval_batch
+        self.initial_q = initial_q
         self.q: torch.Tensor | None = None
         self.p_epoch: torch.Tensor | None = None
         self.labels: torch.Tensor | None = None
         self.rows: list[dict[str, Any]] = []
 
     def __call__(self, step: int) -> bool:
-        if self.p_epoch is None:  # step 0: clean pass with the initial weights
-            # clone: map_batches returns an inference tensor, and the loss writes into this one
-            self.p_epoch = map_batches(self.model.clean_probabilities, self.x,
-                                       self.eval_batch).clone()
-        q_new = depict_target(self.p_epoch, self.rule)
-        labels = self.p_epoch.argmax(dim=1)
+        if self.p_epoch is None and self.initial_q is not None:  # step 0, Q from the labels
+            self.p_epoch = torch.zeros_like(self.initial_q)
+            q_new = self.initial_q
+            labels = q_new.argmax(dim=1)
+        else:
+            if self.p_epoch is None:  # step 0: clean pass with the initial weights
+                # clone: map_batches returns an inference tensor; the loss writes into this one
+                self.p_epoch = map_batches(self.model.clean_probabilities, self.x,
+                                           self.eval_batch).clone()
+            q_new = depict_target(self.p_epoch, self.rule)
+            labels = self.p_epoch.argmax(dim=1)  # the predictions made during the epoch
         change = (math.nan if self.q is None else float(q_change(q_new, self.q)))
         delta = (math.nan if self.labels is None
                  else float((labels != self.labels).float().mean()))
@@ -328,7 +336,8 @@ class TargetRefresh:
 
 def finetune(autoencoder: nn.Module, x: torch.Tensor, centres: torch.Tensor,
              params: dict[str, Any], *, seed: int, y_true: np.ndarray | None = None,
-             checkpoint: Checkpointer | None = None, log_every: int = 20) -> FinetuneResult:
+             init_labels: np.ndarray | None = None, checkpoint: Checkpointer | None = None,
+             log_every: int = 20) -> FinetuneResult:
     """DEPICT's joint phase (Algorithm 1) on a pretrained DEPICT autoencoder.
 
     Each step: cross-entropy between the current Q rows and the corrupted pathway's soft-max,
@@ -341,7 +350,11 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, centres: torch.Tensor,
         x: the whole dataset (N, C, H, W) in [0, 1] on the device.
         centres: k-means centres (K, d) of the clean embeddings.
         params: the method recipe: ``reconstruction_weight``, ``hidden_weight``, ``target``
-            (sqrt|dec), ``tol``, ``max_epochs``, ``batch_size``, ``lr``.
+            (sqrt|dec), ``tol``, ``max_epochs``, ``batch_size``, ``lr``, ``initial_q``.
+        init_labels: the init stage's k-means labels (N,). With ``initial_q: labels`` (default)
+            the first epoch's Q is their one-hot encoding (Algorithm 1, line 1: "initialize Q
+            using a clustering algorithm"); with ``initial_q: softmax`` it is Eq. 7 of the clean
+            soft-max of the initial network.
     """
     device = x.device
     model = DepictClusterer(autoencoder, centres.to(device)).to(device)
@@ -349,8 +362,14 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, centres: torch.Tensor,
     hidden_weight = float(params.get("hidden_weight", 1.0))
     batch = int(params["batch_size"])
     spe = steps_per_epoch(x.shape[0], batch)
+    initial_q = None
+    if params.get("initial_q", "labels") == "labels":
+        if init_labels is None:
+            raise ValueError("initial_q 'labels' needs the init stage's labels (init_labels)")
+        labels = torch.as_tensor(np.asarray(init_labels), device=device, dtype=torch.long)
+        initial_q = F.one_hot(labels, centres.shape[0]).float()
     hook = TargetRefresh(model, x, y_true, period=spe, tol=float(params["tol"]),
-                         rule=str(params.get("target", "sqrt")))
+                         rule=str(params.get("target", "sqrt")), initial_q=initial_q)
     optimizer = torch.optim.Adam(model.parameters(), lr=float(params["lr"]))
 
     def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
