@@ -133,7 +133,7 @@ def _run_depict(workload: str, data, x, epochs: int) -> tuple[int, int, float, f
     import torch
 
     from stages.init import kmeans_init
-    from stages.methods import depict
+    from stages.methods import depict, depict_pretrain
     from stages.nets import build_network
     from stages.train import map_batches
 
@@ -149,10 +149,10 @@ def _run_depict(workload: str, data, x, epochs: int) -> tuple[int, int, float, f
     if workload == "depict-pretrain":
         _sync(device)
         t0 = time.perf_counter()
-        res = depict.pretrain_mda(model, x, recipe, seed=0, log_every=10**9)
+        res = depict_pretrain.pretrain_mda(model, x, recipe, seed=0, log_every=10**9)
         _sync(device)
         return batch, res.steps, epochs, time.perf_counter() - t0
-    depict.pretrain_mda(model, x, {**recipe, "epochs": 1}, seed=0, log_every=10**9)
+    depict_pretrain.pretrain_mda(model, x, {**recipe, "epochs": 1}, seed=0, log_every=10**9)
     centres, labels = kmeans_init(map_batches(model.encode, x).cpu().numpy(), data.n_clusters,
                                   10, 0)
     params = {"reconstruction_weight": 1.0, "hidden_weight": 1.0, "target": "sqrt", "tol": 0.0,

@@ -106,7 +106,7 @@ def test_depict_recipes(config):
     assert cfg.autoencoder_recipe(paper, "depict")["epochs"] == 4000
     assert cfg.autoencoder_recipe(paper, "depict")["patience"] == 100
     assert cfg.autoencoder_modules(config, "depict") == ["stages.nets.depict",
-                                                         "stages.methods.depict"]
+                                                         "stages.methods.depict_pretrain"]
     assert cfg.autoencoder_modules(config, "sae") == ["stages.nets.dec", "stages.pretrain"]
 
 

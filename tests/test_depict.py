@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from stages.data.synthetic import make_synthetic
 from stages.errors import ConfigError
-from stages.methods import depict
+from stages.methods import depict, depict_losses, depict_pretrain
 from stages.nets import build_network, check_network_input
 from stages.pretrain import check_unit_range
 from stages.train import Checkpointer, EarlyStopping, LoopConfig, run_loop
@@ -97,21 +97,21 @@ def test_eq7_target_by_hand():
     assert torch.allclose(p.sum(0), torch.tensor([1.6, 1.4, 1.0]))  # f_k
     # q_ik = (p_ik / sqrt(f_k)) / sum_k' (p_ik' / sqrt(f_k'))
     first = np.array([0.7 / math.sqrt(1.6), 0.2 / math.sqrt(1.4), 0.1 / math.sqrt(1.0)])
-    q = depict.depict_target(p, "sqrt")
+    q = depict_losses.depict_target(p, "sqrt")
     assert np.allclose(q[0].numpy(), first / first.sum(), atol=1e-6)
     assert torch.allclose(q.sum(1), torch.ones(4))
     # the code's variant is DEC's p^2 / f
     dec_first = np.array([0.49 / 1.6, 0.04 / 1.4, 0.01 / 1.0])
-    assert np.allclose(depict.depict_target(p, "dec")[0].numpy(), dec_first / dec_first.sum(),
-                       atol=1e-6)
+    q_dec = depict_losses.depict_target(p, "dec")
+    assert np.allclose(q_dec[0].numpy(), dec_first / dec_first.sum(), atol=1e-6)
     with pytest.raises(ValueError, match="valid choices: sqrt, dec"):
-        depict.depict_target(p, "square")
+        depict_losses.depict_target(p, "square")
 
 
 def test_eq7_balances_a_dominant_cluster():
     """Dividing by sqrt(f) moves mass away from a cluster that holds most points."""
     p = torch.tensor([[0.5, 0.5]] + [[0.9, 0.1]] * 9)
-    q = depict.depict_target(p)
+    q = depict_losses.depict_target(p)
     assert q[0, 1] > 0.5  # the ambiguous point leans to the small cluster
 
 
@@ -120,26 +120,26 @@ def test_soft_cross_entropy_and_layerwise_reconstruction():
     q = torch.tensor([[1.0, 0.0], [0.25, 0.75]])
     log_p = F.log_softmax(logits, 1)
     expected = -(log_p[0, 0] + 0.25 * log_p[1, 0] + 0.75 * log_p[1, 1]) / 2
-    assert depict.soft_cross_entropy(q, logits).item() == pytest.approx(expected.item())
+    assert depict_losses.soft_cross_entropy(q, logits).item() == pytest.approx(expected.item())
     clean = [torch.zeros(2, 4), torch.zeros(2, 3, 3)]
     recon = [torch.ones(2, 4), torch.full((2, 3, 3), 2.0)]
     # per-element means: 1 and 4; hidden layers weighted
-    assert depict.layerwise_reconstruction(clean, recon).item() == pytest.approx(5.0)
-    assert depict.layerwise_reconstruction(clean, recon, 0.1).item() == pytest.approx(1.4)
+    assert depict_losses.layerwise_reconstruction(clean, recon).item() == pytest.approx(5.0)
+    assert depict_losses.layerwise_reconstruction(clean, recon, 0.1).item() == pytest.approx(1.4)
     with pytest.raises(ValueError, match="2 clean layers but 1"):
-        depict.layerwise_reconstruction(clean, recon[:1])
+        depict_losses.layerwise_reconstruction(clean, recon[:1])
 
 
 def test_validation_split_is_random_disjoint_and_label_free():
-    train, val = depict.validation_split(100, 0.1, seed=3)
+    train, val = depict_pretrain.validation_split(100, 0.1, seed=3)
     assert len(val) == 10 and len(train) == 90
     assert set(train.tolist()).isdisjoint(val.tolist())
     assert set(train.tolist()) | set(val.tolist()) == set(range(100))
     assert val.tolist() != list(range(10))
-    again, _ = depict.validation_split(100, 0.1, seed=3)
+    again, _ = depict_pretrain.validation_split(100, 0.1, seed=3)
     assert torch.equal(again, train)
     with pytest.raises(ValueError, match="validation_fraction"):
-        depict.validation_split(100, 1.0, seed=0)
+        depict_pretrain.validation_split(100, 1.0, seed=0)
 
 
 def test_early_stopping_stops_after_patience_and_restores_the_best():
@@ -178,7 +178,7 @@ def test_mda_pretraining_lowers_the_validation_loss():
     torch.manual_seed(0)
     x, _ = tiny_data()
     net = build_network("depict", (1, 16, 16), {"embedding_dim": 3, "maps": 8})
-    result = depict.pretrain_mda(net, x, {**RECIPE, "epochs": 15}, seed=0, log_every=2)
+    result = depict_pretrain.pretrain_mda(net, x, {**RECIPE, "epochs": 15}, seed=0, log_every=2)
     val = [r["loss"] for r in result.history if r["kind"] == "validation"]
     assert min(val) < 0.8 * val[0]
     assert {r["phase"] for r in result.history} == {"mda"}
@@ -189,7 +189,7 @@ def test_sda_trains_layer_by_layer_and_rda_adds_a_retraining_phase(tmp_path):
     x, _ = tiny_data()
     net = build_network("depict", (1, 16, 16), {"embedding_dim": 3, "maps": 8})
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    result = depict.pretrain_rda(net, x, RECIPE, seed=0, log_every=2,
+    result = depict_pretrain.pretrain_rda(net, x, RECIPE, seed=0, log_every=2,
                                  checkpoint=Checkpointer(tmp_path / "checkpoint.pt"))
     phases = list(dict.fromkeys(r["phase"] for r in result.history))
     assert phases == ["sda-layer1", "sda-layer2", "sda-layer3", "rda-retrain"]
@@ -199,7 +199,7 @@ def test_sda_trains_layer_by_layer_and_rda_adds_a_retraining_phase(tmp_path):
     # a restart finds every phase finished and reproduces the weights without training
     after = {k: v.clone() for k, v in net.state_dict().items()}
     again = build_network("depict", (1, 16, 16), {"embedding_dim": 3, "maps": 8})
-    resumed = depict.pretrain_rda(again, x, RECIPE, seed=0, log_every=2,
+    resumed = depict_pretrain.pretrain_rda(again, x, RECIPE, seed=0, log_every=2,
                                   checkpoint=Checkpointer(tmp_path / "checkpoint.pt"))
     assert resumed.resumed_from is not None
     for k, v in again.state_dict().items():
@@ -213,7 +213,7 @@ def test_sda_trains_every_layer_with_its_own_parameters():
     x, _ = tiny_data()
     net = build_network("depict", (1, 16, 16), {"embedding_dim": 3, "maps": 8})
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    depict.pretrain_sda(net, x, {**RECIPE, "layer_epochs": 1}, seed=0, log_every=2)
+    depict_pretrain.pretrain_sda(net, x, {**RECIPE, "layer_epochs": 1}, seed=0, log_every=2)
     changed = {k.split(".")[0] for k, v in net.state_dict().items()
                if not torch.equal(before[k], v)}
     assert changed == {"conv1", "deconv1", "conv2", "deconv2", "fc", "defc"}
@@ -239,7 +239,7 @@ def test_finetune_runs_and_predicts_from_the_clean_softmax():
     torch.manual_seed(0)
     x, y = tiny_data()
     net = build_network("depict", (1, 16, 16), {"embedding_dim": 3, "maps": 8})
-    depict.pretrain_mda(net, x, RECIPE, seed=0, log_every=2)
+    depict_pretrain.pretrain_mda(net, x, RECIPE, seed=0, log_every=2)
     centres, labels = kmeans_init(net, x)
     result = depict.finetune(net, x, centres, JOINT, seed=0, y_true=y, init_labels=labels,
                              log_every=2)
@@ -287,4 +287,4 @@ def test_stop_rule_ends_when_q_stops_changing():
 def test_q_change_is_mean_squared_difference():
     a = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
     b = torch.tensor([[0.0, 1.0], [0.5, 0.5]])
-    assert depict.q_change(a, b).item() == pytest.approx(0.5)
+    assert depict_losses.q_change(a, b).item() == pytest.approx(0.5)

@@ -131,10 +131,18 @@ def test_changed_stage_module_reruns_the_jobs_that_use_it(workflow):
     assert "Nothing to be done" in snakemake(workflow, "-n").stdout
 
 
-def test_edited_depict_module_reruns_only_depict_jobs(workflow):
+def test_edited_depict_modules_rerun_only_the_jobs_that_run_them(workflow):
+    # the joint phase: DEPICT's fine-tuning jobs, not its pretraining nor ConvAE + k-means
     jobs = jobs_after_editing(workflow, "stages/methods/depict.py")
+    assert {r for r, _ in jobs} == {"finetune", "evaluate", "figures", "aggregate", "all"}
+    assert {m for r, m in jobs if r == "finetune"} == {"depict", "depict-sda", "depict-rda"}
+    # the pretraining objectives: the three DEPICT autoencoders and everything downstream
+    jobs = jobs_after_editing(workflow, "stages/methods/depict_pretrain.py")
     assert {m for r, m in jobs if r == "pretrain"} == {"depict", "depict-sda", "depict-rda"}
     assert {m for r, m in jobs if r == "finetune"} == set(DEPICT_METHODS)
+    # the losses both use
+    jobs = jobs_after_editing(workflow, "stages/methods/depict_losses.py")
+    assert {m for r, m in jobs if r == "pretrain"} == {"depict", "depict-sda", "depict-rda"}
     assert "Nothing to be done" in snakemake(workflow, "-n").stdout
 
 

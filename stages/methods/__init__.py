@@ -23,9 +23,9 @@ HEAD_NETWORK: dict[str, str] = {"depict": "depict"}
 #: signature ``f(model, x, recipe, *, seed, log_every, checkpoint) -> stages.train.LoopResult``
 PRETRAIN_OBJECTIVES: dict[str, tuple[str, str]] = {
     "reconstruction": ("stages.pretrain", "pretrain_autoencoder"),
-    "depict-mda": ("stages.methods.depict", "pretrain_mda"),
-    "depict-sda": ("stages.methods.depict", "pretrain_sda"),
-    "depict-rda": ("stages.methods.depict", "pretrain_rda"),
+    "depict-mda": ("stages.methods.depict_pretrain", "pretrain_mda"),
+    "depict-sda": ("stages.methods.depict_pretrain", "pretrain_sda"),
+    "depict-rda": ("stages.methods.depict_pretrain", "pretrain_rda"),
 }
 
 #: objectives that only work on one network: objective -> net

@@ -1,28 +1,23 @@
-"""DEPICT (Ghasedi Dizaji et al., ICCV 2017) and its learning-approach ablations (Table 3).
+"""DEPICT (Ghasedi Dizaji et al., ICCV 2017): the soft-max clustering layer and the joint phase.
 
-Layers, as in :mod:`stages.methods.dec`:
+* :class:`DepictClusterer`: the autoencoder with the soft-max clustering layer of Eq. 1;
+* :class:`TargetRefresh`: Q refreshed once per epoch (Algorithm 1, lines 4-5) and the stop rule;
+* :func:`finetune`: the joint phase (Algorithm 1, Eq. 12).
 
-1. pure functions: :func:`depict_target` (Eq. 7), :func:`soft_cross_entropy` (Eq. 8),
-   :func:`layerwise_reconstruction` (second term of Eq. 12), :func:`validation_split`,
-   :func:`q_change`;
-2. :class:`DepictClusterer`, the autoencoder with its soft-max clustering layer (Eq. 1);
-3. drivers: the pretraining objectives :func:`pretrain_mda` (DEPICT's own reconstruction-only
-   phase), :func:`pretrain_sda` (layer-wise denoising pretraining) and :func:`pretrain_rda`
-   (SdA, then clean whole-network retraining), and :func:`finetune` (Algorithm 1).
+The pure functions are in :mod:`stages.methods.depict_losses`, the reconstruction-only phases
+(MdA, and the SdA / RdA ablations of Table 3) in :mod:`stages.methods.depict_pretrain`, so that
+editing the joint phase does not rerun the pretraining.
 
 Choices where the paper is silent ([code]: the authors' Theano code, [default]: ours):
 
-* Adam lr 1e-4 [paper], batch 100 [code] in every phase.
-* Reconstruction-only phases stop early on a held-out split of the data (10 %, drawn at random,
-  never using labels) when the clean reconstruction loss has not improved for ``patience``
-  epochs, and keep the best weights [code: patience 100, at most 4,000 epochs].
-* Joint phase: Q from the clean pathway once per epoch [code], from the clean soft-max outputs
-  stored while training that epoch; stop when mean((Q_t - Q_{t-1})^2) < 1e-7 [code] or at the
-  epoch cap. ``target: sqrt`` is the paper's Eq. 7, ``target: dec`` the code's p^2/f.
-  ``hidden_weight`` weighs the hidden layers' reconstruction terms (paper 1, code 0.1).
+* Adam lr 1e-4 [paper], batch 100 [code].
+* Q starts as the one-hot k-means labels (Algorithm 1, line 1); ``initial_q: softmax`` starts
+  from Eq. 7 of the initial clean soft-max instead.
+* Q is refreshed once per epoch [code] from the clean soft-max outputs stored while training that
+  epoch; stop when mean((Q_t - Q_{t-1})^2) < 1e-7 [code] or at the epoch cap. ``target: sqrt``
+  is the paper's Eq. 7, ``target: dec`` the code's p^2/f. ``hidden_weight`` weighs the hidden
+  layers' reconstruction terms (paper 1, code 0.1).
 * The soft-max layer has a bias; its weights start as the unit-norm k-means centres [code].
-* SdA's per-layer denoising uses dropout with rate ``noise`` (0.1, the paper's dropout rate)
-  on each layer's input [default].
 * SdA and RdA fine-tune with the clustering loss only (``reconstruction_weight: 0``), as the
   paper describes them ("the encoder pathway is then fine-tuned using the clustering objective").
 """
@@ -30,7 +25,6 @@ Choices where the paper is silent ([code]: the authors' Theano code, [default]: 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,83 +32,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stages.methods.common import FinetuneResult, target_distribution
-from stages.metrics import cluster_acc, nmi
-from stages.train import (
-    Checkpointer,
-    EarlyStopping,
-    LoopConfig,
-    LoopResult,
-    map_batches,
-    run_loop,
-    steps_per_epoch,
+from stages.methods.common import FinetuneResult
+from stages.methods.depict_losses import (
+    depict_target,
+    layerwise_reconstruction,
+    q_change,
+    soft_cross_entropy,
 )
-
-#: target rule -> (power, frequency exponent) of :func:`target_distribution`
-TARGET_RULES: dict[str, tuple[float, float]] = {
-    "sqrt": (1.0, 0.5),  # Eq. 7 [paper]
-    "dec": (2.0, 1.0),   # the authors' code (DEC's target)
-}
-
-
-# ---------------------------------------------------------------------------- pure functions
-
-def depict_target(p: torch.Tensor, rule: str = "sqrt") -> torch.Tensor:
-    """Target Q from the clean predictions P (N, K) over the whole dataset: Eq. 7.
-
-    ``sqrt``: ``q_ik ∝ p_ik / (Σ_i' p_i'k)^(1/2)``; ``dec``: ``q_ik ∝ p_ik^2 / Σ_i' p_i'k``.
-    Returns Q (N, K), rows summing to one.
-    """
-    if rule not in TARGET_RULES:
-        raise ValueError(f"unknown DEPICT target rule '{rule}'; valid choices: "
-                         f"{', '.join(TARGET_RULES)}")
-    power, freq_exponent = TARGET_RULES[rule]
-    return target_distribution(p, power=power, freq_exponent=freq_exponent)
-
-
-def soft_cross_entropy(q: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """``-(1/B) Σ_i Σ_k q_ik log softmax(logits)_ik`` for q, logits (B, K): Eq. 8 / Eq. 12."""
-    return -(q * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
-
-
-def layerwise_reconstruction(clean: Sequence[torch.Tensor], reconstructed: Sequence[torch.Tensor],
-                             hidden_weight: float = 1.0) -> torch.Tensor:
-    """Second term of Eq. 12: ``Σ_l w_l mean_i (1/|z^l|) ||z_i^l - ẑ_i^l||²``.
-
-    Args:
-        clean: clean encoder layers [z^0 (B, ...), z^1, ..., z^{L-1}] (z^0 = the input).
-        reconstructed: the decoder's reconstructions of the same layers, same order and shapes.
-        hidden_weight: w_l for l >= 1 (w_0 = 1); the paper uses 1, the authors' code 0.1.
-    Returns:
-        scalar: each layer's per-element mean squared error, weighted and summed.
-    """
-    if len(clean) != len(reconstructed):
-        raise ValueError(f"{len(clean)} clean layers but {len(reconstructed)} reconstructions")
-    total = torch.zeros((), device=clean[0].device)
-    for level, (z, z_hat) in enumerate(zip(clean, reconstructed, strict=True)):
-        weight = 1.0 if level == 0 else hidden_weight
-        if weight:
-            total = total + weight * F.mse_loss(z_hat, z)
-    return total
-
-
-def validation_split(n_samples: int, fraction: float, seed: int,
-                     device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Random (train (N - V,), validation (V,)) index split, V = round(fraction * N) >= 1.
-
-    Drawn without labels (the authors' code stratifies by label; that would leak them).
-    """
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"validation_fraction must lie in (0, 1); got {fraction}")
-    n_val = min(n_samples - 1, max(1, round(fraction * n_samples)))
-    perm = torch.randperm(n_samples, generator=torch.Generator().manual_seed(seed + 7919))
-    return perm[n_val:].to(device), perm[:n_val].to(device)
-
-
-def q_change(q_new: torch.Tensor, q_old: torch.Tensor) -> torch.Tensor:
-    """Mean squared change of the target between two epochs (the stop rule): scalar."""
-    return (q_new - q_old).pow(2).mean()
-
+from stages.metrics import cluster_acc, nmi
+from stages.train import Checkpointer, LoopConfig, map_batches, run_loop, steps_per_epoch
 
 # ------------------------------------------------------------------------------ the network
 
@@ -139,141 +65,6 @@ class DepictClusterer(nn.Module):
     def clean_probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """Clean-pathway soft-max P: x (B, C, H, W) -> (B, K)."""
         return F.softmax(self.head(self.autoencoder.encode(x)), dim=1)
-
-
-# ------------------------------------------------------------------ reconstruction-only phases
-
-def _mean_over_batches(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                       batch_size: int = 1000) -> torch.Tensor:
-    """Sample-weighted mean of the batch-mean loss ``fn`` over x (N, ...): scalar."""
-    total = torch.zeros((), device=x.device)
-    for start in range(0, x.shape[0], batch_size):
-        xb = x[start:start + batch_size]
-        total = total + fn(xb) * xb.shape[0]
-    return total / x.shape[0]
-
-
-def _fit_early_stopped(params: list[nn.Parameter], model: nn.Module, x: torch.Tensor,
-                       loss_fn: Callable[[torch.Tensor], torch.Tensor],
-                       val_loss_fn: Callable[[torch.Tensor], torch.Tensor], recipe: dict[str, Any],
-                       epochs: int, *, seed: int, log_every: int, checkpoint: Checkpointer,
-                       phase: str, step_offset: int) -> LoopResult:
-    """Adam on ``loss_fn`` over a random training split, early-stopped on ``val_loss_fn``.
-
-    ``loss_fn(xb) -> scalar`` takes a training batch, ``val_loss_fn(xb) -> scalar`` a validation
-    batch. The best weights (by validation loss) are loaded at the end. History rows get
-    ``phase`` and steps shifted by ``step_offset`` so that phases follow one another.
-    """
-    train_idx, val_idx = validation_split(x.shape[0], float(recipe["validation_fraction"]), seed,
-                                          x.device)
-    x_val = x[val_idx]
-    batch = int(recipe["batch_size"])
-    spe = steps_per_epoch(train_idx.shape[0], batch)
-    stopper = EarlyStopping(model, lambda: _mean_over_batches(val_loss_fn, x_val), period=spe,
-                            patience=int(recipe["patience"]))
-    optimizer = torch.optim.Adam(params, lr=float(recipe["optimizer"]["lr"]))
-    cfg = LoopConfig(batch_size=batch, max_steps=epochs * spe, shuffle=True, seed=seed,
-                     log_every=min(log_every, spe),
-                     checkpoint_every=int(recipe.get("checkpoint_every", 1000)))
-    result = run_loop(model, optimizer, lambda idx: {"loss": loss_fn(x[train_idx[idx]])},
-                      train_idx.shape[0], cfg, x.device, hook=stopper, checkpoint=checkpoint,
-                      desc=f"pretrain {phase}")
-    stopper.finish(result.steps)
-    rows = sorted(result.history + stopper.rows, key=lambda r: (r["step"], r["kind"]))
-    for row in rows:  # validation rows: epoch = epochs completed when it was measured
-        row.update(phase=phase, step=row["step"] + step_offset,
-                   epoch=row.get("epoch", row["step"] // spe))
-    return LoopResult(result.steps, result.stopped_by_hook, rows, result.resumed_from)
-
-
-def _chain(results: list[LoopResult]) -> LoopResult:
-    history = [row for r in results for row in r.history]
-    resumed = next((r.resumed_from for r in results if r.resumed_from is not None), None)
-    return LoopResult(sum(r.steps for r in results), any(r.stopped_by_hook for r in results),
-                      history, resumed)
-
-
-def pretrain_mda(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, seed: int,
-                 log_every: int = 20, checkpoint: Checkpointer | None = None) -> LoopResult:
-    """DEPICT's reconstruction-only phase (MdA): Eq. 12 without the clustering term.
-
-    The corrupted pathway's embedding is decoded and every decoder layer is compared with the
-    clean encoder layer it mirrors. Validation loss: the same with the clean pathway.
-    ``recipe``: ``epochs``, ``batch_size``, ``optimizer.lr``, ``patience``,
-    ``validation_fraction``, ``hidden_weight``.
-    """
-    hidden_weight = float(recipe.get("hidden_weight", 1.0))
-
-    def loss(xb: torch.Tensor) -> torch.Tensor:
-        clean = model.encoder_activations(xb, corrupt=False)
-        noisy = model.encoder_activations(xb, corrupt=True)
-        return layerwise_reconstruction(clean[:-1], model.decoder_activations(noisy[-1]),
-                                        hidden_weight)
-
-    def val_loss(xb: torch.Tensor) -> torch.Tensor:
-        clean = model.encoder_activations(xb)
-        return layerwise_reconstruction(clean[:-1], model.decoder_activations(clean[-1]),
-                                        hidden_weight)
-
-    checkpoint = checkpoint or Checkpointer(None)
-    return _fit_early_stopped(list(model.parameters()), model, x, loss, val_loss, recipe,
-                              int(recipe["epochs"]), seed=seed, log_every=log_every,
-                              checkpoint=checkpoint.phase("mda"), phase="mda", step_offset=0)
-
-
-def pretrain_sda(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, seed: int,
-                 log_every: int = 20, checkpoint: Checkpointer | None = None) -> LoopResult:
-    """Greedy layer-wise denoising pretraining (SdA): layer l learns to reconstruct its clean
-    input (the output of the frozen layers below) from a dropout-corrupted copy.
-
-    ``recipe``: ``layer_epochs`` (per layer), ``noise`` (dropout rate of each layer's input),
-    and those of :func:`pretrain_mda`.
-    """
-    checkpoint = checkpoint or Checkpointer(None)
-    noise = float(recipe.get("noise", 0.1))
-    results: list[LoopResult] = []
-
-    for level in (1, 2, 3):
-        def below(xb: torch.Tensor, level: int = level) -> torch.Tensor:
-            with torch.no_grad():
-                h = model.scale_input(xb)
-                for lower in range(1, level):
-                    h = model.encoder_layer(lower, h)
-            return h
-
-        def loss(xb: torch.Tensor, level: int = level) -> torch.Tensor:
-            h = below(xb)
-            code = model.encoder_layer(level, F.dropout(h, noise, training=True))
-            return F.mse_loss(model.decoder_layer(level, code), h)
-
-        def val_loss(xb: torch.Tensor, level: int = level) -> torch.Tensor:
-            h = below(xb)
-            return F.mse_loss(model.decoder_layer(level, model.encoder_layer(level, h)), h)
-
-        offset = sum(r.steps for r in results)
-        results.append(_fit_early_stopped(
-            model.layer_parameters(level), model, x, loss, val_loss, recipe,
-            int(recipe["layer_epochs"]), seed=seed, log_every=log_every,
-            checkpoint=checkpoint.phase(f"sda{level}"), phase=f"sda-layer{level}",
-            step_offset=offset))
-    return _chain(results)
-
-
-def pretrain_rda(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, seed: int,
-                 log_every: int = 20, checkpoint: Checkpointer | None = None) -> LoopResult:
-    """RdA: :func:`pretrain_sda`, then the whole network retrained to reconstruct the clean
-    input from the clean input (no corruption, input-layer loss only) for ``epochs``."""
-    checkpoint = checkpoint or Checkpointer(None)
-    sda = pretrain_sda(model, x, recipe, seed=seed, log_every=log_every, checkpoint=checkpoint)
-
-    def loss(xb: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(model.decode(model.encode(xb)), model.scale_input(xb))
-
-    retrain = _fit_early_stopped(list(model.parameters()), model, x, loss, loss, recipe,
-                                 int(recipe["epochs"]), seed=seed, log_every=log_every,
-                                 checkpoint=checkpoint.phase("rda"), phase="rda-retrain",
-                                 step_offset=sda.steps)
-    return _chain([sda, retrain])
 
 
 # ---------------------------------------------------------------------------- the joint phase
