@@ -324,3 +324,16 @@ class EarlyStopping:
         self.best, self.best_step = state["best"], state["best_step"]
         self.best_state, self.bad = state["best_state"], state["bad"]
         self.rows = list(state["rows"])
+
+
+def validation_split(n_samples: int, fraction: float, seed: int,
+                     device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Random (train (N - V,), validation (V,)) index split, V = round(fraction * N) >= 1.
+
+    Drawn without labels (the authors' code stratifies by label; that would leak them).
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"validation_fraction must lie in (0, 1); got {fraction}")
+    n_val = min(n_samples - 1, max(1, round(fraction * n_samples)))
+    perm = torch.randperm(n_samples, generator=torch.Generator().manual_seed(seed + 7919))
+    return perm[n_val:].to(device), perm[:n_val].to(device)

@@ -15,7 +15,7 @@ from stages.errors import ConfigError
 from stages.methods import depict, depict_losses, depict_pretrain
 from stages.nets import build_network, check_network_input
 from stages.pretrain import check_unit_range
-from stages.train import Checkpointer, EarlyStopping, LoopConfig, run_loop
+from stages.train import Checkpointer, EarlyStopping, LoopConfig, run_loop, validation_split
 
 
 @pytest.mark.parametrize("shape, sizes", [
@@ -131,15 +131,15 @@ def test_soft_cross_entropy_and_layerwise_reconstruction():
 
 
 def test_validation_split_is_random_disjoint_and_label_free():
-    train, val = depict_pretrain.validation_split(100, 0.1, seed=3)
+    train, val = validation_split(100, 0.1, seed=3)
     assert len(val) == 10 and len(train) == 90
     assert set(train.tolist()).isdisjoint(val.tolist())
     assert set(train.tolist()) | set(val.tolist()) == set(range(100))
     assert val.tolist() != list(range(10))
-    again, _ = depict_pretrain.validation_split(100, 0.1, seed=3)
+    again, _ = validation_split(100, 0.1, seed=3)
     assert torch.equal(again, train)
     with pytest.raises(ValueError, match="validation_fraction"):
-        depict_pretrain.validation_split(100, 1.0, seed=0)
+        validation_split(100, 1.0, seed=0)
 
 
 def test_early_stopping_stops_after_patience_and_restores_the_best():
@@ -225,7 +225,8 @@ def test_sda_trains_every_layer_with_its_own_parameters():
 
 
 JOINT = {"reconstruction_weight": 1.0, "hidden_weight": 1.0, "target": "sqrt", "tol": 1e-7,
-         "max_epochs": 4, "batch_size": 16, "lr": 1e-3}
+         "max_epochs": 4, "batch_size": 16, "lr": 1e-3, "initial_q": "labels",
+         "warm_start_epochs": 6, "warm_start_patience": 2, "validation_fraction": 0.2}
 
 
 def kmeans_init(net, x) -> tuple[torch.Tensor, np.ndarray]:
@@ -280,8 +281,28 @@ def test_stop_rule_ends_when_q_stops_changing():
     capped = depict.finetune(net, x, centres, {**JOINT, "tol": 0.0, "max_epochs": 3}, seed=0,
                              init_labels=labels)
     assert not capped.info["converged"] and capped.info["epochs"] == 3
-    with pytest.raises(ValueError, match="needs the init stage's labels"):
+    with pytest.raises(ValueError, match="initial_q 'labels' needs the init stage's labels"):
         depict.finetune(net, x, centres, JOINT, seed=0)
+    with pytest.raises(ValueError, match="unknown initial_q 'kmeans'; valid choices"):
+        depict.finetune(net, x, centres, {**JOINT, "initial_q": "kmeans"}, seed=0,
+                        init_labels=labels)
+
+
+def test_warm_start_fits_the_kmeans_labels_before_the_joint_phase(tmp_path):
+    torch.manual_seed(0)
+    x, y = tiny_data()
+    net = build_network("depict", (1, 16, 16), {"embedding_dim": 3, "maps": 8})
+    centres, labels = kmeans_init(net, x)
+    result = depict.finetune(net, x, centres, {**JOINT, "initial_q": "warm-start"}, seed=0,
+                             y_true=y, init_labels=labels, log_every=2,
+                             checkpoint=Checkpointer(tmp_path / "checkpoint.pt"))
+    warm = [r for r in result.history if r.get("phase") == "warm-start"]
+    checks = [r["nmi_pseudo"] for r in warm if r["kind"] == "warm-start-validation"]
+    assert 3 <= len(checks) <= 7 and all(0 <= c <= 1 for c in checks)  # patience 2, cap 6
+    assert all(r["step"] <= 0 for r in warm)  # before the joint phase on the step axis
+    joint = [r for r in result.history if r.get("phase") != "warm-start"]
+    assert joint[0]["kind"] == "target" and joint[0]["step"] == 0
+    assert (tmp_path / "checkpoint-warmstart.pt").exists()
 
 
 def test_q_change_is_mean_squared_difference():
