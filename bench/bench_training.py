@@ -155,7 +155,8 @@ def _run_depict(workload: str, data, x, epochs: int) -> tuple[int, int, float, f
     depict_pretrain.pretrain_mda(model, x, {**recipe, "epochs": 1}, seed=0, log_every=10**9)
     centres, labels = kmeans_init(map_batches(model.encode, x).cpu().numpy(), data.n_clusters,
                                   10, 0)
-    params = {"reconstruction_weight": 1.0, "hidden_weight": 1.0, "target": "sqrt", "tol": 0.0,
+    params = {"initial_q": "labels", "reconstruction_weight": 1.0, "hidden_weight": 1.0,
+              "target": "sqrt", "tol": 0.0,
               "max_epochs": epochs, "batch_size": batch, "lr": 1e-4, "checkpoint_every": 10**9}
     _sync(device)
     t0 = time.perf_counter()
