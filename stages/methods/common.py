@@ -3,11 +3,14 @@ error, and :class:`FinetuneResult`, what every fine-tuning driver returns."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+
+from stages.metrics import cluster_acc, nmi
 
 _EPS = 1e-12
 
@@ -67,3 +70,21 @@ class FinetuneResult:
     history: list[dict[str, Any]]
     state_dict: dict[str, Any]   # the fine-tuned model's weights
     info: dict[str, Any]
+
+
+def target_update_row(step: int, labels: torch.Tensor, previous: torch.Tensor | None,
+                      y_true: np.ndarray | None, nmi_variant: str) -> dict[str, Any]:
+    """History row of a target update: the fraction of labels (N,) that changed since
+    ``previous`` (NaN at the first update) and, for monitoring only, ACC and NMI against the
+    true labels when given (never used for any decision)."""
+    delta = math.nan if previous is None else float((labels != previous).float().mean())
+    row: dict[str, Any] = {"kind": "target", "step": step, "delta_label": delta}
+    if y_true is not None:
+        pred = labels.cpu().numpy()
+        row.update(acc=cluster_acc(y_true, pred), nmi=nmi(y_true, pred, nmi_variant))
+    return row
+
+
+def to_device(device: torch.device, *tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
+    """Tensors of a checkpointed hook state (loaded on the CPU) moved to ``device``."""
+    return [None if t is None else t.to(device) for t in tensors]

@@ -16,7 +16,6 @@ normalisation (per-element MSE, per-sample KL), Adam lr 1e-3, batch 256, sequent
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -28,8 +27,9 @@ from stages.methods.common import (
     kl_divergence,
     reconstruction_mse,
     target_distribution,
+    target_update_row,
+    to_device,
 )
-from stages.metrics import cluster_acc, nmi
 from stages.train import Checkpointer, LoopConfig, map_batches, run_loop
 
 
@@ -87,22 +87,17 @@ class TargetUpdate:
         self.model.train()
         self.p = target_distribution(q)
         labels = q.argmax(dim=1)
-        delta = math.nan if self.labels is None else (labels != self.labels).float().mean().item()
+        row = target_update_row(step, labels, self.labels, self.y_true, "sqrt")
         self.labels = labels
-        row: dict[str, Any] = {"kind": "target", "step": step, "delta_label": delta}
-        if self.y_true is not None:
-            pred = labels.cpu().numpy()
-            row.update(acc=cluster_acc(self.y_true, pred), nmi=nmi(self.y_true, pred, "sqrt"))
         self.rows.append(row)
-        return step > 0 and delta < self.tol
+        return step > 0 and row["delta_label"] < self.tol
 
     def state_dict(self) -> dict[str, Any]:
         return {"p": self.p, "labels": self.labels, "rows": self.rows}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         # checkpoints load on the CPU; the loss indexes these with device indices
-        self.p, self.labels = (None if t is None else t.to(self.x.device)
-                               for t in (state["p"], state["labels"]))
+        self.p, self.labels = to_device(self.x.device, state["p"], state["labels"])
         self.rows = list(state["rows"])
 
 

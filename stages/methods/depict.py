@@ -35,14 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stages.methods.common import FinetuneResult
+from stages.methods.common import FinetuneResult, target_update_row, to_device
 from stages.methods.depict_losses import (
     depict_target,
     layerwise_reconstruction,
     q_change,
     soft_cross_entropy,
 )
-from stages.metrics import cluster_acc, nmi
+from stages.metrics import nmi
 from stages.train import (
     Checkpointer,
     EarlyStopping,
@@ -117,14 +117,9 @@ class TargetRefresh:
             q_new = depict_target(self.p_epoch, self.rule)
             labels = self.p_epoch.argmax(dim=1)  # the predictions made during the epoch
         change = (math.nan if self.q is None else float(q_change(q_new, self.q)))
-        delta = (math.nan if self.labels is None
-                 else float((labels != self.labels).float().mean()))
+        row = {**target_update_row(step, labels, self.labels, self.y_true, "max"),
+               "q_change": change}
         self.q, self.labels = q_new, labels
-        row: dict[str, Any] = {"kind": "target", "step": step, "q_change": change,
-                               "delta_label": delta}
-        if self.y_true is not None:
-            pred = labels.cpu().numpy()
-            row.update(acc=cluster_acc(self.y_true, pred), nmi=nmi(self.y_true, pred, "max"))
         self.rows.append(row)
         return step > 0 and change < self.tol
 
@@ -133,9 +128,8 @@ class TargetRefresh:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         # checkpoints load on the CPU; the loss indexes these with device indices
-        self.q, self.p_epoch, self.labels = (None if t is None else t.to(self.x.device)
-                                             for t in (state["q"], state["p_epoch"],
-                                                       state["labels"]))
+        self.q, self.p_epoch, self.labels = to_device(self.x.device, state["q"],
+                                                      state["p_epoch"], state["labels"])
         self.rows = list(state["rows"])
 
 

@@ -145,7 +145,3 @@ class DepictAutoencoder(nn.Module):
         """Clean pathway: returns (z (B, K), x_hat (B, C, H, W) in the input range)."""
         z = self.encode(x)
         return z, self.decode(z)
-
-    def encoder_parameters(self) -> list[nn.Parameter]:
-        """Parameters of the encoder (conv1, conv2, fc)."""
-        return [*self.conv1.parameters(), *self.conv2.parameters(), *self.fc.parameters()]
