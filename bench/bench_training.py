@@ -111,7 +111,7 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
                                  seed=0, log_every=spe)
         z = map_batches(model.encode, x).cpu().numpy()
         centres, _ = kmeans_init(z, data.n_clusters, 20, 0)
-        res = dec.finetune(model, x, torch.as_tensor(centres),
+        res = dec.finetune(model, x, {"centres": centres},
                            {**finetune, "max_iter": clu_epochs * spe}, seed=0, y_true=None,
                            log_every=spe)
         steps = res.info["steps"] + (pre_epochs * spe if workload == "dec-clustpy" else 0)
@@ -160,8 +160,8 @@ def _run_depict(workload: str, data, x, epochs: int) -> tuple[int, int, float, f
               "max_epochs": epochs, "batch_size": batch, "lr": 1e-4, "checkpoint_every": 10**9}
     _sync(device)
     t0 = time.perf_counter()
-    res = depict.finetune(model, x, torch.as_tensor(centres), params, seed=0,
-                          init_labels=labels, log_every=10**9)
+    res = depict.finetune(model, x, {"centres": centres, "labels": labels}, params, seed=0,
+                          log_every=10**9)
     _sync(device)
     return batch, res.info["steps"], res.info["epochs"], time.perf_counter() - t0
 

@@ -70,8 +70,12 @@ def _decode_attr(value: Any) -> Any:
 
 
 def read_arrays(path: str | os.PathLike, required: Sequence[str] = (),
-                optional: Sequence[str] = ()) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+                optional: Sequence[str] = (), *,
+                read_all: bool = False) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read arrays and attributes from an HDF5 file written by :func:`write_arrays`.
+
+    Reads ``required`` and those of ``optional`` the file holds, or every array with
+    ``read_all``.
 
     Raises :class:`DataFileError` naming the file when it is missing, unreadable, or lacks a
     required array; the message says which stage produces it so the user knows what to rerun.
@@ -87,7 +91,8 @@ def read_arrays(path: str | os.PathLike, required: Sequence[str] = (),
                 raise DataFileError(
                     f"{p}: missing array(s) {missing}; it holds {sorted(f.keys())}. The file is "
                     "incomplete or from another stage: delete it and rerun the workflow.")
-            arrays = {name: f[name][()] for name in (*required, *optional) if name in f}
+            names = list(f.keys()) if read_all else (*required, *optional)
+            arrays = {name: f[name][()] for name in names if name in f}
             attrs = {key: _decode_attr(value) for key, value in f.attrs.items()}
     except OSError as err:
         raise DataFileError(f"{p}: not a readable HDF5 file ({err}). It is corrupt or truncated: "

@@ -18,6 +18,7 @@ from stages.methods import (
     HEAD_NETWORK,
     OBJECTIVE_NETWORK,
     head_module,
+    init_algorithm,
     pretrain_objective,
 )
 from stages.nets import check_network_input, network_module, network_names
@@ -78,6 +79,11 @@ def validate(config: dict[str, Any]) -> None:
         if needed is not None and net != needed:
             raise ConfigError(f"method '{name}': head '{recipe['head']}' needs an autoencoder "
                               f"with net '{needed}', but '{recipe['ae']}' has net '{net}'")
+    for init_name, init in config["inits"].items():
+        try:
+            init_algorithm(init["algorithm"])
+        except ConfigError as err:
+            raise ConfigError(f"init '{init_name}': {err}") from None
     for ae_name, ae in config["autoencoders"].items():
         if ae["net"] not in network_names():
             raise ConfigError(f"autoencoder '{ae_name}': unknown net '{ae['net']}'; valid "
@@ -144,6 +150,11 @@ def autoencoder_modules(config: dict[str, Any], ae: str) -> list[str]:
     recipe = config["autoencoders"][ae]
     objective_module, _ = pretrain_objective(recipe.get("objective", "reconstruction"))
     return list(dict.fromkeys([network_module(recipe["net"]), objective_module]))
+
+
+def init_modules(config: dict[str, Any], init: str) -> list[str]:
+    """Dotted modules that the init job of ``init`` executes (besides the stage)."""
+    return [init_algorithm(config["inits"][init]["algorithm"])[0]]
 
 
 def method_modules(config: dict[str, Any], method: str) -> list[str]:

@@ -1,7 +1,10 @@
 """Fine-tune a clustering method on a pretrained autoencoder: ``python -m stages.finetune``.
 
 Reads the prepared data, the pretrained model, its embeddings and the init artifact; runs the
-recipe's head (``stages.methods.HEADS``) and writes into ``--out-dir``:
+recipe's head (``stages.methods.HEADS``) and writes into ``--out-dir``. A head's module defines
+``finetune(autoencoder, x, init, params, *, seed, y_true, checkpoint, log_every) ->
+FinetuneResult``, where ``init`` holds every array of the init artifact (``labels`` always).
+It writes:
 
 * ``labels.h5``: ``labels`` (N,) int64, ``embedding`` (N, d) float32, attributes ``dataset``,
   ``method``, ``family``, ``seed``, ``device``, ``timings`` (seconds per stage), ``provenance``;
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> None:
     recipe = args.params
     out = Path(args.out_dir)
     data = read_dataset(args.data)
-    init, init_attrs = read_arrays(args.init, required=["centres", "labels"])
+    init, init_attrs = read_arrays(args.init, required=["labels"], read_all=True)
     emb, _ = read_arrays(args.embedding, required=["Z"])
     if init["labels"].shape[0] != data.X.shape[0] or emb["Z"].shape[0] != data.X.shape[0]:
         raise DataFileError(f"{args.init} / {args.embedding} have {init['labels'].shape[0]} / "
@@ -77,9 +80,8 @@ def run(args: argparse.Namespace) -> None:
     autoencoder, payload = load_model(args.model, device)
     x = torch.as_tensor(data.X, device=device)
     result = importlib.import_module(module).finetune(
-        autoencoder, x, torch.as_tensor(init["centres"]), recipe, seed=args.seed,
-        init_labels=init["labels"],
-        y_true=data.y, checkpoint=Checkpointer(out / "checkpoint.pt"), log_every=args.log_every)
+        autoencoder, x, init, recipe, seed=args.seed, y_true=data.y,
+        checkpoint=Checkpointer(out / "checkpoint.pt"), log_every=args.log_every)
     timings["finetune"] = time.perf_counter() - t0
     save_model(out / "model.pt", payload["net"], data.input_shape, payload["arch"],
                result.state_dict, {**attrs, "info": result.info})

@@ -47,6 +47,8 @@ def test_schedule_resolution(config):
     (lambda c: c["methods"]["dec"].update(ae="vae"), r"unknown autoencoder 'vae'"),
     (lambda c: c["methods"]["dec"].update(head="softmax"), r"unknown head 'softmax'"),
     (lambda c: c["methods"]["dec"].update(init="gmm"), r"unknown init 'gmm'"),
+    (lambda c: c["inits"]["kmeans"].update(algorithm="agglomerative"),
+     r"init 'kmeans': unknown init algorithm 'agglomerative'; valid choices: .*kmeans"),
     (lambda c: c["methods"]["dec"].update(head="depict"),
      r"method 'dec': head 'depict' needs an autoencoder with net 'depict', but 'sae' has net "
      r"'sae'"),

@@ -205,6 +205,20 @@ def test_read_dataset_ok(tmp_path):
     assert ds.input_shape == (5,) and ds.n_samples == 6 and ds.y.dtype == np.int64
 
 
+def test_read_arrays_required_optional_and_all(tmp_path):
+    from stages.artifacts import read_arrays
+
+    path = tmp_path / "init.h5"
+    write_arrays(path, {"labels": np.arange(3), "centres": np.eye(2), "graph": np.ones(4)},
+                 {"stage": "init"})
+    picked, attrs = read_arrays(path, required=["labels"], optional=["centres", "absent"])
+    assert sorted(picked) == ["centres", "labels"] and attrs["stage"] == "init"
+    every, _ = read_arrays(path, required=["labels"], read_all=True)
+    assert sorted(every) == ["centres", "graph", "labels"]
+    with pytest.raises(DataFileError, match=r"missing array\(s\) \['weights'\]"):
+        read_arrays(path, required=["weights"], read_all=True)
+
+
 def test_read_dataset_missing_file(tmp_path):
     with pytest.raises(DataFileError, match="not found"):
         read_dataset(tmp_path / "nope.h5")

@@ -229,11 +229,11 @@ JOINT = {"reconstruction_weight": 1.0, "hidden_weight": 1.0, "target": "sqrt", "
          "warm_start_epochs": 6, "warm_start_patience": 2, "validation_fraction": 0.2}
 
 
-def kmeans_init(net, x) -> tuple[torch.Tensor, np.ndarray]:
+def kmeans_init(net, x) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.cluster import KMeans
 
     km = KMeans(3, n_init=5, random_state=0).fit(net.encode(x).detach().numpy())
-    return torch.as_tensor(km.cluster_centers_), km.labels_
+    return km.cluster_centers_, km.labels_
 
 
 def test_finetune_runs_and_predicts_from_the_clean_softmax():
@@ -242,8 +242,8 @@ def test_finetune_runs_and_predicts_from_the_clean_softmax():
     net = build_network("depict", (1, 16, 16), {"embedding_dim": 3, "maps": 8})
     depict_pretrain.pretrain_mda(net, x, RECIPE, seed=0, log_every=2)
     centres, labels = kmeans_init(net, x)
-    result = depict.finetune(net, x, centres, JOINT, seed=0, y_true=y, init_labels=labels,
-                             log_every=2)
+    result = depict.finetune(net, x, {"centres": centres, "labels": labels}, JOINT, seed=0,
+                             y_true=y, log_every=2)
     assert result.labels.shape == (90,) and result.embedding.shape == (90, 3)
     targets = [r for r in result.history if r["kind"] == "target"]
     assert len(targets) == 4  # one refresh per epoch, the first before any step
@@ -269,23 +269,21 @@ def test_stop_rule_ends_when_q_stops_changing():
     net = build_network("depict", (1, 16, 16), {"embedding_dim": 3, "maps": 4})
     centres, labels = kmeans_init(net, x)
     # lr 0 and Q0 from the soft-max: P never changes, so Q of epoch 1 equals Q of epoch 0
-    frozen = depict.finetune(net, x, centres, {**JOINT, "lr": 0.0, "max_epochs": 10,
+    frozen = depict.finetune(net, x, {"centres": centres}, {**JOINT, "lr": 0.0, "max_epochs": 10,
                                                "initial_q": "softmax"}, seed=0)
     assert frozen.info["converged"] and frozen.info["epochs"] == 1
     assert [r["q_change"] for r in frozen.history if r["kind"] == "target"][1] == 0.0
     # from one-hot labels the first refresh changes Q, so lr 0 stops one epoch later
-    from_labels = depict.finetune(net, x, centres, {**JOINT, "lr": 0.0, "max_epochs": 10},
-                                  seed=0, init_labels=labels)
+    init = {"centres": centres, "labels": labels}
+    from_labels = depict.finetune(net, x, init, {**JOINT, "lr": 0.0, "max_epochs": 10}, seed=0)
     assert from_labels.info["converged"] and from_labels.info["epochs"] == 2
     # tol 0 never stops: the epoch cap ends training
-    capped = depict.finetune(net, x, centres, {**JOINT, "tol": 0.0, "max_epochs": 3}, seed=0,
-                             init_labels=labels)
+    capped = depict.finetune(net, x, init, {**JOINT, "tol": 0.0, "max_epochs": 3}, seed=0)
     assert not capped.info["converged"] and capped.info["epochs"] == 3
     with pytest.raises(ValueError, match="initial_q 'labels' needs the init stage's labels"):
-        depict.finetune(net, x, centres, JOINT, seed=0)
+        depict.finetune(net, x, {"centres": centres}, JOINT, seed=0)
     with pytest.raises(ValueError, match="unknown initial_q 'kmeans'; valid choices"):
-        depict.finetune(net, x, centres, {**JOINT, "initial_q": "kmeans"}, seed=0,
-                        init_labels=labels)
+        depict.finetune(net, x, init, {**JOINT, "initial_q": "kmeans"}, seed=0)
 
 
 def test_warm_start_fits_the_kmeans_labels_before_the_joint_phase(tmp_path):
@@ -293,8 +291,8 @@ def test_warm_start_fits_the_kmeans_labels_before_the_joint_phase(tmp_path):
     x, y = tiny_data()
     net = build_network("depict", (1, 16, 16), {"embedding_dim": 3, "maps": 8})
     centres, labels = kmeans_init(net, x)
-    result = depict.finetune(net, x, centres, {**JOINT, "initial_q": "warm-start"}, seed=0,
-                             y_true=y, init_labels=labels, log_every=2,
+    result = depict.finetune(net, x, {"centres": centres, "labels": labels},
+                             {**JOINT, "initial_q": "warm-start"}, seed=0, y_true=y, log_every=2,
                              checkpoint=Checkpointer(tmp_path / "checkpoint.pt"))
     warm = [r for r in result.history if r.get("phase") == "warm-start"]
     checks = [r["nmi_pseudo"] for r in warm if r["kind"] == "warm-start-validation"]

@@ -35,6 +35,14 @@ OBJECTIVE_NETWORK: dict[str, str] = {name: "depict" for name in PRETRAIN_OBJECTI
 #: shallow baselines clustering raw inputs, all in one module
 BASELINE_MODULE = "stages.methods.baselines"
 
+#: init algorithm (an init recipe's ``algorithm``) -> (module, function) with signature
+#: ``f(z (N, d) float32, n_clusters, recipe, seed) -> dict[str, np.ndarray]``; the dict always
+#: holds ``labels`` (N,) int64 (the prediction of the methods without fine-tuning) and whatever
+#: the heads that use it read (``centres`` (K, d) for k-means)
+INIT_ALGORITHMS: dict[str, tuple[str, str]] = {
+    "kmeans": ("stages.init", "kmeans_arrays"),
+}
+
 
 def head_module(head: str) -> str | None:
     if head not in HEADS:
@@ -48,3 +56,11 @@ def pretrain_objective(objective: str) -> tuple[str, str]:
         raise ConfigError(f"unknown pretraining objective '{objective}'; valid choices: "
                           f"{', '.join(sorted(PRETRAIN_OBJECTIVES))}")
     return PRETRAIN_OBJECTIVES[objective]
+
+
+def init_algorithm(algorithm: str) -> tuple[str, str]:
+    """(module, function) of an init algorithm; ConfigError naming the valid choices."""
+    if algorithm not in INIT_ALGORITHMS:
+        raise ConfigError(f"unknown init algorithm '{algorithm}'; valid choices: "
+                          f"{', '.join(sorted(INIT_ALGORITHMS))}")
+    return INIT_ALGORITHMS[algorithm]

@@ -101,24 +101,22 @@ class TargetUpdate:
         self.rows = list(state["rows"])
 
 
-def finetune(autoencoder: nn.Module, x: torch.Tensor, centres: torch.Tensor, params: dict[str, Any],
-             *, seed: int, y_true: np.ndarray | None = None,
-             init_labels: np.ndarray | None = None, checkpoint: Checkpointer | None = None,
-             log_every: int = 20) -> FinetuneResult:
+def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray],
+             params: dict[str, Any], *, seed: int, y_true: np.ndarray | None = None,
+             checkpoint: Checkpointer | None = None, log_every: int = 20) -> FinetuneResult:
     """Fine-tune ``autoencoder`` with a DEC clustering layer.
-
-    ``init_labels`` (the init stage's labels) are not used: DEC starts from the centres.
 
     Args:
         autoencoder: pretrained SAE or CAE, on the same device as ``x``.
         x: the whole dataset (N, ...) on the device.
-        centres: initial centres (K, d) from the init stage.
+        init: the init stage's arrays; DEC starts from ``centres`` (K, d) (k-means).
         params: the method recipe: ``reconstruction_weight``, ``clustering_weight`` (gamma),
             ``update_interval`` (T), ``tol``, ``max_iter``, ``batch_size``, ``lr``, ``shuffle``,
             ``alpha``.
     """
     device = x.device
-    model = ClusteringAutoencoder(autoencoder, centres.to(device), params.get("alpha", 1.0))
+    centres = torch.as_tensor(init["centres"], device=device)
+    model = ClusteringAutoencoder(autoencoder, centres, params.get("alpha", 1.0))
     w_rec = float(params["reconstruction_weight"])
     gamma = float(params["clustering_weight"])
     trainable = [model.centres, *autoencoder.encoder.parameters()] if w_rec == 0 else \

@@ -200,10 +200,9 @@ def warm_start(model: DepictClusterer, x: torch.Tensor, pseudo_labels: torch.Ten
     return sorted(rows, key=lambda r: r["step"])
 
 
-def finetune(autoencoder: nn.Module, x: torch.Tensor, centres: torch.Tensor,
+def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray],
              params: dict[str, Any], *, seed: int, y_true: np.ndarray | None = None,
-             init_labels: np.ndarray | None = None, checkpoint: Checkpointer | None = None,
-             log_every: int = 20) -> FinetuneResult:
+             checkpoint: Checkpointer | None = None, log_every: int = 20) -> FinetuneResult:
     """DEPICT's joint phase (Algorithm 1) on a pretrained DEPICT autoencoder.
 
     Each step: cross-entropy between the current Q rows and the corrupted pathway's soft-max,
@@ -214,17 +213,20 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, centres: torch.Tensor,
     Args:
         autoencoder: pretrained :class:`~stages.nets.depict.DepictAutoencoder` on x's device.
         x: the whole dataset (N, C, H, W) in [0, 1] on the device.
-        centres: k-means centres (K, d) of the clean embeddings.
+        init: the init stage's arrays: ``centres`` (K, d), k-means centres of the clean
+            embeddings, and ``labels`` (N,), the k-means labels.
         params: the method recipe: ``reconstruction_weight``, ``hidden_weight``, ``target``
             (sqrt|dec), ``tol``, ``max_epochs``, ``batch_size``, ``lr``, ``initial_q``.
-        init_labels: the init stage's k-means labels (N,), used by ``initial_q`` (Algorithm 1,
-            line 1: "initialize Q using a clustering algorithm"): ``warm-start`` (default,
-            [code]) first runs :func:`warm_start` on them, then Q is Eq. 7 of the clean
-            soft-max; ``labels`` makes them the first epoch's Q directly; ``softmax`` ignores
-            them and starts from Eq. 7 of the initial network's clean soft-max.
+            ``initial_q`` says how the k-means labels start Q (Algorithm 1, line 1:
+            "initialize Q using a clustering algorithm"): ``warm-start`` (default, [code])
+            first runs :func:`warm_start` on them, then Q is Eq. 7 of the clean soft-max;
+            ``labels`` makes them the first epoch's Q directly; ``softmax`` ignores them and
+            starts from Eq. 7 of the initial network's clean soft-max.
     """
     device = x.device
-    model = DepictClusterer(autoencoder, centres.to(device)).to(device)
+    centres = torch.as_tensor(init["centres"], device=device)
+    init_labels = init.get("labels")
+    model = DepictClusterer(autoencoder, centres).to(device)
     w_rec = float(params["reconstruction_weight"])
     hidden_weight = float(params.get("hidden_weight", 1.0))
     batch = int(params["batch_size"])
@@ -235,7 +237,7 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, centres: torch.Tensor,
     initial_q, warm_rows = None, []
     if start != "softmax":
         if init_labels is None:
-            raise ValueError(f"initial_q '{start}' needs the init stage's labels (init_labels)")
+            raise ValueError(f"initial_q '{start}' needs the init stage's labels (init['labels'])")
         pseudo = torch.as_tensor(np.asarray(init_labels), device=device, dtype=torch.long)
         if start == "labels":
             initial_q = F.one_hot(pseudo, centres.shape[0]).float()

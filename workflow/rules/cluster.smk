@@ -4,7 +4,7 @@
 rule init:
     input:
         embedding="results/embed/{dataset}/{ae}/seed{seed}.h5",
-        code=sources("stages.init"),
+        code=lambda w: sources("stages.init", *stage_config.init_modules(config, w.init)),
     output:
         "results/init/{dataset}/{ae}/seed{seed}/{init}.h5",
     params:
