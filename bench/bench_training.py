@@ -14,6 +14,11 @@ Workloads, each run in a fresh subprocess so its peak memory is its own:
 
 ``s_per_epoch`` is the measured time over the epochs run (one epoch = one pass over the data).
 
+More workloads come from ``bench/workloads_*.py``: each such file defines ``WORKLOADS`` (names)
+and ``run(workload, data, x, epochs) -> (batch_size, steps, epochs, seconds)``, where ``data`` is
+the prepared dataset and ``x`` its samples as one tensor on the device; the file times only the
+work it names, after synchronising the device.
+
 Rows are appended to ``bench/results.csv``. Run from the repository root:
 
     python bench/bench_training.py --datasets mnist5k --threads 2
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import platform
 import resource
@@ -36,8 +42,23 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-WORKLOADS = ("sae-pretrain", "cae-pretrain", "dec-finetune", "dcec-finetune", "dec-clustpy",
-             "depict-pretrain", "depict-joint")
+BUILTIN_WORKLOADS = ("sae-pretrain", "cae-pretrain", "dec-finetune", "dcec-finetune",
+                     "dec-clustpy", "depict-pretrain", "depict-joint")
+
+
+def _workload_modules() -> dict[str, object]:
+    """Workload name -> the ``bench/workloads_*.py`` module that runs it."""
+    found: dict[str, object] = {}
+    for path in sorted(Path(__file__).resolve().parent.glob("workloads_*.py")):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        found.update({name: module for name in module.WORKLOADS})
+    return found
+
+
+WORKLOAD_MODULES = _workload_modules()
+WORKLOADS = BUILTIN_WORKLOADS + tuple(WORKLOAD_MODULES)
 COLUMNS = ["date", "host", "device", "threads", "dataset", "workload", "n_samples", "batch_size",
            "steps", "epochs", "seconds", "s_per_epoch", "samples_per_s", "peak_rss_mb",
            "peak_gpu_mb", "torch"]
@@ -75,6 +96,11 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
     seed_everything(0)
     data = load_dataset(dataset)
     x = torch.as_tensor(data.X, device=device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    if workload in WORKLOAD_MODULES:
+        return _row(workload, dataset, device, threads, x,
+                    *WORKLOAD_MODULES[workload].run(workload, data, x, epochs))
     if workload.startswith("depict"):
         return _row(workload, dataset, device, threads, x, *_run_depict(workload, data, x, epochs))
     net = "sae" if workload.startswith("sae") or workload.startswith("dec-") else "cae"
