@@ -10,6 +10,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+conda: "envs/stages.yaml"  # every rule's environment under --sdm conda (profiles/slurm-conda)
+
+
 if workflow.basedir not in sys.path:  # the stages package, when not pip-installed
     sys.path.insert(0, workflow.basedir)
 

@@ -2,6 +2,7 @@
 
 localrules:
     aggregate,
+    figures,
 
 
 def _history(w):
@@ -18,6 +19,8 @@ def _pretrain_history(w):
 
 
 rule evaluate:
+    group:
+        "evaluate-{dataset}"  # on a cluster: one job per dataset (profiles/slurm group-components)
     input:
         data="results/data/{dataset}.h5",
         labels="results/finetune/{dataset}/{method}/seed{seed}/labels.h5",
