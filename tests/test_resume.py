@@ -1,6 +1,8 @@
 """Kill and resume, locally: a pretrain or finetune stage killed with SIGKILL after it wrote a
 checkpoint and started again ends with exactly the outputs of an uninterrupted run (CPU, same
 seed), leaves no checkpoint behind, and never leaves a finished-looking output while killed.
+Also the device choice of a stage job that was promised a GPU it cannot use (as on the test
+SLURM cluster's fake GPU).
 
 The stages run as subprocesses (``python -m stages.<stage>``), as the workflow runs them, on the
 tiny synthetic dataset of the workflow test.
@@ -38,11 +40,13 @@ def stage(name: str, *args: str, cwd: Path) -> list[str]:
     return [sys.executable, "-m", f"stages.{name}", *args]
 
 
-def run_stage(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def run_stage(name: str, *args: str, cwd: Path, check: bool = True,
+              **env_vars: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), **env_vars}
     proc = subprocess.run(stage(name, *args, cwd=cwd), cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=300)
-    assert proc.returncode == 0, f"stages.{name} failed:\n{proc.stderr[-3000:]}"
+    if check:
+        assert proc.returncode == 0, f"stages.{name} failed:\n{proc.stderr[-3000:]}"
     return proc
 
 
@@ -143,3 +147,23 @@ def test_killed_finetuning_resumes_to_the_uninterrupted_result(inputs):
         metrics[folder.name] = read_json(folder / "metrics.json")["metrics"]
     assert metrics[ref.name] == metrics[out.name]
     assert not list(out.glob("checkpoint*"))
+
+
+def test_a_promised_but_unusable_gpu_falls_back_to_the_cpu_and_says_so(inputs):
+    # torch here has no usable GPU; CUDA_VISIBLE_DEVICES=0 is what a SLURM GPU job sees
+    proc = run_stage("embed", "--data", "data.h5", "--model", "ref/model.pt", "--out",
+                     "embed-auto.h5", "--device", "auto", "--threads", "1", cwd=inputs,
+                     CUDA_VISIBLE_DEVICES="0")
+    assert "CUDA_VISIBLE_DEVICES=0 but torch sees no usable GPU: running on the CPU" in proc.stderr
+    _, attrs = read_arrays(inputs / "embed-auto.h5", required=["Z"])
+    assert attrs["device"].startswith("cpu")
+
+
+def test_device_cuda_without_a_gpu_fails_clearly(inputs):
+    args = pretrain_args("cuda")
+    args[args.index("--device") + 1] = "cuda"
+    proc = run_stage("pretrain", *args, cwd=inputs, check=False, CUDA_VISIBLE_DEVICES="0")
+    assert proc.returncode == 2
+    assert "device 'cuda' was set in the config but torch sees no usable GPU" in proc.stderr
+    assert "device: auto" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (inputs / "cuda").exists() or not list((inputs / "cuda").iterdir())

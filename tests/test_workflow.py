@@ -155,3 +155,30 @@ def test_incompatible_config_is_rejected_before_any_job(workflow, tmp_path):
     assert proc.returncode != 0
     text = proc.stdout + proc.stderr
     assert "method 'dcec' on dataset 'digits'" in text and "16x16" in text
+
+
+def test_failed_rerun_keeps_its_downstream_stale(workflow):
+    """A job rerun for a changed recipe that then fails (killed, time limit) has had its old
+    outputs removed; the next run must still redo it and everything below it."""
+    config_path = workflow / "config.yaml"
+    original = config_path.read_text()
+    config = yaml.safe_load(original)
+    config["methods"]["dcec"]["clustering_weight"] = 0.2
+    config["autoencoders"]["sae"]["epochs"] = 5
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    removed = [workflow / "results/finetune/synthetic/dcec/seed0/labels.h5",
+               workflow / "results/pretrain/synthetic/sae/seed0/model.pt"]
+    for path in removed:  # what the failed jobs leave behind
+        path.rename(path.with_name(path.name + ".bak"))
+    try:
+        jobs = planned_jobs(workflow)
+    finally:
+        config_path.write_text(original)
+        for path in removed:
+            path.with_name(path.name + ".bak").rename(path)
+    sae = {"sae-kmeans", "dec", "idec"}
+    assert {m for r, m in jobs if r == "finetune"} == {"dcec", "dec", "idec", "sae-kmeans"}
+    assert {m for r, m in jobs if r in ("pretrain", "embed")} == {"sae"}
+    assert {m for r, m in jobs if r == "evaluate"} == sae | {"dcec"}
+    assert {m for r, m in jobs if r == "figures"} == sae | {"dcec"}
+    assert "Nothing to be done" in snakemake(workflow, "-n").stdout

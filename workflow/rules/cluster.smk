@@ -9,6 +9,7 @@ rule init:
         "results/init/{dataset}/{ae}/seed{seed}/{init}.h5",
     params:
         recipe=lambda w: quoted(stage_config.init_recipe(config, w.init)),
+        upstream=upstream_of("init"),
     threads: THREADS
     resources:
         mem_mb=4000,
@@ -42,6 +43,7 @@ rule finetune:
     params:
         recipe=lambda w: quoted(recipe(w.method)),
         out_dir=lambda w, output: str(Path(output.labels).parent),
+        upstream=upstream_of("finetune"),
     threads: THREADS
     resources:
         gpu=GPU,
@@ -68,6 +70,7 @@ rule baseline:
         method=_alternatives(BASELINES),
     params:
         recipe=lambda w: quoted(recipe(w.method)),
+        upstream=upstream_of("baseline"),
     threads: THREADS
     resources:
         mem_mb=8000,

@@ -63,3 +63,20 @@ def init_of(method):
     return config["methods"][method]["init"]
 
 
+
+
+from stages.upstream import results_key, upstream_key  # noqa: E402
+
+
+def upstream_of(stage):
+    """A params function: the key of every recipe and stages file upstream of the job's inputs,
+    so that a job whose upstream changed stays stale even when an intermediate job failed and
+    its outputs were removed (stages/upstream.py)."""
+    return lambda w: upstream_key(
+        config, stage, w.dataset, **{name: w.get(name) for name in ("ae", "init", "method")}
+    )
+
+
+def upstream_of_results(wildcards):
+    """The aggregate job's params: the upstream keys of every run."""
+    return results_key(config)

@@ -15,6 +15,7 @@ rule pretrain:
     params:
         recipe=lambda w: quoted(stage_config.autoencoder_recipe(config, w.ae)),
         out_dir=lambda w, output: str(Path(output.model).parent),
+        upstream=upstream_of("pretrain"),
     threads: THREADS
     resources:
         gpu=GPU,
@@ -39,6 +40,8 @@ rule embed:
         ),
     output:
         "results/embed/{dataset}/{ae}/seed{seed}.h5",
+    params:
+        upstream=upstream_of("embed"),
     threads: THREADS
     resources:
         gpu=GPU,

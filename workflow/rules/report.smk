@@ -19,14 +19,14 @@ def _pretrain_history(w):
 
 
 rule evaluate:
-    group:
-        "evaluate-{dataset}"  # on a cluster: one job per dataset (profiles/slurm group-components)
     input:
         data="results/data/{dataset}.h5",
         labels="results/finetune/{dataset}/{method}/seed{seed}/labels.h5",
         code=sources("stages.evaluate"),
     output:
         "results/metrics/{dataset}/{method}/seed{seed}.json",
+    params:
+        upstream=upstream_of("evaluate"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -47,6 +47,8 @@ rule aggregate:
         all="results/tables/all.csv",
         summary="results/tables/summary.csv",
         paper="results/tables/paper_vs_ours.md",
+    params:
+        upstream=upstream_of_results,
     log:
         "logs/aggregate.log",
     shell:
@@ -64,6 +66,7 @@ rule figures:
     output:
         "results/figures/{dataset}/{method}/seed{seed}.png",
     params:
+        upstream=upstream_of("figures"),
         history=lambda w, input: f"--history {input.history}" if input.history else "",
         pretrain=lambda w, input: (
             f"--pretrain-history {input.pretrain_history}" if input.pretrain_history else ""
