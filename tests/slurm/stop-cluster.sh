@@ -26,4 +26,16 @@ stop() {  # stop PIDFILE NAME
 stop "$STATE/run/slurmd.pid"    slurmd
 stop "$STATE/run/slurmctld.pid" slurmctld
 stop /run/munge/munged.pid      munged
+
+# Job processes that outlived the daemons (proctrack/linuxproc loses processes that were
+# reparented, e.g. the batch step of a cancelled job): each is found by the cluster name in its
+# environment, which only this cluster's jobs carry, and killed by its PID.
+for env in /proc/[0-9]*/environ; do
+  p=${env#/proc/}; p=${p%/environ}
+  [ "$p" != "$$" ] || continue
+  if { tr '\0' '\n' < "$env"; } 2>/dev/null | grep -qx 'SLURM_CLUSTER_NAME=dclust'; then
+    echo "stop-cluster: killing leftover job process $p ($(tr '\0' ' ' < /proc/"$p"/cmdline 2>/dev/null | cut -c1-80))"
+    kill -KILL "$p" 2>/dev/null || true
+  fi
+done
 exit $rc
