@@ -218,3 +218,46 @@ def test_denoising_pretraining_lowers_reconstruction_error():
     losses = [r["loss"] for r in result.history]
     assert losses[-1] < 0.5 * losses[0]
     assert torch.allclose(ae.input_mean, x.flatten(1).mean(0))
+
+
+def _config():
+    import yaml
+    from snakemake.utils import validate as schema_validate
+
+    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((repo / "config.yaml").read_text())
+    schema_validate(config, str(repo / "workflow/schemas/config.schema.yaml"))
+    return config, str(repo / "workflow/schemas/config.schema.yaml")
+
+
+def test_config_recipes_and_schedules():
+    from stages import config as cfg
+
+    config, _ = _config()
+    cfg.validate(config)
+    assert ("mnist5k", "saip-hoe", 0) in cfg.runs(config)
+    quick = cfg.method_recipe(config, "saip-hit")
+    assert quick["distance"] == "cityblock" and quick["tol"] == 0.0003
+    config["schedule"] = "paper"
+    paper = cfg.method_recipe(config, "saip-homo")
+    assert (paper["decay_epochs"], paper["decay_repeats"], paper["lr_decay"]) == (300, 10, 0.9)
+    assert cfg.autoencoder_recipe(config, "dae")["epochs"] == 200
+    assert cfg.method_modules(config, "saip-hoe-cnn") == ["stages.nets.saip",
+                                                          "stages.methods.saip"]
+
+
+def test_config_rejects_saip_on_depict_net_and_unknown_distance():
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate as schema_validate
+
+    from stages import config as cfg
+
+    config, schema = _config()
+    config["methods"]["saip-hoe"]["ae"] = "depict"
+    with pytest.raises(ConfigError, match=r"head 'saip' needs an autoencoder whose net is one of "
+                                          r"cae, sae, saip-cnn, but 'depict' has net 'depict'"):
+        cfg.validate(config)
+    config, schema = _config()
+    config["methods"]["saip-hoe"]["distance"] = "chebyshev"
+    with pytest.raises(WorkflowError):
+        schema_validate(config, schema)
