@@ -16,6 +16,9 @@ the paper is silent or garbled (methods.md §4.3):
   per-dimension standard deviation is 4e-4 and the reconstruction error stays at the mean
   image's (53), while the centred linear DAE reaches 29.6 and still falls; at lr 0.01 both
   readings diverge with the 0.3 noise. Hence lr [default] 0.003, not 0.01.
+* [default, measured] HOE(CNN)'s autoencoder keeps the paper's sigmoid embedding, so it is
+  pretrained with Adam (lr 1e-3) on the per-element mean error: SGD on the summed error drives
+  the sigmoid embedding to a constant (measured on the workflow test's synthetic data).
 * [default] the corrupted input is not clipped to [0, 1]; the reconstruction error is the
   squared error summed over a sample's elements, mean over the batch (``reconstruction: sum``,
   as the SAE of the DCEC family: with the per-element mean, SGD at lr 0.01 barely moves).
