@@ -16,6 +16,7 @@ from stages.errors import ConfigError
 from stages.methods import (
     BASELINE_MODULE,
     HEAD_NETWORK,
+    HEAD_NETWORKS,
     OBJECTIVE_NETWORK,
     head_module,
     init_algorithm,
@@ -79,6 +80,11 @@ def validate(config: dict[str, Any]) -> None:
         if needed is not None and net != needed:
             raise ConfigError(f"method '{name}': head '{recipe['head']}' needs an autoencoder "
                               f"with net '{needed}', but '{recipe['ae']}' has net '{net}'")
+        allowed = HEAD_NETWORKS.get(recipe["head"])
+        if allowed is not None and net not in allowed:
+            raise ConfigError(f"method '{name}': head '{recipe['head']}' needs an autoencoder "
+                              f"whose net is one of {_choices(allowed)}, but '{recipe['ae']}' "
+                              f"has net '{net}'")
     for init_name, init in config["inits"].items():
         try:
             init_algorithm(init["algorithm"])

@@ -19,8 +19,11 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 DEPICT_METHODS = ["depict", "depict-sda", "depict-rda", "depict-convae-kmeans"]
+SAIP_METHODS = ["saip-dae-kmeans", "saip-homo", "saip-hoe", "saip-hot", "saip-hit",
+                "saip-hoe-cnn"]
 METHODS = ["kmeans", "gmm", "spectral", "sae-kmeans", "dec", "idec", "cae-kmeans", "dec-conv",
            "dcec", *DEPICT_METHODS]
+METHODS += SAIP_METHODS
 
 pytestmark = pytest.mark.slow
 
@@ -90,6 +93,13 @@ def test_full_run_writes_tables_and_figures(workflow):
     assert list(dict.fromkeys(phases["phase"])) == ["sda-layer1", "sda-layer2", "sda-layer3",
                                                     "rda-retrain"]
     assert (phases["kind"] == "validation").any()
+    saip_runs = runs[runs["family"] == "saip"]
+    assert len(saip_runs) == len(SAIP_METHODS) and saip_runs["wall_s_pretrain"].notna().all()
+    # SAIP: one prediction per epoch with the decayed lr, 2 x 2 epochs (tol 0: no early stop)
+    history = pd.read_csv(workflow / "results/finetune/synthetic/saip-hot/seed0/history.csv")
+    targets = history[history["kind"] == "target"]
+    assert len(targets) == 4 and list(targets["lr"].round(6)) == [0.001, 0.001, 0.0009, 0.0009]
+    assert history.loc[history["kind"] == "train", "loss"].notna().all()
     # checkpoints of finished jobs are removed
     assert not list((workflow / "results").rglob("checkpoint*.pt"))
 
@@ -143,6 +153,19 @@ def test_edited_depict_modules_rerun_only_the_jobs_that_run_them(workflow):
     # the losses both use
     jobs = jobs_after_editing(workflow, "stages/methods/depict_losses.py")
     assert {m for r, m in jobs if r == "pretrain"} == {"depict", "depict-sda", "depict-rda"}
+    assert "Nothing to be done" in snakemake(workflow, "-n").stdout
+
+
+def test_edited_saip_modules_rerun_only_the_jobs_that_run_them(workflow):
+    jobs = jobs_after_editing(workflow, "stages/methods/saip.py")
+    assert {r for r, _ in jobs} == {"finetune", "evaluate", "figures", "aggregate", "all"}
+    assert {m for r, m in jobs if r == "finetune"} == set(SAIP_METHODS) - {"saip-dae-kmeans"}
+    jobs = jobs_after_editing(workflow, "stages/methods/saip_pretrain.py")
+    assert {m for r, m in jobs if r == "pretrain"} == {"dae", "dae-cnn"}
+    assert {m for r, m in jobs if r == "finetune"} == set(SAIP_METHODS)
+    jobs = jobs_after_editing(workflow, "stages/nets/saip.py")
+    assert {m for r, m in jobs if r == "pretrain"} == {"dae-cnn"}
+    assert {m for r, m in jobs if r == "finetune"} == {"saip-hoe-cnn"}
     assert "Nothing to be done" in snakemake(workflow, "-n").stdout
 
 

@@ -14,10 +14,15 @@ HEADS: dict[str, str | None] = {
     "none": None,
     "dec": "stages.methods.dec",
     "depict": "stages.methods.depict",
+    "saip": "stages.methods.saip",
 }
 
 #: heads that only work on one network: head -> net
 HEAD_NETWORK: dict[str, str] = {"depict": "depict"}
+
+#: heads that work on a few networks: head -> nets (SAIP trains ``net.encoder``, which the DEPICT
+#: network does not have)
+HEAD_NETWORKS: dict[str, frozenset[str]] = {"saip": frozenset({"sae", "cae", "saip-cnn"})}
 
 #: pretraining objective (an autoencoder recipe's ``objective``) -> (module, function) with
 #: signature ``f(model, x, recipe, *, seed, log_every, checkpoint) -> stages.train.LoopResult``
@@ -26,6 +31,7 @@ PRETRAIN_OBJECTIVES: dict[str, tuple[str, str]] = {
     "depict-mda": ("stages.methods.depict_pretrain", "pretrain_mda"),
     "depict-sda": ("stages.methods.depict_pretrain", "pretrain_sda"),
     "depict-rda": ("stages.methods.depict_pretrain", "pretrain_rda"),
+    "denoising": ("stages.methods.saip_pretrain", "pretrain_denoising"),
 }
 
 #: objectives that only work on one network: objective -> net

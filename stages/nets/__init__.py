@@ -7,13 +7,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from stages.errors import ConfigError
-from stages.nets.shapes import check_any, check_conv_input, check_depict_input
+from stages.nets.shapes import check_any, check_conv_input, check_depict_input, check_saip_cnn_input
 
 #: name -> (module, class, input check raising ValueError); modules import torch lazily
 NETWORKS: dict[str, tuple[str, str, Callable[[Sequence[int]], None]]] = {
     "sae": ("stages.nets.dec", "StackedAutoencoder", check_any),
     "cae": ("stages.nets.dec", "ConvAutoencoder", check_conv_input),
     "depict": ("stages.nets.depict", "DepictAutoencoder", check_depict_input),
+    "saip-cnn": ("stages.nets.saip", "SaipConvAutoencoder", check_saip_cnn_input),
 }
 
 
@@ -22,6 +23,7 @@ EMBEDDING_IS_N_CLUSTERS = frozenset({"cae", "depict"})
 
 #: networks that map inputs from [0, 1] to their own range, so data must lie in [0, 1]
 UNIT_INPUT = frozenset({"depict"})
+UNIT_INPUT = UNIT_INPUT | {"saip-cnn"}  # SAIP's HOE(CNN): sigmoid reconstruction
 
 
 def network_names() -> list[str]:

@@ -2,6 +2,9 @@
 
 * :class:`StackedAutoencoder` (SAE): fully connected d-500-500-2000-10, mirrored decoder, ReLU on
   internal layers, linear input, embedding and output layers [paper].
+  SAIP's DAE (Peng et al. 2020) is the same network with ``centre_input`` on (the paper's
+  "decentralization"); ``embedding_activation`` / ``output_activation`` ``sigmoid`` give the
+  literal reading of its HOE(CNN) paragraph (see ``stages/methods/saip_pretrain.py``).
 * :class:`ConvAutoencoder` (CAE): conv32(5,s2)-conv64(5,s2)-conv128(3,s2)-FC10, mirrored decoder
   with transposed convolutions; 'same' padding except conv3, which is 'valid' when H % 8 != 0
   (MNIST 28 -> 14 -> 7 -> 3), as in the authors' Keras code. No BatchNorm, no dropout [paper].
@@ -14,16 +17,26 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from stages.errors import ConfigError
 from stages.nets.shapes import check_conv_input, transposed_output_padding
 
+#: activations allowed at the embedding and output layers of :class:`StackedAutoencoder`
+END_ACTIVATIONS = ("linear", "sigmoid")
 
-def _mlp(dims: Sequence[int]) -> nn.Sequential:
-    """Linear layers ``dims[0] -> ... -> dims[-1]`` with ReLU between them, linear at the end."""
+
+def _mlp(dims: Sequence[int], last: str = "linear") -> nn.Sequential:
+    """Linear layers ``dims[0] -> ... -> dims[-1]`` with ReLU between them and ``last``
+    (``linear`` or ``sigmoid``) after the final one."""
+    if last not in END_ACTIVATIONS:
+        raise ConfigError(f"unknown end activation '{last}'; valid choices: "
+                          f"{', '.join(END_ACTIVATIONS)}")
     layers: list[nn.Module] = []
     for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
         layers.append(nn.Linear(d_in, d_out))
         if i < len(dims) - 2:
             layers.append(nn.ReLU())
+    if last == "sigmoid":  # no parameters: state_dict keys are the same as without it
+        layers.append(nn.Sigmoid())
     return nn.Sequential(*layers)
 
 
@@ -33,26 +46,46 @@ class StackedAutoencoder(nn.Module):
     Args:
         input_shape: shape of one sample; it is flattened, so (C,H,W) images work too.
         hidden: widths of the hidden layers; the last is the embedding (default 500-500-2000-10).
+        embedding_activation, output_activation: ``linear`` (default, DEC/DCEC) or ``sigmoid``
+            (SAIP's literal reading, methods.md §4.1).
+        centre_input: subtract a stored data mean (buffer ``input_mean`` (D,), set with
+            :meth:`set_input_mean` before training) from the input and add it back to the
+            reconstruction, so the layers see mean-centred data (SAIP's "decentralization").
     """
 
-    def __init__(self, input_shape: Sequence[int], hidden: Sequence[int] = (500, 500, 2000, 10)):
+    def __init__(self, input_shape: Sequence[int], hidden: Sequence[int] = (500, 500, 2000, 10),
+                 embedding_activation: str = "linear", output_activation: str = "linear",
+                 centre_input: bool = False):
         super().__init__()
         self.input_shape = tuple(input_shape)
         d = 1
         for s in self.input_shape:
             d *= int(s)
         self.embedding_dim = int(hidden[-1])
-        self.encoder = _mlp([d, *hidden])
-        self.decoder = _mlp([*reversed(hidden), d])
+        self.encoder = _mlp([d, *hidden], embedding_activation)
+        self.decoder = _mlp([*reversed(hidden), d], output_activation)
+        self.centre_input = bool(centre_input)
+        if self.centre_input:  # only then, so the state_dict of the other recipes is unchanged
+            self.register_buffer("input_mean", torch.zeros(d))
         keras_init_(self)
+
+    def set_input_mean(self, x: torch.Tensor) -> None:
+        """Store the mean (D,) of the data x (N, *input_shape) when ``centre_input`` is on."""
+        if self.centre_input:
+            with torch.no_grad():
+                self.input_mean.copy_(x.flatten(1).mean(dim=0))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, *input_shape) -> z: (B, embedding_dim)."""
-        return self.encoder(x.flatten(1))
+        x = x.flatten(1)
+        return self.encoder(x - self.input_mean if self.centre_input else x)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z: (B, embedding_dim) -> x_hat: (B, *input_shape)."""
-        return self.decoder(z).view(z.shape[0], *self.input_shape)
+        x_hat = self.decoder(z)
+        if self.centre_input:
+            x_hat = x_hat + self.input_mean
+        return x_hat.view(z.shape[0], *self.input_shape)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (z (B, e), x_hat (B, *input_shape))."""

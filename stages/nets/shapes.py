@@ -68,3 +68,13 @@ def depict_layers(side: int) -> tuple[tuple[int, int, int], tuple[int, int, int]
 def check_depict_input(input_shape: Sequence[int]) -> None:
     """Raise ValueError when DEPICT's convolutional autoencoder cannot take ``input_shape``."""
     _check_image(input_shape, DEPICT_MIN_SIDE, "DEPICT's convolutional autoencoder", "")
+
+
+#: SAIP's HOE(CNN): two 2x2 max-poolings, so images need at least 4x4 pixels
+SAIP_CNN_MIN_SIDE = 4
+
+
+def check_saip_cnn_input(input_shape: Sequence[int]) -> None:
+    """Raise ValueError when SAIP's HOE(CNN) autoencoder cannot take ``input_shape``."""
+    _check_image(input_shape, SAIP_CNN_MIN_SIDE, "SAIP's convolutional autoencoder (HOE-CNN)",
+                 " (two 2x2 max-poolings)")

@@ -1,0 +1,264 @@
+"""SAIP: deep clustering with the sample-assignment invariance prior (Peng et al., TNNLS 2020).
+
+One head for the four variants and HOE(CNN); the recipe's ``distance`` picks the metric of the
+second assignment: ``euclidean`` (HOMO), ``cosine`` (HOE), ``correlation`` (HOT), ``cityblock``
+(HIT). Three layers, as ClustPy keeps them:
+
+1. pure functions: :func:`pairwise_distance` (Eqs. 7-11, batched), :func:`q1_assign` (Eq. 7),
+   :func:`q2_assign` (Eq. 8), :func:`sharpen` (Eq. 6), :func:`saip_loss` (Eq. 5),
+   :func:`decay_factor` (Table II's lr rule);
+2. :class:`SaipClusterer`, an ``nn.Module`` holding the encoder and the centres Omega;
+3. :func:`finetune`, the driver: :func:`stages.train.run_loop` with a per-epoch
+   :class:`AssignmentMonitor` (the stop rule) and a step-wise lr scheduler.
+
+The paper's formulas are OCR-garbled; the reconstructions of methods.md §4.2 are used:
+z_ij is a distance ([recon] cosine and correlation as 1 - similarity, as scipy's);
+Q1 = max(0, u_i - z_ij) with u_i the mean Euclidean distance of sample i to the centres;
+Q2 = (1 + z_ij)^-1 normalised over j, with z not squared [recon];
+P = (Q^2 / f_j) normalised over j, r = 2 [paper]; loss KL(P2 || P1) [recon from Theorem 1].
+Choices where the paper is silent ([default] unless marked):
+
+* f_j = sum_i Qbar_ij over the current mini-batch, Qbar = Q row-normalised (Algorithm 1 computes
+  P1 and P2 in the forward pass); P2 is recomputed every mini-batch, there is no periodic target.
+* gradients flow through both P1 and P2 (Algorithm 1 updates {Theta, Omega} on Eq. 5);
+  ``detach_target: true`` treats P2 as a fixed target (DEC-style).
+* Only the encoder and Omega are trained; the decoder is discarded [paper].
+* SGD with momentum 0.9 and weight decay as in the DAE [paper: "SGD with weights decay and
+  momentum"]; lr 1e-4 (Table II's exponent is illegible), batch 256, lr multiplied by de = 0.9
+  every ep = 300 epochs at most re - 1 = 9 times (mnist-test) [paper, Table II].
+* Stop when fewer than ``tol`` = 0.03 % of the predictions change between two consecutive
+  epochs [paper] or after ep * re epochs. Predictions are taken once per epoch on the whole
+  dataset with the current weights.
+* Prediction = argmax P1 (Eq. 12) with f over the whole dataset; ``predict: p2`` gives the
+  argmax of P2 for the paper's Table VI comparison.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stages.errors import ConfigError
+from stages.methods.common import (
+    FinetuneResult,
+    kl_divergence,
+    target_distribution,
+    target_update_row,
+    to_device,
+)
+from stages.pretrain import make_optimizer
+from stages.train import Checkpointer, LoopConfig, map_batches, run_loop, steps_per_epoch
+
+_EPS = 1e-12
+
+#: Q2's distance -> the paper's variant name
+DISTANCES: dict[str, str] = {"euclidean": "HOMO", "cosine": "HOE", "correlation": "HOT",
+                             "cityblock": "HIT"}
+#: which assignment gives the prediction
+PREDICT = ("p1", "p2")
+
+# --------------------------------------------------------------------------- pure functions
+
+
+def check_distance(distance: str) -> None:
+    if distance not in DISTANCES:
+        raise ConfigError(f"unknown SAIP distance '{distance}'; valid choices: "
+                          f"{', '.join(DISTANCES)}")
+
+
+def pairwise_distance(h: torch.Tensor, w: torch.Tensor, distance: str) -> torch.Tensor:
+    """Distances z_ij between embeddings h (B, d) and centres w (K, d) -> (B, K).
+
+    ``euclidean`` ||h - w||_2 (Eq. 7/8), ``cosine`` 1 - cos(h, w) (Eq. 9), ``correlation``
+    1 - cos(h - mean(h), w - mean(w)) (Eq. 10), ``cityblock`` ||h - w||_1 (Eq. 11); the same
+    values as ``scipy.spatial.distance.cdist``. Batched, no loops over samples or clusters.
+    """
+    check_distance(distance)
+    if distance in ("euclidean", "cityblock"):
+        diff = h.unsqueeze(1) - w.unsqueeze(0)                      # (B, K, d)
+        if distance == "cityblock":
+            return diff.abs().sum(dim=2)
+        return diff.pow(2).sum(dim=2).clamp_min(_EPS).sqrt()        # finite gradient at 0
+    if distance == "correlation":
+        h = h - h.mean(dim=1, keepdim=True)
+        w = w - w.mean(dim=1, keepdim=True)
+    return 1.0 - F.normalize(h, dim=1, eps=_EPS) @ F.normalize(w, dim=1, eps=_EPS).T
+
+
+def q1_assign(z: torch.Tensor) -> torch.Tensor:
+    """Eq. 7: Q1_ij = max(0, u_i - z_ij), u_i = mean_j z_ij; z (B, K) Euclidean -> (B, K).
+
+    Rows are not normalised (a row is all zeros when every z_ij is equal)."""
+    return F.relu(z.mean(dim=1, keepdim=True) - z)
+
+
+def q2_assign(z: torch.Tensor) -> torch.Tensor:
+    """Eq. 8 [recon]: Q2_ij = (1 + z_ij)^-1 / sum_j' (1 + z_ij')^-1; z (B, K) -> (B, K)."""
+    kernel = 1.0 / (1.0 + z)
+    return kernel / kernel.sum(dim=1, keepdim=True)
+
+
+def sharpen(q: torch.Tensor, power: float = 2.0) -> torch.Tensor:
+    """Eq. 6: P_ij = (Qbar_ij^r / f_j) / sum_j' (Qbar_ij'^r / f_j'), f_j = sum_i Qbar_ij over the
+    rows given, Qbar = q row-normalised (row-normalising does not change P, only f).
+
+    q: (B, K) non-negative -> P (B, K), rows summing to one (all-zero rows stay zero)."""
+    q_bar = q / q.sum(dim=1, keepdim=True).clamp_min(_EPS)
+    return target_distribution(q_bar, power=power, freq_exponent=1.0)
+
+
+def assignments(h: torch.Tensor, centres: torch.Tensor, distance: str,
+                power: float = 2.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(P1, P2), each (B, K): Eq. 6 of Q1 (Euclidean, Eq. 7) and of Q2 (``distance``, Eq. 8)."""
+    z_euclidean = pairwise_distance(h, centres, "euclidean")
+    z2 = z_euclidean if distance == "euclidean" else pairwise_distance(h, centres, distance)
+    return sharpen(q1_assign(z_euclidean), power), sharpen(q2_assign(z2), power)
+
+
+def saip_loss(p1: torch.Tensor, p2: torch.Tensor, detach_target: bool = False) -> torch.Tensor:
+    """Eq. 5: KL(P2 || P1), summed over clusters, mean over the batch; p1, p2 (B, K) -> scalar.
+
+    ``detach_target`` stops the gradient through P2 (a fixed target)."""
+    return kl_divergence(p2.detach() if detach_target else p2, p1)
+
+
+def decay_factor(step: int, steps_per_decay: int, decay: float, repeats: int) -> float:
+    """Table II: lr multiplier at ``step``: ``decay ** k``, k = step // steps_per_decay, applied at
+    most ``repeats - 1`` times (``repeats`` = re, ``steps_per_decay`` = ep epochs of steps)."""
+    return decay ** min(step // steps_per_decay, repeats - 1)
+
+
+def changed_fraction(labels: torch.Tensor, previous: torch.Tensor) -> float:
+    """Fraction of the (N,) labels that differ from ``previous`` (one host sync)."""
+    return float((labels != previous).float().mean())
+
+# ------------------------------------------------------------------------------ the network
+
+
+class SaipClusterer(nn.Module):
+    """An encoder with the trainable centres Omega (K, d) of SAIP.
+
+    Args:
+        autoencoder: module with ``encode(x) -> (B, d)`` and an ``encoder`` submodule.
+        centres: initial centres (K, d) (k-means on the pretrained embeddings [paper]).
+        distance: Q2's metric, a key of :data:`DISTANCES`.
+    """
+
+    def __init__(self, autoencoder: nn.Module, centres: torch.Tensor, distance: str):
+        super().__init__()
+        check_distance(distance)
+        self.autoencoder = autoencoder
+        self.centres = nn.Parameter(centres.clone().float())
+        self.distance = distance
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, ...) -> (P1, P2), each (B, K), with f over this batch."""
+        return assignments(self.autoencoder.encode(x), self.centres, self.distance)
+
+    @torch.inference_mode()
+    def predict(self, x: torch.Tensor, which: str = "p1",
+                batch_size: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+        """Labels (N,) = argmax of P1 (Eq. 12) or P2 over x (N, ...), with f over all of x,
+        and the embeddings (N, d)."""
+        h = map_batches(self.autoencoder.encode, x, batch_size)
+        z = pairwise_distance(h, self.centres, "euclidean" if which == "p1" else self.distance)
+        q = q1_assign(z) if which == "p1" else q2_assign(z)
+        return sharpen(q).argmax(dim=1), h
+
+
+class AssignmentMonitor:
+    """Once per epoch: predictions on all data and the stop rule.
+
+    Stops when fewer than ``tol`` of the predictions changed since the previous epoch. Adds a
+    history row per epoch with the label change, the lr and, for monitoring only, ACC/NMI
+    against the true labels (never used for any decision).
+    """
+
+    def __init__(self, model: SaipClusterer, x: torch.Tensor, y_true: np.ndarray | None,
+                 period: int, tol: float, optimizer: torch.optim.Optimizer):
+        self.model, self.x, self.y_true = model, x, y_true
+        self.period, self.tol, self.optimizer = period, tol, optimizer
+        self.labels: torch.Tensor | None = None
+        self.rows: list[dict[str, Any]] = []
+
+    def __call__(self, step: int) -> bool:
+        was_training = self.model.training
+        self.model.eval()
+        labels, _ = self.model.predict(self.x)
+        self.model.train(was_training)
+        row = target_update_row(step, labels, self.labels, self.y_true, "sqrt")
+        row["lr"] = self.optimizer.param_groups[0]["lr"]
+        self.labels = labels
+        self.rows.append(row)
+        return not math.isnan(row["delta_label"]) and row["delta_label"] < self.tol
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"labels": self.labels, "rows": self.rows}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        (self.labels,) = to_device(self.x.device, state["labels"])
+        self.rows = list(state["rows"])
+
+# ------------------------------------------------------------------------------- the driver
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, steps_per_decay: int, decay: float,
+                   repeats: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Step-wise scheduler of :func:`decay_factor` (``run_loop`` steps it after every step)."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: decay_factor(step, steps_per_decay, decay, repeats))
+
+
+def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray],
+             params: dict[str, Any], *, seed: int, y_true: np.ndarray | None = None,
+             checkpoint: Checkpointer | None = None, log_every: int = 20) -> FinetuneResult:
+    """Train the encoder and the centres on KL(P2 || P1).
+
+    Args:
+        autoencoder: the pretrained DAE (or HOE(CNN)'s conv AE), on the device of ``x``.
+        x: the whole dataset (N, ...) on the device.
+        init: the init stage's arrays; SAIP starts from ``centres`` (K, d) (k-means).
+        params: the method recipe: ``distance``, ``detach_target``, ``optimizer`` ({name, lr,
+            momentum, weight_decay}), ``lr_decay`` (de), ``decay_epochs`` (ep), ``decay_repeats``
+            (re), ``tol``, ``batch_size``, ``predict`` (p1 | p2).
+    """
+    device = x.device
+    predict = params.get("predict", "p1")
+    if predict not in PREDICT:
+        raise ConfigError(f"unknown SAIP predict '{predict}'; valid choices: {', '.join(PREDICT)}")
+    model = SaipClusterer(autoencoder, torch.as_tensor(init["centres"], device=device),
+                          params["distance"])
+    detach = bool(params.get("detach_target", False))
+    optimizer = make_optimizer([model.centres, *autoencoder.encoder.parameters()],
+                               params["optimizer"])
+    batch_size = int(params["batch_size"])
+    spe = steps_per_epoch(x.shape[0], batch_size)
+    ep, re = int(params["decay_epochs"]), int(params["decay_repeats"])
+    scheduler = make_scheduler(optimizer, ep * spe, float(params["lr_decay"]), re)
+    hook = AssignmentMonitor(model, x, y_true, spe, float(params["tol"]), optimizer)
+
+    def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        p1, p2 = model(x[idx])
+        loss = saip_loss(p1, p2, detach)
+        return {"loss": loss}
+
+    cfg = LoopConfig(batch_size=batch_size, max_steps=ep * re * spe, shuffle=True, seed=seed,
+                     log_every=min(log_every, spe),
+                     checkpoint_every=int(params.get("checkpoint_every", 1000)))
+    result = run_loop(model, optimizer, loss_fn, x.shape[0], cfg, device, hook=hook,
+                      scheduler=scheduler, checkpoint=checkpoint, desc="finetune saip")
+    model.eval()
+    labels, h = model.predict(x, predict)
+    history = sorted(result.history + hook.rows, key=lambda r: (r["step"], r["kind"] != "target"))
+    return FinetuneResult(
+        labels=labels.cpu().numpy().astype(np.int64), embedding=h.cpu().numpy().astype(np.float32),
+        history=history, state_dict=model.state_dict(),
+        info={"steps": result.steps, "epochs": result.steps / spe,
+              "converged": result.stopped_by_hook, "variant": DISTANCES[params["distance"]],
+              "predict": predict, "detach_target": detach,
+              "resumed_from_step": result.resumed_from})

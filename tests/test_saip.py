@@ -1,0 +1,263 @@
+"""SAIP (Peng et al., TNNLS 2020): distances, assignments, loss, schedule, stop rule, nets,
+denoising pretraining and the fine-tuning driver (with resume)."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import cdist
+
+from stages.errors import ConfigError
+from stages.methods import saip
+from stages.methods.saip_pretrain import corrupt, pretrain_denoising
+from stages.nets import build_network, check_network_input
+from stages.train import Checkpointer
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "cosine", "correlation", "cityblock"])
+def test_distances_match_scipy_cdist(distance):
+    gen = torch.Generator().manual_seed(1)
+    h = torch.randn(37, 6, generator=gen, dtype=torch.float64)
+    w = torch.randn(5, 6, generator=gen, dtype=torch.float64)
+    ours = saip.pairwise_distance(h, w, distance).numpy()
+    assert ours.shape == (37, 5)
+    assert np.allclose(ours, cdist(h.numpy(), w.numpy(), distance), atol=1e-10)
+
+
+def test_unknown_distance_names_the_choices():
+    with pytest.raises(ConfigError, match=r"unknown SAIP distance 'mahalanobis'.*cosine"):
+        saip.pairwise_distance(torch.zeros(2, 3), torch.zeros(2, 3), "mahalanobis")
+
+
+def test_q1_by_hand_and_all_equal_row():
+    z = torch.tensor([[1.0, 2.0, 3.0], [2.0, 2.0, 2.0]])
+    q1 = saip.q1_assign(z)  # u = (2, 2): max(0, 2 - z)
+    assert torch.equal(q1, torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    p = saip.sharpen(q1)
+    assert torch.isfinite(p).all() and torch.equal(p[1], torch.zeros(3))
+
+
+def test_q2_by_hand():
+    z = torch.tensor([[0.0, 1.0]])
+    assert torch.allclose(saip.q2_assign(z), torch.tensor([[2 / 3, 1 / 3]]))
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "cosine", "correlation", "cityblock"])
+def test_assignments_rows_sum_to_one(distance):
+    gen = torch.Generator().manual_seed(2)
+    p1, p2 = saip.assignments(torch.randn(50, 4, generator=gen), torch.randn(3, 4, generator=gen),
+                              distance)
+    assert p1.shape == p2.shape == (50, 3)
+    assert torch.allclose(p1.sum(1), torch.ones(50), atol=1e-5)
+    assert torch.allclose(p2.sum(1), torch.ones(50), atol=1e-5)
+    assert (p1 >= 0).all() and (p2 > 0).all()
+
+
+def test_sharpen_is_eq6_with_batch_frequencies():
+    q = torch.tensor([[2.0, 2.0], [1.0, 3.0]])  # unnormalised rows, like Q1
+    q_bar = q / q.sum(1, keepdim=True)          # (.5, .5), (.25, .75); f = (.75, 1.25)
+    w = q_bar.pow(2) / q_bar.sum(0)
+    assert torch.allclose(saip.sharpen(q), w / w.sum(1, keepdim=True))
+
+
+def test_loss_zero_for_equal_and_positive_otherwise():
+    p = torch.tensor([[0.7, 0.3], [0.2, 0.8]])
+    assert saip.saip_loss(p, p).item() == pytest.approx(0.0, abs=1e-7)
+    other = torch.tensor([[0.5, 0.5], [0.6, 0.4]])
+    expected = float((other * (other / p).log()).sum(1).mean())   # KL(P2 || P1)
+    assert saip.saip_loss(p, other).item() == pytest.approx(expected, rel=1e-5)
+    assert saip.saip_loss(p, other).item() > 0
+
+
+def test_detach_target_stops_gradient_through_p2():
+    p1 = torch.tensor([[0.7, 0.3]], requires_grad=True)
+    p2 = torch.tensor([[0.4, 0.6]], requires_grad=True)
+    saip.saip_loss(p1, p2, detach_target=True).backward()
+    assert p2.grad is None and p1.grad is not None
+    saip.saip_loss(p1, p2).backward()
+    assert p2.grad is not None
+
+
+def test_lr_decays_every_ep_epochs_at_most_re_minus_1_times():
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=1.0)
+    sched = saip.make_scheduler(opt, steps_per_decay=4, decay=0.5, repeats=3)
+    lrs = []
+    for _ in range(16):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == [1.0] * 4 + [0.5] * 4 + [0.25] * 8   # two decays, then constant
+
+
+def _model(n=60, k=3, seed=0):
+    torch.manual_seed(seed)
+    ae = build_network("sae", (6,), {"hidden": [8, 2]})
+    return saip.SaipClusterer(ae, torch.randn(k, 2), "cosine"), torch.randn(n, 6)
+
+
+def test_stop_rule_fires_when_fewer_than_tol_labels_change():
+    model, x = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    hook = saip.AssignmentMonitor(model, x, np.zeros(60, dtype=np.int64), 5, 0.0003, opt)
+    assert hook(0) is False                 # first epoch: nothing to compare with
+    assert hook(5) is True                  # same weights: 0 % changed
+    assert hook.rows[-1]["delta_label"] == 0.0 and hook.rows[-1]["lr"] == 0.1
+    with torch.no_grad():
+        model.centres.copy_(torch.randn_like(model.centres) * 5)
+    assert hook(10) is False and hook.rows[-1]["delta_label"] > 0.0003
+
+
+def _finetune(x, ae, centres, **over):
+    params = {"distance": "correlation", "optimizer": {"name": "sgd", "lr": 0.01,
+                                                       "momentum": 0.9, "weight_decay": 1e-4},
+              "lr_decay": 0.5, "decay_epochs": 2, "decay_repeats": 3, "tol": 0.0,
+              "batch_size": 16, "checkpoint_every": 4, **over}
+    return saip.finetune(ae, x, {"centres": centres}, params, seed=3,
+                         y_true=np.zeros(x.shape[0], dtype=np.int64), log_every=2,
+                         checkpoint=over.pop("checkpoint", None))
+
+
+def test_finetune_trains_encoder_and_centres_and_resumes_identically(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    ae = build_network("sae", (6,), {"hidden": [8, 2]})
+    x, centres = torch.randn(64, 6), np.random.default_rng(0).normal(size=(3, 2)).astype("f4")
+    start = {k: v.clone() for k, v in ae.state_dict().items()}
+    full = _finetune(x, ae, centres)
+    assert full.info["steps"] == 2 * 3 * 4 and full.labels.shape == (64,)
+    targets = [r for r in full.history if r["kind"] == "target"]
+    assert len(targets) == 6 and [r["lr"] for r in targets[::2]] == [0.01, 0.005, 0.0025]
+    assert not np.allclose(full.state_dict["centres"].numpy(), centres)
+
+    ae.load_state_dict(start)
+    calls = {"n": 0}
+    real_loss = saip.saip_loss
+
+    def dying_loss(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 11:
+            raise KeyboardInterrupt  # a job killed mid-run
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(saip, "saip_loss", dying_loss)
+    ckpt = Checkpointer(tmp_path / "checkpoint.pt")
+    with pytest.raises(KeyboardInterrupt):
+        _finetune(x, ae, centres, checkpoint=ckpt)
+    monkeypatch.setattr(saip, "saip_loss", real_loss)
+    ae.load_state_dict(start)
+    resumed = _finetune(x, ae, centres, checkpoint=ckpt)
+    assert resumed.info["resumed_from_step"] == 8
+    assert np.array_equal(resumed.labels, full.labels)
+    for key, value in full.state_dict.items():
+        assert torch.allclose(resumed.state_dict[key], value), key
+
+
+def test_finetune_predict_p2_and_bad_predict():
+    torch.manual_seed(0)
+    ae = build_network("sae", (6,), {"hidden": [8, 2]})
+    x, centres = torch.randn(32, 6), np.random.default_rng(0).normal(size=(3, 2)).astype("f4")
+    result = _finetune(x, ae, centres, predict="p2", detach_target=True)
+    assert result.info["predict"] == "p2" and result.info["detach_target"] is True
+    with pytest.raises(ConfigError, match=r"unknown SAIP predict 'p3'; valid choices: p1, p2"):
+        _finetune(x, ae, centres, predict="p3")
+
+
+def test_sae_options_centre_and_sigmoid_ends():
+    x = torch.rand(10, 1, 4, 4) + 3.0
+    ae = build_network("sae", (1, 4, 4), {"hidden": [8, 3], "centre_input": True,
+                                           "embedding_activation": "sigmoid"})
+    ae.set_input_mean(x)
+    assert torch.allclose(ae.input_mean, x.flatten(1).mean(0))
+    z, x_hat = ae(x)
+    assert z.shape == (10, 3) and ((z > 0) & (z < 1)).all() and x_hat.shape == x.shape
+    # the decoder adds the mean back: zero decoder weights reconstruct the mean image
+    for layer in ae.decoder:
+        if isinstance(layer, torch.nn.Linear):
+            torch.nn.init.zeros_(layer.weight)
+            torch.nn.init.zeros_(layer.bias)
+    assert torch.allclose(ae.decode(z), ae.input_mean.view(1, 1, 4, 4).expand(10, 1, 4, 4))
+    plain = build_network("sae", (16,), {"hidden": [8, 3]})
+    assert "input_mean" not in plain.state_dict()   # other recipes' files are unchanged
+    with pytest.raises(ConfigError, match=r"unknown end activation 'tanh'.*linear, sigmoid"):
+        build_network("sae", (16,), {"hidden": [8, 3], "output_activation": "tanh"})
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (1, 16, 16), (3, 15, 17)])
+def test_hoe_cnn_shapes_and_sigmoid_ends(shape):
+    net = build_network("saip-cnn", shape, {"channels": [4, 3], "hidden": 16})
+    x = torch.rand(2, *shape)
+    z, x_hat = net(x)
+    assert z.shape == (2, 10) and x_hat.shape == x.shape
+    assert ((z > 0) & (z < 1)).all() and ((x_hat > 0) & (x_hat < 1)).all()
+
+
+def test_hoe_cnn_rejects_flat_and_tiny_inputs():
+    with pytest.raises(ConfigError, match=r"saip-cnn.*needs images"):
+        check_network_input("saip-cnn", (64,))
+    with pytest.raises(ConfigError, match=r"at least 4x4.*3x3"):
+        check_network_input("saip-cnn", (1, 3, 3))
+
+
+def test_corruption_types():
+    torch.manual_seed(0)
+    x = torch.ones(200, 50)
+    noisy = corrupt(x, 0.3)
+    assert (noisy - x).std().item() == pytest.approx(0.3, rel=0.05)
+    masked = corrupt(x, 0.3, "masking")
+    assert (masked == 0).float().mean().item() == pytest.approx(0.3, abs=0.02)
+    with pytest.raises(ConfigError, match=r"unknown noise_type 'salt'; valid choices: gaussian"):
+        corrupt(x, 0.3, "salt")
+
+
+def test_denoising_pretraining_lowers_reconstruction_error():
+    torch.manual_seed(0)
+    x = torch.sigmoid(torch.randn(128, 2) @ torch.randn(2, 36)).view(128, 1, 6, 6)  # rank 2
+    ae = build_network("sae", (1, 6, 6), {"hidden": [32, 4], "centre_input": True})
+    recipe = {"epochs": 30, "batch_size": 32, "noise": 0.1,
+              "optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-9}}
+    result = pretrain_denoising(ae, x, recipe, seed=0, log_every=4)
+    losses = [r["loss"] for r in result.history]
+    assert losses[-1] < 0.5 * losses[0]
+    assert torch.allclose(ae.input_mean, x.flatten(1).mean(0))
+
+
+def _config():
+    import yaml
+    from snakemake.utils import validate as schema_validate
+
+    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((repo / "config.yaml").read_text())
+    schema_validate(config, str(repo / "workflow/schemas/config.schema.yaml"))
+    return config, str(repo / "workflow/schemas/config.schema.yaml")
+
+
+def test_config_recipes_and_schedules():
+    from stages import config as cfg
+
+    config, _ = _config()
+    cfg.validate(config)
+    assert ("mnist5k", "saip-hoe", 0) in cfg.runs(config)
+    quick = cfg.method_recipe(config, "saip-hit")
+    assert quick["distance"] == "cityblock" and quick["tol"] == 0.0003
+    config["schedule"] = "paper"
+    paper = cfg.method_recipe(config, "saip-homo")
+    assert (paper["decay_epochs"], paper["decay_repeats"], paper["lr_decay"]) == (300, 10, 0.9)
+    assert cfg.autoencoder_recipe(config, "dae")["epochs"] == 200
+    assert cfg.method_modules(config, "saip-hoe-cnn") == ["stages.nets.saip",
+                                                          "stages.methods.saip"]
+
+
+def test_config_rejects_saip_on_depict_net_and_unknown_distance():
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate as schema_validate
+
+    from stages import config as cfg
+
+    config, schema = _config()
+    config["methods"]["saip-hoe"]["ae"] = "depict"
+    with pytest.raises(ConfigError, match=r"head 'saip' needs an autoencoder whose net is one of "
+                                          r"cae, sae, saip-cnn, but 'depict' has net 'depict'"):
+        cfg.validate(config)
+    config, schema = _config()
+    config["methods"]["saip-hoe"]["distance"] = "chebyshev"
+    with pytest.raises(WorkflowError):
+        schema_validate(config, schema)
