@@ -14,10 +14,14 @@ HEADS: dict[str, str | None] = {
     "none": None,
     "dec": "stages.methods.dec",
     "depict": "stages.methods.depict",
+    "rmn": "stages.methods.rmn",
 }
 
 #: heads that only work on one network: head -> net
 HEAD_NETWORK: dict[str, str] = {"depict": "depict"}
+
+#: heads that need the arrays of one init algorithm: head -> algorithm
+HEAD_INIT: dict[str, str] = {"rmn": "gmm"}
 
 #: pretraining objective (an autoencoder recipe's ``objective``) -> (module, function) with
 #: signature ``f(model, x, recipe, *, seed, log_every, checkpoint) -> stages.train.LoopResult``
@@ -26,11 +30,14 @@ PRETRAIN_OBJECTIVES: dict[str, tuple[str, str]] = {
     "depict-mda": ("stages.methods.depict_pretrain", "pretrain_mda"),
     "depict-sda": ("stages.methods.depict_pretrain", "pretrain_sda"),
     "depict-rda": ("stages.methods.depict_pretrain", "pretrain_rda"),
+    "rmn-rbm": ("stages.methods.rmn_pretrain", "pretrain_rbm"),
+    "rmn-sda": ("stages.methods.rmn_pretrain", "pretrain_sda"),
 }
 
 #: objectives that only work on one network: objective -> net
 OBJECTIVE_NETWORK: dict[str, str] = {name: "depict" for name in PRETRAIN_OBJECTIVES
                                      if name.startswith("depict-")}
+OBJECTIVE_NETWORK.update({"rmn-rbm": "rmn-sae", "rmn-sda": "rmn-sae"})
 
 #: shallow baselines clustering raw inputs, all in one module
 BASELINE_MODULE = "stages.methods.baselines"
@@ -41,6 +48,7 @@ BASELINE_MODULE = "stages.methods.baselines"
 #: the heads that use it read (``centres`` (K, d) for k-means)
 INIT_ALGORITHMS: dict[str, tuple[str, str]] = {
     "kmeans": ("stages.init", "kmeans_arrays"),
+    "gmm": ("stages.methods.gmm_init", "gmm_arrays"),
 }
 
 

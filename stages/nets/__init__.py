@@ -14,6 +14,7 @@ NETWORKS: dict[str, tuple[str, str, Callable[[Sequence[int]], None]]] = {
     "sae": ("stages.nets.dec", "StackedAutoencoder", check_any),
     "cae": ("stages.nets.dec", "ConvAutoencoder", check_conv_input),
     "depict": ("stages.nets.depict", "DepictAutoencoder", check_depict_input),
+    "rmn-sae": ("stages.nets.rmn", "RBMAutoencoder", check_any),
 }
 
 
