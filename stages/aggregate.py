@@ -46,6 +46,7 @@ DATASET_TO_PAPER: dict[str, str] = {
     "mnist-test": "MNIST-test",
     "mnist5k": "MNIST-test",
     "usps": "USPS",
+    "fashion": "Fashion-MNIST",
 }
 
 #: Notes printed under a dataset's heading in ``paper_vs_ours.md``.
@@ -65,6 +66,8 @@ METHOD_NOTES: dict[str, str] = {
                              "Deep-ConvAE + AC-PIC (MdA) row: same reconstruction-only "
                              "embeddings, but the paper clusters them with AC-PIC, we with "
                              "k-means."),
+    "aef-gmm": ("aef-gmm, aef-kmeans, deepgmm and rmn-gmm: the RMN-GMM paper reports the full "
+                "70,000-image MNIST only (MNIST-full rows)."),
 }
 
 #: NMI variant the paper of each method family reported (methods.md §0.1).

@@ -221,7 +221,8 @@ def _chain(results: list[LoopResult]) -> LoopResult:
 
 
 def finetune_denoising(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, seed: int,
-                       log_every: int, checkpoint: Checkpointer, step_offset: int = 0) -> LoopResult:
+                       log_every: int, checkpoint: Checkpointer,
+                       step_offset: int = 0) -> LoopResult:
     """Step 3: all layers trained to reconstruct the (augmented) clean x from a corrupted copy.
 
     ``recipe``: ``epochs``, ``noise`` (masking rate), ``augment`` (images only),
@@ -269,9 +270,11 @@ def pretrain_rbm(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, s
         enc, dec = model.encoder_linear(level), model.decoder_linear(level)
         rbm = RBM(enc.in_features, enc.out_features,
                   visible=_unit_kind(model.visible_kind(level), f"visible layer {level}"),
-                  hidden=_unit_kind(model.hidden_kind(level), f"hidden layer {level}")).to(x.device)
+                  hidden=_unit_kind(model.hidden_kind(level), f"hidden layer {level}"))
+        rbm = rbm.to(x.device)
 
-        def loss_fn(idx: torch.Tensor, level: int = level, rbm: RBM = rbm) -> dict[str, torch.Tensor]:
+        def loss_fn(idx: torch.Tensor, level: int = level,
+                    rbm: RBM = rbm) -> dict[str, torch.Tensor]:
             with torch.no_grad():
                 v0 = model.encode_below(x[idx], level)
             return rbm.cd1(v0, noise)
