@@ -66,8 +66,8 @@ METHOD_NOTES: dict[str, str] = {
                              "Deep-ConvAE + AC-PIC (MdA) row: same reconstruction-only "
                              "embeddings, but the paper clusters them with AC-PIC, we with "
                              "k-means."),
-    "aef-gmm": ("aef-gmm, aef-kmeans, deepgmm and rmn-gmm: the RMN-GMM paper reports the full "
-                "70,000-image MNIST only (MNIST-full rows)."),
+    "rmn-gmm": ("rmn-gmm, deepgmm, aef-gmm and aef-kmeans: the RMN-GMM paper reports MNIST with "
+                "all 70,000 images (the MNIST-full rows), not MNIST-test."),
 }
 
 #: NMI variant the paper of each method family reported (methods.md §0.1).
