@@ -350,3 +350,17 @@ def test_config_checks_the_rmn_combinations():
     bad["autoencoders"]["rmn"]["net"] = "sae"
     with pytest.raises(ConfigError, match="objective 'rmn-rbm' needs net 'rmn-sae'"):
         validate(bad)
+
+
+def test_reference_rows_of_the_rmn_gmm_paper():
+    from stages import aggregate
+
+    ref = aggregate.load_reference(aggregate.DEFAULT_REFERENCE)
+    ref = ref[ref.paper == "rmn-gmm"].set_index(["method", "dataset", "metric"])["value"]
+    assert ref[("rmn-gmm", "MNIST-full", "acc")] == 98.7
+    assert ref[("rmn-gmm", "MNIST-full", "nmi")] == 96.0
+    assert ref[("deepgmm", "MNIST-full", "acc")] == 72.5
+    assert ref[("aef-gmm", "MNIST-full", "nmi")] == 59.0
+    assert ref[("aef-kmeans", "MNIST-full", "acc")] == 80.0
+    assert ref[("rmn-gmm", "Fashion-MNIST", "acc")] == 63.5
+    assert aggregate.nmi_variant("rmn-gmm", "rmn-gmm") == "nmi_max"
