@@ -364,3 +364,44 @@ def test_reference_rows_of_the_rmn_gmm_paper():
     assert ref[("aef-kmeans", "MNIST-full", "acc")] == 80.0
     assert ref[("rmn-gmm", "Fashion-MNIST", "acc")] == 63.5
     assert aggregate.nmi_variant("rmn-gmm", "rmn-gmm") == "nmi_max"
+
+
+def test_interrupted_finetune_resumes_to_the_same_result(tmp_path, monkeypatch):
+    from stages.methods import rmn as rmn_module
+
+    x_np, y = _blobs()
+    x = torch.as_tensor(x_np)
+    torch.manual_seed(0)
+    ae = RBMAutoencoder((4,), hidden=(8, 2))
+    state = copy.deepcopy(ae.state_dict())
+    with torch.no_grad():
+        init = gmm_arrays(ae.encode(x).numpy(), 3, {}, seed=0)
+    params = {"eta": 0.01, "epochs": 3, "lr": 0.01, "encoder_lr": 0.01, "batch_size": 32,
+              "lr_step_epochs": 1, "checkpoint_every": 4}
+
+    def fresh() -> RBMAutoencoder:
+        model = RBMAutoencoder((4,), hidden=(8, 2))
+        model.load_state_dict(state)
+        return model
+
+    torch.manual_seed(1)
+    full = finetune(fresh(), x, init, params, seed=0, log_every=2)
+    real, calls = rmn_module.gmm_directions, {"n": 0}
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 10:  # killed in step 10, after the checkpoint of step 8
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rmn_module, "gmm_directions", failing)
+    checkpoint = Checkpointer(tmp_path / "checkpoint.pt")
+    torch.manual_seed(1)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(fresh(), x, init, params, seed=0, log_every=2, checkpoint=checkpoint)
+    monkeypatch.setattr(rmn_module, "gmm_directions", real)
+    resumed = finetune(fresh(), x, init, params, seed=0, log_every=2, checkpoint=checkpoint)
+    assert resumed.info["resumed_from_step"] == 8
+    np.testing.assert_array_equal(resumed.labels, full.labels)
+    for key, value in full.state_dict.items():
+        torch.testing.assert_close(resumed.state_dict[key], value)
