@@ -405,3 +405,25 @@ def test_interrupted_finetune_resumes_to_the_same_result(tmp_path, monkeypatch):
     np.testing.assert_array_equal(resumed.labels, full.labels)
     for key, value in full.state_dict.items():
         torch.testing.assert_close(resumed.state_dict[key], value)
+
+
+def test_rescaled_code_keeps_the_clustering():
+    from stages.methods.rmn import rescale_code
+
+    x_np, _ = _blobs()
+    x = torch.as_tensor(x_np)
+    torch.manual_seed(0)
+    ae = RBMAutoencoder((4,), hidden=(8, 2))
+    with torch.no_grad():
+        z = ae.encode(x)
+    init = gmm_arrays(z.numpy(), 3, {}, seed=0)
+    means, variances, weights = (torch.as_tensor(init[k]) for k in ("means", "variances",
+                                                                     "weights"))
+    before = posteriors(z, means, variances, weights)
+    scale, means_s, variances_s = rescale_code(ae, x, means, variances)
+    with torch.no_grad():
+        z_s = ae.encode(x)
+    assert scale == pytest.approx(float(z.std()), rel=1e-5)
+    assert float(z_s.std()) == pytest.approx(1.0, rel=1e-4)
+    torch.testing.assert_close(posteriors(z_s, means_s, variances_s, weights), before,
+                               atol=1e-5, rtol=1e-4)

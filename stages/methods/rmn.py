@@ -33,7 +33,11 @@ updates inside the stable range. The init GMM's smaller variances are raised to 
 n(k): the ⌊K/2⌋ nearest other centres by Euclidean distance [paper: "half of the number of
 clusters"; the "normalized distance" is undefined, a global normalisation does not change the
 ranking], recomputed every
-iteration [default]. η: ``auto`` = 0.01 for K ≤ 10, else 0.001 [default: the paper picks η with
+iteration [default]. Before stage 3 the code is rescaled to unit overall standard deviation
+(the last encoder layer divided by s, the GMM mapped to (μ/s, σ²/s²): the same clustering)
+[default, ``standardise``]: the paper's fixed rates and the variance floor assume a code scale
+the paper does not give, and a short stage 1 gave codes with variances near 1e-6, far below
+the floor. η: ``auto`` = 0.01 for K ≤ 10, else 0.001 [default: the paper picks η with
 labels]; DeepGMM is η = 0 [paper]. No stopping rule: a fixed number of iterations (50k [paper],
 given in epochs in the config). Prediction: argmax posterior p(c_k | y) [default]. The decoder
 is not used [paper].
@@ -263,6 +267,24 @@ def resolve_eta(eta: float | str, n_clusters: int) -> float:
 # --------------------------------------------------------------------------- driver
 
 
+@torch.no_grad()
+def rescale_code(autoencoder: nn.Module, x: torch.Tensor, means: torch.Tensor,
+                 variances: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """Scale the code to unit overall standard deviation, and the GMM with it.
+
+    The last linear layer of ``autoencoder.encoder`` is divided by s = std of the codes of x
+    (all entries), and the GMM (fitted on the unscaled codes) becomes (μ/s, σ²/s²): the same
+    clustering, the same posteriors, but the paper's fixed learning rates and the variance floor
+    now act on a representation of known scale. Returns (s, means (K, D), variances (K, D)).
+    """
+    last = [m for m in autoencoder.encoder.modules() if isinstance(m, nn.Linear)][-1]
+    scale = float(map_batches(autoencoder.encode, x).std())
+    last.weight.div_(scale)
+    last.bias.div_(scale)
+    return scale, means / scale, variances / scale ** 2
+
+
+
 def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray],
              params: dict[str, Any], *, seed: int, y_true: np.ndarray | None = None,
              checkpoint: Checkpointer | None = None, log_every: int = 20) -> FinetuneResult:
@@ -275,7 +297,8 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
         params: the method recipe: ``eta`` (number or ``auto``), ``epochs``, ``lr_step_epochs``
             (lrs divided by 10 every so many epochs), ``batch_size``, ``lr`` (of the GMM
             parameters, and of the encoder unless ``encoder_lr`` is given), ``encoder_lr``,
-            ``momentum``, ``min_variance``, ``min_weight``, ``monitor_every_epochs``.
+            ``momentum``, ``min_variance``, ``min_weight``, ``monitor_every_epochs``,
+            ``standardise`` (:func:`rescale_code` first; default true).
     """
     missing = [k for k in ("means", "variances", "weights") if k not in init]
     if missing:
@@ -283,9 +306,13 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
                             f"artifact lacks {missing}; set the method's init to one with "
                             "algorithm: gmm")
     device = x.device
-    rmn = RMN(*(torch.as_tensor(init[k], device=device)
-                for k in ("means", "variances", "weights")),
-              min_variance=float(params.get("min_variance", 0.01)),
+    means, variances, weights = (torch.as_tensor(init[k], device=device)
+                                 for k in ("means", "variances", "weights"))
+    scale = 1.0
+    if params.get("standardise", True):
+        autoencoder.eval()
+        scale, means, variances = rescale_code(autoencoder, x, means, variances)
+    rmn = RMN(means, variances, weights, min_variance=float(params.get("min_variance", 0.01)),
               min_weight=float(params.get("min_weight", 1e-8))).to(device)
     model = RMNClusterer(autoencoder, rmn)
     k = rmn.n_components
@@ -330,6 +357,7 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
         labels=labels.cpu().numpy().astype(np.int64), embedding=z.cpu().numpy().astype(np.float32),
         history=history, state_dict=model.state_dict(),
         info={"steps": result.steps, "eta": eta, "n_neighbours": n_neighbours,
+              "code_scale": scale,
               "min_variance": float(rmn.variances.min()),
               "max_centre_norm": float(rmn.means.norm(dim=1).max()),
               "weights": [round(float(w), 6) for w in rmn.weights],
