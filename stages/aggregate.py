@@ -46,6 +46,7 @@ DATASET_TO_PAPER: dict[str, str] = {
     "mnist-test": "MNIST-test",
     "mnist5k": "MNIST-test",
     "usps": "USPS",
+    "fashion": "Fashion-MNIST",
 }
 
 #: Notes printed under a dataset's heading in ``paper_vs_ours.md``.
@@ -65,6 +66,8 @@ METHOD_NOTES: dict[str, str] = {
                              "Deep-ConvAE + AC-PIC (MdA) row: same reconstruction-only "
                              "embeddings, but the paper clusters them with AC-PIC, we with "
                              "k-means."),
+    "rmn-gmm": ("rmn-gmm, deepgmm, aef-gmm and aef-kmeans: the RMN-GMM paper reports MNIST with "
+                "all 70,000 images (the MNIST-full rows), not MNIST-test."),
 }
 
 #: NMI variant the paper of each method family reported (methods.md §0.1).

@@ -15,6 +15,7 @@ from stages.data.registry import dataset_names, get_dataset_spec
 from stages.errors import ConfigError
 from stages.methods import (
     BASELINE_MODULE,
+    HEAD_INIT,
     HEAD_NETWORK,
     HEAD_NETWORKS,
     OBJECTIVE_NETWORK,
@@ -85,6 +86,12 @@ def validate(config: dict[str, Any]) -> None:
             raise ConfigError(f"method '{name}': head '{recipe['head']}' needs an autoencoder "
                               f"whose net is one of {_choices(allowed)}, but '{recipe['ae']}' "
                               f"has net '{net}'")
+        needed = HEAD_INIT.get(recipe["head"])
+        algorithm = config["inits"][recipe["init"]]["algorithm"]
+        if needed is not None and algorithm != needed:
+            raise ConfigError(f"method '{name}': head '{recipe['head']}' needs an init with "
+                              f"algorithm '{needed}', but '{recipe['init']}' has algorithm "
+                              f"'{algorithm}'")
     for init_name, init in config["inits"].items():
         try:
             init_algorithm(init["algorithm"])
@@ -103,6 +110,11 @@ def validate(config: dict[str, Any]) -> None:
         if needed is not None and ae["net"] != needed:
             raise ConfigError(f"autoencoder '{ae_name}': objective '{objective}' needs net "
                               f"'{needed}', not '{ae['net']}'")
+        activation = ae.get("arch", {}).get("activation", "sigmoid")
+        if objective == "rmn-rbm" and activation != "sigmoid":
+            raise ConfigError(f"autoencoder '{ae_name}': objective 'rmn-rbm' unrolls RBMs into "
+                              f"logistic layers and needs arch.activation 'sigmoid', not "
+                              f"'{activation}'; use objective 'rmn-sda' for other activations")
     for dataset, entry in config["datasets"].items():
         if dataset not in dataset_names():
             raise ConfigError(f"unknown dataset '{dataset}'; valid choices: "

@@ -46,7 +46,7 @@ def test_schedule_resolution(config):
      r"method 'dcec' on dataset 'digits'.*16x16.*8x8"),
     (lambda c: c["methods"]["dec"].update(ae="vae"), r"unknown autoencoder 'vae'"),
     (lambda c: c["methods"]["dec"].update(head="softmax"), r"unknown head 'softmax'"),
-    (lambda c: c["methods"]["dec"].update(init="gmm"), r"unknown init 'gmm'"),
+    (lambda c: c["methods"]["dec"].update(init="ward"), r"unknown init 'ward'"),
     (lambda c: c["inits"]["kmeans"].update(algorithm="agglomerative"),
      r"init 'kmeans': unknown init algorithm 'agglomerative'; valid choices: .*kmeans"),
     (lambda c: c["methods"]["dec"].update(head="depict"),

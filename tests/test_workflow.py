@@ -21,9 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 DEPICT_METHODS = ["depict", "depict-sda", "depict-rda", "depict-convae-kmeans"]
 SAIP_METHODS = ["saip-dae-kmeans", "saip-homo", "saip-hoe", "saip-hot", "saip-hit",
                 "saip-hoe-cnn"]
+RMN_METHODS = ["aef-kmeans", "aef-gmm", "deepgmm", "rmn-gmm"]
 METHODS = ["kmeans", "gmm", "spectral", "sae-kmeans", "dec", "idec", "cae-kmeans", "dec-conv",
-           "dcec", *DEPICT_METHODS]
-METHODS += SAIP_METHODS
+           "dcec", *DEPICT_METHODS, *SAIP_METHODS, *RMN_METHODS]
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +73,7 @@ def test_full_run_writes_tables_and_figures(workflow):
     for col in ("acc", "nmi_max", "nmi_sqrt", "nmi_arithmetic", "ari", "pair_precision"):
         assert runs[col].between(-1, 1).all() and runs[col].notna().all()
     assert (runs["wall_s_total"] > 0).all()
-    deep = runs[runs["family"].isin(["dec", "depict"])]
+    deep = runs[runs["family"].isin(["dec", "depict", "rmn-gmm"])]
     assert deep["wall_s_pretrain"].notna().all() and deep["wall_s_finetune"].notna().all()
     # the synthetic clusters are separable: k-means on raw pixels finds them
     assert runs.set_index("method").loc["kmeans", "acc"] > 0.9
@@ -100,6 +100,13 @@ def test_full_run_writes_tables_and_figures(workflow):
     targets = history[history["kind"] == "target"]
     assert len(targets) == 4 and list(targets["lr"].round(6)) == [0.001, 0.001, 0.0009, 0.0009]
     assert history.loc[history["kind"] == "train", "loss"].notna().all()
+    phases = pd.read_csv(workflow / "results/pretrain/synthetic/rmn/seed0/history.csv")
+    assert list(dict.fromkeys(phases["phase"])) == ["rbm1", "rbm2", "rbm3", "finetune"]
+    assert phases.loc[phases["phase"] == "rbm1", "reconstruction"].notna().all()
+    history = pd.read_csv(workflow / "results/finetune/synthetic/rmn-gmm/seed0/history.csv")
+    assert {"log_likelihood", "separation", "log_likelihood_all"} <= set(history.columns)
+    assert (history["kind"] == "target").sum() == 2  # one monitoring row per epoch
+    assert deep["wall_s_init"].notna().all()
     # checkpoints of finished jobs are removed
     assert not list((workflow / "results").rglob("checkpoint*.pt"))
 
@@ -166,6 +173,19 @@ def test_edited_saip_modules_rerun_only_the_jobs_that_run_them(workflow):
     jobs = jobs_after_editing(workflow, "stages/nets/saip.py")
     assert {m for r, m in jobs if r == "pretrain"} == {"dae-cnn"}
     assert {m for r, m in jobs if r == "finetune"} == {"saip-hoe-cnn"}
+def test_edited_rmn_modules_rerun_only_the_jobs_that_run_them(workflow):
+    # the RMN head: RMN-GMM and DeepGMM fine-tuning, not AEF+KM / AEF+GMM nor the pretraining
+    jobs = jobs_after_editing(workflow, "stages/methods/rmn.py")
+    assert {r for r, _ in jobs} == {"finetune", "evaluate", "figures", "aggregate", "all"}
+    assert {m for r, m in jobs if r == "finetune"} == {"rmn-gmm", "deepgmm"}
+    # the gmm init: its init job and the three methods that start from it
+    jobs = jobs_after_editing(workflow, "stages/methods/gmm_init.py")
+    assert {r for r, _ in jobs} == {"init", "finetune", "evaluate", "figures", "aggregate", "all"}
+    assert {m for r, m in jobs if r == "finetune"} == {"aef-gmm", "rmn-gmm", "deepgmm"}
+    # stage 1: the rmn autoencoder and every method on it
+    jobs = jobs_after_editing(workflow, "stages/methods/rmn_pretrain.py")
+    assert {m for r, m in jobs if r == "pretrain"} == {"rmn"}
+    assert {m for r, m in jobs if r == "finetune"} == set(RMN_METHODS)
     assert "Nothing to be done" in snakemake(workflow, "-n").stdout
 
 

@@ -15,6 +15,7 @@ HEADS: dict[str, str | None] = {
     "dec": "stages.methods.dec",
     "depict": "stages.methods.depict",
     "saip": "stages.methods.saip",
+    "rmn": "stages.methods.rmn",
 }
 
 #: heads that only work on one network: head -> net
@@ -23,6 +24,8 @@ HEAD_NETWORK: dict[str, str] = {"depict": "depict"}
 #: heads that work on a few networks: head -> nets (SAIP trains ``net.encoder``, which the DEPICT
 #: network does not have)
 HEAD_NETWORKS: dict[str, frozenset[str]] = {"saip": frozenset({"sae", "cae", "saip-cnn"})}
+#: heads that need the arrays of one init algorithm: head -> algorithm
+HEAD_INIT: dict[str, str] = {"rmn": "gmm"}
 
 #: pretraining objective (an autoencoder recipe's ``objective``) -> (module, function) with
 #: signature ``f(model, x, recipe, *, seed, log_every, checkpoint) -> stages.train.LoopResult``
@@ -32,11 +35,14 @@ PRETRAIN_OBJECTIVES: dict[str, tuple[str, str]] = {
     "depict-sda": ("stages.methods.depict_pretrain", "pretrain_sda"),
     "depict-rda": ("stages.methods.depict_pretrain", "pretrain_rda"),
     "denoising": ("stages.methods.saip_pretrain", "pretrain_denoising"),
+    "rmn-rbm": ("stages.methods.rmn_pretrain", "pretrain_rbm"),
+    "rmn-sda": ("stages.methods.rmn_pretrain", "pretrain_sda"),
 }
 
 #: objectives that only work on one network: objective -> net
 OBJECTIVE_NETWORK: dict[str, str] = {name: "depict" for name in PRETRAIN_OBJECTIVES
                                      if name.startswith("depict-")}
+OBJECTIVE_NETWORK.update({"rmn-rbm": "rmn-sae", "rmn-sda": "rmn-sae"})
 
 #: shallow baselines clustering raw inputs, all in one module
 BASELINE_MODULE = "stages.methods.baselines"
@@ -47,6 +53,7 @@ BASELINE_MODULE = "stages.methods.baselines"
 #: the heads that use it read (``centres`` (K, d) for k-means)
 INIT_ALGORITHMS: dict[str, tuple[str, str]] = {
     "kmeans": ("stages.init", "kmeans_arrays"),
+    "gmm": ("stages.methods.gmm_init", "gmm_arrays"),
 }
 
 

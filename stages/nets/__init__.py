@@ -15,6 +15,7 @@ NETWORKS: dict[str, tuple[str, str, Callable[[Sequence[int]], None]]] = {
     "cae": ("stages.nets.dec", "ConvAutoencoder", check_conv_input),
     "depict": ("stages.nets.depict", "DepictAutoencoder", check_depict_input),
     "saip-cnn": ("stages.nets.saip", "SaipConvAutoencoder", check_saip_cnn_input),
+    "rmn-sae": ("stages.nets.rmn", "RBMAutoencoder", check_any),
 }
 
 

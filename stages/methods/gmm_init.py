@@ -1,0 +1,37 @@
+"""The ``gmm`` init algorithm: a diagonal-covariance GMM fitted by EM on the embeddings.
+
+RMN-GMM's second stage (Wang & Jiang 2021, Sect. 3.3 and 4.3) [paper]: encode all samples, fit a
+GMM with K components by EM, and copy (mu_k, sigma²_k, omega_k) into the RMN's Λ layer; its EM
+assignment is the AEF+GMM method. scikit-learn's ``GaussianMixture(K, covariance_type='diag',
+init_params='kmeans', n_init=1, reg_covar=1e-6, max_iter=100)`` [default, methods.md §5.3];
+``n_init``, ``reg_covar`` and ``max_iter`` can be set in the init recipe.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.mixture import GaussianMixture
+
+
+def gmm_arrays(z: np.ndarray, n_clusters: int, recipe: dict[str, Any],
+               seed: int) -> dict[str, np.ndarray]:
+    """Fit a diagonal GMM to z (N, d).
+
+    Returns:
+        ``means`` (K, d) float32, ``variances`` (K, d) float32, ``weights`` (K,) float32 summing
+        to one, ``labels`` (N,) int64 (argmax posterior) and ``converged`` () bool.
+    """
+    gmm = GaussianMixture(n_clusters, covariance_type="diag",
+                          reg_covar=float(recipe.get("reg_covar", 1e-6)),
+                          n_init=int(recipe.get("n_init", 1)),
+                          max_iter=int(recipe.get("max_iter", 100)), init_params="kmeans",
+                          random_state=seed)
+    labels = gmm.fit_predict(np.asarray(z, dtype=np.float64))
+    weights = gmm.weights_ / gmm.weights_.sum()
+    return {"means": gmm.means_.astype(np.float32),
+            "variances": gmm.covariances_.astype(np.float32),
+            "weights": weights.astype(np.float32),
+            "labels": labels.astype(np.int64),
+            "converged": np.asarray(bool(gmm.converged_))}

@@ -1,0 +1,364 @@
+"""RMN-GMM's third stage (Wang & Jiang, Neurocomputing 2021, Sect. 3 and 4.3) and DeepGMM (η = 0).
+
+Three layers, as the other heads:
+
+1. pure functions: the G layer's Gaussian log-likelihoods (:func:`log_gaussians`), the GMM
+   log-likelihood and posteriors computed in log space, the neighbour sets n(k)
+   (:func:`neighbour_sets`), the centre separation S(μ) and the ascent directions of the paper's
+   Eqs. 10-12 (:func:`gmm_directions`);
+2. :class:`RMN`, the Λ layer: an ``nn.Module`` holding μ (K, D), σ² (K, D), ω (K,) and their
+   momentum buffers, updated by hand (they are buffers, not autograd parameters);
+3. :func:`finetune`, the driver that plugs the objective into :func:`stages.train.run_loop`.
+
+Objective (Eq. 5, batch mean): ``O = mean_b log p(y_b | λ) + η Σ_k Σ_{j∈n(k)} |μ_k − μ_j|²`` with
+y = f_θ(x), maximised. The encoder gets Eq. 8 by autograd on ``−mean_b log p(y_b | λ)`` (SGD,
+batch 128 [paper], momentum 0.9 [default]); the GMM parameters take the paper's directions,
+Eqs. 10-12 averaged over the batch, as manual ascent steps with lr 0.01 [paper], the same lr
+steps and momentum [default, methods.md §5.2], from the same batch and the same parameter values
+as the encoder's step. The encoder's lr is ``encoder_lr`` (config default 1e-5 [default]): at
+the paper's 0.01 the mixture weights drained into one or two components within 4 epochs on
+mnist5k, at 1e-3 the smallest weight fell to 0.003, and on features from a short stage 1 even
+1e-4 lowered the full-data log-likelihood (measured; label-free criteria, the weights and the
+likelihood). The step of a
+representation scales with the width of the layer below (2,000 logistic units) over σ, so the
+stable rate depends on the scale of the learned code, which the paper does not give.
+Eq. 11 is used as written (not the true gradient), variances are clamped to ``min_variance``,
+weights clipped to ``min_weight`` (1e-8) and renormalised onto the simplex
+[default: the paper does not handle the constraints]. The variance floor is 0.01 [default;
+methods.md suggests 1e-6]: a manual step of Eq. 10 or 11 with rate lr and momentum m is stable
+only while lr·ω_k/σ²_kd < 2(1 + m), i.e. σ² > ~2.6e-3·ω_k at the paper's lr 0.01, and the
+encoder, pulling each cluster together, drives variances below that; with a 1e-6 floor the
+means and variances diverged within 40 steps on mnist5k (measured), so the floor keeps the
+updates inside the stable range. The init GMM's smaller variances are raised to the floor.
+n(k): the ⌊K/2⌋ nearest other centres by Euclidean distance [paper: "half of the number of
+clusters"; the "normalized distance" is undefined, a global normalisation does not change the
+ranking], recomputed every
+iteration [default]. Before stage 3 the code is rescaled to unit overall standard deviation
+(the last encoder layer divided by s, the GMM mapped to (μ/s, σ²/s²): the same clustering)
+[default, ``standardise``]: the paper's fixed rates and the variance floor assume a code scale
+the paper does not give, and a short stage 1 gave codes with variances near 1e-6, far below
+the floor. η: ``auto`` = 0.01 for K ≤ 10, else 0.001 [default: the paper picks η with
+labels]; DeepGMM is η = 0 [paper]. No stopping rule: a fixed number of iterations (50k [paper],
+given in epochs in the config). Prediction: argmax posterior p(c_k | y) [default]. The decoder
+is not used [paper].
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from stages.errors import DataFileError
+from stages.methods.common import FinetuneResult, target_update_row, to_device
+from stages.train import Checkpointer, LoopConfig, map_batches, run_loop, steps_per_epoch
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+# --------------------------------------------------------------------------- pure functions
+
+
+def log_gaussians(y: torch.Tensor, means: torch.Tensor, variances: torch.Tensor) -> torch.Tensor:
+    """The G layer in log space: ``log g(y_b | μ_k, diag σ²_k)`` (Eq. 2).
+
+    Args:
+        y: representations (B, D); means, variances: (K, D).
+    Returns:
+        (B, K).
+    """
+    diff2 = (y.unsqueeze(1) - means.unsqueeze(0)).pow(2)                  # (B, K, D)
+    mahalanobis = (diff2 / variances.unsqueeze(0)).sum(dim=2)            # (B, K)
+    log_det = variances.log().sum(dim=1)                                 # (K,)
+    return -0.5 * (y.shape[1] * _LOG_2PI + log_det.unsqueeze(0) + mahalanobis)
+
+
+def log_joint(y: torch.Tensor, means: torch.Tensor, variances: torch.Tensor,
+              weights: torch.Tensor) -> torch.Tensor:
+    """``log ω_k + log g(y_b | μ_k, σ²_k)``: (B, K) for y (B, D), means/variances (K, D),
+    weights (K,)."""
+    return weights.log().unsqueeze(0) + log_gaussians(y, means, variances)
+
+
+def log_likelihood(y: torch.Tensor, means: torch.Tensor, variances: torch.Tensor,
+                   weights: torch.Tensor) -> torch.Tensor:
+    """``log p(y_b | λ) = log Σ_k ω_k g(y_b | μ_k, σ²_k)`` (Eq. 1) by logsumexp: (B,)."""
+    return torch.logsumexp(log_joint(y, means, variances, weights), dim=1)
+
+
+def posteriors(y: torch.Tensor, means: torch.Tensor, variances: torch.Tensor,
+               weights: torch.Tensor) -> torch.Tensor:
+    """Responsibilities ``p(c_k | y_b)`` (Eq. 9): (B, K), rows summing to one."""
+    return torch.softmax(log_joint(y, means, variances, weights), dim=1)
+
+
+def neighbour_sets(means: torch.Tensor, n_neighbours: int) -> torch.Tensor:
+    """n(k): indices of the ``n_neighbours`` nearest other centres of each centre.
+
+    Args:
+        means: (K, D).
+    Returns:
+        (K, n_neighbours) int64, nearest first; never contains k itself.
+    """
+    k = means.shape[0]
+    if not 0 <= n_neighbours < k:
+        raise ValueError(f"n_neighbours must lie in [0, {k - 1}] for {k} centres; "
+                         f"got {n_neighbours}")
+    dist = torch.cdist(means, means)
+    dist = dist + torch.diag(torch.full((k,), math.inf, device=means.device, dtype=means.dtype))
+    return dist.topk(n_neighbours, dim=1, largest=False).indices
+
+
+def separation(means: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
+    """S(μ) = Σ_k Σ_{j∈n(k)} |μ_k − μ_j|² (the second term of Eq. 5 without η): scalar.
+
+    Args:
+        means: (K, D); neighbours: (K, J) from :func:`neighbour_sets`.
+    """
+    return (means.unsqueeze(1) - means[neighbours]).pow(2).sum()
+
+
+def gmm_directions(y: torch.Tensor, means: torch.Tensor, variances: torch.Tensor,
+                   weights: torch.Tensor, neighbours: torch.Tensor,
+                   eta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The paper's ascent directions for λ, averaged over a batch.
+
+    * Eq. 10: ``p(c_k|y) (y_d − μ_kd) / σ²_kd + 2η Σ_{j∈n(k)} (μ_kd − μ_jd)``
+      (the η term is the same for every sample: only k's own neighbours, as written);
+    * Eq. 11: ``p(c_k|y) [(y_d − μ_kd)² / σ²_kd − 1]``;
+    * Eq. 12: ``p(c_k|y) − ω_k``.
+
+    Args:
+        y: representations (B, D); means, variances: (K, D); weights: (K,);
+        neighbours: (K, J); eta: weight of the separation term.
+    Returns:
+        (d_means (K, D), d_variances (K, D), d_weights (K,)).
+    """
+    post = posteriors(y, means, variances, weights)                    # (B, K)
+    diff = y.unsqueeze(1) - means.unsqueeze(0)                          # (B, K, D)
+    p = post.unsqueeze(2)
+    d_means = (p * diff).mean(dim=0) / variances
+    if eta != 0.0 and neighbours.shape[1] > 0:
+        d_means = d_means + 2.0 * eta * (means.unsqueeze(1) - means[neighbours]).sum(dim=1)
+    d_variances = (p * (diff.pow(2) / variances.unsqueeze(0) - 1.0)).mean(dim=0)
+    d_weights = post.mean(dim=0) - weights
+    return d_means, d_variances, d_weights
+
+
+def project_gmm(variances: torch.Tensor, weights: torch.Tensor, min_variance: float,
+                min_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep λ valid: variances (K, D) clamped to ``>= min_variance``; weights (K,) clipped to
+    ``>= min_weight`` and renormalised to sum to one."""
+    weights = weights.clamp_min(min_weight)
+    return variances.clamp_min(min_variance), weights / weights.sum()
+
+
+# --------------------------------------------------------------------------- the Λ layer
+
+
+class RMN(nn.Module):
+    """The representation modelling network's Λ layer: K diagonal Gaussians and their weights.
+
+    Args:
+        means, variances: (K, D); weights: (K,), e.g. from the ``gmm`` init.
+        min_variance, min_weight: the clamps of :func:`project_gmm`.
+    """
+
+    def __init__(self, means: torch.Tensor, variances: torch.Tensor, weights: torch.Tensor,
+                 min_variance: float = 0.01, min_weight: float = 1e-8):
+        super().__init__()
+        self.min_variance, self.min_weight = float(min_variance), float(min_weight)
+        variances, weights = project_gmm(variances.float(), weights.float(), self.min_variance,
+                                         self.min_weight)
+        self.register_buffer("means", means.clone().float())
+        self.register_buffer("variances", variances.clone())
+        self.register_buffer("weights", weights.clone())
+        for name in ("means", "variances", "weights"):  # momentum of the manual updates
+            self.register_buffer(f"{name}_velocity", torch.zeros_like(getattr(self, name)))
+
+    @property
+    def n_components(self) -> int:
+        return int(self.means.shape[0])
+
+    def parameters_now(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Copies of (means, variances, weights), safe to use in a graph while they are updated."""
+        return self.means.clone(), self.variances.clone(), self.weights.clone()
+
+    @torch.no_grad()
+    def ascend(self, directions: tuple[torch.Tensor, torch.Tensor, torch.Tensor], lr: float,
+               momentum: float) -> None:
+        """One manual ascent step ``v = momentum v + d; λ += lr v`` (PyTorch's SGD momentum,
+        ascending), then :func:`project_gmm`."""
+        for name, direction in zip(("means", "variances", "weights"), directions, strict=True):
+            velocity = getattr(self, f"{name}_velocity")
+            velocity.mul_(momentum).add_(direction)
+            getattr(self, name).add_(velocity, alpha=lr)
+        variances, weights = project_gmm(self.variances, self.weights, self.min_variance,
+                                         self.min_weight)
+        self.variances.copy_(variances)
+        self.weights.copy_(weights)
+
+    def predict(self, y: torch.Tensor) -> torch.Tensor:
+        """argmax_k p(c_k | y): (B, D) -> (B,) int64."""
+        return log_joint(y, self.means, self.variances, self.weights).argmax(dim=1)
+
+
+class RMNClusterer(nn.Module):
+    """An autoencoder's encoder f_θ with the RMN on its representations (decoder unused)."""
+
+    def __init__(self, autoencoder: nn.Module, rmn: RMN):
+        super().__init__()
+        self.autoencoder, self.rmn = autoencoder, rmn
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, ...) -> cluster indices (B,)."""
+        return self.rmn.predict(self.autoencoder.encode(x))
+
+
+class Monitor:
+    """Once per ``period`` steps: labels and mean log-likelihood of all points, for the history.
+
+    Adds rows (``kind='target'``, as the figures expect) with the label change and, for
+    monitoring only, ACC/NMI against the true labels; never used for any decision, never stops.
+    """
+
+    def __init__(self, model: RMNClusterer, x: torch.Tensor, y_true: np.ndarray | None,
+                 period: int, eval_batch: int = 4096):
+        self.model, self.x, self.y_true = model, x, y_true
+        self.period, self.eval_batch = period, eval_batch
+        self.labels: torch.Tensor | None = None
+        self.rows: list[dict[str, Any]] = []
+
+    def __call__(self, step: int) -> bool:
+        self.model.eval()
+        y = map_batches(self.model.autoencoder.encode, self.x, self.eval_batch)
+        self.model.train()
+        rmn = self.model.rmn
+        with torch.inference_mode():
+            labels = rmn.predict(y)
+            ll = log_likelihood(y, rmn.means, rmn.variances, rmn.weights).mean()
+        row = target_update_row(step, labels, self.labels, self.y_true, "max")
+        row.update(log_likelihood_all=float(ll), min_variance=float(rmn.variances.min()),
+                   max_centre_norm=float(rmn.means.norm(dim=1).max()))
+        self.labels = labels
+        self.rows.append(row)
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"labels": self.labels, "rows": self.rows}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        (self.labels,) = to_device(self.x.device, state["labels"])
+        self.rows = list(state["rows"])
+
+
+def resolve_eta(eta: float | str, n_clusters: int) -> float:
+    """``auto``: 0.01 for K <= 10, else 0.001 [default, methods.md §5.3]; numbers pass through."""
+    if eta == "auto":
+        return 0.01 if n_clusters <= 10 else 0.001
+    value = float(eta)
+    if value < 0:
+        raise ValueError(f"eta must be >= 0 or 'auto'; got {eta}")
+    return value
+
+
+# --------------------------------------------------------------------------- driver
+
+
+@torch.no_grad()
+def rescale_code(autoencoder: nn.Module, x: torch.Tensor, means: torch.Tensor,
+                 variances: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """Scale the code to unit overall standard deviation, and the GMM with it.
+
+    The last linear layer of ``autoencoder.encoder`` is divided by s = std of the codes of x
+    (all entries), and the GMM (fitted on the unscaled codes) becomes (μ/s, σ²/s²): the same
+    clustering, the same posteriors, but the paper's fixed learning rates and the variance floor
+    now act on a representation of known scale. Returns (s, means (K, D), variances (K, D)).
+    """
+    last = [m for m in autoencoder.encoder.modules() if isinstance(m, nn.Linear)][-1]
+    scale = float(map_batches(autoencoder.encode, x).std())
+    last.weight.div_(scale)
+    last.bias.div_(scale)
+    return scale, means / scale, variances / scale ** 2
+
+
+
+def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray],
+             params: dict[str, Any], *, seed: int, y_true: np.ndarray | None = None,
+             checkpoint: Checkpointer | None = None, log_every: int = 20) -> FinetuneResult:
+    """Jointly optimise the encoder and the RMN (stage 3).
+
+    Args:
+        autoencoder: pretrained autoencoder with ``encode``, on the device of ``x``.
+        x: the whole dataset (N, ...) on the device.
+        init: the ``gmm`` init's arrays: ``means``, ``variances`` (K, D), ``weights`` (K,).
+        params: the method recipe: ``eta`` (number or ``auto``), ``epochs``, ``lr_step_epochs``
+            (lrs divided by 10 every so many epochs), ``batch_size``, ``lr`` (of the GMM
+            parameters, and of the encoder unless ``encoder_lr`` is given), ``encoder_lr``,
+            ``momentum``, ``min_variance``, ``min_weight``, ``monitor_every_epochs``,
+            ``standardise`` (:func:`rescale_code` first; default true).
+    """
+    missing = [k for k in ("means", "variances", "weights") if k not in init]
+    if missing:
+        raise DataFileError(f"head 'rmn' needs the arrays of the 'gmm' init, but the init "
+                            f"artifact lacks {missing}; set the method's init to one with "
+                            "algorithm: gmm")
+    device = x.device
+    means, variances, weights = (torch.as_tensor(init[k], device=device)
+                                 for k in ("means", "variances", "weights"))
+    scale = 1.0
+    if params.get("standardise", True):
+        autoencoder.eval()
+        scale, means, variances = rescale_code(autoencoder, x, means, variances)
+    rmn = RMN(means, variances, weights, min_variance=float(params.get("min_variance", 0.01)),
+              min_weight=float(params.get("min_weight", 1e-8))).to(device)
+    model = RMNClusterer(autoencoder, rmn)
+    k = rmn.n_components
+    eta = resolve_eta(params.get("eta", "auto"), k)
+    n_neighbours = k // 2                                                   # [paper] |n(k)| = K/2
+    momentum = float(params.get("momentum", 0.9))
+    encoder_lr = float(params.get("encoder_lr", params["lr"]))
+    gmm_lr_scale = float(params["lr"]) / encoder_lr   # the GMM's lr follows the same steps
+    optimizer = torch.optim.SGD(autoencoder.encoder.parameters(), lr=encoder_lr,
+                                momentum=momentum)
+    batch = int(params["batch_size"])
+    spe = steps_per_epoch(x.shape[0], batch)
+    scheduler = torch.optim.lr_scheduler.StepLR(
+        optimizer, step_size=max(1, int(params.get("lr_step_epochs", 10 ** 9)) * spe), gamma=0.1)
+    monitor = Monitor(model, x, y_true, period=max(1, int(params.get("monitor_every_epochs", 1))
+                                                   * spe))
+
+    def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        y = autoencoder.encode(x[idx])
+        means, variances, weights = rmn.parameters_now()
+        ll = log_likelihood(y, means, variances, weights).mean()
+        neighbours = neighbour_sets(means, n_neighbours)
+        sep = separation(means, neighbours)
+        with torch.no_grad():
+            rmn.ascend(gmm_directions(y.detach(), means, variances, weights, neighbours, eta),
+                       optimizer.param_groups[0]["lr"] * gmm_lr_scale, momentum)
+        return {"loss": -ll, "log_likelihood": ll.detach(), "separation": sep,
+                "objective": ll.detach() + eta * sep}
+
+    cfg = LoopConfig(batch_size=batch, max_steps=int(params["epochs"]) * spe, shuffle=True,
+                     seed=seed, log_every=min(log_every, spe),
+                     checkpoint_every=int(params.get("checkpoint_every", 1000)))
+    result = run_loop(model, optimizer, loss_fn, x.shape[0], cfg, device, hook=monitor,
+                      scheduler=scheduler, checkpoint=checkpoint, desc="finetune rmn")
+    model.eval()
+    z = map_batches(autoencoder.encode, x)
+    with torch.inference_mode():
+        labels = rmn.predict(z)
+    history = sorted(result.history + monitor.rows,
+                     key=lambda r: (r["step"], r["kind"] != "target"))
+    return FinetuneResult(
+        labels=labels.cpu().numpy().astype(np.int64), embedding=z.cpu().numpy().astype(np.float32),
+        history=history, state_dict=model.state_dict(),
+        info={"steps": result.steps, "eta": eta, "n_neighbours": n_neighbours,
+              "code_scale": scale,
+              "min_variance": float(rmn.variances.min()),
+              "max_centre_norm": float(rmn.means.norm(dim=1).max()),
+              "weights": [round(float(w), 6) for w in rmn.weights],
+              "resumed_from_step": result.resumed_from})

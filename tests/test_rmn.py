@@ -1,0 +1,429 @@
+"""RMN-GMM: the G layer against scikit-learn, Eqs. 10-12 by hand, the constraints of λ, the
+neighbour sets, the RBMs' CD-1, the augmentation, the gmm init and the stage drivers."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.mixture import GaussianMixture
+
+from stages.config import validate
+from stages.errors import ConfigError, DataFileError
+from stages.methods import rmn_pretrain as rp
+from stages.methods.gmm_init import gmm_arrays
+from stages.methods.rmn import (
+    RMN,
+    finetune,
+    gmm_directions,
+    log_gaussians,
+    log_likelihood,
+    neighbour_sets,
+    posteriors,
+    resolve_eta,
+    separation,
+)
+from stages.nets import build_network
+from stages.nets.rmn import RBMAutoencoder
+from stages.train import Checkpointer
+
+
+def _random_gmm(k: int = 4, d: int = 3, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    means = torch.randn(k, d, generator=gen, dtype=torch.float64) * 3
+    variances = torch.rand(k, d, generator=gen, dtype=torch.float64) * 2 + 0.1
+    weights = torch.rand(k, generator=gen, dtype=torch.float64) + 0.2
+    return means, variances, weights / weights.sum()
+
+
+def test_log_likelihood_and_posteriors_match_sklearn():
+    means, variances, weights = _random_gmm()
+    y = torch.randn(50, 3, dtype=torch.float64) * 4
+    gmm = GaussianMixture(4, covariance_type="diag")
+    gmm.means_, gmm.covariances_, gmm.weights_ = means.numpy(), variances.numpy(), weights.numpy()
+    gmm.precisions_cholesky_ = 1.0 / np.sqrt(variances.numpy())
+    np.testing.assert_allclose(log_likelihood(y, means, variances, weights).numpy(),
+                               gmm.score_samples(y.numpy()), rtol=1e-10)
+    np.testing.assert_allclose(posteriors(y, means, variances, weights).numpy(),
+                               gmm.predict_proba(y.numpy()), atol=1e-10)
+
+
+def test_log_likelihood_is_finite_far_from_every_component():
+    means, variances, weights = _random_gmm()
+    y = torch.full((2, 3), 1e4, dtype=torch.float64)  # exp(log g) underflows to 0 here
+    assert torch.isfinite(log_likelihood(y, means, variances, weights)).all()
+    assert torch.isfinite(posteriors(y, means, variances, weights)).all()
+    assert torch.isfinite(log_gaussians(y, means, variances)).all()
+
+
+def test_eqs_10_to_12_by_hand():
+    # one sample y = 1; components N(0, 1) and N(2, 4), equal weights; eta = 0.1, n(k) = other
+    y = torch.tensor([[1.0]], dtype=torch.float64)
+    means = torch.tensor([[0.0], [2.0]], dtype=torch.float64)
+    variances = torch.tensor([[1.0], [4.0]], dtype=torch.float64)
+    weights = torch.tensor([0.5, 0.5], dtype=torch.float64)
+    g0 = math.exp(-0.5) / math.sqrt(2 * math.pi)
+    g1 = math.exp(-1 / 8) / math.sqrt(8 * math.pi)
+    p0, p1 = g0 / (g0 + g1), g1 / (g0 + g1)
+    eta = 0.1
+    nbrs = neighbour_sets(means, 1)
+    assert nbrs.tolist() == [[1], [0]]
+    d_mu, d_var, d_w = gmm_directions(y, means, variances, weights, nbrs, eta)
+    assert d_mu[0, 0].item() == pytest.approx(p0 * 1 / 1 + 2 * eta * (0 - 2))
+    assert d_mu[1, 0].item() == pytest.approx(p1 * (1 - 2) / 4 + 2 * eta * (2 - 0))
+    assert d_var[0, 0].item() == pytest.approx(p0 * (1 / 1 - 1))
+    assert d_var[1, 0].item() == pytest.approx(p1 * (1 / 4 - 1))
+    assert d_w.tolist() == pytest.approx([p0 - 0.5, p1 - 0.5])
+
+
+def test_directions_average_the_per_sample_equations():
+    means, variances, weights = _random_gmm()
+    y = torch.randn(6, 3, dtype=torch.float64)
+    nbrs = neighbour_sets(means, 2)
+    batch = gmm_directions(y, means, variances, weights, nbrs, 0.0)
+    single = [gmm_directions(y[i:i + 1], means, variances, weights, nbrs, 0.0) for i in range(6)]
+    for j in range(3):
+        torch.testing.assert_close(batch[j], torch.stack([s[j] for s in single]).mean(dim=0))
+
+
+def test_eq8_is_what_autograd_gives_the_encoder():
+    means, variances, weights = _random_gmm()
+    y = torch.randn(1, 3, dtype=torch.float64, requires_grad=True)
+    log_likelihood(y, means, variances, weights).sum().backward()
+    post = posteriors(y.detach(), means, variances, weights)
+    eq8 = (post.T * (means - y.detach()) / variances).sum(dim=0)
+    torch.testing.assert_close(y.grad[0], eq8)
+
+
+def test_weights_stay_a_distribution_and_variances_positive_over_many_steps():
+    torch.manual_seed(0)
+    means, variances, weights = (t.float() for t in _random_gmm(k=5, d=2))
+    rmn = RMN(means, variances, weights)
+    for step in range(500):
+        # first spread points, then every point near one spot: the variances shrink to the floor
+        y = torch.randn(32, 2) * (3.0 if step < 100 else 0.01) + 5.0
+        mu, var, w = rmn.parameters_now()
+        rmn.ascend(gmm_directions(y, mu, var, w, neighbour_sets(mu, 2), 0.01), lr=0.01,
+                   momentum=0.9)
+        assert rmn.weights.sum().item() == pytest.approx(1.0, abs=1e-5)
+        assert (rmn.weights > 0).all()  # clipped to 1e-8, then renormalised
+        assert (rmn.variances >= rmn.min_variance).all()
+    assert torch.isfinite(rmn.means).all() and torch.isfinite(rmn.variances).all()
+    assert rmn.variances.min().item() == pytest.approx(rmn.min_variance)
+
+
+def test_neighbour_sets_are_the_nearest_other_centres():
+    means = torch.tensor([[0.0], [1.0], [3.0], [7.0], [15.0]])
+    nbrs = neighbour_sets(means, 2)
+    assert [sorted(row) for row in nbrs.tolist()] == [[1, 2], [0, 2], [0, 1], [1, 2], [2, 3]]
+    assert all(k not in row for k, row in enumerate(neighbour_sets(means, 4).tolist()))
+    # S(mu) sums |mu_k - mu_j|^2 over k and its neighbours
+    expected = sum((means[k] - means[j]).pow(2).sum().item() for k in range(5) for j in nbrs[k])
+    assert separation(means, nbrs).item() == pytest.approx(expected)
+    with pytest.raises(ValueError, match=r"n_neighbours must lie in \[0, 4\]"):
+        neighbour_sets(means, 5)
+
+
+def test_eta_defaults_and_rejects_negative_values():
+    assert resolve_eta("auto", 10) == 0.01 and resolve_eta("auto", 68) == 0.001
+    assert resolve_eta(0, 10) == 0.0
+    with pytest.raises(ValueError, match="eta must be >= 0"):
+        resolve_eta(-0.1, 10)
+
+
+# --------------------------------------------------------------------------- stage 1
+
+
+def test_free_energy_gradient_gives_the_cd_statistics():
+    torch.manual_seed(0)
+    w = torch.randn(4, 6, requires_grad=True)
+    b, c = torch.randn(4), torch.randn(6)
+    v = torch.rand(1, 6)
+    rp.free_energy(v, w, b, c, "bernoulli", "bernoulli").sum().backward()
+    torch.testing.assert_close(w.grad, -torch.sigmoid(v @ w.detach().T + b).T @ v)
+    w.grad = None
+    rp.free_energy(v, w, b, c, "gaussian", "gaussian").sum().backward()
+    torch.testing.assert_close(w.grad, -(v @ w.detach().T + b).T @ v)
+
+
+def _toy_binary(n: int = 200, d: int = 24, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    prototypes = (torch.rand(4, d, generator=gen) > 0.5).float()
+    x = prototypes[torch.randint(0, 4, (n,), generator=gen)]
+    flip = torch.rand(n, d, generator=gen) < 0.05
+    return torch.where(flip, 1 - x, x)
+
+
+def test_cd1_lowers_the_reconstruction_error_on_a_toy_set():
+    torch.manual_seed(0)
+    x = _toy_binary()
+    rbm = rp.RBM(24, 8)
+    opt = torch.optim.SGD(rbm.parameters(), lr=0.1, momentum=0.5)
+
+    def error() -> float:
+        with torch.no_grad():
+            return (rbm.visible_mean(rbm.hidden_mean(x)) - x).pow(2).sum(dim=1).mean().item()
+
+    before = error()
+    for step in range(300):
+        terms = rbm.cd1(x[(step * 20) % 200:(step * 20) % 200 + 20])
+        opt.zero_grad()
+        terms["loss"].backward()
+        opt.step()
+    assert error() < 0.5 * before
+
+
+def _images(n: int = 64, side: int = 8, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, side, side, generator=gen)
+
+
+def _recipe(**kw):
+    recipe = {"batch_size": 16, "optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9},
+              "epochs": 2, "layer_epochs": 2, "noise": 0.2, "augment": True,
+              "reconstruction": "sum", "lr_step_epochs": 1}
+    recipe.update(kw)
+    return recipe
+
+
+def test_rbm_pretraining_unrolls_every_rbm_and_resumes_finished_phases(tmp_path):
+    torch.manual_seed(0)
+    x = _images()
+    model = RBMAutoencoder((1, 8, 8), hidden=(16, 8, 3))
+    before = copy.deepcopy(model.state_dict())
+    result = rp.pretrain_rbm(model, x, _recipe(), seed=0, log_every=2,
+                             checkpoint=Checkpointer(tmp_path / "checkpoint.pt"))
+    phases = list(dict.fromkeys(row["phase"] for row in result.history))
+    assert phases == ["rbm1", "rbm2", "rbm3", "finetune"]
+    assert result.steps == 4 * 2 * 4  # 4 phases x 2 epochs x 4 batches
+    rbm_rows = [r for r in result.history if r["phase"].startswith("rbm")]
+    assert all("reconstruction" in r for r in rbm_rows)
+    for level in (1, 2, 3):  # every layer pair left its initial weights
+        assert not torch.equal(model.encoder_linear(level).weight, before[f"encoder.{2 * level - 2}"
+                                                                            ".weight"])
+    # a restarted job finds every phase finished and ends with the same weights
+    again = RBMAutoencoder((1, 8, 8), hidden=(16, 8, 3))
+    rp.pretrain_rbm(again, x, _recipe(), seed=0, log_every=2,
+                    checkpoint=Checkpointer(tmp_path / "checkpoint.pt"))
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[key], value)
+
+
+def test_sda_substitute_trains_layer_by_layer_then_fine_tunes():
+    torch.manual_seed(0)
+    model = RBMAutoencoder((1, 8, 8), hidden=(16, 3), activation="relu")
+    result = rp.pretrain_sda(model, _images(), _recipe(augment=False), seed=0, log_every=2)
+    assert list(dict.fromkeys(r["phase"] for r in result.history)) == ["sda1", "sda2",
+                                                                       "finetune"]
+
+
+def test_stage_one_rejects_impossible_inputs():
+    model = RBMAutoencoder((12,), hidden=(8, 3))
+    flat = torch.rand(32, 12)
+    with pytest.raises(ConfigError, match="augment: true needs image data"):
+        rp.pretrain_sda(model, flat, _recipe(augment=True), seed=0)
+    with pytest.raises(ConfigError, match=r"Bernoulli visible units need inputs in \[0, 1\]"):
+        rp.pretrain_rbm(model, flat * 3, _recipe(augment=False), seed=0)
+    relu = RBMAutoencoder((12,), hidden=(8, 3), activation="relu")
+    with pytest.raises(ConfigError, match="cannot unroll RBMs"):
+        rp.pretrain_rbm(relu, flat, _recipe(augment=False), seed=0)
+    with pytest.raises(ValueError, match="unknown activation 'tanh'"):
+        RBMAutoencoder((12,), activation="tanh")
+
+
+def test_autoencoder_layer_pairs_mirror_each_other():
+    model = build_network("rmn-sae", (1, 28, 28), {})
+    assert model.dims == (784, 500, 500, 2000, 10)
+    for level in range(1, 5):
+        enc, dec = model.encoder_linear(level), model.decoder_linear(level)
+        assert (enc.in_features, enc.out_features) == (dec.out_features, dec.in_features)
+    assert [model.hidden_kind(lv) for lv in range(1, 5)] == ["sigmoid"] * 3 + ["linear"]
+    assert model.visible_kind(1) == "sigmoid"
+    x = torch.rand(3, 1, 28, 28)
+    assert model.encode_below(x, 4).shape == (3, 2000)
+    z, x_hat = model(x)
+    assert z.shape == (3, 10) and x_hat.shape == x.shape
+    assert 0.0 <= float(x_hat.detach().min()) <= float(x_hat.detach().max()) <= 1.0  # logistic
+
+
+def test_augmentation_keeps_shapes_and_is_the_identity_without_range():
+    torch.manual_seed(0)
+    x = _images(n=4, side=16)
+    assert rp.augment_images(x).shape == x.shape
+    torch.testing.assert_close(rp.augment_images(x, 0.0, 0.0), x, atol=1e-5, rtol=0)
+    moved = rp.augment_images(x)
+    assert not torch.allclose(moved, x)
+    with pytest.raises(ValueError, match="needs images"):
+        rp.augment_images(x.flatten(1))
+
+
+def test_masking_noise_zeroes_about_the_rate():
+    torch.manual_seed(0)
+    out = rp.mask_noise(torch.ones(100, 100), 0.2)
+    assert set(out.unique().tolist()) == {0.0, 1.0}
+    assert abs((out == 0).float().mean().item() - 0.2) < 0.02
+
+
+# --------------------------------------------------------------------------- stages 2 and 3
+
+
+def _blobs(n_per: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.2, 0.2, 0.8, 0.8], [0.8, 0.8, 0.2, 0.2], [0.2, 0.8, 0.2, 0.8]])
+    y = np.repeat(np.arange(3), n_per)
+    x = np.clip(centres[y] + rng.normal(0, 0.05, (len(y), 4)), 0, 1)
+    return x.astype(np.float32), y
+
+
+def test_gmm_init_writes_a_valid_mixture():
+    z, y = _blobs()
+    arrays = gmm_arrays(z, 3, {}, seed=0)
+    assert arrays["means"].shape == (3, 4) and arrays["variances"].shape == (3, 4)
+    assert arrays["weights"].sum() == pytest.approx(1.0, abs=1e-6)
+    assert (arrays["variances"] > 0).all()
+    assert arrays["labels"].dtype == np.int64 and len(set(arrays["labels"].tolist())) == 3
+
+
+def test_finetune_runs_predicts_and_resumes(tmp_path):
+    x_np, y = _blobs()
+    x = torch.as_tensor(x_np)
+    torch.manual_seed(0)
+    ae = RBMAutoencoder((4,), hidden=(8, 2))
+    with torch.no_grad():
+        z = ae.encode(x).numpy()
+    init = gmm_arrays(z, 3, {}, seed=0)
+    params = {"eta": "auto", "epochs": 3, "lr": 0.01, "batch_size": 32, "lr_step_epochs": 2,
+              "checkpoint_every": 4}
+    state = copy.deepcopy(ae.state_dict())
+    result = finetune(ae, x, init, params, seed=0, y_true=y, log_every=2,
+                      checkpoint=Checkpointer(tmp_path / "checkpoint.pt"))
+    assert result.labels.shape == (120,) and result.embedding.shape == (120, 2)
+    assert result.info["eta"] == 0.01 and result.info["n_neighbours"] == 1
+    assert sum(result.info["weights"]) == pytest.approx(1.0, abs=1e-5)
+    monitor = [r for r in result.history if r["kind"] == "target"]
+    assert len(monitor) == 3 and all("acc" in r and "log_likelihood_all" in r for r in monitor)
+    train = [r for r in result.history if r["kind"] == "train"]
+    assert {"log_likelihood", "separation", "objective"} <= set(train[0])
+    # the finished checkpoint is reused: a restarted job gives the same result
+    ae2 = RBMAutoencoder((4,), hidden=(8, 2))
+    ae2.load_state_dict(state)
+    again = finetune(ae2, x, init, params, seed=0, y_true=y, log_every=2,
+                     checkpoint=Checkpointer(tmp_path / "checkpoint.pt"))
+    np.testing.assert_array_equal(again.labels, result.labels)
+    assert again.info["resumed_from_step"] == result.info["steps"]
+
+
+def test_finetune_needs_the_gmm_init():
+    x = torch.rand(10, 4)
+    with pytest.raises(DataFileError, match="needs the arrays of the 'gmm' init"):
+        finetune(RBMAutoencoder((4,), hidden=(8, 2)), x, {"labels": np.zeros(10, np.int64),
+                                                          "centres": np.zeros((2, 2))},
+                 {"epochs": 1, "lr": 0.01, "batch_size": 4}, seed=0)
+
+
+def _config() -> dict:
+    return {
+        "datasets": {"synthetic": {"methods": ["rmn-gmm"]}},
+        "autoencoders": {"rmn": {"net": "rmn-sae", "objective": "rmn-rbm",
+                                 "optimizer": {"name": "sgd", "lr": 0.01}, "batch_size": 8,
+                                 "epochs": 1}},
+        "inits": {"gmm": {"algorithm": "gmm"}, "kmeans": {"algorithm": "kmeans"}},
+        "methods": {"rmn-gmm": {"family": "rmn-gmm", "ae": "rmn", "init": "gmm",
+                                "head": "rmn"}},
+    }
+
+
+def test_config_checks_the_rmn_combinations():
+    validate(_config())
+    bad = _config()
+    bad["methods"]["rmn-gmm"]["init"] = "kmeans"
+    with pytest.raises(ConfigError, match="head 'rmn' needs an init with algorithm 'gmm'"):
+        validate(bad)
+    bad = _config()
+    bad["autoencoders"]["rmn"]["arch"] = {"activation": "relu"}
+    with pytest.raises(ConfigError, match="objective 'rmn-rbm' unrolls RBMs"):
+        validate(bad)
+    bad = _config()
+    bad["autoencoders"]["rmn"]["net"] = "sae"
+    with pytest.raises(ConfigError, match="objective 'rmn-rbm' needs net 'rmn-sae'"):
+        validate(bad)
+
+
+def test_reference_rows_of_the_rmn_gmm_paper():
+    from stages import aggregate
+
+    ref = aggregate.load_reference(aggregate.DEFAULT_REFERENCE)
+    ref = ref[ref.paper == "rmn-gmm"].set_index(["method", "dataset", "metric"])["value"]
+    assert ref[("rmn-gmm", "MNIST-full", "acc")] == 98.7
+    assert ref[("rmn-gmm", "MNIST-full", "nmi")] == 96.0
+    assert ref[("deepgmm", "MNIST-full", "acc")] == 72.5
+    assert ref[("aef-gmm", "MNIST-full", "nmi")] == 59.0
+    assert ref[("aef-kmeans", "MNIST-full", "acc")] == 80.0
+    assert ref[("rmn-gmm", "Fashion-MNIST", "acc")] == 63.5
+    assert aggregate.nmi_variant("rmn-gmm", "rmn-gmm") == "nmi_max"
+
+
+def test_interrupted_finetune_resumes_to_the_same_result(tmp_path, monkeypatch):
+    from stages.methods import rmn as rmn_module
+
+    x_np, y = _blobs()
+    x = torch.as_tensor(x_np)
+    torch.manual_seed(0)
+    ae = RBMAutoencoder((4,), hidden=(8, 2))
+    state = copy.deepcopy(ae.state_dict())
+    with torch.no_grad():
+        init = gmm_arrays(ae.encode(x).numpy(), 3, {}, seed=0)
+    params = {"eta": 0.01, "epochs": 3, "lr": 0.01, "encoder_lr": 0.01, "batch_size": 32,
+              "lr_step_epochs": 1, "checkpoint_every": 4}
+
+    def fresh() -> RBMAutoencoder:
+        model = RBMAutoencoder((4,), hidden=(8, 2))
+        model.load_state_dict(state)
+        return model
+
+    torch.manual_seed(1)
+    full = finetune(fresh(), x, init, params, seed=0, log_every=2)
+    real, calls = rmn_module.gmm_directions, {"n": 0}
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 10:  # killed in step 10, after the checkpoint of step 8
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rmn_module, "gmm_directions", failing)
+    checkpoint = Checkpointer(tmp_path / "checkpoint.pt")
+    torch.manual_seed(1)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(fresh(), x, init, params, seed=0, log_every=2, checkpoint=checkpoint)
+    monkeypatch.setattr(rmn_module, "gmm_directions", real)
+    resumed = finetune(fresh(), x, init, params, seed=0, log_every=2, checkpoint=checkpoint)
+    assert resumed.info["resumed_from_step"] == 8
+    np.testing.assert_array_equal(resumed.labels, full.labels)
+    for key, value in full.state_dict.items():
+        torch.testing.assert_close(resumed.state_dict[key], value)
+
+
+def test_rescaled_code_keeps_the_clustering():
+    from stages.methods.rmn import rescale_code
+
+    x_np, _ = _blobs()
+    x = torch.as_tensor(x_np)
+    torch.manual_seed(0)
+    ae = RBMAutoencoder((4,), hidden=(8, 2))
+    with torch.no_grad():
+        z = ae.encode(x)
+    init = gmm_arrays(z.numpy(), 3, {}, seed=0)
+    means, variances, weights = (torch.as_tensor(init[k]) for k in ("means", "variances",
+                                                                     "weights"))
+    before = posteriors(z, means, variances, weights)
+    scale, means_s, variances_s = rescale_code(ae, x, means, variances)
+    with torch.no_grad():
+        z_s = ae.encode(x)
+    assert scale == pytest.approx(float(z.std()), rel=1e-5)
+    assert float(z_s.std()) == pytest.approx(1.0, rel=1e-4)
+    torch.testing.assert_close(posteriors(z_s, means_s, variances_s, weights), before,
+                               atol=1e-5, rtol=1e-4)
