@@ -16,7 +16,6 @@ from stages.errors import ConfigError
 from stages.methods import (
     BASELINE_MODULE,
     HEAD_INIT,
-    HEAD_NETWORK,
     HEAD_NETWORKS,
     OBJECTIVE_NETWORK,
     head_module,
@@ -77,15 +76,12 @@ def validate(config: dict[str, Any]) -> None:
                               f"{_choices(config['inits'])}")
         head_module(recipe["head"])
         net = config["autoencoders"][recipe["ae"]]["net"]
-        needed = HEAD_NETWORK.get(recipe["head"])
-        if needed is not None and net != needed:
-            raise ConfigError(f"method '{name}': head '{recipe['head']}' needs an autoencoder "
-                              f"with net '{needed}', but '{recipe['ae']}' has net '{net}'")
         allowed = HEAD_NETWORKS.get(recipe["head"])
         if allowed is not None and net not in allowed:
+            nets = (f"net '{next(iter(allowed))}'" if len(allowed) == 1
+                    else f"net one of {_choices(allowed)}")
             raise ConfigError(f"method '{name}': head '{recipe['head']}' needs an autoencoder "
-                              f"whose net is one of {_choices(allowed)}, but '{recipe['ae']}' "
-                              f"has net '{net}'")
+                              f"with {nets}, but '{recipe['ae']}' has net '{net}'")
         needed = HEAD_INIT.get(recipe["head"])
         algorithm = config["inits"][recipe["init"]]["algorithm"]
         if needed is not None and algorithm != needed:

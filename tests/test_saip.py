@@ -254,7 +254,7 @@ def test_config_rejects_saip_on_depict_net_and_unknown_distance():
 
     config, schema = _config()
     config["methods"]["saip-hoe"]["ae"] = "depict"
-    with pytest.raises(ConfigError, match=r"head 'saip' needs an autoencoder whose net is one of "
+    with pytest.raises(ConfigError, match=r"head 'saip' needs an autoencoder with net one of "
                                           r"cae, sae, saip-cnn, but 'depict' has net 'depict'"):
         cfg.validate(config)
     config, schema = _config()

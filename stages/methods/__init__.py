@@ -18,12 +18,13 @@ HEADS: dict[str, str | None] = {
     "rmn": "stages.methods.rmn",
 }
 
-#: heads that only work on one network: head -> net
-HEAD_NETWORK: dict[str, str] = {"depict": "depict"}
+#: heads that only work on some networks: head -> nets (DEPICT's head needs its own network;
+#: SAIP trains ``net.encoder``, which the DEPICT network does not have)
+HEAD_NETWORKS: dict[str, frozenset[str]] = {
+    "depict": frozenset({"depict"}),
+    "saip": frozenset({"sae", "cae", "saip-cnn"}),
+}
 
-#: heads that work on a few networks: head -> nets (SAIP trains ``net.encoder``, which the DEPICT
-#: network does not have)
-HEAD_NETWORKS: dict[str, frozenset[str]] = {"saip": frozenset({"sae", "cae", "saip-cnn"})}
 #: heads that need the arrays of one init algorithm: head -> algorithm
 HEAD_INIT: dict[str, str] = {"rmn": "gmm"}
 
