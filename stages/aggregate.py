@@ -253,6 +253,35 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]
     return lines
 
 
+#: metrics besides ACC and NMI that some papers report (SAIP: ARI and pair-counting precision)
+FURTHER_METRICS: tuple[tuple[str, str], ...] = (("ari", "ARI"), ("pair_precision", "precision"))
+
+
+def _further_metrics(ours: dict[str, pd.Series], value: dict[tuple, float],
+                     papers_of: dict[str, list[str]]) -> list[str]:
+    """Markdown lines comparing the metrics of :data:`FURTHER_METRICS` for the (paper, method)
+    pairs whose published rows have them; no lines when none has."""
+    rows = []
+    for method, papers in papers_of.items():
+        for paper in papers:
+            published = [value.get((paper, method, key)) for key, _ in FURTHER_METRICS]
+            if all(v is None for v in published):
+                continue
+            r = ours.get(method)
+            row = [method, paper, "0" if r is None else str(r["n_seeds"])]
+            for (key, _), p in zip(FURTHER_METRICS, published, strict=True):
+                mine = None if r is None else r[f"{key}_mean"]
+                row += ["—" if r is None else _pct(mine, r[f"{key}_std"]), _paper_pct(p),
+                        "—" if r is None else _diff(mine, p)]
+            rows.append(row)
+    if not rows:
+        return []
+    header = ["method", "paper", "seeds"]
+    for _, label in FURTHER_METRICS:
+        header += [f"{label} ours", f"{label} paper", f"Δ {label}"]
+    return _md_table(header, rows) + [""]
+
+
 def paper_vs_ours(summary: pd.DataFrame, reference: pd.DataFrame | None) -> str:
     """Markdown: per dataset, our mean ± std ACC/NMI (percent) beside the papers' numbers."""
     ref = reference if reference is not None else pd.DataFrame(columns=list(REFERENCE_COLUMNS))
@@ -317,6 +346,7 @@ def paper_vs_ours(summary: pd.DataFrame, reference: pd.DataFrame | None) -> str:
                             "paper", "paper dataset", "ACC paper", "NMI paper", "Δ ACC",
                             "Δ NMI"], rows)
         lines.append("")
+        lines += _further_metrics(ours, value, papers_of)
         shown.update(row[0] for row in rows)
     notes = [f"* {METHOD_NOTES[m]}" for m in sorted(shown) if m in METHOD_NOTES]
     if notes:

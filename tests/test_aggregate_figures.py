@@ -197,6 +197,17 @@ def test_aggregate_mnist5k_note(tmp_path: Path) -> None:
     assert "## mnist5k (paper column: MNIST-test)" in md and "5,000-image" in md
 
 
+def test_paper_vs_ours_compares_ari_and_precision_where_published(tmp_path: Path) -> None:
+    # ari = acc - 0.1 = 0.7, pair precision 0.7 (see _metrics_json)
+    path = _metrics_json(tmp_path, "mnist5k", "saip-hoe", "saip", 0, 0.8, 0.7)
+    md = aggregate.aggregate([path], tmp_path / "tables")["paper_vs_ours"].read_text()
+    line = next(x for x in md.splitlines() if x.startswith("| saip-hoe | saip | 1 | 70.0 |"))
+    # SAIP Table III, mnist-test: ARI 64.93, precision 67.82
+    assert "| 70.0 | 64.9 | +5.1 | 70.0 | 67.8 | +2.2 |" in line
+    # methods whose paper reports neither get no such row
+    assert not any(x.startswith("| dcec | dcec | 0 | — | — | — |") for x in md.splitlines())
+
+
 def test_aggregate_rejects_duplicates(tmp_path: Path, metric_files: list[Path]) -> None:
     with pytest.raises(DataFileError, match="same run"):
         aggregate.aggregate([metric_files[0], metric_files[0]], tmp_path / "tables")
