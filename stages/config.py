@@ -79,6 +79,13 @@ def validate(config: dict[str, Any]) -> None:
         if needed is not None and net != needed:
             raise ConfigError(f"method '{name}': head '{recipe['head']}' needs an autoencoder "
                               f"with net '{needed}', but '{recipe['ae']}' has net '{net}'")
+        bandwidth = {**config.get("head_defaults", {}).get(recipe["head"], {}),
+                     **recipe}.get("bandwidth")
+        algorithm = config["inits"][recipe["init"]].get("algorithm")
+        if bandwidth == "global" and algorithm != "knn-graph":
+            raise ConfigError(f"method '{name}': bandwidth 'global' needs an init with algorithm "
+                              f"'knn-graph' (its graph's sigma), but init '{recipe['init']}' has "
+                              f"'{algorithm}'")
     for init_name, init in config["inits"].items():
         try:
             init_algorithm(init["algorithm"])

@@ -14,10 +14,11 @@ HEADS: dict[str, str | None] = {
     "none": None,
     "dec": "stages.methods.dec",
     "depict": "stages.methods.depict",
+    "dscdan": "stages.methods.dscdan",
 }
 
 #: heads that only work on one network: head -> net
-HEAD_NETWORK: dict[str, str] = {"depict": "depict"}
+HEAD_NETWORK: dict[str, str] = {"depict": "depict", "dscdan": "dscdan"}
 
 #: pretraining objective (an autoencoder recipe's ``objective``) -> (module, function) with
 #: signature ``f(model, x, recipe, *, seed, log_every, checkpoint) -> stages.train.LoopResult``
@@ -26,11 +27,13 @@ PRETRAIN_OBJECTIVES: dict[str, tuple[str, str]] = {
     "depict-mda": ("stages.methods.depict_pretrain", "pretrain_mda"),
     "depict-sda": ("stages.methods.depict_pretrain", "pretrain_sda"),
     "depict-rda": ("stages.methods.depict_pretrain", "pretrain_rda"),
+    "dscdan": ("stages.methods.dscdan_pretrain", "pretrain_dscdan"),
 }
 
 #: objectives that only work on one network: objective -> net
 OBJECTIVE_NETWORK: dict[str, str] = {name: "depict" for name in PRETRAIN_OBJECTIVES
                                      if name.startswith("depict-")}
+OBJECTIVE_NETWORK["dscdan"] = "dscdan"
 
 #: shallow baselines clustering raw inputs, all in one module
 BASELINE_MODULE = "stages.methods.baselines"
@@ -41,6 +44,7 @@ BASELINE_MODULE = "stages.methods.baselines"
 #: the heads that use it read (``centres`` (K, d) for k-means)
 INIT_ALGORITHMS: dict[str, tuple[str, str]] = {
     "kmeans": ("stages.init", "kmeans_arrays"),
+    "knn-graph": ("stages.methods.knn_graph", "knn_graph_arrays"),
 }
 
 

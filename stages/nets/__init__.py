@@ -7,13 +7,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from stages.errors import ConfigError
-from stages.nets.shapes import check_any, check_conv_input, check_depict_input
+from stages.nets.shapes import check_any, check_conv_input, check_depict_input, check_dscdan_input
 
 #: name -> (module, class, input check raising ValueError); modules import torch lazily
 NETWORKS: dict[str, tuple[str, str, Callable[[Sequence[int]], None]]] = {
     "sae": ("stages.nets.dec", "StackedAutoencoder", check_any),
     "cae": ("stages.nets.dec", "ConvAutoencoder", check_conv_input),
     "depict": ("stages.nets.depict", "DepictAutoencoder", check_depict_input),
+    "dscdan": ("stages.nets.dscdan", "DualAutoencoder", check_dscdan_input),
 }
 
 
@@ -21,7 +22,7 @@ NETWORKS: dict[str, tuple[str, str, Callable[[Sequence[int]], None]]] = {
 EMBEDDING_IS_N_CLUSTERS = frozenset({"cae", "depict"})
 
 #: networks that map inputs from [0, 1] to their own range, so data must lie in [0, 1]
-UNIT_INPUT = frozenset({"depict"})
+UNIT_INPUT = frozenset({"depict", "dscdan"})
 
 
 def network_names() -> list[str]:

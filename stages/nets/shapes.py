@@ -68,3 +68,13 @@ def depict_layers(side: int) -> tuple[tuple[int, int, int], tuple[int, int, int]
 def check_depict_input(input_shape: Sequence[int]) -> None:
     """Raise ValueError when DEPICT's convolutional autoencoder cannot take ``input_shape``."""
     _check_image(input_shape, DEPICT_MIN_SIDE, "DEPICT's convolutional autoencoder", "")
+
+
+#: smallest image side DSCDAN's dual autoencoder accepts (two stride-2 convolutions)
+DSCDAN_MIN_SIDE = 8
+
+
+def check_dscdan_input(input_shape: Sequence[int]) -> None:
+    """Raise ValueError when DSCDAN's dual autoencoder cannot take ``input_shape``."""
+    _check_image(input_shape, DSCDAN_MIN_SIDE, "DSCDAN's dual autoencoder",
+                 " (two stride-2 convolutions)")
