@@ -13,14 +13,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import pandas as pd
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 DEPICT_METHODS = ["depict", "depict-sda", "depict-rda", "depict-convae-kmeans"]
+DSCDAN_METHODS = ["dscdan", "dscdan-convae", "dscdan-convae-mi", "dscdan-convae-rs",
+                  "dscdan-convae-mi-rs"]
 METHODS = ["kmeans", "gmm", "spectral", "sae-kmeans", "dec", "idec", "cae-kmeans", "dec-conv",
-           "dcec", *DEPICT_METHODS]
+           "dcec", *DEPICT_METHODS, *DSCDAN_METHODS]
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +73,7 @@ def test_full_run_writes_tables_and_figures(workflow):
     for col in ("acc", "nmi_max", "nmi_sqrt", "nmi_arithmetic", "ari", "pair_precision"):
         assert runs[col].between(-1, 1).all() and runs[col].notna().all()
     assert (runs["wall_s_total"] > 0).all()
-    deep = runs[runs["family"].isin(["dec", "depict"])]
+    deep = runs[runs["family"].isin(["dec", "depict", "dscdan"])]
     assert deep["wall_s_pretrain"].notna().all() and deep["wall_s_finetune"].notna().all()
     # the synthetic clusters are separable: k-means on raw pixels finds them
     assert runs.set_index("method").loc["kmeans", "acc"] > 0.9
@@ -90,6 +93,13 @@ def test_full_run_writes_tables_and_figures(workflow):
     assert list(dict.fromkeys(phases["phase"])) == ["sda-layer1", "sda-layer2", "sda-layer3",
                                                     "rda-retrain"]
     assert (phases["kind"] == "validation").any()
+    history = pd.read_csv(workflow / "results/finetune/synthetic/dscdan/seed0/history.csv")
+    assert {"spectral", "kl", "mi_global", "mi_local", "relative", "plain"} <= set(history.columns)
+    assert (history["kind"] == "check").sum() == 2  # one check before each group of 3 steps
+    terms = pd.read_csv(workflow / "results/pretrain/synthetic/dscdan-convae/seed0/history.csv")
+    assert "plain" in terms.columns and "mi_global" not in terms.columns
+    with h5py.File(workflow / "results/init/synthetic/dscdan/seed0/knn3.h5") as graph:
+        assert graph["neighbors"].shape == graph["affinities"].shape == (240, 3)
     # checkpoints of finished jobs are removed
     assert not list((workflow / "results").rglob("checkpoint*.pt"))
 
@@ -143,6 +153,23 @@ def test_edited_depict_modules_rerun_only_the_jobs_that_run_them(workflow):
     # the losses both use
     jobs = jobs_after_editing(workflow, "stages/methods/depict_losses.py")
     assert {m for r, m in jobs if r == "pretrain"} == {"depict", "depict-sda", "depict-rda"}
+    assert "Nothing to be done" in snakemake(workflow, "-n").stdout
+
+
+def test_edited_dscdan_modules_rerun_only_the_jobs_that_run_them(workflow):
+    # the clustering phase: only the full model's fine-tuning
+    jobs = jobs_after_editing(workflow, "stages/methods/dscdan.py")
+    assert {m for r, m in jobs if r == "finetune"} == {"dscdan"}
+    assert {r for r, _ in jobs} == {"finetune", "evaluate", "figures", "aggregate", "all"}
+    # the pretraining objective: the four dual autoencoders and every DSCDAN method
+    jobs = jobs_after_editing(workflow, "stages/methods/dscdan_pretrain.py")
+    assert {m for r, m in jobs if r == "pretrain"} == {"dscdan", "dscdan-convae",
+                                                      "dscdan-convae-mi", "dscdan-convae-rs"}
+    assert {m for r, m in jobs if r == "finetune"} == set(DSCDAN_METHODS)
+    # the graph init: the knn3 jobs' methods only
+    jobs = jobs_after_editing(workflow, "stages/methods/knn_graph.py")
+    assert {r for r, _ in jobs} == {"init", "finetune", "evaluate", "figures", "aggregate", "all"}
+    assert {m for r, m in jobs if r == "finetune"} == {"dscdan", "dscdan-convae-mi-rs"}
     assert "Nothing to be done" in snakemake(workflow, "-n").stdout
 
 
