@@ -35,7 +35,8 @@ def test_network_shapes_for_each_table2_stack():
         mid, phi, mu, logvar = net.features(x)
         assert mid.shape == (3, *middle) and mu.shape == logvar.shape == (3, 12)
         assert net.decode(mu).shape == x.shape
-        assert net.decode(mu).min() >= 0 and net.decode(mu).max() <= 1  # sigmoid output
+        sigmoid = build_network("dscdan", shape, {"latent_dim": 12, "output": "sigmoid"})
+        assert sigmoid.decode(mu).min() >= 0 and sigmoid.decode(mu).max() <= 1
         assert net.global_logits(phi, mu).shape == (3,)
         assert net.local_logits(mid, mu).shape == (3, *middle[1:])
 
@@ -51,6 +52,8 @@ def test_noise_kinds():
     assert torch.equal(mult.sample(torch.zeros(4, 6), logvar), torch.zeros(4, 6))
     with pytest.raises(ValueError, match="valid choices: gaussian, multiplicative"):
         build_network("dscdan", (1, 16, 16), {"noise": "uniform"})
+    with pytest.raises(ValueError, match="valid choices: linear, sigmoid"):
+        build_network("dscdan", (1, 16, 16), {"output": "tanh"})
 
 
 def test_flat_or_tiny_inputs_are_rejected():

@@ -12,8 +12,11 @@ train, so that the pretrain stage saves it in one file and the finetune stage ge
   default), or the paper's multiplicative Gaussian noise z_hat = mu * eps, eps ~ N(1, s^2)
   (``noise: multiplicative``, s = ``noise_std``, [default] 0.2);
 * decoder D, shared by z and z_hat: Linear(120 -> last feature map), LeakyReLU, transposed convs
-  mirroring the encoder (channels reversed), a final stride-1 transposed conv to the input
-  channels and a sigmoid [code], so inputs must lie in [0, 1];
+  mirroring the encoder (channels reversed) and a final stride-1 transposed conv to the input
+  channels. The code ends with a sigmoid; [default] the output is linear (``output: linear``),
+  because with the sigmoid and Adam 1e-3 the reconstruction stalled at an all-black image
+  (per-sample SSE 88 on mnist5k for 200 steps, the codes' scale growing to ~20) while the linear
+  output reached SSE 14 in 150 steps (measured); ``output: sigmoid`` restores the code's;
 * the global MI discriminator T1 on [phi(x); z] (phi: the flattened last encoder map),
   FC(120)-ReLU x3 - FC(1) [default, the code's width];
 * the local MI discriminator T2 on the middle encoder map C (output of enc-2; of enc-1 for the
@@ -41,6 +44,7 @@ DSCDAN_LAYERS: dict[int, tuple[tuple[int, int, int], ...]] = {
     55: ((5, 16, 2), (5, 16, 1), (5, 32, 2), (5, 32, 1)),
 }
 NOISE_KINDS = ("gaussian", "multiplicative")
+OUTPUTS = ("linear", "sigmoid")
 
 
 def dscdan_layers(side: int) -> tuple[tuple[int, int, int], ...]:
@@ -66,12 +70,14 @@ class DualAutoencoder(nn.Module):
         local_width: hidden width of the local one (default ``disc_width``); it runs at every
             position of the middle map, so it dominates the cost on a CPU.
         leaky_slope: LeakyReLU slope of encoder and decoder.
+        output: ``linear`` ([default]) or ``sigmoid`` ([code]) decoder output.
     """
 
     def __init__(self, input_shape: Sequence[int], latent_dim: int = 120,
                  layers: Sequence[Sequence[int]] | None = None, middle: int | None = None,
                  noise: str = "gaussian", noise_std: float = 0.2, disc_width: int = 120,
-                 local_width: int | None = None, leaky_slope: float = 0.2):
+                 local_width: int | None = None, leaky_slope: float = 0.2,
+                 output: str = "linear"):
         super().__init__()
         check_dscdan_input(input_shape)
         c_in, h, w = (int(s) for s in input_shape)
@@ -79,6 +85,9 @@ class DualAutoencoder(nn.Module):
         if noise not in NOISE_KINDS:
             raise ValueError(f"unknown noise '{noise}'; valid choices: {', '.join(NOISE_KINDS)}")
         self.noise, self.noise_std = noise, float(noise_std)
+        if output not in OUTPUTS:
+            raise ValueError(f"unknown output '{output}'; valid choices: {', '.join(OUTPUTS)}")
+        self.output = output
         self.embedding_dim = self.latent_dim = int(latent_dim)
         self.leaky_slope = float(leaky_slope)
         spec = [tuple(int(v) for v in layer) for layer in (layers or dscdan_layers(min(h, w)))]
@@ -148,11 +157,12 @@ class DualAutoencoder(nn.Module):
         return self.features(x)[2]
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """z (B, d) -> reconstruction (B, C, H, W) in [0, 1]."""
+        """z (B, d) -> reconstruction (B, C, H, W)."""
         h = F.leaky_relu(self.defc(z), self.leaky_slope).view(z.shape[0], *self._map_shape)
         for deconv in self.decoder:
             h = F.leaky_relu(deconv(h), self.leaky_slope)
-        return torch.sigmoid(self.out(h))
+        out = self.out(h)
+        return torch.sigmoid(out) if self.output == "sigmoid" else out
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Clean pathway: (z (B, d), x_hat (B, C, H, W))."""
