@@ -229,7 +229,7 @@ def main() -> None:
     out = Path(args.out)
     new = not out.exists()
     with out.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
         if new:
             writer.writeheader()
         for dataset in args.datasets:

@@ -88,6 +88,12 @@ def validate(config: dict[str, Any]) -> None:
             raise ConfigError(f"method '{name}': head '{recipe['head']}' needs an init with "
                               f"algorithm '{needed}', but '{recipe['init']}' has algorithm "
                               f"'{algorithm}'")
+        bandwidth = {**config.get("head_defaults", {}).get(recipe["head"], {}),
+                     **recipe}.get("bandwidth")
+        if bandwidth == "global" and algorithm != "knn-graph":
+            raise ConfigError(f"method '{name}': bandwidth 'global' needs an init with algorithm "
+                              f"'knn-graph' (its graph's sigma), but init '{recipe['init']}' has "
+                              f"'{algorithm}'")
     for init_name, init in config["inits"].items():
         try:
             init_algorithm(init["algorithm"])

@@ -39,5 +39,6 @@ def test_cae_rejects_small_and_flat_inputs():
         check_network_input("cae", (1, 8, 8), "digits")
     with pytest.raises(ConfigError, match="needs images"):
         check_network_input("cae", (64,))
-    with pytest.raises(ConfigError, match="unknown network 'vae'.*valid choices: cae, .*sae"):
+    with pytest.raises(ConfigError, match="unknown network 'vae'.*valid choices: cae, depict, "
+                                          "dscdan, rmn-sae, sae, saip-cnn"):
         check_network_input("vae", (1, 28, 28))

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import pandas as pd
 import pytest
 import yaml
@@ -22,8 +23,10 @@ DEPICT_METHODS = ["depict", "depict-sda", "depict-rda", "depict-convae-kmeans"]
 SAIP_METHODS = ["saip-dae-kmeans", "saip-homo", "saip-hoe", "saip-hot", "saip-hit",
                 "saip-hoe-cnn"]
 RMN_METHODS = ["aef-kmeans", "aef-gmm", "deepgmm", "rmn-gmm"]
+DSCDAN_METHODS = ["dscdan", "dscdan-convae", "dscdan-convae-mi", "dscdan-convae-rs",
+                  "dscdan-convae-mi-rs"]
 METHODS = ["kmeans", "gmm", "spectral", "sae-kmeans", "dec", "idec", "cae-kmeans", "dec-conv",
-           "dcec", *DEPICT_METHODS, *SAIP_METHODS, *RMN_METHODS]
+           "dcec", *DEPICT_METHODS, *DSCDAN_METHODS, *SAIP_METHODS, *RMN_METHODS]
 
 pytestmark = pytest.mark.slow
 
@@ -73,8 +76,10 @@ def test_full_run_writes_tables_and_figures(workflow):
     for col in ("acc", "nmi_max", "nmi_sqrt", "nmi_arithmetic", "ari", "pair_precision"):
         assert runs[col].between(-1, 1).all() and runs[col].notna().all()
     assert (runs["wall_s_total"] > 0).all()
-    deep = runs[runs["family"].isin(["dec", "depict", "rmn-gmm"])]
+    deep = runs[runs["family"] != "baseline"]
+    assert set(deep["family"]) == {"dec", "depict", "dscdan", "saip", "rmn-gmm"}
     assert deep["wall_s_pretrain"].notna().all() and deep["wall_s_finetune"].notna().all()
+    assert deep["wall_s_init"].notna().all()
     # the synthetic clusters are separable: k-means on raw pixels finds them
     assert runs.set_index("method").loc["kmeans", "acc"] > 0.9
     summary = pd.read_csv(workflow / "results/tables/summary.csv")
@@ -106,7 +111,13 @@ def test_full_run_writes_tables_and_figures(workflow):
     history = pd.read_csv(workflow / "results/finetune/synthetic/rmn-gmm/seed0/history.csv")
     assert {"log_likelihood", "separation", "log_likelihood_all"} <= set(history.columns)
     assert (history["kind"] == "target").sum() == 2  # one monitoring row per epoch
-    assert deep["wall_s_init"].notna().all()
+    history = pd.read_csv(workflow / "results/finetune/synthetic/dscdan/seed0/history.csv")
+    assert {"spectral", "kl", "mi_global", "mi_local", "relative", "plain"} <= set(history.columns)
+    assert (history["kind"] == "check").sum() == 2  # one check before each group of 3 steps
+    terms = pd.read_csv(workflow / "results/pretrain/synthetic/dscdan-convae/seed0/history.csv")
+    assert "plain" in terms.columns and "mi_global" not in terms.columns
+    with h5py.File(workflow / "results/init/synthetic/dscdan/seed0/knn3.h5") as graph:
+        assert graph["neighbors"].shape == graph["affinities"].shape == (240, 3)
     # checkpoints of finished jobs are removed
     assert not list((workflow / "results").rglob("checkpoint*.pt"))
 
@@ -186,6 +197,20 @@ def test_edited_rmn_modules_rerun_only_the_jobs_that_run_them(workflow):
     jobs = jobs_after_editing(workflow, "stages/methods/rmn_pretrain.py")
     assert {m for r, m in jobs if r == "pretrain"} == {"rmn"}
     assert {m for r, m in jobs if r == "finetune"} == set(RMN_METHODS)
+def test_edited_dscdan_modules_rerun_only_the_jobs_that_run_them(workflow):
+    # the clustering phase: only the full model's fine-tuning
+    jobs = jobs_after_editing(workflow, "stages/methods/dscdan.py")
+    assert {m for r, m in jobs if r == "finetune"} == {"dscdan"}
+    assert {r for r, _ in jobs} == {"finetune", "evaluate", "figures", "aggregate", "all"}
+    # the pretraining objective: the four dual autoencoders and every DSCDAN method
+    jobs = jobs_after_editing(workflow, "stages/methods/dscdan_pretrain.py")
+    assert {m for r, m in jobs if r == "pretrain"} == {"dscdan", "dscdan-convae",
+                                                      "dscdan-convae-mi", "dscdan-convae-rs"}
+    assert {m for r, m in jobs if r == "finetune"} == set(DSCDAN_METHODS)
+    # the graph init: the knn3 jobs' methods only
+    jobs = jobs_after_editing(workflow, "stages/methods/knn_graph.py")
+    assert {r for r, _ in jobs} == {"init", "finetune", "evaluate", "figures", "aggregate", "all"}
+    assert {m for r, m in jobs if r == "finetune"} == {"dscdan", "dscdan-convae-mi-rs"}
     assert "Nothing to be done" in snakemake(workflow, "-n").stdout
 
 

@@ -16,12 +16,14 @@ HEADS: dict[str, str | None] = {
     "depict": "stages.methods.depict",
     "saip": "stages.methods.saip",
     "rmn": "stages.methods.rmn",
+    "dscdan": "stages.methods.dscdan",
 }
 
 #: heads that only work on some networks: head -> nets (DEPICT's head needs its own network;
 #: SAIP trains ``net.encoder``, which the DEPICT network does not have)
 HEAD_NETWORKS: dict[str, frozenset[str]] = {
     "depict": frozenset({"depict"}),
+    "dscdan": frozenset({"dscdan"}),
     "saip": frozenset({"sae", "cae", "saip-cnn"}),
 }
 
@@ -38,12 +40,13 @@ PRETRAIN_OBJECTIVES: dict[str, tuple[str, str]] = {
     "denoising": ("stages.methods.saip_pretrain", "pretrain_denoising"),
     "rmn-rbm": ("stages.methods.rmn_pretrain", "pretrain_rbm"),
     "rmn-sda": ("stages.methods.rmn_pretrain", "pretrain_sda"),
+    "dscdan": ("stages.methods.dscdan_pretrain", "pretrain_dscdan"),
 }
 
 #: objectives that only work on one network: objective -> net
 OBJECTIVE_NETWORK: dict[str, str] = {name: "depict" for name in PRETRAIN_OBJECTIVES
                                      if name.startswith("depict-")}
-OBJECTIVE_NETWORK.update({"rmn-rbm": "rmn-sae", "rmn-sda": "rmn-sae"})
+OBJECTIVE_NETWORK.update({"rmn-rbm": "rmn-sae", "rmn-sda": "rmn-sae", "dscdan": "dscdan"})
 
 #: shallow baselines clustering raw inputs, all in one module
 BASELINE_MODULE = "stages.methods.baselines"
@@ -55,6 +58,7 @@ BASELINE_MODULE = "stages.methods.baselines"
 INIT_ALGORITHMS: dict[str, tuple[str, str]] = {
     "kmeans": ("stages.init", "kmeans_arrays"),
     "gmm": ("stages.methods.gmm_init", "gmm_arrays"),
+    "knn-graph": ("stages.methods.knn_graph", "knn_graph_arrays"),
 }
 
 

@@ -7,7 +7,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from stages.errors import ConfigError
-from stages.nets.shapes import check_any, check_conv_input, check_depict_input, check_saip_cnn_input
+from stages.nets.shapes import (
+    check_any,
+    check_conv_input,
+    check_depict_input,
+    check_dscdan_input,
+    check_saip_cnn_input,
+)
 
 #: name -> (module, class, input check raising ValueError); modules import torch lazily
 NETWORKS: dict[str, tuple[str, str, Callable[[Sequence[int]], None]]] = {
@@ -16,6 +22,7 @@ NETWORKS: dict[str, tuple[str, str, Callable[[Sequence[int]], None]]] = {
     "depict": ("stages.nets.depict", "DepictAutoencoder", check_depict_input),
     "saip-cnn": ("stages.nets.saip", "SaipConvAutoencoder", check_saip_cnn_input),
     "rmn-sae": ("stages.nets.rmn", "RBMAutoencoder", check_any),
+    "dscdan": ("stages.nets.dscdan", "DualAutoencoder", check_dscdan_input),
 }
 
 
@@ -23,8 +30,7 @@ NETWORKS: dict[str, tuple[str, str, Callable[[Sequence[int]], None]]] = {
 EMBEDDING_IS_N_CLUSTERS = frozenset({"cae", "depict"})
 
 #: networks that map inputs from [0, 1] to their own range, so data must lie in [0, 1]
-UNIT_INPUT = frozenset({"depict"})
-UNIT_INPUT = UNIT_INPUT | {"saip-cnn"}  # SAIP's HOE(CNN): sigmoid reconstruction
+UNIT_INPUT = frozenset({"depict", "dscdan", "saip-cnn"})  # HOE(CNN): sigmoid reconstruction
 
 
 def network_names() -> list[str]:

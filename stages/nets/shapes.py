@@ -78,3 +78,11 @@ def check_saip_cnn_input(input_shape: Sequence[int]) -> None:
     """Raise ValueError when SAIP's HOE(CNN) autoencoder cannot take ``input_shape``."""
     _check_image(input_shape, SAIP_CNN_MIN_SIDE, "SAIP's convolutional autoencoder (HOE-CNN)",
                  " (two 2x2 max-poolings)")
+#: smallest image side DSCDAN's dual autoencoder accepts (two stride-2 convolutions)
+DSCDAN_MIN_SIDE = 8
+
+
+def check_dscdan_input(input_shape: Sequence[int]) -> None:
+    """Raise ValueError when DSCDAN's dual autoencoder cannot take ``input_shape``."""
+    _check_image(input_shape, DSCDAN_MIN_SIDE, "DSCDAN's dual autoencoder",
+                 " (two stride-2 convolutions)")

@@ -1,0 +1,272 @@
+"""DSCDAN's clustering phase (Yang et al., CVPR 2019, Sect. 3.2, Eq. 20): the deep spectral
+clustering network trained jointly with the pretrained dual autoencoder.
+
+* :class:`SpectralClusteringNet`: four fully connected layers with ReLU [paper], widths
+  1024-1024-512-K and a soft-max output [code], then the orthonormalisation layer (Eqs. 17-18)
+  whose last factor W_orth is kept as a buffer for prediction [code];
+* :class:`DscdanClusterer`: the dual autoencoder (with its MI discriminators), the spectral
+  network and the cluster means m_k of Eq. 19;
+* :class:`LossChange`: the stop rule [code]: every ``steps_per_check`` steps (the code's "epoch"
+  of 10 random batches) the mean loss of those steps is compared with the previous one;
+* :func:`finetune`: Eq. 20 through :func:`stages.train.run_loop`.
+
+Each step on a batch of m codes z = mu(x): L_r (Eq. 12) + beta * MI (Eq. 10) + gamma * Eq. 19
+(the mixture KL with the soft-max pi(x) = p(y|z)) + L_c (Eq. 16), with W the batch's kNN
+affinity of Eq. 14 and Y = pi W_orth. Choices where the paper is silent:
+
+* [code] Adam lr 1e-3, batch 1024, stop when |loss_t - loss_{t-1}| < 1e-4 over checks of 10
+  steps, at most 500 checks;
+* [default] m_k start at the k-means centres of the pretrained codes (the init stage's
+  ``centres``; the code starts them at zero); q(y) uniform;
+* [code] gradients pass through the Cholesky factor W_orth (``orth_gradient: false`` treats it
+  as a constant, as SpectralNet and the spec's default do). With it detached, the soft-max
+  collapsed onto one cluster on mnist5k within 60 steps (every sample predicted the same, a
+  degenerate result seen without labels): a constant pi lowers both L_c and the categorical
+  term of Eq. 19 when the loss cannot see the normalisation; through the factor, all 10 clusters
+  stayed in use (measured, quick autoencoder, 100 steps of 256);
+* [default] W is a constant, from the clean codes mu, 3 neighbours excluding self, per-batch
+  median bandwidth (``bandwidth: global`` takes the init graph's);
+* [paper] L_c divided by m^2 (``spectral_normalisation: m`` for the code's 1/m), weight 1;
+* prediction [code]: argmax of the soft-max pi(x); ``predict: spectral-kmeans`` runs k-means
+  on the orthonormalised outputs Y = pi W_orth of all points (SpectralNet's rule).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.cluster import KMeans
+from torch import nn
+
+from stages.methods.common import FinetuneResult, target_update_row, to_device
+from stages.methods.dscdan_losses import (
+    autoencoder_terms,
+    knn_affinity,
+    loss_weights,
+    mixture_kl,
+    orthonormalize,
+    spectral_loss,
+)
+from stages.nets.dec import keras_init_
+from stages.train import Checkpointer, LoopConfig, map_batches, run_loop
+
+PREDICT_RULES = ("softmax", "spectral-kmeans")
+BANDWIDTHS = ("batch", "global")
+
+
+class SpectralClusteringNet(nn.Module):
+    """C: z (B, d) -> soft-max pi (B, K), plus the orthonormalisation layer's last W_orth.
+
+    Args:
+        latent_dim: d (120).
+        n_clusters: K.
+        widths: hidden widths (1024, 1024, 512 [code]).
+    """
+
+    def __init__(self, latent_dim: int, n_clusters: int,
+                 widths: tuple[int, ...] | list[int] = (1024, 1024, 512)):
+        super().__init__()
+        dims = [int(latent_dim), *(int(w) for w in widths)]
+        layers: list[nn.Module] = []
+        for d_in, d_out in zip(dims[:-1], dims[1:], strict=True):
+            layers += [nn.Linear(d_in, d_out), nn.ReLU()]
+        layers.append(nn.Linear(dims[-1], int(n_clusters)))
+        self.mlp = nn.Sequential(*layers)
+        self.register_buffer("w_orth", torch.eye(int(n_clusters)))
+        keras_init_(self)  # [code] Glorot uniform
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """pi = softmax(C(z)): (B, d) -> (B, K)."""
+        return F.softmax(self.mlp(z), dim=1)
+
+    def orthonormal(self, pi: torch.Tensor) -> torch.Tensor:
+        """Y = pi W_orth with the last batch's factor (prediction): (B, K) -> (B, K)."""
+        return pi @ self.w_orth
+
+
+class DscdanClusterer(nn.Module):
+    """The dual autoencoder, the spectral network C and the cluster means m_k (K, d).
+
+    Args:
+        autoencoder: a pretrained :class:`stages.nets.dscdan.DualAutoencoder`.
+        centres: initial cluster means (K, d).
+        widths: hidden widths of C.
+    """
+
+    def __init__(self, autoencoder: nn.Module, centres: torch.Tensor,
+                 widths: tuple[int, ...] | list[int] = (1024, 1024, 512)):
+        super().__init__()
+        n_clusters, dim = centres.shape
+        self.autoencoder = autoencoder
+        self.spectral = SpectralClusteringNet(dim, n_clusters, widths)
+        self.means = nn.Parameter(centres.detach().clone().float())
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """pi(x) = C(mu(x)): x (B, C, H, W) -> (B, K)."""
+        return self.spectral(self.autoencoder.encode(x))
+
+
+def eq20_terms(model: DscdanClusterer, xb: torch.Tensor, params: dict[str, Any],
+               sigma: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Eq. 20 on a batch xb (B, C, H, W); updates ``model.spectral.w_orth`` with the batch's
+    orthonormalisation factor.
+
+    Returns the scalar terms: ``loss`` and ``plain``, ``relative``, ``mi_global``, ``mi_local``
+    (those switched on), ``kl`` (Eq. 19), ``spectral`` (Eq. 16).
+    """
+    weights = loss_weights(params)
+    terms, mu, logvar = autoencoder_terms(model.autoencoder, xb, weights)
+    loss = terms.pop("partial")
+    pi = model.spectral(mu)
+    terms["kl"] = mixture_kl(mu, logvar, pi, model.means)
+    loss = loss + weights["kl_weight"] * terms["kl"]
+    w = knn_affinity(mu, int(params.get("n_neighbors", 3)), int(params.get("scale_neighbor", 2)),
+                     sigma)
+    eps = float(params.get("orth_eps", 1e-6))
+    if params.get("orth_gradient", True):
+        y, w_orth = orthonormalize(pi, eps)
+    else:
+        _, w_orth = orthonormalize(pi.detach(), eps)
+        y = pi @ w_orth
+    with torch.no_grad():
+        model.spectral.w_orth.copy_(w_orth.detach())
+    terms["spectral"] = spectral_loss(w, y, str(params.get("spectral_normalisation", "m2")))
+    loss = loss + float(params.get("spectral_weight", 1.0)) * terms["spectral"]
+    return {"loss": loss, **terms}
+
+
+class LossChange:
+    """A :class:`stages.train.PeriodicHook`: every ``period`` steps, the mean loss of the last
+    ``period`` steps (summed on the device by :meth:`add`) is compared with the previous mean;
+    training stops when they differ by less than ``tol`` [code]. Each check adds a history row
+    with that mean, the fraction of changed labels and, for monitoring only, ACC / NMI.
+    """
+
+    def __init__(self, model: DscdanClusterer, x: torch.Tensor, y_true: np.ndarray | None,
+                 period: int, tol: float, eval_batch: int = 2048):
+        self.model, self.x, self.y_true = model, x, y_true
+        self.period, self.tol, self.eval_batch = period, tol, eval_batch
+        self.total = torch.zeros((), device=x.device)
+        self.count = 0
+        self.previous: float | None = None
+        self.labels: torch.Tensor | None = None
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, loss: torch.Tensor) -> None:
+        """Accumulate one step's loss (no host sync)."""
+        self.total = self.total + loss.detach().float()
+        self.count += 1
+
+    def predict(self) -> torch.Tensor:
+        """argmax pi(x) of every sample (N,)."""
+        was_training = self.model.training
+        self.model.eval()
+        labels = map_batches(self.model.probabilities, self.x, self.eval_batch).argmax(dim=1)
+        self.model.train(was_training)
+        return labels
+
+    def __call__(self, step: int) -> bool:
+        labels = self.predict()
+        row = target_update_row(step, labels, self.labels, self.y_true, "max")
+        row["kind"] = "check"
+        stop = False
+        if self.count:
+            mean = float(self.total) / self.count
+            row["check_loss"] = mean
+            stop = self.previous is not None and abs(mean - self.previous) < self.tol
+            self.previous = mean
+        self.total, self.count = torch.zeros_like(self.total), 0
+        self.labels = labels
+        self.rows.append(row)
+        return stop
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"total": self.total, "count": self.count, "previous": self.previous,
+                "labels": self.labels, "rows": self.rows}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.total, self.labels = to_device(self.x.device, state["total"], state["labels"])
+        self.count, self.previous = int(state["count"]), state["previous"]
+        self.rows = list(state["rows"])
+
+
+def predict(model: DscdanClusterer, x: torch.Tensor, rule: str, n_clusters: int, seed: int,
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (N,) by ``rule`` and the clean codes mu (N, d) of x (N, C, H, W)."""
+    if rule not in PREDICT_RULES:
+        raise ValueError(f"unknown predict rule '{rule}'; valid choices: "
+                         f"{', '.join(PREDICT_RULES)}")
+    model.eval()
+    z = map_batches(model.autoencoder.encode, x, 2048)
+    pi = map_batches(model.spectral, z, 2048)
+    if rule == "softmax":
+        labels = pi.argmax(dim=1).cpu().numpy()
+    else:
+        y = map_batches(model.spectral.orthonormal, pi, 2048).cpu().numpy()
+        labels = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit(y).labels_
+    return labels.astype(np.int64), z.cpu().numpy().astype(np.float32)
+
+
+def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray],
+             params: dict[str, Any], *, seed: int, y_true: np.ndarray | None = None,
+             checkpoint: Checkpointer | None = None, log_every: int = 20) -> FinetuneResult:
+    """DSCDAN's clustering phase (Eq. 20) on a pretrained dual autoencoder.
+
+    Args:
+        autoencoder: pretrained :class:`~stages.nets.dscdan.DualAutoencoder` on x's device.
+        x: the whole dataset (N, C, H, W) in [0, 1] on the device.
+        init: the init stage's arrays: ``centres`` (K, d) start the means m_k; ``sigma`` (1,),
+            the global graph's bandwidth, is read with ``bandwidth: global``.
+        params: the method recipe: ``batch_size``, ``lr``, ``max_epochs`` (checks),
+            ``steps_per_check``, ``tol``, the loss weights (``mi_weight``, ``kl_weight``,
+            ``relative_weight``, ``plain_weight``, ``spectral_weight``), ``n_neighbors``,
+            ``scale_neighbor``, ``bandwidth``, ``spectral_normalisation``, ``orth_eps``,
+            ``orth_gradient``, ``widths``, ``predict``.
+    """
+    device = x.device
+    if "centres" not in init:
+        raise ValueError("the dscdan head needs the init stage's k-means 'centres' (init "
+                         "algorithms kmeans or knn-graph)")
+    centres = torch.as_tensor(init["centres"], device=device, dtype=torch.float32)
+    n_clusters = centres.shape[0]
+    batch = min(int(params["batch_size"]), x.shape[0])
+    if batch < n_clusters:
+        raise ValueError(f"batch_size {batch} is below the number of clusters {n_clusters}: "
+                         "the orthonormalisation layer needs at least one row per cluster")
+    bandwidth = str(params.get("bandwidth", "batch"))
+    if bandwidth not in BANDWIDTHS:
+        raise ValueError(f"unknown bandwidth '{bandwidth}'; valid choices: "
+                         f"{', '.join(BANDWIDTHS)}")
+    sigma = None
+    if bandwidth == "global":
+        if "sigma" not in init:
+            raise ValueError("bandwidth 'global' needs the knn-graph init's 'sigma'")
+        sigma = torch.as_tensor(init["sigma"], device=device, dtype=torch.float32).reshape(())
+    model = DscdanClusterer(autoencoder, centres, tuple(params.get("widths", (1024, 1024, 512))))
+    model.to(device)
+    period = int(params.get("steps_per_check", 10))
+    hook = LossChange(model, x, y_true, period=period, tol=float(params.get("tol", 1e-4)))
+
+    def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms = eq20_terms(model, x[idx], params, sigma)
+        hook.add(terms["loss"])
+        return terms
+
+    cfg = LoopConfig(batch_size=batch, max_steps=int(params["max_epochs"]) * period,
+                     shuffle=True, seed=seed, log_every=min(log_every, period),
+                     checkpoint_every=int(params.get("checkpoint_every", 1000)))
+    optimizer = torch.optim.Adam(model.parameters(), lr=float(params["lr"]))
+    result = run_loop(model, optimizer, loss_fn, x.shape[0], cfg, device, hook=hook,
+                      checkpoint=checkpoint, desc="finetune dscdan")
+    labels, z = predict(model, x, str(params.get("predict", "softmax")), n_clusters, seed)
+    history = sorted(result.history + hook.rows, key=lambda r: (r["step"], r["kind"] != "check"))
+    return FinetuneResult(
+        labels=labels, embedding=z, history=history, state_dict=model.state_dict(),
+        info={"steps": result.steps, "checks": len(hook.rows),
+              "converged": result.stopped_by_hook, "resumed_from_step": result.resumed_from,
+              "clusters_used": int(np.unique(labels).size),
+              "epochs": result.steps * batch / x.shape[0] if x.shape[0] else math.nan})

@@ -1,0 +1,223 @@
+"""DSCDAN's pure loss functions (Yang et al., CVPR 2019, Eqs. 10-19).
+
+No state, no training: each takes tensors and returns tensors, so pretraining
+(:mod:`stages.methods.dscdan_pretrain`) and the clustering phase (:mod:`stages.methods.dscdan`)
+share them, and the tests check them on hand-built inputs.
+
+Choices where the paper is silent ([default] unless marked):
+
+* the Jensen-Shannon MI estimator is written with softplus: -log sigmoid(t) = softplus(-t),
+  -log(1 - sigmoid(t)) = softplus(t); positives (x_i, z_i), negatives (x_i, z_pi(i));
+* reconstruction terms sum over pixels and average over the batch (the Frobenius norms of
+  Eq. 12 per sample);
+* the mini-batch affinity of Eq. 14 keeps each point's ``k`` nearest neighbours excluding itself,
+  with the SpectralNet bandwidth (median over the batch of the distance to the
+  ``scale_neighbor``-th neighbour), symmetrised, zero diagonal, no gradient;
+* the spectral loss of Eq. 16 divides by m^2 [paper] (the code divides by m: ``normalise: m``);
+* the orthonormalisation of Eqs. 17-18 runs its K x K Cholesky in float64 with a jitter relative
+  to the trace, so it never fails inside the training loop (see :func:`orthonormalize`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SPECTRAL_NORMALISATIONS = ("m2", "m")
+
+
+def jsd_mi_loss(pos_logits: torch.Tensor, neg_logits: torch.Tensor) -> torch.Tensor:
+    """Minus the Jensen-Shannon MI lower bound of Eq. 10 (up to constants):
+    ``-(E_pos[log sigmoid(T)] + E_neg[log(1 - sigmoid(T))])``.
+
+    Args:
+        pos_logits: discriminator logits of positive pairs, any shape (B, ...).
+        neg_logits: logits of negative pairs, any shape.
+    Returns:
+        scalar; lower when the discriminator separates the pairs.
+    """
+    return F.softplus(-pos_logits).mean() + F.softplus(neg_logits).mean()
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, diag exp(logvar)) || N(0, I)) summed over dimensions, mean over the batch.
+
+    Args:
+        mu, logvar: (B, d).
+    Returns:
+        scalar.
+    """
+    return 0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar).sum(dim=1).mean()
+
+
+def mixture_kl(mu: torch.Tensor, logvar: torch.Tensor, pi: torch.Tensor,
+               means: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """Eq. 19: KL(p(y, z | x) || q(y, z)) with q(z | y=k) = N(m_k, I) and uniform q(y).
+
+    ``Σ_k π_k ½ Σ_d (σ_d² + (μ_d − m_kd)² − 1 − log σ_d²) + Σ_k π_k log(K π_k)``, batch mean.
+
+    Args:
+        mu, logvar: encoder outputs (B, d).
+        pi: cluster probabilities p(y | z) (B, K), rows summing to one.
+        means: cluster means m_k (K, d).
+    Returns:
+        scalar.
+    """
+    var_term = (logvar.exp() - 1.0 - logvar).sum(dim=1, keepdim=True)          # (B, 1)
+    sq = torch.cdist(mu, means).pow(2)                                          # (B, K)
+    gauss = 0.5 * (var_term + sq)                                               # (B, K)
+    cat = pi * (pi.clamp_min(eps).log() + math.log(pi.shape[1]))
+    return ((pi * gauss).sum(dim=1) + cat.sum(dim=1)).mean()
+
+
+def squared_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``‖a − b‖²_F`` per sample, mean over the batch: a, b (B, ...) -> scalar."""
+    return (a - b).pow(2).flatten(1).sum(dim=1).mean()
+
+
+def dual_reconstruction(x: torch.Tensor, x_clean: torch.Tensor, x_noisy: torch.Tensor | None,
+                        relative_weight: float, plain_weight: float) -> dict[str, torch.Tensor]:
+    """Eq. 12: ``relative_weight ‖x̃_ẑ − x̃_z‖² + plain_weight ‖x − x̃_z‖²`` (paper: 1 and δ).
+
+    Args:
+        x: input batch (B, C, H, W); x_clean = D(z), x_noisy = D(z_hat) (B, C, H, W) (may be
+            None when ``relative_weight`` is 0).
+    Returns:
+        ``{"relative": ..., "plain": ..., "reconstruction": weighted sum}`` (scalars;
+        ``relative`` only when its weight is positive).
+    """
+    plain = squared_error(x, x_clean)
+    terms = {"plain": plain, "reconstruction": plain_weight * plain}
+    if relative_weight > 0:
+        if x_noisy is None:
+            raise ValueError("the relative reconstruction needs the noisy reconstruction")
+        relative = squared_error(x_noisy, x_clean)
+        terms["relative"] = relative
+        terms["reconstruction"] = terms["reconstruction"] + relative_weight * relative
+    return terms
+
+
+def knn_affinity(z: torch.Tensor, n_neighbors: int = 3, scale_neighbor: int = 2,
+                 sigma: torch.Tensor | float | None = None) -> torch.Tensor:
+    """Eq. 14 on a mini-batch: Gaussian affinities restricted to the k nearest neighbours.
+
+    Args:
+        z: codes (m, d); treated as constants.
+        n_neighbors: k, neighbours per point excluding the point itself (3 [paper]).
+        scale_neighbor: the bandwidth is the median over the batch of the distance to this
+            neighbour (SpectralNet's rule, 2 [code]), unless ``sigma`` is given.
+        sigma: a fixed bandwidth (e.g. the global one of the init stage's graph).
+    Returns:
+        W (m, m): symmetric, zero diagonal, W_ij = exp(-‖z_i − z_j‖² / (2σ²)) for kNN pairs.
+    """
+    z = z.detach()
+    m = z.shape[0]
+    k = min(int(n_neighbors), m - 1)
+    if k < 1:
+        raise ValueError(f"a batch of {m} sample(s) has no neighbours")
+    d2 = torch.cdist(z, z).pow(2)
+    d2.fill_diagonal_(float("inf"))
+    k_scale = min(int(scale_neighbor), m - 1)
+    dist, idx = torch.topk(d2, max(k, k_scale), dim=1, largest=False)          # (m, k')
+    if sigma is None:
+        sigma = dist[:, k_scale - 1].clamp_min(0).sqrt().median().clamp_min(1e-12)
+    sigma = torch.as_tensor(sigma, dtype=z.dtype, device=z.device)
+    weights = torch.exp(-dist[:, :k] / (2 * sigma * sigma))
+    w = torch.zeros(m, m, dtype=z.dtype, device=z.device)
+    w.scatter_(1, idx[:, :k], weights)
+    return 0.5 * (w + w.T)
+
+
+def spectral_loss(w: torch.Tensor, y: torch.Tensor, normalise: str = "m2") -> torch.Tensor:
+    """Eq. 16: ``(1/m²) Σ_ij W_ij ‖y_i − y_j‖²`` (``normalise='m'``: 1/m, as the code).
+
+    Args:
+        w: affinities (m, m); y: orthonormalised outputs (m, K).
+    Returns:
+        scalar.
+    """
+    if normalise not in SPECTRAL_NORMALISATIONS:
+        raise ValueError(f"unknown normalisation '{normalise}'; valid choices: "
+                         f"{', '.join(SPECTRAL_NORMALISATIONS)}")
+    m = y.shape[0]
+    sq = y.pow(2).sum(dim=1)
+    d2 = (sq[:, None] + sq[None, :] - 2.0 * y @ y.T).clamp_min(0)
+    return (w * d2).sum() / (m * m if normalise == "m2" else m)
+
+
+def orthonormalize(y_tilde: torch.Tensor, eps: float = 1e-6, check: bool = False,
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eqs. 17-18: the linear map that makes ``(1/m) Yᵀ Y = I``.
+
+    ``A = Ỹᵀ Ỹ + ε·(tr(A)/K)·I = L Lᵀ`` (Cholesky, float64), ``W = √m (L⁻¹)ᵀ``, ``Y = Ỹ W``.
+    The jitter relative to the trace is the numerical guard: a rank-deficient batch (a cluster
+    no sample of the batch uses) gives a finite W rather than a failed factorisation, so the
+    training loop needs no host sync. With ``check`` a rank-deficient input raises ValueError.
+
+    Args:
+        y_tilde: (m, K) with m >= K.
+        eps: relative jitter.
+        check: raise when the numerical rank of Ỹ is below K.
+    Returns:
+        (Y (m, K) = Ỹ W, W (K, K)).
+    """
+    m, n_clusters = y_tilde.shape
+    if check:
+        rank = int(torch.linalg.matrix_rank(y_tilde.detach().double()))
+        if rank < n_clusters:
+            raise ValueError(f"orthonormalisation needs a batch of rank {n_clusters} (one column "
+                             f"per cluster); this batch of {m} rows has rank {rank}: some "
+                             "cluster is empty or the batch is smaller than the number of "
+                             "clusters")
+    y64 = y_tilde.double()
+    a = y64.T @ y64
+    jitter = eps * a.diagonal().sum().clamp_min(1e-12) / n_clusters
+    a = a + jitter * torch.eye(n_clusters, dtype=a.dtype, device=a.device)
+    chol, _ = torch.linalg.cholesky_ex(a)  # the _ex form never syncs with the host
+    eye = torch.eye(n_clusters, dtype=a.dtype, device=a.device)
+    l_inv = torch.linalg.solve_triangular(chol, eye, upper=False)
+    w = (math.sqrt(m) * l_inv.T).to(y_tilde.dtype)
+    return y_tilde @ w, w
+
+
+#: the loss weights and their paper values
+DEFAULT_WEIGHTS = {"mi_weight": 0.01, "kl_weight": 1.0, "relative_weight": 1.0,
+                   "plain_weight": 0.5}
+
+
+def loss_weights(recipe: dict[str, Any]) -> dict[str, float]:
+    """The four weights of a recipe, paper values where it does not set them."""
+    return {name: float(recipe.get(name, value)) for name, value in DEFAULT_WEIGHTS.items()}
+
+
+def autoencoder_terms(model: nn.Module, xb: torch.Tensor, weights: dict[str, float],
+                      ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Eq. 12 and the MI part of Eq. 10 on a batch xb (B, C, H, W).
+
+    Returns:
+        terms: ``plain``, ``relative`` (when on), ``mi_global``, ``mi_local`` (when on) and
+            ``partial`` = reconstruction + mi_weight * (mi_global + mi_local), all scalars;
+        mu, logvar: (B, d), for the KL term of the caller.
+    """
+    middle, phi, mu, logvar = model.features(xb)
+    noisy = weights["relative_weight"] > 0 or weights["mi_weight"] > 0
+    z_hat = model.sample(mu, logvar) if noisy else mu
+    x_clean = model.decode(mu)
+    x_noisy = model.decode(z_hat) if weights["relative_weight"] > 0 else None
+    terms = dual_reconstruction(xb, x_clean, x_noisy, weights["relative_weight"],
+                                weights["plain_weight"])
+    partial = terms.pop("reconstruction")
+    if weights["mi_weight"] > 0:
+        perm = torch.randperm(xb.shape[0], device=xb.device)
+        shuffled = z_hat[perm]
+        terms["mi_global"] = jsd_mi_loss(model.global_logits(phi, z_hat),
+                                         model.global_logits(phi, shuffled))
+        terms["mi_local"] = jsd_mi_loss(model.local_logits(middle, z_hat),
+                                        model.local_logits(middle, shuffled))
+        partial = partial + weights["mi_weight"] * (terms["mi_global"] + terms["mi_local"])
+    terms["partial"] = partial
+    return terms, mu, logvar

@@ -1,0 +1,131 @@
+"""k-nearest-neighbour graph of the latent codes: the ``knn-graph`` init algorithm (DSCDAN,
+Yang et al., CVPR 2019, Eq. 14 and Sect. 4.3: "probabilistic K-nearest neighbors ... the number
+of neighbors is set to 3").
+
+* :func:`exact_knn`: blockwise ``torch.cdist`` + ``topk`` (rows in blocks, never the N x N
+  matrix), on any torch device;
+* :func:`approximate_knn`: pynndescent's NN-descent, used beyond ``approximate_above`` points
+  (10^5 [default], the design's threshold);
+* :func:`gaussian_affinity`: W_ij = exp(-d_ij^2 / (2 sigma^2)) on the kNN edges, sigma the median
+  over all points of the distance to the ``scale_neighbor``-th neighbour (SpectralNet's rule,
+  ``scale_nbr = 2`` [code]);
+* :func:`knn_graph_arrays`: the init stage's entry point; it also runs k-means on the codes, whose
+  labels are the prediction of the "ConvAE + k-means" ablations and whose centres start the
+  cluster means m_k of Eq. 19 [default] (the code starts them at zero).
+
+A point is never its own neighbour [default]. The fine-tuning stage builds its affinities per
+mini-batch as the paper does; the global graph's bandwidth can replace the per-batch one
+(``bandwidth: global`` in the method recipe).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from stages.init import kmeans_init
+
+#: points beyond which the approximate search is used [default]
+APPROXIMATE_ABOVE = 100_000
+
+
+def exact_knn(z: np.ndarray | torch.Tensor, n_neighbors: int, block: int = 2048,
+              device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours (excluding the point itself) of every row of z (N, d).
+
+    Rows are processed in blocks of ``block``: each block's distances to all N points (block, N)
+    are computed with ``torch.cdist`` and reduced with ``topk``.
+
+    Returns:
+        (indices (N, k) int64, Euclidean distances (N, k) float32), nearest first.
+    """
+    zt = torch.as_tensor(np.asarray(z, dtype=np.float32) if not torch.is_tensor(z) else z,
+                         dtype=torch.float32, device=device)
+    n = zt.shape[0]
+    if not 1 <= n_neighbors < n:
+        raise ValueError(f"n_neighbors must lie in [1, {n - 1}] for {n} points; got {n_neighbors}")
+    indices, distances = [], []
+    with torch.inference_mode():
+        for start in range(0, n, block):
+            stop = min(start + block, n)
+            d2 = torch.cdist(zt[start:stop], zt).pow(2)                 # (block, N)
+            rows = torch.arange(stop - start, device=zt.device)
+            d2[rows, rows + start] = float("inf")
+            dist, idx = torch.topk(d2, n_neighbors, dim=1, largest=False)
+            indices.append(idx.cpu())
+            distances.append(dist.sqrt().cpu())
+    return torch.cat(indices).numpy().astype(np.int64), torch.cat(distances).numpy()
+
+
+def approximate_knn(z: np.ndarray, n_neighbors: int, seed: int = 0,
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate k nearest neighbours (excluding the point itself) with pynndescent.
+
+    Returns:
+        (indices (N, k) int64, Euclidean distances (N, k) float32), nearest first.
+    """
+    from pynndescent import NNDescent
+
+    z = np.ascontiguousarray(z, dtype=np.float32)
+    index = NNDescent(z, n_neighbors=n_neighbors + 1, metric="euclidean", random_state=seed,
+                      n_jobs=1, low_memory=True)
+    idx, dist = index.neighbor_graph
+    own = idx == np.arange(z.shape[0])[:, None]
+    # drop each row's own entry (or, where NN-descent missed it, the farthest one)
+    drop = np.where(own.any(axis=1), own.argmax(axis=1), n_neighbors)
+    keep = np.ones_like(idx, dtype=bool)
+    keep[np.arange(z.shape[0]), drop] = False
+    n = z.shape[0]
+    return (idx[keep].reshape(n, n_neighbors).astype(np.int64),
+            dist[keep].reshape(n, n_neighbors).astype(np.float32))
+
+
+def gaussian_affinity(distances: np.ndarray, n_neighbors: int,
+                      scale_neighbor: int) -> tuple[np.ndarray, float]:
+    """Eq. 14 on kNN distances (N, k'), k' >= max(n_neighbors, scale_neighbor).
+
+    Returns:
+        (affinities (N, n_neighbors) float32, sigma): sigma is the median distance to the
+        ``scale_neighbor``-th neighbour.
+    """
+    sigma = max(float(np.median(distances[:, scale_neighbor - 1])), 1e-12)
+    weights = np.exp(-distances[:, :n_neighbors] ** 2 / (2.0 * sigma**2))
+    return weights.astype(np.float32), sigma
+
+
+def knn_graph(z: np.ndarray, n_neighbors: int = 3, scale_neighbor: int = 2,
+              approximate_above: int = APPROXIMATE_ABOVE, seed: int = 0,
+              ) -> dict[str, np.ndarray]:
+    """The kNN graph of z (N, d): exact up to ``approximate_above`` points, approximate beyond.
+
+    Returns:
+        ``neighbors`` (N, k) int64, ``distances`` (N, k) float32, ``affinities`` (N, k) float32,
+        ``sigma`` (1,) float32.
+    """
+    if n_neighbors < 1 or scale_neighbor < 1:
+        raise ValueError(f"n_neighbors and scale_neighbor must be >= 1; got {n_neighbors}, "
+                         f"{scale_neighbor}")
+    k = max(n_neighbors, scale_neighbor)
+    if z.shape[0] > approximate_above:
+        idx, dist = approximate_knn(z, k, seed)
+    else:
+        idx, dist = exact_knn(z, k)
+    affinities, sigma = gaussian_affinity(dist, n_neighbors, scale_neighbor)
+    return {"neighbors": idx[:, :n_neighbors], "distances": dist[:, :n_neighbors],
+            "affinities": affinities, "sigma": np.array([sigma], dtype=np.float32)}
+
+
+def knn_graph_arrays(z: np.ndarray, n_clusters: int, recipe: dict[str, Any],
+                     seed: int) -> dict[str, np.ndarray]:
+    """The ``knn-graph`` init: :func:`knn_graph` of z (N, d) plus k-means ``centres`` (K, d) and
+    ``labels`` (N,) with ``n_init`` restarts.
+
+    ``recipe``: ``n_neighbors`` (3 [paper]), ``scale_neighbor`` (2 [code]),
+    ``approximate_above`` (10^5 [default]), ``n_init`` (20 [default]).
+    """
+    graph = knn_graph(z, int(recipe.get("n_neighbors", 3)), int(recipe.get("scale_neighbor", 2)),
+                      int(recipe.get("approximate_above", APPROXIMATE_ABOVE)), seed)
+    centres, labels = kmeans_init(z, n_clusters, int(recipe.get("n_init", 20)), seed)
+    return {**graph, "centres": centres, "labels": labels}

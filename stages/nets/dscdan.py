@@ -1,0 +1,181 @@
+"""DSCDAN's dual autoencoder (Yang et al., CVPR 2019, Sect. 3.1, Fig. 3 and Table 2).
+
+One network holds everything the pretraining objective (Eq. 13) and the clustering phase (Eq. 20)
+train, so that the pretrain stage saves it in one file and the finetune stage gets it back:
+
+* encoder E: the per-dataset conv stack of Table 2 ([recon] in the spec: MNIST / Fashion
+  3x3x16 s2, 3x3x16 s1, 3x3x32 s2, 3x3x32 s1; USPS-sized 16x16 images 3x3x16 s2, 3x3x32 s2;
+  YTF-sized 55x55 images the 4-layer stack with 5x5 kernels), 'same' padding, LeakyReLU(0.2)
+  [code], then Flatten and two linear heads ``mu`` and ``logvar`` of size 120 [paper] / two heads
+  [code]; the clean code is z = mu(x);
+* the noisy transformer psi: z_hat = mu + exp(logvar / 2) * eps, eps ~ N(0, I) ([code], the
+  default), or the paper's multiplicative Gaussian noise z_hat = mu * eps, eps ~ N(1, s^2)
+  (``noise: multiplicative``, s = ``noise_std``, [default] 0.2);
+* decoder D, shared by z and z_hat: Linear(120 -> last feature map), LeakyReLU, transposed convs
+  mirroring the encoder (channels reversed) and a final stride-1 transposed conv to the input
+  channels. The code ends with a sigmoid; [default] the output is linear (``output: linear``),
+  because with the sigmoid and Adam 1e-3 the reconstruction stalled at an all-black image
+  (per-sample SSE 88 on mnist5k for 200 steps, the codes' scale growing to ~20) while the linear
+  output reached SSE 14 in 150 steps (measured); ``output: sigmoid`` restores the code's;
+* the global MI discriminator T1 on [phi(x); z] (phi: the flattened last encoder map),
+  FC(120)-ReLU x3 - FC(1) [default, the code's width];
+* the local MI discriminator T2 on the middle encoder map C (output of enc-2; of enc-1 for the
+  2-layer stack) with z tiled over its grid: 1x1 conv(120)-ReLU x2 - 1x1 conv(1) [default].
+
+Glorot-uniform weights, zero biases (Keras defaults, as in the authors' code).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stages.nets.dec import keras_init_
+from stages.nets.shapes import check_dscdan_input, conv_output_size, transposed_output_padding
+
+#: [recon] Table 2 as (kernel, channels, stride) per encoder layer, by image side; the strides
+#: are the code's (2, 1, 2, 1) for the 4-layer stacks and [default] (2, 2) for USPS
+DSCDAN_LAYERS: dict[int, tuple[tuple[int, int, int], ...]] = {
+    28: ((3, 16, 2), (3, 16, 1), (3, 32, 2), (3, 32, 1)),
+    16: ((3, 16, 2), (3, 32, 2)),
+    55: ((5, 16, 2), (5, 16, 1), (5, 32, 2), (5, 32, 1)),
+}
+NOISE_KINDS = ("gaussian", "multiplicative")
+OUTPUTS = ("linear", "sigmoid")
+
+
+def dscdan_layers(side: int) -> tuple[tuple[int, int, int], ...]:
+    """Table 2's encoder layers for images of ``side``; [default] other sides >= 24 take the MNIST
+    stack, smaller ones the USPS stack."""
+    if side in DSCDAN_LAYERS:
+        return DSCDAN_LAYERS[side]
+    return DSCDAN_LAYERS[28] if side >= 24 else DSCDAN_LAYERS[16]
+
+
+class DualAutoencoder(nn.Module):
+    """DSCDAN's dual autoencoder with its two MI discriminators.
+
+    Args:
+        input_shape: (C, H, W), values in [0, 1].
+        latent_dim: size of mu, logvar and the code (120 [paper]).
+        layers: encoder layers as (kernel, channels, stride); default :func:`dscdan_layers`.
+        middle: 1-based index of the encoder layer whose output feeds the local discriminator
+            (default 2, or 1 for a 2-layer stack).
+        noise: ``gaussian`` (reparameterised, [code]) or ``multiplicative`` (the paper's words).
+        noise_std: s of the multiplicative noise N(1, s^2).
+        disc_width: hidden width of the global discriminator (120 [code]).
+        local_width: hidden width of the local one (default ``disc_width``); it runs at every
+            position of the middle map, so it dominates the cost on a CPU.
+        leaky_slope: LeakyReLU slope of encoder and decoder.
+        output: ``linear`` ([default]) or ``sigmoid`` ([code]) decoder output.
+    """
+
+    def __init__(self, input_shape: Sequence[int], latent_dim: int = 120,
+                 layers: Sequence[Sequence[int]] | None = None, middle: int | None = None,
+                 noise: str = "gaussian", noise_std: float = 0.2, disc_width: int = 120,
+                 local_width: int | None = None, leaky_slope: float = 0.2,
+                 output: str = "linear"):
+        super().__init__()
+        check_dscdan_input(input_shape)
+        c_in, h, w = (int(s) for s in input_shape)
+        self.input_shape = (c_in, h, w)
+        if noise not in NOISE_KINDS:
+            raise ValueError(f"unknown noise '{noise}'; valid choices: {', '.join(NOISE_KINDS)}")
+        self.noise, self.noise_std = noise, float(noise_std)
+        if output not in OUTPUTS:
+            raise ValueError(f"unknown output '{output}'; valid choices: {', '.join(OUTPUTS)}")
+        self.output = output
+        self.embedding_dim = self.latent_dim = int(latent_dim)
+        self.leaky_slope = float(leaky_slope)
+        spec = [tuple(int(v) for v in layer) for layer in (layers or dscdan_layers(min(h, w)))]
+        self.middle = int(middle) if middle is not None else (2 if len(spec) >= 3 else 1)
+        if not 1 <= self.middle <= len(spec):
+            raise ValueError(f"middle layer {self.middle} outside the {len(spec)} encoder layers")
+        sizes = [(h, w)]
+        for kernel, _, stride in spec:
+            sh, sw = sizes[-1]
+            sizes.append((conv_output_size(sh, kernel, stride, kernel // 2),
+                          conv_output_size(sw, kernel, stride, kernel // 2)))
+        channels = [c_in] + [c for _, c, _ in spec]
+        self.encoder = nn.ModuleList(
+            nn.Conv2d(channels[i], channels[i + 1], k, stride=s, padding=k // 2)
+            for i, (k, _, s) in enumerate(spec))
+        self._map_shape = (channels[-1], *sizes[-1])
+        flat = channels[-1] * sizes[-1][0] * sizes[-1][1]
+        self.mu = nn.Linear(flat, self.latent_dim)
+        self.logvar = nn.Linear(flat, self.latent_dim)
+        self.defc = nn.Linear(self.latent_dim, flat)
+        deconvs = []
+        for i in reversed(range(len(spec))):  # undo encoder layer i: channels[i+1] -> channels[i]
+            k, _, s = spec[i]
+            pad = (transposed_output_padding(sizes[i][0], sizes[i + 1][0], k, k // 2, s),
+                   transposed_output_padding(sizes[i][1], sizes[i + 1][1], k, k // 2, s))
+            deconvs.append(nn.ConvTranspose2d(channels[i + 1], max(channels[i], channels[1]), k,
+                                              stride=s, padding=k // 2, output_padding=pad))
+        self.decoder = nn.ModuleList(deconvs)
+        k_out = spec[0][0]
+        self.out = nn.ConvTranspose2d(max(channels[0], channels[1]), c_in, k_out, stride=1,
+                                      padding=k_out // 2)
+        self.global_disc = nn.Sequential(
+            nn.Linear(flat + self.latent_dim, disc_width), nn.ReLU(),
+            nn.Linear(disc_width, disc_width), nn.ReLU(),
+            nn.Linear(disc_width, disc_width), nn.ReLU(),
+            nn.Linear(disc_width, 1))
+        c_mid = channels[self.middle]
+        lw = int(local_width) if local_width is not None else int(disc_width)
+        self.local_disc = nn.Sequential(
+            nn.Conv2d(c_mid + self.latent_dim, lw, 1), nn.ReLU(),
+            nn.Conv2d(lw, lw, 1), nn.ReLU(),
+            nn.Conv2d(lw, 1, 1))
+        keras_init_(self)
+
+    # ------------------------------------------------------------------------- encoder / decoder
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                 torch.Tensor]:
+        """x (B, C, H, W) -> (middle map (B, c_mid, h_mid, w_mid), phi (B, F) the flattened last
+        map, mu (B, d), logvar (B, d))."""
+        h, middle = x, x
+        for level, conv in enumerate(self.encoder, start=1):
+            h = F.leaky_relu(conv(h), self.leaky_slope)
+            if level == self.middle:
+                middle = h
+        phi = h.flatten(1)
+        return middle, phi, self.mu(phi), self.logvar(phi)
+
+    def sample(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """The noisy transformer psi: (mu, logvar) (B, d) -> z_hat (B, d)."""
+        eps = torch.randn_like(mu)
+        if self.noise == "gaussian":
+            return mu + torch.exp(0.5 * logvar) * eps
+        return mu * (1.0 + self.noise_std * eps)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Clean code z = mu(x): (B, C, H, W) -> (B, d)."""
+        return self.features(x)[2]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, d) -> reconstruction (B, C, H, W)."""
+        h = F.leaky_relu(self.defc(z), self.leaky_slope).view(z.shape[0], *self._map_shape)
+        for deconv in self.decoder:
+            h = F.leaky_relu(deconv(h), self.leaky_slope)
+        out = self.out(h)
+        return torch.sigmoid(out) if self.output == "sigmoid" else out
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clean pathway: (z (B, d), x_hat (B, C, H, W))."""
+        z = self.encode(x)
+        return z, self.decode(z)
+
+    # ---------------------------------------------------------------------------- discriminators
+    def global_logits(self, phi: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """T1: phi (B, F), z (B, d) -> logits (B,)."""
+        return self.global_disc(torch.cat([phi, z], dim=1)).squeeze(1)
+
+    def local_logits(self, middle: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """T2: middle map (B, c, h, w), z (B, d) tiled over the grid -> logits (B, h, w)."""
+        b, _, hh, ww = middle.shape
+        tiled = z[:, :, None, None].expand(b, z.shape[1], hh, ww)
+        return self.local_disc(torch.cat([middle, tiled], dim=1)).squeeze(1)

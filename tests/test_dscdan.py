@@ -1,0 +1,285 @@
+"""DSCDAN: dual autoencoder, losses, orthonormalisation, kNN graph, pretraining and clustering
+phase (tiny sizes; the workflow test runs the methods end to end)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.neighbors import NearestNeighbors
+
+from stages.config import validate
+from stages.errors import ConfigError
+from stages.methods import dscdan
+from stages.methods.dscdan_losses import (
+    gaussian_kl,
+    jsd_mi_loss,
+    knn_affinity,
+    mixture_kl,
+    orthonormalize,
+    spectral_loss,
+)
+from stages.methods.dscdan_pretrain import pretrain_dscdan
+from stages.methods.knn_graph import approximate_knn, exact_knn, knn_graph, knn_graph_arrays
+from stages.nets import build_network
+from stages.train import Checkpointer
+
+torch.set_num_threads(1)
+
+
+def test_network_shapes_for_each_table2_stack():
+    for shape, middle in [((1, 28, 28), (16, 14, 14)), ((1, 16, 16), (16, 8, 8)),
+                          ((3, 55, 55), (16, 28, 28))]:
+        net = build_network("dscdan", shape, {"latent_dim": 12, "disc_width": 8})
+        x = torch.rand(3, *shape)
+        mid, phi, mu, logvar = net.features(x)
+        assert mid.shape == (3, *middle) and mu.shape == logvar.shape == (3, 12)
+        assert net.decode(mu).shape == x.shape
+        sigmoid = build_network("dscdan", shape, {"latent_dim": 12, "output": "sigmoid"})
+        assert sigmoid.decode(mu).min() >= 0 and sigmoid.decode(mu).max() <= 1
+        assert net.global_logits(phi, mu).shape == (3,)
+        assert net.local_logits(mid, mu).shape == (3, *middle[1:])
+
+
+def test_noise_kinds():
+    torch.manual_seed(0)
+    mu, logvar = torch.ones(4, 6), torch.full((4, 6), -100.0)
+    gauss = build_network("dscdan", (1, 16, 16), {"latent_dim": 6})
+    assert torch.allclose(gauss.sample(mu, logvar), mu)  # no variance: no noise
+    mult = build_network("dscdan", (1, 16, 16), {"latent_dim": 6, "noise": "multiplicative",
+                                                 "noise_std": 0.5})
+    assert not torch.allclose(mult.sample(mu, logvar), mu)
+    assert torch.equal(mult.sample(torch.zeros(4, 6), logvar), torch.zeros(4, 6))
+    with pytest.raises(ValueError, match="valid choices: gaussian, multiplicative"):
+        build_network("dscdan", (1, 16, 16), {"noise": "uniform"})
+    with pytest.raises(ValueError, match="valid choices: linear, sigmoid"):
+        build_network("dscdan", (1, 16, 16), {"output": "tanh"})
+
+
+def test_flat_or_tiny_inputs_are_rejected():
+    with pytest.raises(ConfigError, match="dual autoencoder"):
+        build_network("dscdan", (64,))
+    with pytest.raises(ConfigError, match="at least 8x8"):
+        build_network("dscdan", (1, 4, 4))
+
+
+def test_orthonormalisation_gives_identity_gram():
+    gen = torch.Generator().manual_seed(0)
+    for m, k in [(64, 4), (200, 10), (1024, 10)]:
+        y_tilde = torch.softmax(torch.randn(m, k, generator=gen) * 3, dim=1)
+        y, w = orthonormalize(y_tilde)
+        assert w.shape == (k, k)
+        assert torch.allclose(y.T @ y / m, torch.eye(k), atol=1e-3)
+
+
+def test_orthonormalisation_guards_rank_deficient_batches():
+    y_tilde = torch.softmax(torch.randn(50, 4), dim=1)
+    y_tilde[:, 3] = 0.0  # a cluster no sample of the batch uses
+    y, w = orthonormalize(y_tilde)  # guarded: finite, no factorisation failure
+    assert torch.isfinite(y).all() and torch.isfinite(w).all()
+    gram = y.T @ y / 50
+    assert torch.allclose(gram[:3, :3], torch.eye(3), atol=1e-3)
+    with pytest.raises(ValueError, match="rank 4 .* has rank 3"):
+        orthonormalize(y_tilde, check=True)
+
+
+def test_spectral_loss_on_a_hand_built_graph():
+    # two pairs joined by edges of weight 1 and 0.5: (1/m^2) sum_ij W_ij ||y_i - y_j||^2
+    w = torch.zeros(4, 4)
+    w[0, 1] = w[1, 0] = 1.0
+    w[2, 3] = w[3, 2] = 0.5
+    y = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [0.0, 0.0]])
+    expected = (2 * 1.0 * 1.0 + 2 * 0.5 * 4.0) / 16
+    assert spectral_loss(w, y).item() == pytest.approx(expected)
+    assert spectral_loss(w, y, "m").item() == pytest.approx(expected * 4)
+    # points that share a cluster's output cost nothing
+    assert spectral_loss(w, torch.tensor([[1.0, 0], [1.0, 0], [0, 1.0], [0, 1.0]])).item() == 0
+    with pytest.raises(ValueError, match="valid choices: m2, m"):
+        spectral_loss(w, y, "n")
+
+
+def test_batch_affinity_is_the_symmetrised_knn_gaussian():
+    z = torch.tensor([[0.0], [1.0], [3.0], [10.0]])
+    w = knn_affinity(z, n_neighbors=1, sigma=1.0)
+    assert torch.equal(w, w.T) and torch.equal(w.diagonal(), torch.zeros(4))
+    e1, e4, e49 = np.exp(-0.5), np.exp(-2.0), np.exp(-24.5)
+    # nearest neighbours: 0->1, 1->0, 2->1, 3->2
+    assert w[0, 1].item() == pytest.approx(e1)
+    assert w[1, 2].item() == pytest.approx(e4 / 2) and w[2, 3].item() == pytest.approx(e49 / 2)
+    assert w[0, 2].item() == 0 and w[0, 3].item() == 0
+    # the median rule: the distance to the 2nd neighbour, median over the batch
+    w_auto = knn_affinity(z, n_neighbors=1, scale_neighbor=2)
+    sigma = np.median([3.0, 2.0, 3.0, 9.0])
+    assert w_auto[0, 1].item() == pytest.approx(np.exp(-1 / (2 * sigma**2)))
+
+
+def test_mi_estimator_sign():
+    # a discriminator that separates positive from negative pairs lowers the loss
+    pos, neg = torch.full((32,), 5.0), torch.full((32,), -5.0)
+    separated = jsd_mi_loss(pos, neg)
+    blind = jsd_mi_loss(torch.zeros(32), torch.zeros(32))
+    assert separated < blind and blind.item() == pytest.approx(2 * np.log(2))
+    assert jsd_mi_loss(neg, pos) > blind  # the wrong way round is worse
+
+
+def test_kl_terms():
+    mu, logvar = torch.zeros(5, 3), torch.zeros(5, 3)
+    assert gaussian_kl(mu, logvar).item() == 0
+    means = torch.tensor([[0.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
+    uniform = torch.full((5, 2), 0.5)
+    # Eq. 19 with uniform pi: half of ||mu - m_2||^2 / 2; the categorical term vanishes
+    assert mixture_kl(mu, logvar, uniform, means).item() == pytest.approx(0.5 * 0.5 * 4.0)
+    onehot = torch.tensor([[1.0, 0.0]]).repeat(5, 1)
+    assert mixture_kl(mu, logvar, onehot, means).item() == pytest.approx(np.log(2))
+
+
+def test_exact_knn_matches_sklearn():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(300, 7)).astype(np.float32)
+    idx, dist = exact_knn(z, 4, block=64)  # several blocks
+    ref_dist, ref_idx = NearestNeighbors(n_neighbors=5).fit(z).kneighbors(z)
+    assert np.array_equal(idx, ref_idx[:, 1:])
+    assert np.allclose(dist, ref_dist[:, 1:], atol=1e-4)
+
+
+def test_approximate_knn_is_close_to_exact():
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(600, 5)).astype(np.float32)
+    idx, dist = approximate_knn(z, 3, seed=0)
+    assert idx.shape == (600, 3) and not (idx == np.arange(600)[:, None]).any()
+    exact, _ = exact_knn(z, 3)
+    recall = np.mean([len(set(a) & set(b)) / 3 for a, b in zip(idx, exact, strict=True)])
+    assert recall > 0.9
+
+
+def test_knn_graph_init_arrays_and_threshold():
+    rng = np.random.default_rng(2)
+    z = np.concatenate([rng.normal(0, 0.1, (40, 3)), rng.normal(5, 0.1, (40, 3))]).astype(
+        np.float32)
+    arrays = knn_graph_arrays(z, 2, {"n_neighbors": 3, "n_init": 2}, seed=0)
+    assert arrays["neighbors"].shape == arrays["affinities"].shape == (80, 3)
+    assert arrays["centres"].shape == (2, 3) and arrays["labels"].shape == (80,)
+    assert np.all((arrays["affinities"] > 0) & (arrays["affinities"] <= 1))
+    # neighbours never cross the gap between the two blobs
+    assert np.all((arrays["neighbors"] < 40) == (np.arange(80) < 40)[:, None])
+    approx = knn_graph(z, 3, approximate_above=50)  # above the threshold: NN-descent
+    assert approx["neighbors"].shape == (80, 3)
+    with pytest.raises(ValueError, match="n_neighbors must lie in"):
+        exact_knn(z[:3], 3)
+
+
+def _tiny_data(n_per: int = 20) -> tuple[torch.Tensor, np.ndarray]:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(2 * n_per, 1, 16, 16, generator=gen) * 0.2
+    x[:n_per, :, :8] += 0.7
+    x[n_per:, :, 8:] += 0.7
+    return x.clamp(0, 1), np.repeat([0, 1], n_per)
+
+
+def _tiny_net():
+    return build_network("dscdan", (1, 16, 16), {"latent_dim": 8, "disc_width": 16})
+
+
+RECIPE = {"epochs": 2, "batch_size": 10, "optimizer": {"name": "adam", "lr": 1e-3},
+          "checkpoint_every": 4}
+
+
+def test_pretraining_logs_the_terms_switched_on():
+    x, _ = _tiny_data()
+    torch.manual_seed(0)
+    full = pretrain_dscdan(_tiny_net(), x, RECIPE, seed=0, log_every=4)
+    assert {"loss", "plain", "relative", "mi_global", "mi_local", "kl"} <= set(full.history[0])
+    plain = pretrain_dscdan(_tiny_net(), x, {**RECIPE, "mi_weight": 0, "kl_weight": 0,
+                                             "relative_weight": 0}, seed=0, log_every=4)
+    assert set(plain.history[0]) == {"kind", "step", "epoch", "loss", "plain"}
+    assert full.steps == plain.steps == 8
+
+
+def test_pretraining_resumes_to_the_same_weights(tmp_path):
+    x, _ = _tiny_data()
+    torch.manual_seed(0)
+    straight = _tiny_net()
+    state0 = {k: v.clone() for k, v in straight.state_dict().items()}
+    pretrain_dscdan(straight, x, RECIPE, seed=0, log_every=2)
+    # an interrupted run: stop after the first checkpoint, then resume
+    torch.manual_seed(0)
+    first = _tiny_net()
+    first.load_state_dict(state0)
+    ckpt = Checkpointer(tmp_path / "checkpoint.pt")
+    pretrain_dscdan(first, x, {**RECIPE, "epochs": 1}, seed=0, log_every=2, checkpoint=ckpt)
+    saved = torch.load(ckpt.path, weights_only=False)
+    saved["finished"] = False
+    torch.save(saved, ckpt.path)
+    resumed = _tiny_net()
+    resumed.load_state_dict(state0)
+    result = pretrain_dscdan(resumed, x, RECIPE, seed=0, log_every=2, checkpoint=ckpt)
+    assert result.resumed_from == 4
+    for key, value in straight.state_dict().items():
+        assert torch.allclose(value, resumed.state_dict()[key], atol=1e-6), key
+
+
+FINETUNE = {"batch_size": 16, "lr": 1e-3, "max_epochs": 3, "steps_per_check": 2, "tol": 0.0,
+            "widths": [16, 16, 8], "checkpoint_every": 2}
+
+
+def test_finetune_runs_eq20_and_predicts(tmp_path):
+    x, y = _tiny_data()
+    torch.manual_seed(0)
+    net = _tiny_net()
+    pretrain_dscdan(net, x, RECIPE, seed=0, log_every=4)
+    z = net.encode(x).detach().numpy()
+    init = knn_graph_arrays(z, 2, {"n_init": 2}, seed=0)
+    result = dscdan.finetune(net, x, init, FINETUNE, seed=0, y_true=y, log_every=2,
+                             checkpoint=Checkpointer(tmp_path / "checkpoint.pt"))
+    assert result.labels.shape == (40,) and result.embedding.shape == (40, 8)
+    assert result.info["steps"] == 6 and result.info["checks"] == 3
+    train = [r for r in result.history if r["kind"] == "train"]
+    assert {"spectral", "kl", "mi_global", "mi_local", "relative", "plain"} <= set(train[0])
+    checks = [r for r in result.history if r["kind"] == "check"]
+    assert "acc" in checks[0] and "check_loss" in checks[1]
+    assert "spectral.w_orth" in result.state_dict and "means" in result.state_dict
+    # the stored factor orthonormalises the last batch's outputs, not the identity
+    assert not torch.equal(result.state_dict["spectral.w_orth"], torch.eye(2))
+    global_bw = dscdan.finetune(_tiny_net(), x, init, {**FINETUNE, "bandwidth": "global",
+                                                       "predict": "spectral-kmeans"}, seed=0)
+    assert global_bw.labels.shape == (40,)
+
+
+def test_finetune_rejects_bad_settings():
+    x, _ = _tiny_data()
+    init = {"centres": np.zeros((2, 8), np.float32), "labels": np.zeros(40, np.int64)}
+    with pytest.raises(ValueError, match="needs the knn-graph init's 'sigma'"):
+        dscdan.finetune(_tiny_net(), x, init, {**FINETUNE, "bandwidth": "global"}, seed=0)
+    with pytest.raises(ValueError, match="valid choices: batch, global"):
+        dscdan.finetune(_tiny_net(), x, init, {**FINETUNE, "bandwidth": "local"}, seed=0)
+    with pytest.raises(ValueError, match="below the number of clusters"):
+        dscdan.finetune(_tiny_net(), x, {**init, "centres": np.zeros((20, 8), np.float32)},
+                        {**FINETUNE, "batch_size": 10}, seed=0)
+    with pytest.raises(ValueError, match="valid choices: softmax, spectral-kmeans"):
+        dscdan.finetune(_tiny_net(), x, init, {**FINETUNE, "max_epochs": 1,
+                                               "predict": "vote"}, seed=0)
+
+
+def _config(**method) -> dict:
+    return {"datasets": {"synthetic": {"methods": ["m"]}},
+            "autoencoders": {"a": {"net": "dscdan", "objective": "dscdan",
+                                   "optimizer": {"name": "adam", "lr": 1e-3},
+                                   "batch_size": 10, "epochs": 1},
+                             "s": {"net": "sae", "optimizer": {"name": "adam", "lr": 1e-3},
+                                   "batch_size": 10, "epochs": 1}},
+            "inits": {"g": {"algorithm": "knn-graph"}, "k": {"algorithm": "kmeans"}},
+            "methods": {"m": {"family": "dscdan", "ae": "a", "init": "g", "head": "dscdan",
+                              **method}}}
+
+
+def test_config_checks():
+    validate(_config())
+    with pytest.raises(ConfigError, match="head 'dscdan' needs an autoencoder with net 'dscdan'"):
+        validate(_config(ae="s"))
+    with pytest.raises(ConfigError, match="bandwidth 'global' needs an init with algorithm "
+                                          "'knn-graph'"):
+        validate(_config(init="k", bandwidth="global"))
+    bad = _config()
+    bad["autoencoders"]["s"]["objective"] = "dscdan"
+    with pytest.raises(ConfigError, match="objective 'dscdan' needs net 'dscdan'"):
+        validate(bad)
