@@ -26,7 +26,14 @@ from stages.methods.common import reconstruction_mse
 from stages.models import save_model
 from stages.nets import EMBEDDING_IS_N_CLUSTERS, UNIT_INPUT, build_network
 from stages.provenance import provenance
-from stages.train import Checkpointer, LoopConfig, LoopResult, run_loop, steps_per_epoch
+from stages.train import (
+    Checkpointer,
+    LoopConfig,
+    LoopResult,
+    LossFn,
+    run_loop,
+    steps_per_epoch,
+)
 
 log = logging.getLogger("stages.pretrain")
 
@@ -61,13 +68,24 @@ def pretrain_autoencoder(model: torch.nn.Module, x: torch.Tensor, recipe: dict, 
         _, x_hat = model(xb)
         return {"loss": reconstruction_mse(x_hat, xb, recipe.get("reconstruction", "mean"))}
 
-    spe = steps_per_epoch(x.shape[0], recipe["batch_size"])
+    return train_epochs(model, loss_fn, x.shape[0], x.device, recipe, seed=seed,
+                        log_every=log_every, checkpoint=checkpoint,
+                        desc=f"pretrain {recipe.get('name', '')}")
+
+
+def train_epochs(model: torch.nn.Module, loss_fn: LossFn, n_samples: int, device: torch.device,
+                 recipe: dict, *, seed: int, log_every: int = 20,
+                 checkpoint: Checkpointer | None = None, desc: str = "pretrain") -> LoopResult:
+    """Minimise ``loss_fn`` over all of ``model``'s parameters for ``recipe['epochs']`` epochs
+    of shuffled batches of ``recipe['batch_size']``, with the optimizer of
+    ``recipe['optimizer']``: the plain pretraining schedule the objectives share.
+    """
+    spe = steps_per_epoch(n_samples, recipe["batch_size"])
     cfg = LoopConfig(batch_size=recipe["batch_size"], max_steps=recipe["epochs"] * spe,
                      shuffle=True, seed=seed, log_every=min(log_every, spe),
                      checkpoint_every=recipe.get("checkpoint_every", 1000))
     return run_loop(model, make_optimizer(list(model.parameters()), recipe["optimizer"]), loss_fn,
-                    x.shape[0], cfg, x.device, checkpoint=checkpoint,
-                    desc=f"pretrain {recipe.get('name', '')}")
+                    n_samples, cfg, device, checkpoint=checkpoint, desc=desc)
 
 
 def check_unit_range(net: str, x: np.ndarray, source: str) -> None:

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from stages.methods.dscdan_losses import autoencoder_terms, gaussian_kl, loss_weights
-from stages.pretrain import make_optimizer
-from stages.train import Checkpointer, LoopConfig, LoopResult, run_loop, steps_per_epoch
+from stages.pretrain import train_epochs
+from stages.train import Checkpointer, LoopResult
 
 
 def pretrain_dscdan(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, seed: int,
@@ -49,10 +49,6 @@ def pretrain_dscdan(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *
             loss = loss + weights["kl_weight"] * terms["kl"]
         return {"loss": loss, **terms}
 
-    spe = steps_per_epoch(x.shape[0], recipe["batch_size"])
-    cfg = LoopConfig(batch_size=recipe["batch_size"], max_steps=recipe["epochs"] * spe,
-                     shuffle=True, seed=seed, log_every=min(log_every, spe),
-                     checkpoint_every=recipe.get("checkpoint_every", 1000))
-    return run_loop(model, make_optimizer(list(model.parameters()), recipe["optimizer"]), loss_fn,
-                    x.shape[0], cfg, x.device, checkpoint=checkpoint,
-                    desc=f"pretrain {recipe.get('name', 'dscdan')}")
+    return train_epochs(model, loss_fn, x.shape[0], x.device, recipe, seed=seed,
+                        log_every=log_every, checkpoint=checkpoint,
+                        desc=f"pretrain {recipe.get('name', 'dscdan')}")

@@ -31,8 +31,8 @@ from torch import nn
 
 from stages.errors import ConfigError
 from stages.methods.common import reconstruction_mse
-from stages.pretrain import make_optimizer
-from stages.train import Checkpointer, LoopConfig, LoopResult, run_loop, steps_per_epoch
+from stages.pretrain import train_epochs
+from stages.train import Checkpointer, LoopResult
 
 #: corruption types of :func:`corrupt`
 NOISE_TYPES = ("gaussian", "masking")
@@ -68,10 +68,6 @@ def pretrain_denoising(model: nn.Module, x: torch.Tensor, recipe: dict, *, seed:
         _, x_hat = model(corrupt(xb, noise, noise_type))
         return {"loss": reconstruction_mse(x_hat, xb, reduction)}
 
-    spe = steps_per_epoch(x.shape[0], recipe["batch_size"])
-    cfg = LoopConfig(batch_size=recipe["batch_size"], max_steps=recipe["epochs"] * spe,
-                     shuffle=True, seed=seed, log_every=min(log_every, spe),
-                     checkpoint_every=recipe.get("checkpoint_every", 1000))
-    return run_loop(model, make_optimizer(list(model.parameters()), recipe["optimizer"]), loss_fn,
-                    x.shape[0], cfg, x.device, checkpoint=checkpoint,
-                    desc=f"pretrain {recipe.get('name', '')} (denoising)")
+    return train_epochs(model, loss_fn, x.shape[0], x.device, recipe, seed=seed,
+                        log_every=log_every, checkpoint=checkpoint,
+                        desc=f"pretrain {recipe.get('name', '')} (denoising)")
