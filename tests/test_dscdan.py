@@ -283,3 +283,24 @@ def test_config_checks():
     bad["autoencoders"]["s"]["objective"] = "dscdan"
     with pytest.raises(ConfigError, match="objective 'dscdan' needs net 'dscdan'"):
         validate(bad)
+
+
+def test_loss_change_predicts_all_samples_once_per_pass_of_training_data():
+    from stages.methods.dscdan import LossChange
+
+    class Counting(torch.nn.Module):
+        calls = 0
+
+        def probabilities(self, x):
+            Counting.calls += x.shape[0]
+            return torch.softmax(x[:, :2], dim=1)
+
+    x = torch.randn(30, 4)
+    hook = LossChange(Counting(), x, None, period=2, tol=0.0, predict_every=3)
+    for step in range(0, 12, 2):
+        hook.add(torch.tensor(1.0))
+        assert hook(step) is False  # tol 0: never stops
+    assert Counting.calls == 2 * 30  # checks 0 and 3 of six
+    with_labels = [r for r in hook.rows if "delta_label" in r]
+    assert [r["step"] for r in with_labels] == [0, 6]
+    assert all(r["kind"] == "check" and "check_loss" in r for r in hook.rows)
