@@ -1,11 +1,13 @@
 """Reading and writing the workflow's artifacts: HDF5 arrays with attributes, JSON, CSV.
 
 Every writer is atomic: it writes ``<name>.tmp-<pid>`` beside the target and renames it, so a
-killed job never leaves a file that looks finished.
+killed job never leaves a file that looks finished. The half-written file a killed writer leaves
+behind is deleted by the next successful write of the same target.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,16 +23,28 @@ from stages.errors import DataFileError
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
+
+    After the rename, leftovers of earlier writers of the same target that were killed mid-write
+    (``<name>.tmp-<other pid>``) are deleted too.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
     try:
         yield tmp
         os.replace(tmp, target)
+        remove_partial_writes(target)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def remove_partial_writes(path: str | os.PathLike) -> None:
+    """Delete the ``<name>.tmp-<pid>`` files that killed writers of ``path`` left behind."""
+    target = Path(path)
+    for leftover in target.parent.glob(f"{glob.escape(target.name)}.tmp-*"):
+        leftover.unlink(missing_ok=True)
 
 
 def _attr_value(value: Any) -> Any:

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from stages.artifacts import atomic_path, remove_partial_writes
 from stages.errors import DataFileError, NonFiniteLossError
 
 log = logging.getLogger("stages.train")
@@ -94,10 +95,8 @@ class Checkpointer:
     def save(self, state: dict[str, Any]) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + f".tmp-{os.getpid()}")
-        torch.save(state, tmp)
-        os.replace(tmp, self.path)
+        with atomic_path(self.path) as tmp:
+            torch.save(state, tmp)
 
     def load(self) -> dict[str, Any] | None:
         if self.path is None or not self.path.exists():
@@ -115,11 +114,13 @@ class Checkpointer:
         return Checkpointer(self.path.with_name(f"{self.path.stem}-{name}{self.path.suffix}"))
 
     def remove(self) -> None:
-        """Delete this checkpoint and those of its phases."""
+        """Delete this checkpoint and those of its phases, with the half-written copies that a
+        job killed while saving one leaves behind."""
         if self.path is None:
             return
         for path in [self.path, *self.path.parent.glob(f"{self.path.stem}-*{self.path.suffix}")]:
             path.unlink(missing_ok=True)
+            remove_partial_writes(path)
 
 
 def steps_per_epoch(n_samples: int, batch_size: int) -> int:

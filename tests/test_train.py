@@ -76,6 +76,22 @@ def test_resume_after_kill_gives_identical_weights(tmp_path):
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in full.history]
 
 
+def test_checkpoint_half_written_by_a_killed_job_is_cleaned_up(tmp_path):
+    ckpt = Checkpointer(tmp_path / "checkpoint.pt")
+    phase = ckpt.phase("rbm1")
+    # what a job killed inside torch.save leaves: partial files named after the dead writer's pid
+    for path in (ckpt.path, phase.path):
+        path.with_name(path.name + ".tmp-999999").write_bytes(b"half a pickle")
+    ckpt.save({"step": 3})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint-rbm1.pt.tmp-999999", "checkpoint.pt"]  # a save clears its own leftovers
+    assert ckpt.load() == {"step": 3}
+    phase.save({"step": 1})
+    ckpt.path.with_name("checkpoint.pt.tmp-999998").write_bytes(b"killed again")
+    ckpt.remove()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_nan_loss_names_epoch_term_and_checkpoint(tmp_path):
     model, opt, loss_fn = _problem()
     ckpt = Checkpointer(tmp_path / "checkpoint.pt")
