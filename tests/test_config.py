@@ -70,6 +70,7 @@ def test_semantic_errors_name_value_and_choices(config, edit, message):
     lambda c: c.update(device="gpu0"),
     lambda c: c["autoencoders"]["sae"].update(epochs={"paper": 400}),
     lambda c: c["methods"]["dec"].update(tol=2),
+    lambda c: c["methods"]["rmn-gmm"].update(separation_distance="cosine"),
     lambda c: c.update(unknown_key=1),
 ])
 def test_schema_rejects_malformed_values(config, edit):

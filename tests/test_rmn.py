@@ -17,6 +17,7 @@ from stages.methods import rmn_pretrain as rp
 from stages.methods.gmm_init import gmm_arrays
 from stages.methods.rmn import (
     RMN,
+    distance_scale,
     finetune,
     gmm_directions,
     log_gaussians,
@@ -125,6 +126,49 @@ def test_neighbour_sets_are_the_nearest_other_centres():
     assert separation(means, nbrs).item() == pytest.approx(expected)
     with pytest.raises(ValueError, match=r"n_neighbours must lie in \[0, 4\]"):
         neighbour_sets(means, 5)
+
+
+def test_normalized_distance_divides_by_the_mean_pairwise_squared_distance():
+    means = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]], dtype=torch.float64)
+    # pairs: |(3,0)|^2 = 9, |(0,4)|^2 = 16, |(3,-4)|^2 = 25; mean over the 6 ordered pairs = 50/3
+    assert distance_scale(means, "euclidean").item() == 1.0
+    assert distance_scale(means, "normalized").item() == pytest.approx(50 / 3)
+    nbrs = neighbour_sets(means, 1)
+    scale = distance_scale(means, "normalized")
+    assert separation(means, nbrs, scale).item() == pytest.approx(
+        separation(means, nbrs).item() / (50 / 3))
+    # stretching the whole code space leaves the normalised S(mu) unchanged
+    stretched = means * 7.0
+    assert separation(stretched, nbrs, distance_scale(stretched, "normalized")).item() == \
+        pytest.approx(separation(means, nbrs, scale).item())
+    # Eq. 10's eta term is divided by the same (constant) scale; the likelihood term is not
+    means3, variances, weights = _random_gmm(k=3, d=2)
+    y = torch.randn(5, 2, dtype=torch.float64)
+    nbrs3 = neighbour_sets(means3, 1)
+    plain = gmm_directions(y, means3, variances, weights, nbrs3, 0.0)[0]
+    eta_term = gmm_directions(y, means3, variances, weights, nbrs3, 0.1)[0] - plain
+    scaled = gmm_directions(y, means3, variances, weights, nbrs3, 0.1, 4.0)[0] - plain
+    torch.testing.assert_close(scaled, eta_term / 4.0)
+    with pytest.raises(ValueError, match="'euclidean' or 'normalized'; got 'cosine'"):
+        distance_scale(means, "cosine")
+
+
+def test_normalized_separation_keeps_the_centres_near_the_data():
+    # three well-separated blobs, the mixture at the right place: with Eq. 5's squared
+    # Euclidean distance a large eta drives the centres away; the normalised one does not
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]])
+    data = (centres.repeat_interleave(100, 0) + 0.3 * torch.randn(300, 2, generator=gen))
+    norms = {}
+    for distance in ("euclidean", "normalized"):
+        rmn = RMN(centres.clone(), torch.full((3, 2), 0.09), torch.full((3,), 1 / 3))
+        for _ in range(300):
+            y = data[torch.randint(0, 300, (64,), generator=gen)]
+            mu, var, w = rmn.parameters_now()
+            rmn.ascend(gmm_directions(y, mu, var, w, neighbour_sets(mu, 1), 1.0,
+                                      distance_scale(mu, distance)), lr=0.01, momentum=0.9)
+        norms[distance] = rmn.means.norm(dim=1).max().item()
+    assert norms["normalized"] < 5.0 < 50.0 < norms["euclidean"]
 
 
 def test_eta_defaults_and_rejects_negative_values():
