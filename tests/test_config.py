@@ -71,6 +71,8 @@ def test_semantic_errors_name_value_and_choices(config, edit, message):
     lambda c: c["autoencoders"]["sae"].update(epochs={"paper": 400}),
     lambda c: c["methods"]["dec"].update(tol=2),
     lambda c: c["methods"]["rmn-gmm"].update(separation_distance="cosine"),
+    lambda c: c["methods"]["rmn-gmm"].update(reconstruction="max"),
+    lambda c: c["methods"]["rmn-gmm"].update(reconstruction_weight=-1),
     lambda c: c.update(unknown_key=1),
 ])
 def test_schema_rejects_malformed_values(config, edit):

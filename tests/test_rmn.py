@@ -24,6 +24,7 @@ from stages.methods.rmn import (
     log_likelihood,
     neighbour_sets,
     posteriors,
+    rescale_code,
     resolve_eta,
     separation,
 )
@@ -452,8 +453,6 @@ def test_interrupted_finetune_resumes_to_the_same_result(tmp_path, monkeypatch):
 
 
 def test_rescaled_code_keeps_the_clustering():
-    from stages.methods.rmn import rescale_code
-
     x_np, _ = _blobs()
     x = torch.as_tensor(x_np)
     torch.manual_seed(0)
@@ -464,10 +463,49 @@ def test_rescaled_code_keeps_the_clustering():
     means, variances, weights = (torch.as_tensor(init[k]) for k in ("means", "variances",
                                                                      "weights"))
     before = posteriors(z, means, variances, weights)
+    with torch.no_grad():
+        reconstruction = ae.decode(z)
     scale, means_s, variances_s = rescale_code(ae, x, means, variances)
     with torch.no_grad():
         z_s = ae.encode(x)
+        torch.testing.assert_close(ae.decode(z_s), reconstruction, atol=1e-5, rtol=1e-4)
     assert scale == pytest.approx(float(z.std()), rel=1e-5)
     assert float(z_s.std()) == pytest.approx(1.0, rel=1e-4)
     torch.testing.assert_close(posteriors(z_s, means_s, variances_s, weights), before,
                                atol=1e-5, rtol=1e-4)
+
+
+def test_reconstruction_weight_trains_the_decoder_beside_the_likelihood():
+    x_np, _ = _blobs()
+    x = torch.as_tensor(x_np)
+    torch.manual_seed(0)
+    ae = RBMAutoencoder((4,), hidden=(8, 2))
+    state = copy.deepcopy(ae.state_dict())
+    with torch.no_grad():
+        init = gmm_arrays(ae.encode(x).numpy(), 3, {}, seed=0)
+    params = {"eta": 0.01, "epochs": 2, "lr": 0.01, "encoder_lr": 0.01, "batch_size": 32}
+
+    def decoder_after(**extra) -> tuple[dict[str, torch.Tensor], object]:
+        model = RBMAutoencoder((4,), hidden=(8, 2))
+        model.load_state_dict(state)
+        result = finetune(model, x, init, {**params, **extra}, seed=0, log_every=1)
+        return {k: v.clone() for k, v in model.decoder.state_dict().items()}, result
+
+    # the paper's stage 3: the decoder keeps its weights (up to the code rescaling)
+    torch.manual_seed(0)
+    reference = RBMAutoencoder((4,), hidden=(8, 2))
+    reference.load_state_dict(state)
+    rescale_code(reference, x, torch.as_tensor(init["means"]), torch.as_tensor(init["variances"]))
+    unused, paper = decoder_after()
+    for key, value in reference.decoder.state_dict().items():
+        torch.testing.assert_close(unused[key], value)
+    assert paper.info["reconstruction_weight"] == 0.0
+    assert not any("reconstruction" in row for row in paper.history)
+
+    trained, with_rec = decoder_after(reconstruction_weight=1.0)
+    assert any(not torch.equal(trained[k], unused[k]) for k in trained)
+    rows = [row for row in with_rec.history if "reconstruction" in row]
+    assert rows and all(row["loss"] > -row["log_likelihood"] for row in rows)
+
+    with pytest.raises(ValueError, match="unknown reduction 'max'"):
+        decoder_after(reconstruction_weight=1.0, reconstruction="max")

@@ -46,7 +46,8 @@ the paper does not give, and a short stage 1 gave codes with variances near 1e-6
 the floor. η: ``auto`` = 0.01 for K ≤ 10, else 0.001 [default: the paper picks η with
 labels]; DeepGMM is η = 0 [paper]. No stopping rule: a fixed number of iterations (50k [paper],
 given in epochs in the config). Prediction: argmax posterior p(c_k | y) [default]. The decoder
-is not used [paper].
+is not used [paper] unless ``reconstruction_weight`` > 0, an option beyond the paper that keeps
+stage 1's reconstruction loss beside the likelihood (as IDEC does beside DEC's loss).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ import torch
 from torch import nn
 
 from stages.errors import DataFileError
-from stages.methods.common import FinetuneResult, target_update_row, to_device
+from stages.methods.common import FinetuneResult, reconstruction_mse, target_update_row, to_device
 from stages.train import Checkpointer, LoopConfig, map_batches, run_loop, steps_per_epoch
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -239,7 +240,8 @@ class RMN(nn.Module):
 
 
 class RMNClusterer(nn.Module):
-    """An autoencoder's encoder f_θ with the RMN on its representations (decoder unused)."""
+    """An autoencoder's encoder f_θ with the RMN on its representations (the decoder is used only
+    with ``reconstruction_weight`` > 0)."""
 
     def __init__(self, autoencoder: nn.Module, rmn: RMN):
         super().__init__()
@@ -308,12 +310,16 @@ def rescale_code(autoencoder: nn.Module, x: torch.Tensor, means: torch.Tensor,
     The last linear layer of ``autoencoder.encoder`` is divided by s = std of the codes of x
     (all entries), and the GMM (fitted on the unscaled codes) becomes (μ/s, σ²/s²): the same
     clustering, the same posteriors, but the paper's fixed learning rates and the variance floor
-    now act on a representation of known scale. Returns (s, means (K, D), variances (K, D)).
+    now act on a representation of known scale. The first linear layer of the decoder is
+    multiplied by s, so the autoencoder still reconstructs as before.
+    Returns (s, means (K, D), variances (K, D)).
     """
     last = [m for m in autoencoder.encoder.modules() if isinstance(m, nn.Linear)][-1]
+    first_decoder = next(m for m in autoencoder.decoder.modules() if isinstance(m, nn.Linear))
     scale = float(map_batches(autoencoder.encode, x).std())
     last.weight.div_(scale)
     last.bias.div_(scale)
+    first_decoder.weight.mul_(scale)
     return scale, means / scale, variances / scale ** 2
 
 
@@ -332,7 +338,12 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
             parameters, and of the encoder unless ``encoder_lr`` is given), ``encoder_lr``,
             ``momentum``, ``min_variance``, ``min_weight``, ``monitor_every_epochs``,
             ``standardise`` (:func:`rescale_code` first; default true),
-            ``separation_distance`` (``euclidean`` or ``normalized``, :func:`distance_scale`).
+            ``separation_distance`` (``euclidean`` or ``normalized``, :func:`distance_scale`),
+            ``reconstruction_weight`` (default 0 [paper]: the decoder is not used in stage 3;
+            w > 0 adds ``w * reconstruction_mse(decode(y), x, reconstruction)`` to the loss
+            and trains the decoder with the encoder, as IDEC keeps its autoencoder's loss, an
+            option beyond the paper) and ``reconstruction`` (its reduction, default ``sum``
+            as stage 1's |x - x_r|²).
     """
     missing = [k for k in ("means", "variances", "weights") if k not in init]
     if missing:
@@ -357,8 +368,11 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
     momentum = float(params.get("momentum", 0.9))
     encoder_lr = float(params.get("encoder_lr", params["lr"]))
     gmm_lr_scale = float(params["lr"]) / encoder_lr   # the GMM's lr follows the same steps
-    optimizer = torch.optim.SGD(autoencoder.encoder.parameters(), lr=encoder_lr,
-                                momentum=momentum)
+    w_rec = float(params.get("reconstruction_weight", 0.0))
+    reduction = str(params.get("reconstruction", "sum"))
+    reconstruction_mse(x[:1], x[:1], reduction)           # a bad reduction fails before training
+    trained = autoencoder if w_rec > 0 else autoencoder.encoder
+    optimizer = torch.optim.SGD(trained.parameters(), lr=encoder_lr, momentum=momentum)
     batch = int(params["batch_size"])
     spe = steps_per_epoch(x.shape[0], batch)
     scheduler = torch.optim.lr_scheduler.StepLR(
@@ -377,8 +391,13 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
             rmn.ascend(gmm_directions(y.detach(), means, variances, weights, neighbours, eta,
                                       scale),
                        optimizer.param_groups[0]["lr"] * gmm_lr_scale, momentum)
-        return {"loss": -ll, "log_likelihood": ll.detach(), "separation": sep,
-                "objective": ll.detach() + eta * sep}
+        terms = {"loss": -ll, "log_likelihood": ll.detach(), "separation": sep,
+                 "objective": ll.detach() + eta * sep}
+        if w_rec > 0:
+            reconstruction = reconstruction_mse(autoencoder.decode(y), x[idx], reduction)
+            terms["reconstruction"] = reconstruction.detach()
+            terms["loss"] = terms["loss"] + w_rec * reconstruction
+        return terms
 
     cfg = LoopConfig(batch_size=batch, max_steps=int(params["epochs"]) * spe, shuffle=True,
                      seed=seed, log_every=min(log_every, spe),
@@ -396,6 +415,7 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
         history=history, state_dict=model.state_dict(),
         info={"steps": result.steps, "eta": eta, "n_neighbours": n_neighbours,
               "separation_distance": distance,
+              "reconstruction_weight": w_rec,
               "code_scale": scale,
               "min_variance": float(rmn.variances.min()),
               "max_centre_norm": float(rmn.means.norm(dim=1).max()),
