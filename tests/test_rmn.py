@@ -323,6 +323,17 @@ def _blobs(n_per: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float32), y
 
 
+def _tiny_autoencoder_and_gmm() -> tuple[torch.Tensor, dict[str, torch.Tensor], dict]:
+    """The blobs (N, 4), the initial state of a 4-8-2 RBMAutoencoder, and a GMM on its codes."""
+    x = torch.as_tensor(_blobs()[0])
+    torch.manual_seed(0)
+    ae = RBMAutoencoder((4,), hidden=(8, 2))
+    state = copy.deepcopy(ae.state_dict())
+    with torch.no_grad():
+        init = gmm_arrays(ae.encode(x).numpy(), 3, {}, seed=0)
+    return x, state, init
+
+
 def test_gmm_init_writes_a_valid_mixture():
     z, y = _blobs()
     arrays = gmm_arrays(z, 3, {}, seed=0)
@@ -414,13 +425,7 @@ def test_reference_rows_of_the_rmn_gmm_paper():
 def test_interrupted_finetune_resumes_to_the_same_result(tmp_path, monkeypatch):
     from stages.methods import rmn as rmn_module
 
-    x_np, y = _blobs()
-    x = torch.as_tensor(x_np)
-    torch.manual_seed(0)
-    ae = RBMAutoencoder((4,), hidden=(8, 2))
-    state = copy.deepcopy(ae.state_dict())
-    with torch.no_grad():
-        init = gmm_arrays(ae.encode(x).numpy(), 3, {}, seed=0)
+    x, state, init = _tiny_autoencoder_and_gmm()
     params = {"eta": 0.01, "epochs": 3, "lr": 0.01, "encoder_lr": 0.01, "batch_size": 32,
               "lr_step_epochs": 1, "checkpoint_every": 4}
 
@@ -476,13 +481,7 @@ def test_rescaled_code_keeps_the_clustering():
 
 
 def test_reconstruction_weight_trains_the_decoder_beside_the_likelihood():
-    x_np, _ = _blobs()
-    x = torch.as_tensor(x_np)
-    torch.manual_seed(0)
-    ae = RBMAutoencoder((4,), hidden=(8, 2))
-    state = copy.deepcopy(ae.state_dict())
-    with torch.no_grad():
-        init = gmm_arrays(ae.encode(x).numpy(), 3, {}, seed=0)
+    x, state, init = _tiny_autoencoder_and_gmm()
     params = {"eta": 0.01, "epochs": 2, "lr": 0.01, "encoder_lr": 0.01, "batch_size": 32}
 
     def decoder_after(**extra) -> tuple[dict[str, torch.Tensor], object]:
