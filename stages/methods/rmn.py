@@ -381,7 +381,8 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
                                                    * spe))
 
     def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        y = autoencoder.encode(x[idx])
+        xb = x[idx]
+        y = autoencoder.encode(xb)
         means, variances, weights = rmn.parameters_now()
         ll = log_likelihood(y, means, variances, weights).mean()
         neighbours = neighbour_sets(means, n_neighbours)
@@ -394,7 +395,7 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
         terms = {"loss": -ll, "log_likelihood": ll.detach(), "separation": sep,
                  "objective": ll.detach() + eta * sep}
         if w_rec > 0:
-            reconstruction = reconstruction_mse(autoencoder.decode(y), x[idx], reduction)
+            reconstruction = reconstruction_mse(autoencoder.decode(y), xb, reduction)
             terms["reconstruction"] = reconstruction.detach()
             terms["loss"] = terms["loss"] + w_rec * reconstruction
         return terms
