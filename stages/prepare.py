@@ -3,9 +3,12 @@
     python -m stages.prepare --dataset NAME --manifest data/raw/NAME/manifest.json \
         --out results/data/NAME.h5 [--params JSON]
 
-Writes ``X`` float32 (N,C,H,W) and ``y`` int64 (N,) with attributes ``name``, ``n_clusters``,
-``source``, ``raw_sha256``, ``preprocessing``, ``input_shape``, ``n_samples``, ``kind``,
-``params`` and ``provenance``. Every raw file is re-hashed against the manifest first.
+Writes ``X`` float32 (N,C,H,W), ``y`` int64 (N,) and ``source_index`` int64 (N,) with attributes
+``name``, ``n_clusters``, ``source``, ``raw_sha256``, ``preprocessing``, ``input_shape``,
+``n_samples``, ``kind``, ``order_seed``, ``params`` and ``provenance``. Every raw file is re-hashed
+against the manifest first. The samples are stored in a fixed random order (a permutation drawn
+from ``order_seed``), so that the order of the file does not encode the label; sample ``i`` is
+sample ``source_index[i]`` of the loader's (file) order.
 """
 
 from __future__ import annotations
@@ -29,6 +32,14 @@ from stages.provenance import provenance
 
 log = logging.getLogger("stages.prepare")
 
+#: seed of the fixed permutation every prepared dataset is stored in (recorded as ``order_seed``)
+ORDER_SEED = 0
+
+
+def sample_order(n_samples: int, seed: int = ORDER_SEED) -> np.ndarray:
+    """The fixed permutation (n_samples,) int64 of the loader's order a dataset is stored in."""
+    return np.random.default_rng(seed).permutation(n_samples).astype(np.int64)
+
 
 def prepare(dataset: str, manifest: str | os.PathLike, out: str | os.PathLike,
             params: Mapping[str, Any] | None = None) -> Path:
@@ -40,20 +51,24 @@ def prepare(dataset: str, manifest: str | os.PathLike, out: str | os.PathLike,
     X = np.ascontiguousarray(loaded.X, dtype=np.float32)
     y = np.ascontiguousarray(loaded.y, dtype=np.int64)
     validate_arrays(X, y, loaded.n_clusters, f"{dataset} (built from {manifest})")
+    order = sample_order(X.shape[0])
+    X, y = np.ascontiguousarray(X[order]), np.ascontiguousarray(y[order])
     attrs = {
         "name": dataset,
         "n_clusters": int(loaded.n_clusters),
         "source": str(record.get("source", "")),
         "raw_sha256": {entry["name"]: entry["sha256"] for entry in record["files"]},
-        "preprocessing": loaded.preprocessing,
+        "preprocessing": f"{loaded.preprocessing}; samples stored in a fixed random order "
+                         f"(permutation of seed {ORDER_SEED}, source_index = file position)",
         "input_shape": list(X.shape[1:]),
         "n_samples": int(X.shape[0]),
         "kind": str(record.get("kind", spec.kind)),
+        "order_seed": ORDER_SEED,
         "params": resolved,
         "provenance": provenance({"dataset": dataset, "params": resolved,
                                   "manifest": str(manifest)}, seed=resolved.get("seed")),
     }
-    write_arrays(out, {"X": X, "y": y}, attrs)
+    write_arrays(out, {"X": X, "y": y, "source_index": order}, attrs)
     log.info("%s: wrote %s, X %s, %d clusters", dataset, out, X.shape, loaded.n_clusters)
     return Path(out)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.artifacts import write_arrays
+from stages.artifacts import read_arrays, write_arrays
 from stages.data.dataset import Dataset, read_dataset
 from stages.data.idx import read_idx, write_idx
 from stages.data.manifest import fetch_raw, verify_manifest
@@ -129,6 +129,26 @@ def test_prepare_mnist5k(tmp_path):
     assert manifest["kind"] == "offline" and Path(manifest["files"][0]["path"]).is_absolute()
 
 
+def _longest_run(y: np.ndarray) -> int:
+    """Length of the longest run of equal consecutive labels."""
+    starts = np.flatnonzero(np.diff(y) != 0) + 1
+    return int(np.diff(np.concatenate([[0], starts, [len(y)]])).max())
+
+
+@pytest.mark.parametrize("name", ["mnist5k", "digits", "synthetic"])
+def test_prepared_order_does_not_encode_the_label(tmp_path, name):
+    """mnist5k's source is sorted by class (500 zeros, then 500 ones, ...); sequential batches
+    of the stored order must mix the classes, so no run of 50 samples is one class."""
+    ds = _fetch_prepare(tmp_path, name)
+    assert ds.attrs["order_seed"] == 0
+    assert _longest_run(ds.y) < 50
+    index = read_arrays(tmp_path / "results" / f"{name}.h5",
+                        required=("source_index",))[0]["source_index"]
+    assert sorted(index.tolist()) == list(range(ds.n_samples))
+    if name == "mnist5k":  # the file order is sorted, the stored one is not
+        assert _longest_run(ds.y[np.argsort(index)]) == 500
+
+
 def test_prepare_synthetic_is_deterministic_and_clusterable(tmp_path):
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score
@@ -163,7 +183,9 @@ def test_prepare_fashion_from_source_dir(tmp_path):
     assert ds.X.shape == (30, 1, 28, 28) and ds.X.dtype == np.float32
     assert ds.n_clusters == 10 and 0.0 <= ds.X.min() and ds.X.max() <= 1.0
     train = read_idx(folder / "train-images-idx3-ubyte.gz")
-    np.testing.assert_allclose(ds.X[:20, 0] * 255, train, atol=1e-3)  # train first, then t10k
+    out = tmp_path / "results" / "fashion.h5"
+    first = np.argsort(read_arrays(out, required=("source_index",))[0]["source_index"])
+    np.testing.assert_allclose(ds.X[first[:20], 0] * 255, train, atol=1e-3)  # train, then t10k
     assert ds.attrs["kind"] == "local-folder"
     assert sorted(ds.attrs["raw_sha256"]) == sorted(IDX_NAMES)
     assert str(folder.resolve()) in ds.attrs["source"]

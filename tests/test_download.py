@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stages.artifacts import read_arrays
 from stages.data import registry
 from stages.data.dataset import read_dataset
 from stages.data.download import MIRROR_ENV, candidate_urls, fetch_remote_file
@@ -173,7 +174,8 @@ def test_usps_fetch_and_prepare_with_patched_registry(server, tmp_path, monkeypa
     prepare("usps", raw / "manifest.json", tmp_path / "usps.h5")
     ds = read_dataset(tmp_path / "usps.h5")
     assert ds.X.shape == (30, 1, 16, 16) and ds.n_clusters == 10
-    assert ds.y.tolist()[:10] == list(range(10))  # labels 1..10 -> 0..9, file order kept
+    index = read_arrays(tmp_path / "usps.h5", required=("source_index",))[0]["source_index"]
+    assert ds.y[np.argsort(index)].tolist()[:10] == list(range(10))  # labels 1..10 -> 0..9
     # default "unit": (x + 1) / 2 in [0, 1], what DCEC's code fed its CAE ([0, 2] data / 2)
     assert 0.0 <= ds.X.min() and ds.X.max() <= 1.0 and ds.X.max() > 0.9
     assert (ds.X == 0.5).any()  # sparse zeros (value 0 in [-1, 1]) filled in, then scaled
