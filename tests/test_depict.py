@@ -299,7 +299,18 @@ def test_warm_start_fits_the_kmeans_labels_before_the_joint_phase(tmp_path):
     assert 3 <= len(checks) <= 7 and all(0 <= c <= 1 for c in checks)  # patience 2, cap 6
     assert all(r["step"] <= 0 for r in warm)  # before the joint phase on the step axis
     joint = [r for r in result.history if r.get("phase") != "warm-start"]
+    share, joint = joint[0], joint[1:]
+    assert share["kind"] == "gradient_share"  # Eq. 12's terms, once before the joint phase
+    assert share["grad_share_clustering"] + share["grad_share_reconstruction"] == (
+        pytest.approx(1.0))
+    assert share["grad_norm_clustering"] > 0 and share["grad_norm_reconstruction"] > 0
     assert joint[0]["kind"] == "target" and joint[0]["step"] == 0
+    # the label-free diagnostics of every refresh
+    for row in (r for r in joint if r["kind"] == "target"):
+        assert 0 <= row["smallest_share"] <= row["largest_share"] <= 1
+        assert 1 / 3 <= row["sharpness"] <= 1 and 1 / 3 <= row["target_sharpness"] <= 1
+        assert 0 <= row["code_saturated"] <= 1 and 0 <= row["code_dead_dims"] <= 3
+        assert row["populated"] <= 3 and isinstance(row["collapsed"], bool)
     assert (tmp_path / "checkpoint-warmstart.pt").exists()
 
 

@@ -3,6 +3,7 @@ error, and :class:`FinetuneResult`, what every fine-tuning driver returns."""
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,12 @@ import torch
 
 from stages.metrics import cluster_acc, nmi
 
+log = logging.getLogger("stages.methods")
+
 _EPS = 1e-12
+
+#: a clustering whose largest cluster holds more than this share of the points has collapsed
+COLLAPSE_LARGEST = 0.9
 
 
 def target_distribution(q: torch.Tensor, power: float = 2.0,
@@ -72,13 +78,74 @@ class FinetuneResult:
     info: dict[str, Any]
 
 
+def assignment_diagnostics(labels: torch.Tensor, n_clusters: int,
+                           probabilities: torch.Tensor | None = None) -> dict[str, Any]:
+    """Label-free signals of a clustering: the shares of the smallest and largest cluster, the
+    number of populated clusters, whether it collapsed (one cluster above
+    :data:`COLLAPSE_LARGEST` of the points, or fewer than K/2 clusters populated) and, given the
+    soft assignments (N, K), their sharpness (mean of each row's largest probability).
+
+    Args:
+        labels: hard assignments (N,) in 0..n_clusters-1.
+    """
+    counts = torch.bincount(labels.reshape(-1).long(), minlength=n_clusters)[:n_clusters]
+    shares = counts.double() / max(1, labels.numel())
+    populated = int((counts > 0).sum())
+    largest = float(shares.max())
+    row: dict[str, Any] = {
+        "smallest_share": float(shares.min()), "largest_share": largest,
+        "populated": populated,
+        "collapsed": bool(largest > COLLAPSE_LARGEST or populated < n_clusters / 2)}
+    if probabilities is not None:
+        row["sharpness"] = float(probabilities.float().max(dim=1).values.mean())
+    return row
+
+
+def gradient_shares(model: torch.nn.Module,
+                    weighted_terms: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Each weighted loss term's share of the gradient norm on the trainable parameters.
+
+    ``weighted_terms``: name -> scalar term as it enters the loss (weight included), all on one
+    autograd graph. Returns a history row (``kind='gradient_share'``) with ``grad_norm_<name>``
+    (L2 norm over all trainable parameters) and ``grad_share_<name>`` (that norm over the sum of
+    the terms' norms). The graph is kept, so the caller may still back-propagate the sum.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    norms: dict[str, float] = {}
+    for name, term in weighted_terms.items():
+        grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+        norms[name] = float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads
+                                           if g is not None)))
+    total = sum(norms.values()) or 1.0
+    row: dict[str, Any] = {"kind": "gradient_share", "step": 0}
+    for name, value in norms.items():
+        row[f"grad_norm_{name}"] = value
+        row[f"grad_share_{name}"] = value / total
+    return row
+
+
 def target_update_row(step: int, labels: torch.Tensor, previous: torch.Tensor | None,
-                      y_true: np.ndarray | None, nmi_variant: str) -> dict[str, Any]:
-    """History row of a target update: the fraction of labels (N,) that changed since
-    ``previous`` (NaN at the first update) and, for monitoring only, ACC and NMI against the
-    true labels when given (never used for any decision)."""
+                      y_true: np.ndarray | None, nmi_variant: str, *,
+                      n_clusters: int | None = None,
+                      probabilities: torch.Tensor | None = None) -> dict[str, Any]:
+    """History row of a target update or monitor step.
+
+    Label-free: the fraction of labels (N,) that changed since ``previous`` (NaN at the first
+    update) and :func:`assignment_diagnostics` (K from ``n_clusters`` or the width of
+    ``probabilities`` (N, K)); a collapse is logged as a warning naming the step. For
+    monitoring only, ACC and NMI against the true labels when given (never used for any
+    decision).
+    """
     delta = math.nan if previous is None else float((labels != previous).float().mean())
     row: dict[str, Any] = {"kind": "target", "step": step, "delta_label": delta}
+    k = n_clusters if n_clusters is not None else (
+        None if probabilities is None else int(probabilities.shape[1]))
+    if k is not None:
+        row.update(assignment_diagnostics(labels, k, probabilities))
+        if row["collapsed"]:
+            log.warning("step %d: the assignments collapsed: largest cluster %.1f%% of the "
+                        "points, %d of %d clusters populated", step,
+                        100 * row["largest_share"], row["populated"], k)
     if y_true is not None:
         pred = labels.cpu().numpy()
         row.update(acc=cluster_acc(y_true, pred), nmi=nmi(y_true, pred, nmi_variant))

@@ -87,7 +87,7 @@ class TargetUpdate:
         self.model.train()
         self.p = target_distribution(q)
         labels = q.argmax(dim=1)
-        row = target_update_row(step, labels, self.labels, self.y_true, "sqrt")
+        row = target_update_row(step, labels, self.labels, self.y_true, "sqrt", probabilities=q)
         self.labels = labels
         self.rows.append(row)
         return step > 0 and row["delta_label"] < self.tol

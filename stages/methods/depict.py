@@ -17,9 +17,9 @@ Choices where the paper is silent ([code]: the authors' Theano code, [default]: 
   network. Without it the initial soft-max is near uniform, the 1e-7 stop rule fires at once and
   SdA / RdA collapse to one cluster (measured on mnist5k).
 * Q is refreshed once per epoch [code] from the clean soft-max outputs stored while training that
-  epoch; stop when mean((Q_t - Q_{t-1})^2) < 1e-7 [code] or at the epoch cap. ``target: sqrt``
-  is the paper's Eq. 7, ``target: dec`` the code's p^2/f. ``hidden_weight`` weighs the hidden
-  layers' reconstruction terms (paper 1, code 0.1).
+  epoch; stop when mean((Q_t - Q_{t-1})^2) < 1e-7 [code] or at the epoch cap. ``target: dec``
+  (default) is the code's p^2/f, ``target: sqrt`` the paper's Eq. 7. ``hidden_weight`` weighs the
+  hidden layers' reconstruction terms (default 0.1 [code], paper 1).
 * The soft-max layer has a bias; its weights start as the unit-norm k-means centres [code].
 * SdA and RdA fine-tune with the clustering loss only (``reconstruction_weight: 0``), as the
   paper describes them ("the encoder pathway is then fine-tuned using the clustering objective").
@@ -35,7 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stages.methods.common import FinetuneResult, target_update_row, to_device
+from stages.methods.common import (
+    FinetuneResult,
+    gradient_shares,
+    target_update_row,
+    to_device,
+)
 from stages.methods.depict_losses import (
     depict_target,
     layerwise_reconstruction,
@@ -117,8 +122,13 @@ class TargetRefresh:
             q_new = depict_target(self.p_epoch, self.rule)
             labels = self.p_epoch.argmax(dim=1)  # the predictions made during the epoch
         change = (math.nan if self.q is None else float(q_change(q_new, self.q)))
-        row = {**target_update_row(step, labels, self.labels, self.y_true, "max"),
-               "q_change": change}
+        # sharpness of the clean P the new Q is made from (of Q itself at the one-hot start)
+        probabilities = q_new if self.initial_q is not None and step == 0 else self.p_epoch
+        row = {**target_update_row(step, labels, self.labels, self.y_true, "max",
+                                   probabilities=probabilities),
+               "q_change": change, "target_sharpness": float(q_new.max(dim=1).values.mean()),
+               **code_diagnostics(map_batches(self.model.autoencoder.encode, self.x,
+                                              self.eval_batch))}
         self.q, self.labels = q_new, labels
         self.rows.append(row)
         return step > 0 and change < self.tol
@@ -131,6 +141,26 @@ class TargetRefresh:
         self.q, self.p_epoch, self.labels = to_device(self.x.device, state["q"],
                                                       state["p_epoch"], state["labels"])
         self.rows = list(state["rows"])
+
+
+def code_diagnostics(z: torch.Tensor, saturation: float = 0.95,
+                     dead_std: float = 1e-2) -> dict[str, Any]:
+    """Label-free state of the tanh codes z (N, d): the share of entries with |z| above
+    ``saturation`` and the number of dimensions whose standard deviation is below ``dead_std``."""
+    return {"code_saturated": float((z.abs() > saturation).float().mean()),
+            "code_dead_dims": int((z.float().std(dim=0) < dead_std).sum())}
+
+
+def initial_gradient_shares(model: DepictClusterer, x: torch.Tensor, q: torch.Tensor,
+                            w_rec: float, hidden_weight: float, batch: int) -> dict[str, Any]:
+    """Gradient shares of Eq. 12's weighted terms on the first ``batch`` samples with targets q
+    (N, K), computed with a forked RNG so that training draws the same dropout masks."""
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        terms, _ = _eq12_terms(model, x[:batch], q[:batch], w_rec, hidden_weight)
+        weighted = {"clustering": terms["clustering"]}
+        if "reconstruction" in terms:
+            weighted["reconstruction"] = w_rec * terms["reconstruction"]
+        return gradient_shares(model, weighted)
 
 
 def _eq12_terms(model: DepictClusterer, xb: torch.Tensor, q_rows: torch.Tensor, w_rec: float,
@@ -246,8 +276,11 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
             warm_rows = warm_start(model, x, pseudo, params, seed=seed, log_every=log_every,
                                    checkpoint=checkpoint.phase("warmstart"))
     hook = TargetRefresh(model, x, y_true, period=spe, tol=float(params["tol"]),
-                         rule=str(params.get("target", "sqrt")), initial_q=initial_q)
+                         rule=str(params.get("target", "dec")), initial_q=initial_q)
     optimizer = torch.optim.Adam(model.parameters(), lr=float(params["lr"]))
+    q0 = initial_q if initial_q is not None else depict_target(
+        map_batches(model.clean_probabilities, x, 1000), hook.rule)
+    share_row = initial_gradient_shares(model, x, q0, w_rec, hidden_weight, batch)
 
     def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
         terms, p_clean = _eq12_terms(model, x[idx], hook.q[idx], w_rec, hidden_weight)
@@ -262,7 +295,7 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
     model.eval()
     p = map_batches(model.clean_probabilities, x, 1000)
     z = map_batches(autoencoder.encode, x, 1000)
-    history = warm_rows + sorted(result.history + hook.rows,
+    history = warm_rows + [share_row] + sorted(result.history + hook.rows,
                                  key=lambda r: (r["step"], r["kind"] != "target"))
     return FinetuneResult(
         labels=p.argmax(dim=1).cpu().numpy().astype(np.int64),
