@@ -117,6 +117,7 @@ def validate(config: dict[str, Any]) -> None:
             raise ConfigError(f"autoencoder '{ae_name}': objective 'rmn-rbm' unrolls RBMs into "
                               f"logistic layers and needs arch.activation 'sigmoid', not "
                               f"'{activation}'; use objective 'rmn-sda' for other activations")
+    selected_datasets(config)
     for dataset, entry in config["datasets"].items():
         if dataset not in dataset_names():
             raise ConfigError(f"unknown dataset '{dataset}'; valid choices: "
@@ -159,10 +160,24 @@ def init_recipe(config: dict[str, Any], init: str) -> dict[str, Any]:
                             config["schedule"])
 
 
+def selected_datasets(config: dict[str, Any]) -> list[str]:
+    """The datasets this run covers: ``run_datasets`` when given (a subset of ``datasets``,
+    for a layered config file: Snakemake merges the ``datasets`` of several files), else every
+    entry of ``datasets``."""
+    chosen = config.get("run_datasets")
+    if not chosen:
+        return list(config["datasets"])
+    unknown = [d for d in chosen if d not in config["datasets"]]
+    if unknown:
+        raise ConfigError(f"run_datasets: {', '.join(map(repr, unknown))} not in datasets; valid "
+                          f"choices: {_choices(config['datasets'])}")
+    return list(chosen)
+
+
 def runs(config: dict[str, Any]) -> list[tuple[str, str, int]]:
-    """Every (dataset, method, seed) the configuration asks for."""
-    return [(d, m, s) for d, entry in config["datasets"].items() for m in entry["methods"]
-            for s in config["seeds"]]
+    """Every (dataset, method, seed) the configuration asks for (see :func:`selected_datasets`)."""
+    return [(d, m, s) for d in selected_datasets(config)
+            for m in config["datasets"][d]["methods"] for s in config["seeds"]]
 
 
 def autoencoder_modules(config: dict[str, Any], ae: str) -> list[str]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import time
 from pathlib import Path
 
 import torch
@@ -33,7 +32,7 @@ from stages.errors import DataFileError
 from stages.methods import head_module
 from stages.models import load_model, save_model
 from stages.provenance import provenance
-from stages.train import Checkpointer
+from stages.train import Checkpointer, StageClock
 
 log = logging.getLogger("stages.finetune")
 
@@ -52,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> None:
-    t0 = time.perf_counter()
+    clock = StageClock()
     recipe = args.params
     out = Path(args.out_dir)
     data = read_dataset(args.data)
@@ -68,7 +67,7 @@ def run(args: argparse.Namespace) -> None:
              "family": recipe["family"], "seed": args.seed, "n_clusters": data.n_clusters,
              "provenance": provenance(recipe, args.seed)}
     if module is None:  # k-means on the pretrained embedding: nothing to fine-tune
-        timings["finetune"] = time.perf_counter() - t0
+        timings["finetune"] = clock.elapsed()
         write_csv(out / "history.csv", [], columns=HISTORY_COLUMNS)
         write_arrays(out / "labels.h5", {"labels": init["labels"], "embedding": emb["Z"]},
                      {**attrs, "timings": timings, "device": init_attrs["device"]})
@@ -81,8 +80,8 @@ def run(args: argparse.Namespace) -> None:
     x = torch.as_tensor(data.X, device=device)
     result = importlib.import_module(module).finetune(
         autoencoder, x, init, recipe, seed=args.seed, y_true=data.y,
-        checkpoint=Checkpointer(out / "checkpoint.pt"), log_every=args.log_every)
-    timings["finetune"] = time.perf_counter() - t0
+        checkpoint=Checkpointer(out / "checkpoint.pt", clock), log_every=args.log_every)
+    timings["finetune"] = clock.elapsed()  # resumed runs included
     save_model(out / "model.pt", payload["net"], data.input_shape, payload["arch"],
                result.state_dict, {**attrs, "info": result.info})
     write_csv(out / "history.csv", result.history,

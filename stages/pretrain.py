@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from stages.train import (
     LoopConfig,
     LoopResult,
     LossFn,
+    StageClock,
     run_loop,
     steps_per_epoch,
 )
@@ -100,7 +100,7 @@ def check_unit_range(net: str, x: np.ndarray, source: str) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    t0 = time.perf_counter()
+    clock = StageClock()
     recipe = args.params
     device = resolve_device(args.device)
     configure_torch(args.threads, device)
@@ -113,12 +113,12 @@ def run(args: argparse.Namespace) -> None:
     model = build_network(recipe["net"], data.input_shape, arch).to(device)
     x = torch.as_tensor(data.X, device=device)
     out = Path(args.out_dir)
-    checkpoint = Checkpointer(out / "checkpoint.pt")
+    checkpoint = Checkpointer(out / "checkpoint.pt", clock)
     module, function = pretrain_objective(recipe.get("objective", "reconstruction"))
     pretrain = getattr(importlib.import_module(module), function)
     result = pretrain(model, x, recipe, seed=args.seed, log_every=args.log_every,
                       checkpoint=checkpoint)
-    wall = time.perf_counter() - t0
+    wall = clock.elapsed()  # resumed runs included
     meta = {"stage": "pretrain", "wall_s": wall, "device": describe(device),
             "dataset": data.name, "steps": result.steps, "resumed_from_step": result.resumed_from,
             "provenance": provenance(recipe, args.seed)}

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import sys
+import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -86,32 +87,58 @@ class LoopResult:
     resumed_from: int | None = None
 
 
-class Checkpointer:
-    """Saves and restores the complete loop state in one file, atomically."""
+class StageClock:
+    """Wall seconds of a stage over every process that ran it: the time of this process plus
+    what the checkpoints it resumed from had recorded (the work lost between a job's last
+    checkpoint and its kill is not counted)."""
 
-    def __init__(self, path: str | os.PathLike | None):
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.prior = 0.0
+
+    def elapsed(self) -> float:
+        return self.prior + time.perf_counter() - self.start
+
+    def resumed(self, saved_elapsed: float) -> None:
+        """A checkpoint saved at ``saved_elapsed`` stage seconds was loaded."""
+        self.prior = max(self.prior, saved_elapsed - (time.perf_counter() - self.start))
+
+
+class Checkpointer:
+    """Saves and restores the complete loop state in one file, atomically.
+
+    Each save records the stage's wall seconds so far (:class:`StageClock`, shared by the
+    checkpoints of a stage's phases); a load carries them into ``clock``.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, clock: StageClock | None = None):
         self.path = Path(path) if path else None
+        self.clock = clock or StageClock()
 
     def save(self, state: dict[str, Any]) -> None:
         if self.path is None:
             return
         with atomic_path(self.path) as tmp:
-            torch.save(state, tmp)
+            torch.save({**state, "stage_wall_s": self.clock.elapsed()}, tmp)
 
     def load(self) -> dict[str, Any] | None:
         if self.path is None or not self.path.exists():
             return None
         try:
-            return torch.load(self.path, map_location="cpu", weights_only=False)
+            saved = torch.load(self.path, map_location="cpu", weights_only=False)
         except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt file
             raise DataFileError(f"{self.path}: checkpoint cannot be read ({err}); delete it to "
                                 "restart this stage from the beginning") from err
+        if isinstance(saved, dict) and "stage_wall_s" in saved:
+            self.clock.resumed(float(saved["stage_wall_s"]))
+        return saved
 
     def phase(self, name: str) -> Checkpointer:
         """A sibling checkpoint (``checkpoint-<name>.pt``) for one phase of a multi-phase stage."""
         if self.path is None:
-            return Checkpointer(None)
-        return Checkpointer(self.path.with_name(f"{self.path.stem}-{name}{self.path.suffix}"))
+            return Checkpointer(None, self.clock)
+        return Checkpointer(self.path.with_name(f"{self.path.stem}-{name}{self.path.suffix}"),
+                            self.clock)
 
     def remove(self) -> None:
         """Delete this checkpoint and those of its phases, with the half-written copies that a

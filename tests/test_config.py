@@ -102,9 +102,22 @@ def test_command_line_seeds_become_integers(config):
         schema_validate(not_a_seed, SCHEMA)
 
 
+def test_run_datasets_selects_a_subset(config):
+    both = copy.deepcopy(config)
+    assert {d for d, _, _ in cfg.runs(both)} == set(both["datasets"])
+    both["run_datasets"] = ["digits"]
+    cfg.validate(both)
+    assert {d for d, _, _ in cfg.runs(both)} == {"digits"}
+    both["run_datasets"] = ["digits", "cifar"]
+    with pytest.raises(ConfigError, match="run_datasets: 'cifar' not in datasets; valid choices"):
+        cfg.validate(both)
+
+
 def test_depict_recipes(config):
     depict = cfg.method_recipe(config, "depict")
-    assert depict["target"] == "sqrt" and depict["hidden_weight"] == 1.0  # paper, not code
+    # the authors' code (train_RLC) where it differs from the printed Eq. 7 / Eq. 12 weights
+    assert depict["target"] == "dec" and depict["hidden_weight"] == 0.1
+    assert cfg.autoencoder_recipe(config, "depict")["hidden_weight"] == 0.1
     assert depict["lr"] == 1e-4 and depict["batch_size"] == 100 and depict["tol"] == 1e-7
     assert cfg.method_recipe(config, "depict-sda")["reconstruction_weight"] == 0.0
     paper = {**config, "schedule": "paper"}

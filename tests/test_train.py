@@ -5,7 +5,14 @@ import torch
 
 from stages.device import resolve_device
 from stages.errors import ConfigError, NonFiniteLossError
-from stages.train import Checkpointer, LoopConfig, batch_indices, map_batches, run_loop
+from stages.train import (
+    Checkpointer,
+    LoopConfig,
+    StageClock,
+    batch_indices,
+    map_batches,
+    run_loop,
+)
 
 
 def _problem(seed=0):
@@ -76,6 +83,22 @@ def test_resume_after_kill_gives_identical_weights(tmp_path):
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in full.history]
 
 
+def test_stage_clock_carries_the_wall_time_of_the_killed_run(tmp_path):
+    """A stage resumed from its checkpoints reports the seconds of every process that ran it."""
+    first = StageClock()
+    first.start -= 100.0  # the killed process had run for 100 s
+    Checkpointer(tmp_path / "checkpoint.pt", first).phase("warmstart").save({"step": 1})
+    first.start -= 50.0   # ... and 150 s at its last checkpoint
+    Checkpointer(tmp_path / "checkpoint.pt", first).save({"step": 2})
+
+    again = StageClock()  # the rerun, after loading both checkpoints
+    ckpt = Checkpointer(tmp_path / "checkpoint.pt", again)
+    assert ckpt.phase("warmstart").load()["stage_wall_s"] == pytest.approx(100.0, abs=1.0)
+    assert ckpt.load()["step"] == 2
+    assert 150.0 <= again.elapsed() < 152.0
+    assert StageClock().elapsed() < 1.0  # a fresh stage starts at zero
+
+
 def test_checkpoint_half_written_by_a_killed_job_is_cleaned_up(tmp_path):
     ckpt = Checkpointer(tmp_path / "checkpoint.pt")
     phase = ckpt.phase("rbm1")
@@ -85,7 +108,7 @@ def test_checkpoint_half_written_by_a_killed_job_is_cleaned_up(tmp_path):
     ckpt.save({"step": 3})
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "checkpoint-rbm1.pt.tmp-999999", "checkpoint.pt"]  # a save clears its own leftovers
-    assert ckpt.load() == {"step": 3}
+    assert ckpt.load()["step"] == 3
     phase.save({"step": 1})
     ckpt.path.with_name("checkpoint.pt.tmp-999998").write_bytes(b"killed again")
     ckpt.remove()

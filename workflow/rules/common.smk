@@ -15,7 +15,7 @@ except ConfigError as err:
     raise WorkflowError(f"config.yaml: {err}") from None
 
 RUNS = stage_config.runs(config)
-DATASETS = sorted(config["datasets"])
+DATASETS = sorted(stage_config.selected_datasets(config))
 METHODS = sorted({m for _, m, _ in RUNS})
 DEEP_METHODS = [m for m in METHODS if config["methods"][m]["family"] != "baseline"]
 BASELINES = [m for m in METHODS if config["methods"][m]["family"] == "baseline"]
