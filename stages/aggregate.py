@@ -97,8 +97,11 @@ DEFAULT_NMI_VARIANT = "nmi_sqrt"
 
 REFERENCE_COLUMNS: tuple[str, ...] = ("paper", "method", "dataset", "metric", "value", "source")
 
-_ID_COLUMNS = ("dataset", "method", "family", "seed")
-_TAIL_COLUMNS = ("device", "n", "n_clusters", "n_predicted_clusters", "config_hash")
+_ID_COLUMNS = ("dataset", "method", "family", "seed", "schedule")
+_TAIL_COLUMNS = ("device", "n", "n_clusters", "n_predicted_clusters", "config_hash", "commit")
+#: label-free diagnostics of the record's ``diagnostics`` (stages.evaluate) copied into all.csv
+DIAGNOSTIC_COLUMNS = ("smallest_share", "largest_share", "populated", "collapsed",
+                      "collapse_step", "sharpness_start", "sharpness_end", "sharper_than_start")
 _REQUIRED_KEYS = ("dataset", "method", "seed", "metrics")
 
 
@@ -133,9 +136,10 @@ def runs_table(records: Sequence[dict[str, Any]],
                paths: Sequence[str | Path] | None = None) -> pd.DataFrame:
     """One row per dataset x method x seed (the ``all.csv`` table).
 
-    Columns: dataset, method, family, seed, the metrics of :data:`METRIC_KEYS`,
-    ``wall_s_<stage>`` for every stage timed in any record, ``wall_s_total`` (sum of the
-    stages present in that run), device, n, n_clusters, n_predicted_clusters, config_hash.
+    Columns: dataset, method, family, seed, schedule, the metrics of :data:`METRIC_KEYS`, the
+    label-free :data:`DIAGNOSTIC_COLUMNS`, ``wall_s_<stage>`` for every stage timed in any
+    record, ``wall_s_total`` (sum of the stages present in that run), device, n, n_clusters,
+    n_predicted_clusters, config_hash, commit.
     Raises :class:`DataFileError` when two records describe the same run.
     """
     stages = {str(s) for r in records for s in (r.get("timings") or {})}
@@ -147,8 +151,11 @@ def runs_table(records: Sequence[dict[str, Any]],
             "method": str(record["method"]),
             "family": str(record.get("family", "unknown")),
             "seed": int(record["seed"]),
+            "schedule": str(record.get("schedule") or "unknown"),
         }
         row.update({key: float(record["metrics"][key]) for key in METRIC_KEYS})
+        diagnostics = record.get("diagnostics") or {}
+        row.update({key: diagnostics.get(key) for key in DIAGNOSTIC_COLUMNS})
         timings = record.get("timings") or {}
         for col in stage_cols:
             value = timings.get(col.removeprefix("wall_s_"))
@@ -158,7 +165,8 @@ def runs_table(records: Sequence[dict[str, Any]],
         for key in _TAIL_COLUMNS:
             row[key] = record.get(key)
         rows.append(row)
-    columns = [*_ID_COLUMNS, *METRIC_KEYS, *stage_cols, "wall_s_total", *_TAIL_COLUMNS]
+    columns = [*_ID_COLUMNS, *METRIC_KEYS, *DIAGNOSTIC_COLUMNS, *stage_cols, "wall_s_total",
+               *_TAIL_COLUMNS]
     table = pd.DataFrame(rows, columns=columns)
     dup = table.duplicated(subset=["dataset", "method", "seed"], keep=False)
     if dup.any():
@@ -172,12 +180,14 @@ def runs_table(records: Sequence[dict[str, Any]],
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and sample std (ddof = 1; empty for one seed) over seeds per dataset x method.
 
-    Columns: dataset, method, family, n_seeds, then ``<col>_mean`` and ``<col>_std`` for
-    every metric and wall-time column of ``runs``.
+    Columns: dataset, method, family, schedule, n_seeds, then ``<col>_mean`` and ``<col>_std``
+    for every metric and wall-time column of ``runs``. Runs of several schedules are one row
+    whose schedule names them all (``paper/quick``).
     """
     value_cols = [*METRIC_KEYS, *[c for c in runs.columns if c.startswith("wall_s_")]]
     grouped = runs.groupby(["dataset", "method"], sort=True)
-    out = grouped.agg(family=("family", lambda s: "/".join(sorted(set(s)))),
+    joined = lambda s: "/".join(sorted(set(map(str, s))))  # noqa: E731
+    out = grouped.agg(family=("family", joined), schedule=("schedule", joined),
                       n_seeds=("seed", "nunique"))
     for col in value_cols:
         out[f"{col}_mean"] = grouped[col].mean()
@@ -275,7 +285,7 @@ def _further_metrics(ours: dict[str, pd.Series], value: dict[tuple, float],
             for (key, _), p in zip(FURTHER_METRICS, published, strict=True):
                 mine = None if r is None else r[f"{key}_mean"]
                 row += ["—" if r is None else _pct(mine, r[f"{key}_std"]), _paper_pct(p),
-                        "—" if r is None else _diff(mine, p)]
+                        "—" if r is None or str(r["schedule"]) != "paper" else _diff(mine, p)]
             rows.append(row)
     if not rows:
         return []
@@ -299,6 +309,12 @@ def paper_vs_ours(summary: pd.DataFrame, reference: pd.DataFrame | None) -> str:
         "variants are in summary.csv.",
         "",
     ]
+    not_paper = sorted({str(v) for v in summary["schedule"] if str(v) != "paper"})
+    if not_paper:
+        lines[2:2] = [
+            f"**Rows with schedule {', '.join(not_paper)} are not comparable with the papers**: "
+            "they ran shortened schedules (config.yaml `schedule: quick`) and show no Δ. Only "
+            "`schedule: paper` rows are compared (docs/reproduction/ holds those).", ""]
     shown: set[str] = set()
     for dataset, block in summary.groupby("dataset", sort=True):
         column = DATASET_TO_PAPER.get(str(dataset))
@@ -312,12 +328,12 @@ def paper_vs_ours(summary: pd.DataFrame, reference: pd.DataFrame | None) -> str:
             rows = []
             for _, r in block.iterrows():
                 var = nmi_variant(r["family"])
-                rows.append([r["method"], r["family"], str(r["n_seeds"]),
+                rows.append([r["method"], r["family"], str(r["schedule"]), str(r["n_seeds"]),
                              _pct(r["acc_mean"], r["acc_std"]),
                              _pct(r[f"{var}_mean"], r[f"{var}_std"]),
                              var.removeprefix("nmi_")])
-            lines += _md_table(["method", "family", "seeds", "ACC", "NMI", "NMI variant"],
-                               rows)
+            lines += _md_table(["method", "family", "schedule", "seeds", "ACC", "NMI",
+                                "NMI variant"], rows)
             lines.append("")
             continue
         sub = ref[ref["dataset"] == column]
@@ -335,17 +351,20 @@ def paper_vs_ours(summary: pd.DataFrame, reference: pd.DataFrame | None) -> str:
                 p_acc = value.get((paper, method, "acc"))
                 p_nmi = value.get((paper, method, "nmi"))
                 if r is None:
-                    rows.append([method, "—", "0", "—", "—", "—", paper, column,
+                    rows.append([method, "—", "—", "0", "—", "—", "—", paper, column,
                                  _paper_pct(p_acc), _paper_pct(p_nmi), "—", "—"])
                     continue
                 var = nmi_variant(r["family"], paper)
-                rows.append([method, r["family"], str(r["n_seeds"]),
+                comparable = str(r["schedule"]) == "paper"
+                delta = _diff if comparable else (lambda ours, paper: "—")
+                rows.append([method, r["family"], str(r["schedule"]), str(r["n_seeds"]),
                              _pct(r["acc_mean"], r["acc_std"]),
                              _pct(r[f"{var}_mean"], r[f"{var}_std"]),
                              var.removeprefix("nmi_"), paper or "—", column,
                              _paper_pct(p_acc), _paper_pct(p_nmi),
-                             _diff(r["acc_mean"], p_acc), _diff(r[f"{var}_mean"], p_nmi)])
-        lines += _md_table(["method", "family", "seeds", "ACC ours", "NMI ours", "NMI variant",
+                             delta(r["acc_mean"], p_acc), delta(r[f"{var}_mean"], p_nmi)])
+        lines += _md_table(["method", "family", "schedule", "seeds", "ACC ours", "NMI ours",
+                            "NMI variant",
                             "paper", "paper dataset", "ACC paper", "NMI paper", "Δ ACC",
                             "Δ NMI"], rows)
         lines.append("")

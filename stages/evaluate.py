@@ -22,7 +22,7 @@ import numpy as np
 from stages.artifacts import read_arrays, write_json
 from stages.cli import main_for
 from stages.errors import DataFileError
-from stages.metrics import all_metrics
+from stages.metrics import all_metrics, cluster_shares
 
 log = logging.getLogger("stages.evaluate")
 
@@ -88,8 +88,43 @@ def load_run(data_path: str | Path, labels_path: str | Path, *,
                embedding=emb, X=data.get("X"))
 
 
-def evaluate(data_path: str | Path, labels_path: str | Path) -> dict[str, Any]:
+def history_diagnostics(history_path: str | Path | None) -> dict[str, Any]:
+    """Label-free learning signals from a fine-tuning ``history.csv``: the sharpness (mean
+    largest soft-assignment probability) of the first and last target/monitor row that has one,
+    whether the head ended sharper than it started, and the first step whose assignments
+    collapsed (None when none did). Empty when there is no history or no such column."""
+    if history_path is None or not Path(history_path).exists():
+        return {}
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(history_path)
+    except pd.errors.EmptyDataError:
+        return {}
+    if "kind" not in table.columns:
+        return {}
+    rows = table[table["kind"].isin(["target", "check"])]
+    out: dict[str, Any] = {}
+    if "sharpness" in rows.columns:
+        sharp = rows["sharpness"].dropna()
+        if len(sharp):
+            out.update(sharpness_start=float(sharp.iloc[0]), sharpness_end=float(sharp.iloc[-1]),
+                       sharper_than_start=bool(sharp.iloc[-1] > sharp.iloc[0]))
+    if "collapsed" in rows.columns:
+        flagged = rows[rows["collapsed"].astype(str).str.lower() == "true"]
+        out["collapse_step"] = int(flagged["step"].iloc[0]) if len(flagged) else None
+    return out
+
+
+def evaluate(data_path: str | Path, labels_path: str | Path,
+             history_path: str | Path | None = None,
+             schedule: str | None = None) -> dict[str, Any]:
     """Score the labels file against the data file's ``y``; return the metrics record.
+
+    Besides the metrics the record holds label-free diagnostics: the shares of the smallest
+    and largest predicted cluster, whether the final labels collapsed, and, from the optional
+    fine-tuning history, :func:`history_diagnostics`. ``schedule`` (quick|paper) and the git
+    commit of the code that made the labels are recorded with the run.
 
     Raises :class:`DataFileError` when a file is missing or incomplete, when the labels file
     names another dataset, or when the numbers of labels differ (see :func:`load_run`).
@@ -118,6 +153,14 @@ def evaluate(data_path: str | Path, labels_path: str | Path) -> dict[str, Any]:
     except (TypeError, ValueError) as err:
         raise DataFileError(f"{labels_path}: attribute 'timings' holds a non-numeric value "
                             f"({timings!r}); regenerate the file.") from err
+    diagnostics: dict[str, Any] = cluster_shares(y_pred, n_clusters)
+    diagnostics.update(history_diagnostics(history_path))
+    if diagnostics["collapsed"]:
+        warnings.append(f"the final labels collapsed: largest cluster "
+                        f"{100 * diagnostics['largest_share']:.1f}% of the points, "
+                        f"{diagnostics['populated']} of {n_clusters} clusters populated")
+        log.warning("%s: %s", labels_path, warnings[-1])
+    code = prov.get("code") if isinstance(prov.get("code"), dict) else {}
     return {
         "dataset": name,
         "method": str(attrs["method"]),
@@ -130,6 +173,10 @@ def evaluate(data_path: str | Path, labels_path: str | Path) -> dict[str, Any]:
         "timings": stage_seconds,
         "device": str(attrs.get("device", "unknown")),
         "config_hash": prov.get("config_hash"),
+        "schedule": schedule or "unknown",
+        "commit": code.get("commit"),
+        "commit_dirty": code.get("dirty"),
+        "diagnostics": diagnostics,
         "versions": prov.get("versions", {}),
         "warnings": warnings,
         "inputs": {"data": str(data_path), "labels": str(labels_path)},
@@ -143,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, help="results/data/{dataset}.h5")
     parser.add_argument("--labels", required=True,
                         help="results/finetune/{dataset}/{method}/seed{seed}/labels.h5")
+    parser.add_argument("--history", default=None,
+                        help="the run's fine-tuning history.csv (deep methods), for diagnostics")
+    parser.add_argument("--schedule", default=None, choices=["quick", "paper"],
+                        help="the schedule the run was made with (config.yaml's schedule)")
     parser.add_argument("--out", required=True,
                         help="results/metrics/{dataset}/{method}/seed{seed}.json")
     return parser
@@ -150,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate and write the JSON record; return it."""
-    record = evaluate(args.data, args.labels)
+    record = evaluate(args.data, args.labels, args.history, args.schedule)
     write_json(args.out, record)
     m = record["metrics"]
     log.info("%s %s seed %d: ACC %.4f NMI(sqrt) %.4f ARI %.4f -> %s", record["dataset"],

@@ -119,6 +119,24 @@ def pair_precision(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return _pairs(table) / together
 
 
+#: a clustering whose largest cluster holds more than this share of the points has collapsed
+COLLAPSE_LARGEST = 0.9
+
+
+def cluster_shares(y_pred: np.ndarray, n_clusters: int) -> dict[str, float | int | bool]:
+    """Label-free sizes of a clustering (N,) into ``n_clusters``: the shares of the smallest and
+    largest cluster, the number of populated clusters and whether it collapsed (one cluster
+    above :data:`COLLAPSE_LARGEST` of the points, or fewer than K/2 clusters populated)."""
+    y = np.asarray(y_pred).reshape(-1).astype(np.int64)
+    counts = np.bincount(y, minlength=n_clusters)[:n_clusters]
+    shares = counts / max(1, y.size)
+    populated = int((counts > 0).sum())
+    largest = float(shares.max())
+    return {"smallest_share": float(shares.min()), "largest_share": largest,
+            "populated": populated,
+            "collapsed": bool(largest > COLLAPSE_LARGEST or populated < n_clusters / 2)}
+
+
 def all_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """Every metric, keyed as in :data:`METRIC_KEYS`.
 

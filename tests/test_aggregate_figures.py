@@ -125,7 +125,8 @@ def test_evaluate_errors_write_nothing(tmp_path: Path, data_file: Path, problem:
 
 
 def _metrics_json(tmp_path: Path, dataset: str, method: str, family: str, seed: int,
-                  acc: float, nmi: float, timings: dict[str, float] | None = None) -> Path:
+                  acc: float, nmi: float, timings: dict[str, float] | None = None,
+                  schedule: str = "paper") -> Path:
     path = tmp_path / "metrics" / dataset / method / f"seed{seed}.json"
     write_json(path, {
         "dataset": dataset, "method": method, "seed": seed, "family": family, "n": 10000,
@@ -133,7 +134,10 @@ def _metrics_json(tmp_path: Path, dataset: str, method: str, family: str, seed: 
         "metrics": {"acc": acc, "nmi_max": nmi - 0.01, "nmi_sqrt": nmi,
                     "nmi_arithmetic": nmi - 0.005, "ari": acc - 0.1, "pair_precision": 0.7},
         "timings": timings if timings is not None else TIMINGS, "device": "cpu",
-        "config_hash": "abc123", "versions": {},
+        "config_hash": "abc123", "versions": {}, "schedule": schedule, "commit": "0" * 40,
+        "diagnostics": {"smallest_share": 0.08, "largest_share": 0.12, "populated": 10,
+                        "collapsed": False, "sharpness_start": 0.3, "sharpness_end": 0.6,
+                        "sharper_than_start": True},
     })
     return path
 
@@ -157,9 +161,11 @@ def test_aggregate_tables(tmp_path: Path, metric_files: list[Path]) -> None:
         ["--metrics", *map(str, metric_files), "--out-dir", str(out)]))
     runs = pd.read_csv(out / "all.csv")
     assert list(runs.columns) == [
-        "dataset", "method", "family", "seed", *METRIC_KEYS, "wall_s_pretrain", "wall_s_embed",
+        "dataset", "method", "family", "seed", "schedule", *METRIC_KEYS,
+        *aggregate.DIAGNOSTIC_COLUMNS, "wall_s_pretrain", "wall_s_embed",
         "wall_s_init", "wall_s_finetune", "wall_s_fit", "wall_s_total", "device", "n",
-        "n_clusters", "n_predicted_clusters", "config_hash"]
+        "n_clusters", "n_predicted_clusters", "config_hash", "commit"]
+    assert runs.schedule.tolist() == ["paper"] * 5 and runs.sharper_than_start.all()
     assert len(runs) == 5
     dcec = runs[(runs.dataset == "mnist-test") & (runs.method == "dcec")]
     assert dcec.seed.tolist() == [0, 1]
@@ -206,6 +212,20 @@ def test_paper_vs_ours_compares_ari_and_precision_where_published(tmp_path: Path
     assert "| 70.0 | 64.9 | +5.1 | 70.0 | 67.8 | +2.2 |" in line
     # methods whose paper reports neither get no such row
     assert not any(x.startswith("| dcec | dcec | 0 | — | — | — |") for x in md.splitlines())
+
+
+def test_quick_rows_show_no_delta_and_say_so(tmp_path: Path) -> None:
+    paths = [_metrics_json(tmp_path, "mnist5k", "dcec", "dec", 0, 0.8, 0.7, schedule="quick"),
+             _metrics_json(tmp_path, "mnist5k", "dec", "dec", 0, 0.7, 0.6)]
+    md = aggregate.aggregate(paths, tmp_path / "tables")["paper_vs_ours"].read_text()
+    head = "\n".join(md.splitlines()[:4])
+    assert "schedule quick are not comparable with the papers" in head
+    dcec = next(x for x in md.splitlines() if x.startswith("| dcec | dec | quick | 1 |"))
+    assert dcec.endswith("| 85.3 | 83.6 | — | — |")  # the paper's numbers, no difference
+    dec = next(x for x in md.splitlines() if x.startswith("| dec | dec | paper | 1 |"))
+    assert "| -0.3 |" not in dec and dec.split("|")[-3].strip().startswith(("+", "-"))
+    alone = aggregate.aggregate(paths[1:], tmp_path / "paper")["paper_vs_ours"].read_text()
+    assert "not comparable with the papers" not in alone
 
 
 def test_aggregate_rejects_duplicates(tmp_path: Path, metric_files: list[Path]) -> None:

@@ -11,14 +11,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from stages.metrics import cluster_acc, nmi
+from stages.metrics import cluster_acc, cluster_shares, nmi
 
 log = logging.getLogger("stages.methods")
 
 _EPS = 1e-12
-
-#: a clustering whose largest cluster holds more than this share of the points has collapsed
-COLLAPSE_LARGEST = 0.9
 
 
 def target_distribution(q: torch.Tensor, power: float = 2.0,
@@ -80,22 +77,9 @@ class FinetuneResult:
 
 def assignment_diagnostics(labels: torch.Tensor, n_clusters: int,
                            probabilities: torch.Tensor | None = None) -> dict[str, Any]:
-    """Label-free signals of a clustering: the shares of the smallest and largest cluster, the
-    number of populated clusters, whether it collapsed (one cluster above
-    :data:`COLLAPSE_LARGEST` of the points, or fewer than K/2 clusters populated) and, given the
-    soft assignments (N, K), their sharpness (mean of each row's largest probability).
-
-    Args:
-        labels: hard assignments (N,) in 0..n_clusters-1.
-    """
-    counts = torch.bincount(labels.reshape(-1).long(), minlength=n_clusters)[:n_clusters]
-    shares = counts.double() / max(1, labels.numel())
-    populated = int((counts > 0).sum())
-    largest = float(shares.max())
-    row: dict[str, Any] = {
-        "smallest_share": float(shares.min()), "largest_share": largest,
-        "populated": populated,
-        "collapsed": bool(largest > COLLAPSE_LARGEST or populated < n_clusters / 2)}
+    """:func:`stages.metrics.cluster_shares` of the hard assignments (N,) and, given the soft
+    assignments (N, K), their sharpness (mean of each row's largest probability)."""
+    row: dict[str, Any] = cluster_shares(labels.cpu().numpy(), n_clusters)
     if probabilities is not None:
         row["sharpness"] = float(probabilities.float().max(dim=1).values.mean())
     return row

@@ -22,11 +22,14 @@ rule evaluate:
     input:
         data="results/data/{dataset}.h5",
         labels="results/finetune/{dataset}/{method}/seed{seed}/labels.h5",
+        history=_history,
         code=sources("stages.evaluate"),
     output:
         "results/metrics/{dataset}/{method}/seed{seed}.json",
     params:
         upstream=upstream_of("evaluate"),
+        history=lambda w, input: f"--history {input.history}" if input.history else "",
+        schedule=config["schedule"],
     threads: 1
     resources:
         mem_mb=2000,
@@ -34,8 +37,8 @@ rule evaluate:
     log:
         "logs/evaluate/{dataset}/{method}/seed{seed}.log",
     shell:
-        "python -m stages.evaluate --data {input.data} --labels {input.labels} --out {output}"
-        " 2> {log}"
+        "python -m stages.evaluate --data {input.data} --labels {input.labels} {params.history}"
+        " --schedule {params.schedule} --out {output} 2> {log}"
 
 
 rule aggregate:
