@@ -379,12 +379,12 @@ def paper_vs_ours(summary: pd.DataFrame, reference: pd.DataFrame | None) -> str:
 # --------------------------------------------------------------------------- stage
 
 
-def _write_csv(table: pd.DataFrame, path: Path) -> None:
+def write_table(table: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
 
 
-def _write_text(text: str, path: Path) -> None:
+def write_text(text: str, path: Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
 
@@ -402,9 +402,9 @@ def aggregate(metric_paths: Sequence[str | Path], out_dir: str | Path,
     out = Path(out_dir)
     paths = {"all": out / "all.csv", "summary": out / "summary.csv",
              "paper_vs_ours": out / "paper_vs_ours.md"}
-    _write_csv(runs, paths["all"])
-    _write_csv(summary, paths["summary"])
-    _write_text(markdown, paths["paper_vs_ours"])
+    write_table(runs, paths["all"])
+    write_table(summary, paths["summary"])
+    write_text(markdown, paths["paper_vs_ours"])
     return paths
 
 

@@ -30,9 +30,13 @@ from stages.train import (
     LoopConfig,
     LoopResult,
     LossFn,
+    PeriodicHook,
     StageClock,
+    ValidationMonitor,
+    make_optimizer,
     run_loop,
     steps_per_epoch,
+    validation_split,
 )
 
 log = logging.getLogger("stages.pretrain")
@@ -46,36 +50,49 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def make_optimizer(params: list[torch.nn.Parameter], spec: dict) -> torch.optim.Optimizer:
-    """SGD (lr, momentum, weight_decay) or Adam (lr, weight_decay) from a config entry."""
-    name = spec["name"]
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=spec["lr"], momentum=spec.get("momentum", 0.0),
-                               weight_decay=spec.get("weight_decay", 0.0))
-    if name == "adam":
-        return torch.optim.Adam(params, lr=spec["lr"], weight_decay=spec.get("weight_decay", 0.0))
-    raise ConfigError(f"unknown optimizer '{name}'; valid choices: adam, sgd")
-
-
 def pretrain_autoencoder(model: torch.nn.Module, x: torch.Tensor, recipe: dict, *, seed: int,
                          log_every: int = 20, checkpoint: Checkpointer | None = None) -> LoopResult:
-    """Train autoencoder ``model`` to reconstruct x (N, ...) with per-element MSE.
+    """Train autoencoder ``model`` to reconstruct x (N, ...) with the squared error of
+    ``recipe['reconstruction']`` (``mean`` per element, or ``sum`` per sample).
 
-    ``recipe``: ``epochs``, ``batch_size``, ``optimizer`` ({name, lr, ...}), ``checkpoint_every``.
+    ``recipe``: ``epochs``, ``batch_size``, ``optimizer`` ({name, lr, ...}), ``checkpoint_every``
+    and, optionally, ``validation_fraction``: train on a random split of the rest only and
+    record the per-element MSE of the held-out split once per epoch (``kind='validation'``
+    rows, column ``val_mse``), a label-free measure to compare recipes by.
     """
+    rows = torch.arange(x.shape[0], device=x.device)
+    monitor = None
+    if recipe.get("validation_fraction"):
+        rows, val_idx = validation_split(x.shape[0], float(recipe["validation_fraction"]), seed,
+                                         x.device)
+        x_val = x[val_idx]
+
+        def val_mse() -> torch.Tensor:  # per-element mean over the held-out split
+            chunks = (x_val[i:i + 1000] for i in range(0, x_val.shape[0], 1000))
+            return sum(((model(c)[1] - c) ** 2).sum() for c in chunks) / x_val.numel()
+
+        monitor = ValidationMonitor(model, val_mse,
+                                    steps_per_epoch(rows.shape[0], recipe["batch_size"]),
+                                    name="val_mse")
+
     def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        xb = x[idx]
+        xb = x[rows[idx]]
         _, x_hat = model(xb)
         return {"loss": reconstruction_mse(x_hat, xb, recipe.get("reconstruction", "mean"))}
 
-    return train_epochs(model, loss_fn, x.shape[0], x.device, recipe, seed=seed,
-                        log_every=log_every, checkpoint=checkpoint,
-                        desc=f"pretrain {recipe.get('name', '')}")
+    result = train_epochs(model, loss_fn, rows.shape[0], x.device, recipe, seed=seed,
+                          log_every=log_every, checkpoint=checkpoint,
+                          desc=f"pretrain {recipe.get('name', '')}", hook=monitor)
+    if monitor is not None:
+        monitor.finish(result.steps)
+        result.history = sorted(result.history + monitor.rows, key=lambda r: r["step"])
+    return result
 
 
 def train_epochs(model: torch.nn.Module, loss_fn: LossFn, n_samples: int, device: torch.device,
                  recipe: dict, *, seed: int, log_every: int = 20,
-                 checkpoint: Checkpointer | None = None, desc: str = "pretrain") -> LoopResult:
+                 checkpoint: Checkpointer | None = None, desc: str = "pretrain",
+                 hook: PeriodicHook | None = None) -> LoopResult:
     """Minimise ``loss_fn`` over all of ``model``'s parameters for ``recipe['epochs']`` epochs
     of shuffled batches of ``recipe['batch_size']``, with the optimizer of
     ``recipe['optimizer']``: the plain pretraining schedule the objectives share.
@@ -85,7 +102,7 @@ def train_epochs(model: torch.nn.Module, loss_fn: LossFn, n_samples: int, device
                      shuffle=True, seed=seed, log_every=min(log_every, spe),
                      checkpoint_every=recipe.get("checkpoint_every", 1000))
     return run_loop(model, make_optimizer(list(model.parameters()), recipe["optimizer"]), loss_fn,
-                    n_samples, cfg, device, checkpoint=checkpoint, desc=desc)
+                    n_samples, cfg, device, hook=hook, checkpoint=checkpoint, desc=desc)
 
 
 def check_unit_range(net: str, x: np.ndarray, source: str) -> None:

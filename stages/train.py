@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from stages.artifacts import atomic_path, remove_partial_writes
-from stages.errors import DataFileError, NonFiniteLossError
+from stages.errors import ConfigError, DataFileError, NonFiniteLossError
 
 log = logging.getLogger("stages.train")
 
@@ -148,6 +148,17 @@ class Checkpointer:
         for path in [self.path, *self.path.parent.glob(f"{self.path.stem}-*{self.path.suffix}")]:
             path.unlink(missing_ok=True)
             remove_partial_writes(path)
+
+
+def make_optimizer(params: list[torch.nn.Parameter], spec: dict) -> torch.optim.Optimizer:
+    """SGD (lr, momentum, weight_decay) or Adam (lr, weight_decay) from a config entry."""
+    name = spec["name"]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=spec["lr"], momentum=spec.get("momentum", 0.0),
+                               weight_decay=spec.get("weight_decay", 0.0))
+    if name == "adam":
+        return torch.optim.Adam(params, lr=spec["lr"], weight_decay=spec.get("weight_decay", 0.0))
+    raise ConfigError(f"unknown optimizer '{name}'; valid choices: adam, sgd")
 
 
 def steps_per_epoch(n_samples: int, batch_size: int) -> int:
@@ -351,6 +362,37 @@ class EarlyStopping:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.best_step = state["best"], state["best_step"]
         self.best_state, self.bad = state["best_state"], state["bad"]
+        self.rows = list(state["rows"])
+
+
+class ValidationMonitor:
+    """A :class:`PeriodicHook` that records ``val_loss()`` (a scalar tensor, computed without
+    gradients, in eval mode) every ``period`` steps as a ``kind='validation'`` row with column
+    ``name``, and never stops training. Call :meth:`finish` after the loop to record the final
+    weights too."""
+
+    def __init__(self, model: nn.Module, val_loss: Callable[[], torch.Tensor], period: int,
+                 name: str = "val_loss"):
+        self.model, self.val_loss, self.period, self.name = model, val_loss, period, name
+        self.rows: list[dict[str, Any]] = []
+
+    def __call__(self, step: int) -> bool:
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            value = float(self.val_loss())
+        self.model.train(was_training)
+        self.rows.append({"kind": "validation", "step": step, self.name: value})
+        return False
+
+    def finish(self, step: int) -> None:
+        if not self.rows or self.rows[-1]["step"] != step:
+            self(step)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rows = list(state["rows"])
 
 

@@ -92,3 +92,38 @@ def test_networks_start_from_keras_defaults():
             assert torch.count_nonzero(m.bias) == 0
             fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(m.weight)
             assert m.weight.abs().max() <= (6.0 / (fan_in + fan_out)) ** 0.5 + 1e-6
+
+
+def test_sae_fan_in_uniform_init_of_dec_keras():
+    net = build_network("sae", (1, 8, 8), {"hidden": [32, 16, 4], "init": "fan-in-uniform"})
+    for m in (m for m in net.modules() if isinstance(m, torch.nn.Linear)):
+        limit = 1.0 / m.in_features ** 0.5  # VarianceScaling(1/3, fan_in, uniform)
+        assert m.weight.abs().max() <= limit and m.weight.abs().max() > 0.9 * limit
+        assert torch.count_nonzero(m.bias) == 0
+    with pytest.raises(Exception, match="unknown init 'he'; valid choices: glorot-uniform"):
+        build_network("sae", (1, 8, 8), {"init": "he"})
+
+
+def test_pretraining_records_held_out_reconstruction():
+    """validation_fraction trains on the rest only and records the held-out per-pixel MSE once
+    per epoch; without it nothing is held out."""
+    from stages.pretrain import pretrain_autoencoder
+
+    torch.manual_seed(0)
+    x = torch.rand(50, 1, 4, 4)
+    recipe = {"epochs": 3, "batch_size": 10, "optimizer": {"name": "adam", "lr": 0.01},
+              "reconstruction": "sum", "validation_fraction": 0.2}
+    net = build_network("sae", (1, 4, 4), {"hidden": [8, 2]})
+    result = pretrain_autoencoder(net, x, recipe, seed=0, log_every=2)
+    rows = [r for r in result.history if r["kind"] == "validation"]
+    assert [r["step"] for r in rows] == [0, 4, 8, 12]  # 40 training samples: 4 steps an epoch
+    from stages.train import validation_split
+
+    _, val = validation_split(50, 0.2, 0, "cpu")
+    with torch.no_grad():
+        expected = ((net(x[val])[1] - x[val]) ** 2).mean()
+    assert rows[-1]["val_mse"] == pytest.approx(float(expected), rel=1e-5)
+    assert rows[-1]["val_mse"] < rows[0]["val_mse"]
+    plain = pretrain_autoencoder(build_network("sae", (1, 4, 4), {"hidden": [8, 2]}), x,
+                                 {**recipe, "validation_fraction": None}, seed=0, log_every=2)
+    assert plain.steps == 15 and all(r["kind"] == "train" for r in plain.history)

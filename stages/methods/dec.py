@@ -30,7 +30,7 @@ from stages.methods.common import (
     target_update_row,
     to_device,
 )
-from stages.train import Checkpointer, LoopConfig, map_batches, run_loop
+from stages.train import Checkpointer, LoopConfig, make_optimizer, map_batches, run_loop
 
 
 def student_t_assign(z: torch.Tensor, centres: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
@@ -112,7 +112,7 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
         init: the init stage's arrays; DEC starts from ``centres`` (K, d) (k-means).
         params: the method recipe: ``reconstruction_weight``, ``clustering_weight`` (gamma),
             ``update_interval`` (T), ``tol``, ``max_iter``, ``batch_size``, ``lr``, ``shuffle``,
-            ``alpha``.
+            ``alpha`` and, optionally, ``optimizer`` ({name, lr, ...}; default Adam at ``lr``).
     """
     device = x.device
     centres = torch.as_tensor(init["centres"], device=device)
@@ -121,7 +121,9 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
     gamma = float(params["clustering_weight"])
     trainable = [model.centres, *autoencoder.encoder.parameters()] if w_rec == 0 else \
         list(model.parameters())
-    optimizer = torch.optim.Adam(trainable, lr=float(params["lr"]))
+    # [code] DEC-keras: SGD(0.01, 0.9) via ``optimizer``; IDEC and DCEC: Adam(lr)
+    optimizer = make_optimizer(trainable, params.get("optimizer")
+                               or {"name": "adam", "lr": float(params["lr"])})
     hook = TargetUpdate(model, x, y_true, int(params["update_interval"]), float(params["tol"]))
 
     def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:

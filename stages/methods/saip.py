@@ -51,8 +51,14 @@ from stages.methods.common import (
     target_update_row,
     to_device,
 )
-from stages.pretrain import make_optimizer
-from stages.train import Checkpointer, LoopConfig, map_batches, run_loop, steps_per_epoch
+from stages.train import (
+    Checkpointer,
+    LoopConfig,
+    make_optimizer,
+    map_batches,
+    run_loop,
+    steps_per_epoch,
+)
 
 _EPS = 1e-12
 

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -22,6 +23,9 @@ from stages.nets.shapes import check_conv_input, transposed_output_padding
 
 #: activations allowed at the embedding and output layers of :class:`StackedAutoencoder`
 END_ACTIVATIONS = ("linear", "sigmoid")
+
+#: weight initialisations of :class:`StackedAutoencoder`
+SAE_INITS = ("glorot-uniform", "fan-in-uniform")
 
 
 def _mlp(dims: Sequence[int], last: str = "linear") -> nn.Sequential:
@@ -51,11 +55,14 @@ class StackedAutoencoder(nn.Module):
         centre_input: subtract a stored data mean (buffer ``input_mean`` (D,), set with
             :meth:`set_input_mean` before training) from the input and add it back to the
             reconstruction, so the layers see mean-centred data (SAIP's "decentralization").
+        init: weight initialisation, one of :data:`SAE_INITS` (biases zero): ``glorot-uniform``
+            (Keras' default) or ``fan-in-uniform`` (U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the
+            ``VarianceScaling(1/3, 'fan_in', 'uniform')`` of DEC-keras' MNIST recipe).
     """
 
     def __init__(self, input_shape: Sequence[int], hidden: Sequence[int] = (500, 500, 2000, 10),
                  embedding_activation: str = "linear", output_activation: str = "linear",
-                 centre_input: bool = False):
+                 centre_input: bool = False, init: str = "glorot-uniform"):
         super().__init__()
         self.input_shape = tuple(input_shape)
         d = 1
@@ -67,7 +74,9 @@ class StackedAutoencoder(nn.Module):
         self.centre_input = bool(centre_input)
         if self.centre_input:  # only then, so the state_dict of the other recipes is unchanged
             self.register_buffer("input_mean", torch.zeros(d))
-        keras_init_(self)
+        if init not in SAE_INITS:
+            raise ConfigError(f"unknown init '{init}'; valid choices: {', '.join(SAE_INITS)}")
+        keras_init_(self, fan_in_uniform=init == "fan-in-uniform")
 
     def set_input_mean(self, x: torch.Tensor) -> None:
         """Store the mean (D,) of the data x (N, *input_shape) when ``centre_input`` is on."""
@@ -158,11 +167,16 @@ class ConvAutoencoder(nn.Module):
         return z, self.decode(z)
 
 
-def keras_init_(module: nn.Module) -> nn.Module:
-    """Glorot-uniform weights and zero biases (Keras defaults, as in the authors' code)."""
+def keras_init_(module: nn.Module, fan_in_uniform: bool = False) -> nn.Module:
+    """Glorot-uniform weights and zero biases (Keras defaults, as in the authors' code); with
+    ``fan_in_uniform`` the weights are U(-1/sqrt(fan_in), 1/sqrt(fan_in)) instead."""
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.xavier_uniform_(m.weight)
+            if fan_in_uniform:
+                limit = 1.0 / math.sqrt(nn.init._calculate_fan_in_and_fan_out(m.weight)[0])
+                nn.init.uniform_(m.weight, -limit, limit)
+            else:
+                nn.init.xavier_uniform_(m.weight)
             nn.init.zeros_(m.bias)
     return module
 
