@@ -8,8 +8,11 @@ Top row: t-SNE (``init="pca"``, 500 iterations) of a random subset of ``--n-poin
 (chosen with ``--seed``) of the run's embedding, or of the raw inputs flattened when the
 labels file has no embedding, coloured by true label and by predicted cluster. Predicted
 clusters take the colour of the class the Hungarian matching assigns them, so the two maps
-compare at a glance. Bottom row, when given and not empty: the fine-tuning curve (loss; ACC
-and NMI at each target update on a second axis) and the pretraining loss.
+compare at a glance. Second row, when given and not empty: the fine-tuning curve (loss; ACC
+and NMI at each target update on a second axis) and the pretraining loss (with the held-out
+reconstruction where one was kept). Third row, when the fine-tuning history has them: the
+label-free diagnostics (sharpness, smallest and largest cluster share, labels changed, the
+step of a collapse, the loss terms' gradient shares at the start).
 """
 
 from __future__ import annotations
@@ -134,6 +137,44 @@ def _plot_finetune(ax: Any, hist: pd.DataFrame) -> None:
     ax.set_title("fine-tuning", fontsize=9)
 
 
+#: label-free diagnostics of a fine-tuning history drawn in the diagnostics panel
+DIAGNOSTICS: tuple[tuple[str, str], ...] = (
+    ("sharpness", "sharpness (mean max p)"), ("smallest_share", "smallest cluster share"),
+    ("largest_share", "largest cluster share"), ("delta_label", "labels changed"))
+
+
+def has_diagnostics(hist: pd.DataFrame | None) -> bool:
+    """Whether a fine-tuning history holds any of :data:`DIAGNOSTICS`."""
+    return hist is not None and any(c in hist and hist[c].notna().any() for c, _ in DIAGNOSTICS)
+
+
+def _plot_diagnostics(ax: Any, hist: pd.DataFrame) -> None:
+    """The label-free signals at each target update / monitor step, and the loss terms' shares
+    of the gradient norm at the start of fine-tuning (in the title)."""
+    for (col, label), colour in zip(DIAGNOSTICS, ("tab:red", "tab:green", "tab:olive",
+                                                  "tab:grey"), strict=True):
+        if col in hist and hist[col].notna().any():
+            keep = hist[col].notna()
+            ax.plot(hist.loc[keep, "step"], hist.loc[keep, col], marker="o", ms=2, lw=1,
+                    color=colour, label=label)
+    if "collapsed" in hist:
+        flagged = hist[hist["collapsed"].astype(str).str.lower() == "true"]
+        if len(flagged):
+            ax.axvline(flagged["step"].iloc[0], color="black", lw=1, ls="--",
+                       label="collapsed")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("step")
+    ax.legend(loc="upper right", fontsize=7)
+    title = "label-free diagnostics"
+    if "kind" in hist:
+        share = hist[hist["kind"] == "gradient_share"]
+        cols = [c for c in share.columns if c.startswith("grad_share_") and share[c].notna().any()]
+        if len(share) and cols:
+            title += ("; gradient shares at start: " + ", ".join(
+                f"{c.removeprefix('grad_share_')} {100 * share[c].iloc[0]:.0f}%" for c in cols))
+    ax.set_title(title, fontsize=9)
+
+
 def _plot_pretrain(ax: Any, hist: pd.DataFrame) -> None:
     """Training loss (and validation loss where early stopping kept one) against the step;
     multi-phase objectives (DEPICT's SdA layers, RdA) mark where each phase starts."""
@@ -144,7 +185,14 @@ def _plot_pretrain(ax: Any, hist: pd.DataFrame) -> None:
         if part.empty:
             continue
         x = part[x_name] if x_name else pd.Series(np.arange(len(part)))
-        ax.plot(x, part["loss"], color=colour, lw=1, ls=style, label=name)
+        if "loss" in part and part["loss"].notna().any():
+            ax.plot(x, part["loss"], color=colour, lw=1, ls=style, label=name)
+    held_out = hist[(kind == "validation") & hist["val_mse"].notna()] if "val_mse" in hist \
+        else hist.iloc[:0]
+    if len(held_out) and x_name:  # per-pixel MSE of a held-out split, on its own scale
+        ax2 = ax.twinx()
+        ax2.plot(held_out[x_name], held_out["val_mse"], color="tab:orange", lw=1, ls="--")
+        ax2.set_ylabel("held-out per-pixel MSE", color="tab:orange")
     if "phase" in hist and hist["phase"].nunique() > 1 and x_name:
         for start in hist.groupby("phase", sort=False)[x_name].min().iloc[1:]:
             ax.axvline(start, color="grey", lw=0.5, ls=":")
@@ -173,6 +221,7 @@ def make_figure(data_path: str | Path, labels_path: str | Path, out_path: str | 
                                 "it is not a training history.")
     curves = [(f, h) for f, h in ((_plot_finetune, finetune), (_plot_pretrain, pretrain))
               if h is not None and len(h)]
+    diagnostics = finetune if has_diagnostics(finetune) else None
 
     scores = all_metrics(run.y_true, run.y_pred)
     family = str(run.attrs.get("family", "unknown"))
@@ -184,8 +233,9 @@ def make_figure(data_path: str | Path, labels_path: str | Path, out_path: str | 
     true_c, pred_c = matched_colours(run.y_true, run.y_pred)
     colours = palette(int(max(true_c.max(), pred_c.max()) + 1))
 
-    fig = Figure(figsize=(10, 9 if curves else 5), layout="constrained")
-    grid = fig.add_gridspec(2 if curves else 1, 2 * max(1, len(curves)))
+    n_rows = 1 + bool(curves) + (diagnostics is not None)
+    fig = Figure(figsize=(10, 4.5 * n_rows), layout="constrained")
+    grid = fig.add_gridspec(n_rows, 2 * max(1, len(curves)))
     half = max(1, len(curves))
     ax_true = fig.add_subplot(grid[0, :half])
     ax_pred = fig.add_subplot(grid[0, half:])
@@ -196,6 +246,8 @@ def make_figure(data_path: str | Path, labels_path: str | Path, out_path: str | 
     for i, (plot, hist) in enumerate(curves):
         width = 2 * max(1, len(curves)) // len(curves)
         plot(fig.add_subplot(grid[1, i * width:(i + 1) * width]), hist)
+    if diagnostics is not None:
+        _plot_diagnostics(fig.add_subplot(grid[2, :]), diagnostics)
     fig.suptitle(f"{run.name} / {run.attrs['method']} / seed {run.attrs['seed']}: "
                  f"ACC {100 * scores['acc']:.1f}%, NMI ({var.removeprefix('nmi_')}) "
                  f"{100 * scores[var]:.1f}%", fontsize=11)

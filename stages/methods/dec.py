@@ -24,6 +24,7 @@ from torch import nn
 
 from stages.methods.common import (
     FinetuneResult,
+    gradient_shares,
     kl_divergence,
     reconstruction_mse,
     target_distribution,
@@ -101,6 +102,20 @@ class TargetUpdate:
         self.rows = list(state["rows"])
 
 
+def initial_gradient_shares(model: ClusteringAutoencoder, x: torch.Tensor, gamma: float,
+                            w_rec: float, batch: int) -> dict[str, Any]:
+    """Gradient shares of the weighted clustering (and reconstruction) terms on the first
+    ``batch`` samples of x, with the target P of the initial soft assignments of all of x."""
+    p = target_distribution(map_batches(model.assign, x))[:batch]
+    xb = x[:batch]
+    z = model.autoencoder.encode(xb)
+    q = student_t_assign(z, model.centres, model.alpha)
+    terms = {"clustering": gamma * kl_divergence(p, q)}
+    if w_rec > 0:
+        terms["reconstruction"] = w_rec * reconstruction_mse(model.autoencoder.decode(z), xb)
+    return gradient_shares(model, terms)
+
+
 def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray],
              params: dict[str, Any], *, seed: int, y_true: np.ndarray | None = None,
              checkpoint: Checkpointer | None = None, log_every: int = 20) -> FinetuneResult:
@@ -138,6 +153,7 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
             terms["loss"] = terms["loss"] + w_rec * reconstruction
         return terms
 
+    share_row = initial_gradient_shares(model, x, gamma, w_rec, int(params["batch_size"]))
     cfg = LoopConfig(batch_size=int(params["batch_size"]), max_steps=int(params["max_iter"]),
                      shuffle=bool(params.get("shuffle", False)), seed=seed, log_every=log_every,
                      checkpoint_every=int(params.get("checkpoint_every", 1000)))
@@ -147,7 +163,8 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
     z = map_batches(autoencoder.encode, x)
     with torch.inference_mode():
         labels = student_t_assign(z, model.centres, model.alpha).argmax(dim=1)
-    history = sorted(result.history + hook.rows, key=lambda r: (r["step"], r["kind"] != "target"))
+    history = [share_row] + sorted(result.history + hook.rows,
+                                   key=lambda r: (r["step"], r["kind"] != "target"))
     return FinetuneResult(
         labels=labels.cpu().numpy().astype(np.int64), embedding=z.cpu().numpy().astype(np.float32),
         history=history, state_dict=model.state_dict(),

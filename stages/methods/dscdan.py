@@ -166,18 +166,19 @@ class LossChange:
         self.total = self.total + loss.detach().float()
         self.count += 1
 
-    def predict(self) -> torch.Tensor:
-        """argmax pi(x) of every sample (N,)."""
+    def predict(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """argmax pi(x) of every sample (N,), and pi(x) (N, K)."""
         was_training = self.model.training
         self.model.eval()
-        labels = map_batches(self.model.probabilities, self.x, self.eval_batch).argmax(dim=1)
+        probabilities = map_batches(self.model.probabilities, self.x, self.eval_batch)
         self.model.train(was_training)
-        return labels
+        return probabilities.argmax(dim=1), probabilities
 
     def __call__(self, step: int) -> bool:
         if self.checks % self.predict_every == 0:
-            labels = self.predict()
-            row = target_update_row(step, labels, self.labels, self.y_true, "max")
+            labels, probabilities = self.predict()
+            row = target_update_row(step, labels, self.labels, self.y_true, "max",
+                                    probabilities=probabilities)
             self.labels = labels
         else:
             row = {"step": step}

@@ -272,9 +272,12 @@ class Monitor:
         self.model.train()
         rmn = self.model.rmn
         with torch.inference_mode():
-            labels = rmn.predict(y)
+            post = posteriors(y, rmn.means, rmn.variances, rmn.weights)
+            labels = post.argmax(dim=1)
             ll = log_likelihood(y, rmn.means, rmn.variances, rmn.weights).mean()
-        row = target_update_row(step, labels, self.labels, self.y_true, "max")
+        row = target_update_row(step, labels, self.labels, self.y_true, "max",
+                                probabilities=post)
+        row.update({f"weight_{k}": float(w) for k, w in enumerate(rmn.weights)})
         row.update(log_likelihood_all=float(ll), min_variance=float(rmn.variances.min()),
                    max_centre_norm=float(rmn.means.norm(dim=1).max()))
         self.labels = labels

@@ -197,7 +197,8 @@ class AssignmentMonitor:
         self.model.eval()
         labels, _ = self.model.predict(self.x)
         self.model.train(was_training)
-        row = target_update_row(step, labels, self.labels, self.y_true, "sqrt")
+        row = target_update_row(step, labels, self.labels, self.y_true, "sqrt",
+                                n_clusters=int(self.model.centres.shape[0]))
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         self.labels = labels
         self.rows.append(row)
