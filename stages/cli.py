@@ -38,6 +38,12 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (the rule's threads)")
     p.add_argument("--log-every", type=int, default=20, help="steps between host syncs")
+    p.add_argument("--checkpoint-every", type=int, default=500,
+                   help="steps between checkpoints of long stages (operational: not part of the "
+                        "recipe, so changing it reruns nothing)")
+    p.add_argument("--job-key", default=None,
+                   help="key of everything that determines the job (the workflow passes it); a "
+                        "checkpoint written under another key is discarded, never resumed")
 
 
 def limit_threads(threads: int | None) -> None:

@@ -143,7 +143,6 @@ def method_recipe(config: dict[str, Any], method: str) -> dict[str, Any]:
     head = recipe.get("head")
     merged = {**copy.deepcopy(config.get("head_defaults", {}).get(head, {})), **recipe}
     merged["name"] = method
-    merged["checkpoint_every"] = config["checkpoint_every"]
     return resolve_schedule(merged, config["schedule"])
 
 
@@ -151,7 +150,6 @@ def autoencoder_recipe(config: dict[str, Any], ae: str) -> dict[str, Any]:
     """The resolved recipe of autoencoder ``ae`` (schedule applied)."""
     recipe = copy.deepcopy(config["autoencoders"][ae])
     recipe["name"] = ae
-    recipe["checkpoint_every"] = config["checkpoint_every"]
     return resolve_schedule(recipe, config["schedule"])
 
 

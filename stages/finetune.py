@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> None:
     clock = StageClock()
-    recipe = args.params
+    recipe = {**args.params, "checkpoint_every": args.checkpoint_every}
     out = Path(args.out_dir)
     data = read_dataset(args.data)
     init, init_attrs = read_arrays(args.init, required=["labels"], read_all=True)
@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> None:
     x = torch.as_tensor(data.X, device=device)
     result = importlib.import_module(module).finetune(
         autoencoder, x, init, recipe, seed=args.seed, y_true=data.y,
-        checkpoint=Checkpointer(out / "checkpoint.pt", clock), log_every=args.log_every)
+        checkpoint=Checkpointer(out / "checkpoint.pt", clock, key=args.job_key),
+        log_every=args.log_every)
     timings["finetune"] = clock.elapsed()  # resumed runs included
     save_model(out / "model.pt", payload["net"], data.input_shape, payload["arch"],
                result.state_dict, {**attrs, "info": result.info})

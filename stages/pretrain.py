@@ -118,7 +118,7 @@ def check_unit_range(net: str, x: np.ndarray, source: str) -> None:
 
 def run(args: argparse.Namespace) -> None:
     clock = StageClock()
-    recipe = args.params
+    recipe = {**args.params, "checkpoint_every": args.checkpoint_every}
     device = resolve_device(args.device)
     configure_torch(args.threads, device)
     seed_everything(args.seed)
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> None:
     model = build_network(recipe["net"], data.input_shape, arch).to(device)
     x = torch.as_tensor(data.X, device=device)
     out = Path(args.out_dir)
-    checkpoint = Checkpointer(out / "checkpoint.pt", clock)
+    checkpoint = Checkpointer(out / "checkpoint.pt", clock, key=args.job_key)
     module, function = pretrain_objective(recipe.get("objective", "reconstruction"))
     pretrain = getattr(importlib.import_module(module), function)
     result = pretrain(model, x, recipe, seed=args.seed, log_every=args.log_every,

@@ -108,18 +108,23 @@ class Checkpointer:
     """Saves and restores the complete loop state in one file, atomically.
 
     Each save records the stage's wall seconds so far (:class:`StageClock`, shared by the
-    checkpoints of a stage's phases); a load carries them into ``clock``.
+    checkpoints of a stage's phases); a load carries them into ``clock``. With a ``key`` (of
+    everything that determines the job: recipe, inputs, code), each save records it, and a load
+    of a checkpoint written under another key (or none) deletes that file, logs why, and
+    returns None: the job starts afresh instead of resuming another job's state.
     """
 
-    def __init__(self, path: str | os.PathLike | None, clock: StageClock | None = None):
+    def __init__(self, path: str | os.PathLike | None, clock: StageClock | None = None,
+                 key: str | None = None):
         self.path = Path(path) if path else None
         self.clock = clock or StageClock()
+        self.key = key
 
     def save(self, state: dict[str, Any]) -> None:
         if self.path is None:
             return
         with atomic_path(self.path) as tmp:
-            torch.save({**state, "stage_wall_s": self.clock.elapsed()}, tmp)
+            torch.save({**state, "stage_wall_s": self.clock.elapsed(), "job_key": self.key}, tmp)
 
     def load(self) -> dict[str, Any] | None:
         if self.path is None or not self.path.exists():
@@ -129,6 +134,14 @@ class Checkpointer:
         except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt file
             raise DataFileError(f"{self.path}: checkpoint cannot be read ({err}); delete it to "
                                 "restart this stage from the beginning") from err
+        if self.key is not None and (not isinstance(saved, dict)
+                                     or saved.get("job_key") != self.key):
+            found = saved.get("job_key") if isinstance(saved, dict) else None
+            log.warning("%s: written by another job (key %s, this job's is %s: its recipe, "
+                        "inputs or code changed since); discarded, starting afresh",
+                        self.path, found, self.key)
+            self.path.unlink(missing_ok=True)
+            return None
         if isinstance(saved, dict) and "stage_wall_s" in saved:
             self.clock.resumed(float(saved["stage_wall_s"]))
         return saved
@@ -136,9 +149,9 @@ class Checkpointer:
     def phase(self, name: str) -> Checkpointer:
         """A sibling checkpoint (``checkpoint-<name>.pt``) for one phase of a multi-phase stage."""
         if self.path is None:
-            return Checkpointer(None, self.clock)
+            return Checkpointer(None, self.clock, self.key)
         return Checkpointer(self.path.with_name(f"{self.path.stem}-{name}{self.path.suffix}"),
-                            self.clock)
+                            self.clock, self.key)
 
     def remove(self) -> None:
         """Delete this checkpoint and those of its phases, with the half-written copies that a

@@ -104,6 +104,18 @@ def upstream(config: dict[str, Any], stage: str, dataset: str, *, ae: str | None
     return parts + [_method(config, method)]
 
 
+def job_key(config: dict[str, Any], stage: str, dataset: str, *, ae: str | None = None,
+            method: str | None = None) -> str:
+    """Key of everything that determines a checkpointing job's result: its inputs' recipes and
+    code (:func:`upstream`), its own recipe and code. ``stage``: pretrain (``ae``) or finetune
+    (``method``); its checkpoints carry it, so a changed job never resumes a stale one."""
+    if stage == "pretrain":
+        return key(upstream(config, "embed", dataset, ae=ae))
+    if stage == "finetune":
+        return key(upstream(config, "evaluate", dataset, method=method))
+    raise ValueError(f"stage '{stage}' does not checkpoint; valid choices: pretrain, finetune")
+
+
 def key(parts: Any) -> str:
     """A short stable hash of JSON-able ``parts``."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]

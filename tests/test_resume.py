@@ -94,14 +94,15 @@ def inputs(tmp_path_factory) -> Path:
 def pretrain_args(out_dir: str) -> list[str]:
     return ["--data", "data.h5", "--params",
             recipe_arg(stage_config.autoencoder_recipe(CONFIG, "sae")), "--seed", "0",
-            "--out-dir", out_dir, "--device", "cpu", "--threads", "1", "--log-every", "5"]
+            "--out-dir", out_dir, "--device", "cpu", "--threads", "1", "--log-every", "5",
+            "--checkpoint-every", str(CONFIG["checkpoint_every"])]
 
 
 def finetune_args(out_dir: str) -> list[str]:
     return ["--data", "data.h5", "--model", "ref/model.pt", "--embedding", "embed.h5",
             "--init", "init.h5", "--params", recipe_arg(stage_config.method_recipe(CONFIG, "dec")),
             "--seed", "0", "--out-dir", out_dir, "--device", "cpu", "--threads", "1",
-            "--log-every", "5"]
+            "--log-every", "5", "--checkpoint-every", str(CONFIG["checkpoint_every"])]
 
 
 def test_killed_pretraining_resumes_to_the_uninterrupted_result(inputs):

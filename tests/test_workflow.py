@@ -126,6 +126,27 @@ def test_second_run_has_nothing_to_do(workflow):
     assert "Nothing to be done" in snakemake(workflow, "-n").stdout
 
 
+def test_operational_settings_rerun_nothing(workflow):
+    """checkpoint_every, log_every, threads and device change no job's params."""
+    out = snakemake(workflow, "-n", "--config", "checkpoint_every=7", "log_every=3",
+                    "threads=1", "device=cpu").stdout
+    assert "Nothing to be done" in out
+
+
+def test_run_datasets_selects_the_datasets_of_a_layered_config(workflow, tmp_path):
+    """A --configfile's datasets are merged into config.yaml's, so run_datasets says which to
+    run; an unknown name stops the workflow before any job."""
+    layered = tmp_path / "only.yaml"
+    layered.write_text("run_datasets: [synthetic]\n")
+    assert "Nothing to be done" in snakemake(workflow, "-n", "--configfile",
+                                             str(layered)).stdout
+    layered.write_text("run_datasets: [digits]\n")
+    proc = snakemake(workflow, "-n", "--configfile", str(layered), check=False)
+    assert proc.returncode != 0
+    assert "run_datasets: 'digits' not in datasets; valid choices: synthetic" in (
+        proc.stdout + proc.stderr)
+
+
 def test_changed_method_parameter_reruns_only_that_method(workflow):
     config_path = workflow / "config.yaml"
     original = config_path.read_text()

@@ -44,6 +44,7 @@ rule finetune:
         recipe=lambda w: quoted(recipe(w.method)),
         out_dir=lambda w, output: str(Path(output.labels).parent),
         upstream=upstream_of("finetune"),
+        job_key=lambda w: job_key(config, "finetune", w.dataset, method=w.method),
     threads: THREADS
     resources:
         gpu=GPU,
@@ -57,7 +58,8 @@ rule finetune:
         "python -m stages.finetune --data {input.data} --model {input.model}"
         " --embedding {input.embedding} --init {input.init} --params {params.recipe}"
         " --seed {wildcards.seed} --out-dir {params.out_dir} --device {DEVICE}"
-        " --threads {threads} --log-every {config[log_every]} 2> {log}"
+        " --threads {threads} --log-every {config[log_every]}"
+        " --checkpoint-every {config[checkpoint_every]} --job-key {params.job_key} 2> {log}"
 
 
 rule baseline:

@@ -65,7 +65,7 @@ def init_of(method):
 
 
 
-from stages.upstream import results_key, upstream_key  # noqa: E402
+from stages.upstream import job_key, results_key, upstream_key  # noqa: E402
 
 
 def upstream_of(stage):

@@ -16,6 +16,7 @@ rule pretrain:
         recipe=lambda w: quoted(stage_config.autoencoder_recipe(config, w.ae)),
         out_dir=lambda w, output: str(Path(output.model).parent),
         upstream=upstream_of("pretrain"),
+        job_key=lambda w: job_key(config, "pretrain", w.dataset, ae=w.ae),
     threads: THREADS
     resources:
         gpu=GPU,
@@ -28,7 +29,8 @@ rule pretrain:
     shell:
         "python -m stages.pretrain --data {input.data} --params {params.recipe}"
         " --seed {wildcards.seed} --out-dir {params.out_dir} --device {DEVICE}"
-        " --threads {threads} --log-every {config[log_every]} 2> {log}"
+        " --threads {threads} --log-every {config[log_every]}"
+        " --checkpoint-every {config[checkpoint_every]} --job-key {params.job_key} 2> {log}"
 
 
 rule embed:
