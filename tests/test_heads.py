@@ -200,6 +200,10 @@ def test_clustering_head(head, data, pretrained, tmp_path, monkeypatch):
                and "smallest_share" in r]
     assert targets, f"{head}: no label-free diagnostics in its history"
     assert all(0 <= r["smallest_share"] <= r["largest_share"] <= 1 for r in targets)
+    shares = [r for r in first.history if r.get("kind") == "gradient_share"]
+    assert len(shares) == 1, f"{head}: no gradient shares recorded at the start"
+    values = [v for k, v in shares[0].items() if k.startswith("grad_share_")]
+    assert values and sum(values) == pytest.approx(1.0) and all(0 <= v <= 1 for v in values)
 
     second = _finetune(head, pretrained[head], x, y)
     np.testing.assert_array_equal(first.labels, second.labels)

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from torch import nn
 
-from stages.methods.common import FinetuneResult, target_update_row, to_device
+from stages.methods.common import FinetuneResult, gradient_shares, target_update_row, to_device
 from stages.methods.dscdan_losses import (
     autoencoder_terms,
     knn_affinity,
@@ -111,19 +111,24 @@ class DscdanClusterer(nn.Module):
 
 
 def eq20_terms(model: DscdanClusterer, xb: torch.Tensor, params: dict[str, Any],
-               sigma: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+               sigma: torch.Tensor | None = None,
+               weighted: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Eq. 20 on a batch xb (B, C, H, W); updates ``model.spectral.w_orth`` with the batch's
     orthonormalisation factor.
 
     Returns the scalar terms: ``loss`` and ``plain``, ``relative``, ``mi_global``, ``mi_local``
-    (those switched on), ``kl`` (Eq. 19), ``spectral`` (Eq. 16).
+    (those switched on), ``kl`` (Eq. 19), ``spectral`` (Eq. 16). A given ``weighted`` dict is
+    filled with the three weighted parts that sum to ``loss``: ``autoencoder`` (reconstruction
+    and MI), ``kl`` and ``spectral``.
     """
     weights = loss_weights(params)
     terms, mu, logvar = autoencoder_terms(model.autoencoder, xb, weights)
     loss = terms.pop("partial")
+    parts = {"autoencoder": loss}
     pi = model.spectral(mu)
     terms["kl"] = mixture_kl(mu, logvar, pi, model.means)
-    loss = loss + weights["kl_weight"] * terms["kl"]
+    parts["kl"] = weights["kl_weight"] * terms["kl"]
+    loss = loss + parts["kl"]
     w = knn_affinity(mu, int(params.get("n_neighbors", 3)), int(params.get("scale_neighbor", 2)),
                      sigma)
     eps = float(params.get("orth_eps", 1e-6))
@@ -135,7 +140,10 @@ def eq20_terms(model: DscdanClusterer, xb: torch.Tensor, params: dict[str, Any],
     with torch.no_grad():
         model.spectral.w_orth.copy_(w_orth.detach())
     terms["spectral"] = spectral_loss(w, y, str(params.get("spectral_normalisation", "m2")))
-    loss = loss + float(params.get("spectral_weight", 1.0)) * terms["spectral"]
+    parts["spectral"] = float(params.get("spectral_weight", 1.0)) * terms["spectral"]
+    loss = loss + parts["spectral"]
+    if weighted is not None:
+        weighted.update(parts)
     return {"loss": loss, **terms}
 
 
@@ -273,10 +281,17 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
                      shuffle=True, seed=seed, log_every=min(log_every, period),
                      checkpoint_every=int(params.get("checkpoint_every", 1000)))
     optimizer = torch.optim.Adam(model.parameters(), lr=float(params["lr"]))
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        w_orth = model.spectral.w_orth.clone()
+        parts: dict[str, torch.Tensor] = {}
+        eq20_terms(model, x[:batch], params, sigma, weighted=parts)
+        share_row = gradient_shares(model, parts)
+        model.spectral.w_orth.copy_(w_orth)  # the first step sets it as it would have
     result = run_loop(model, optimizer, loss_fn, x.shape[0], cfg, device, hook=hook,
                       checkpoint=checkpoint, desc="finetune dscdan")
     labels, z = predict(model, x, str(params.get("predict", "softmax")), n_clusters, seed)
-    history = sorted(result.history + hook.rows, key=lambda r: (r["step"], r["kind"] != "check"))
+    history = [share_row] + sorted(result.history + hook.rows,
+                                   key=lambda r: (r["step"], r["kind"] != "check"))
     return FinetuneResult(
         labels=labels, embedding=z, history=history, state_dict=model.state_dict(),
         info={"steps": result.steps, "checks": len(hook.rows),

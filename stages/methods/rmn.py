@@ -60,7 +60,13 @@ import torch
 from torch import nn
 
 from stages.errors import DataFileError
-from stages.methods.common import FinetuneResult, reconstruction_mse, target_update_row, to_device
+from stages.methods.common import (
+    FinetuneResult,
+    gradient_shares,
+    reconstruction_mse,
+    target_update_row,
+    to_device,
+)
 from stages.train import Checkpointer, LoopConfig, map_batches, run_loop, steps_per_epoch
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -383,6 +389,15 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
     monitor = Monitor(model, x, y_true, period=max(1, int(params.get("monitor_every_epochs", 1))
                                                    * spe))
 
+    first = x[:batch]  # the trained network's gradient shares at the start (GMM steps aside)
+    y_first = autoencoder.encode(first)
+    parts = {"log_likelihood": -log_likelihood(y_first, rmn.means, rmn.variances,
+                                               rmn.weights).mean()}
+    if w_rec > 0:
+        parts["reconstruction"] = w_rec * reconstruction_mse(autoencoder.decode(y_first), first,
+                                                             reduction)
+    share_row = gradient_shares(trained, parts)
+
     def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
         xb = x[idx]
         y = autoencoder.encode(xb)
@@ -412,8 +427,8 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
     z = map_batches(autoencoder.encode, x)
     with torch.inference_mode():
         labels = rmn.predict(z)
-    history = sorted(result.history + monitor.rows,
-                     key=lambda r: (r["step"], r["kind"] != "target"))
+    history = [share_row] + sorted(result.history + monitor.rows,
+                                   key=lambda r: (r["step"], r["kind"] != "target"))
     return FinetuneResult(
         labels=labels.cpu().numpy().astype(np.int64), embedding=z.cpu().numpy().astype(np.float32),
         history=history, state_dict=model.state_dict(),

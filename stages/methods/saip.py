@@ -46,6 +46,7 @@ from torch import nn
 from stages.errors import ConfigError
 from stages.methods.common import (
     FinetuneResult,
+    gradient_shares,
     kl_divergence,
     target_distribution,
     target_update_row,
@@ -254,6 +255,7 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
         loss = saip_loss(p1, p2, detach)
         return {"loss": loss}
 
+    share_row = gradient_shares(model, {"kl": saip_loss(*model(x[:batch_size]), detach)})
     cfg = LoopConfig(batch_size=batch_size, max_steps=ep * re * spe, shuffle=True, seed=seed,
                      log_every=min(log_every, spe),
                      checkpoint_every=int(params.get("checkpoint_every", 1000)))
@@ -261,7 +263,8 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
                       scheduler=scheduler, checkpoint=checkpoint, desc="finetune saip")
     model.eval()
     labels, h = model.predict(x, predict)
-    history = sorted(result.history + hook.rows, key=lambda r: (r["step"], r["kind"] != "target"))
+    history = [share_row] + sorted(result.history + hook.rows,
+                                   key=lambda r: (r["step"], r["kind"] != "target"))
     return FinetuneResult(
         labels=labels.cpu().numpy().astype(np.int64), embedding=h.cpu().numpy().astype(np.float32),
         history=history, state_dict=model.state_dict(),
