@@ -9,7 +9,12 @@ so the Snakefile can call it on every invocation cheaply.
 from __future__ import annotations
 
 import copy
+import re
+from functools import cache
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from stages.data.registry import dataset_names, get_dataset_spec
 from stages.errors import ConfigError
@@ -38,25 +43,83 @@ def resolve_schedule(value: Any, schedule: str) -> Any:
     return value
 
 
-def coerce_command_line(config: dict[str, Any]) -> None:
-    """Turn ``--config seeds=[0,1,2]`` into integers, in place.
+_INT = re.compile(r"^[+-]?\d+$")
+_FLOAT = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
+#: top-level sections whose values ``--config`` may set inside dicts
+_RECIPE_SECTIONS = ("autoencoders", "inits", "methods", "head_defaults", "datasets")
 
-    Snakemake parses a ``--config`` list with YAML's BaseLoader, so its items arrive as strings
-    (``['0', '1', '2']``) and would fail the schema. Items that are not decimal strings are left
-    alone for the schema to reject with its own message.
+
+def _number(value: Any) -> Any:
+    """A decimal or float string as int / float, 'true' / 'false' as bool; others unchanged."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if _INT.match(text):
+        return int(text)
+    if _FLOAT.match(text):
+        return float(text)
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return value
+
+
+def _coerce(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _coerce(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_coerce(v) for v in value]
+    return _number(value)
+
+
+def coerce_command_line(config: dict[str, Any]) -> None:
+    """Turn the strings of ``--config`` values back into numbers and booleans, in place.
+
+    Snakemake parses a ``--config`` list or dict with YAML's BaseLoader, so
+    ``seeds=[0,1,2]`` arrives as ``['0', '1', '2']`` and ``methods={"dec":{"lr":0.002}}`` as
+    ``{'lr': '0.002'}``, and would fail the schema. Number-shaped strings in ``seeds`` and in the
+    recipe sections become numbers (also YAML 1.1's unquoted ``1e-5``, which PyYAML reads as a
+    string); other strings are left for the schema to judge.
     """
     seeds = config.get("seeds")
     if isinstance(seeds, list):
         config["seeds"] = [int(s) if isinstance(s, str) and s.strip().isdecimal() else s
                            for s in seeds]
+    for section in _RECIPE_SECTIONS:
+        if isinstance(config.get(section), dict):
+            config[section] = _coerce(config[section])
 
 
 def _choices(names: Any) -> str:
     return ", ".join(sorted(names))
 
 
+SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+
+@cache
+def recipe_keys() -> frozenset[str]:
+    """The options a method recipe or a ``head_defaults`` entry may set (the schema's list)."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    return frozenset(schema["properties"]["methods"]["additionalProperties"]["properties"])
+
+
+def check_recipe_keys(config: dict[str, Any]) -> None:
+    """ConfigError naming an unknown option of a method recipe or ``head_defaults`` entry,
+    where it is, and the valid options (the schema accepts any key there)."""
+    valid = recipe_keys()
+    places = [(f"methods.{name}", recipe) for name, recipe in config["methods"].items()]
+    places += [(f"head_defaults.{head}", entry)
+               for head, entry in (config.get("head_defaults") or {}).items()]
+    for where, entry in places:
+        unknown = sorted(set(entry) - valid)
+        if unknown:
+            raise ConfigError(f"{where}: unknown option(s) {', '.join(map(repr, unknown))}; "
+                              f"valid options: {_choices(valid)}")
+
+
 def validate(config: dict[str, Any]) -> None:
     """Raise :class:`ConfigError` on the first inconsistency, naming the value and valid choices."""
+    check_recipe_keys(config)
     methods = config["methods"]
     for name, recipe in methods.items():
         family = recipe["family"]

@@ -30,11 +30,19 @@ def test_schedule_resolution(config):
     quick = cfg.autoencoder_recipe(config, "sae")
     assert quick["epochs"] == config["autoencoders"]["sae"]["epochs"]["quick"]
     config["schedule"] = "paper"
-    assert cfg.autoencoder_recipe(config, "sae")["epochs"] == 400
+    assert cfg.autoencoder_recipe(config, "sae")["epochs"] == 300  # sae-deckeras [code]
+    assert cfg.autoencoder_recipe(config, "sae-paper")["epochs"] == 400
     assert cfg.autoencoder_recipe(config, "cae")["epochs"] == 200
     dcec = cfg.method_recipe(config, "dcec")
     assert dcec["max_iter"] == 20000 and dcec["update_interval"] == 140
     assert dcec["tol"] == 0.001 and dcec["clustering_weight"] == 0.1
+    # [code] DEC-keras' clustering optimiser for DEC and DEC-conv; IDEC and DCEC keep Adam
+    for name in ("dec", "dec-conv"):
+        assert cfg.method_recipe(config, name)["optimizer"] == {"name": "sgd", "lr": 0.01,
+                                                                "momentum": 0.9}
+    assert "optimizer" not in dcec and "optimizer" not in cfg.method_recipe(config, "idec")
+    assert cfg.autoencoder_recipe(config, "sae") == {
+        **cfg.autoencoder_recipe(config, "sae-deckeras"), "name": "sae"}
 
 
 @pytest.mark.parametrize("edit,message", [
@@ -100,6 +108,31 @@ def test_command_line_seeds_become_integers(config):
     cfg.coerce_command_line(not_a_seed)
     with pytest.raises(WorkflowError):
         schema_validate(not_a_seed, SCHEMA)
+
+
+@pytest.mark.parametrize("where", ["methods.kmeans", "methods.dec", "head_defaults.dec"])
+def test_unknown_recipe_options_are_errors_naming_key_place_and_choices(config, where):
+    """The probe: methods: {kmeans: {n_inits: 1, learning_rate: 5}} ran with defaults."""
+    broken = copy.deepcopy(config)
+    section, name = where.split(".")
+    broken[section][name]["learning_rate"] = 5
+    with pytest.raises(ConfigError, match=rf"{where}: unknown option\(s\) 'learning_rate'; "
+                                          r"valid options: .*\blr\b"):
+        cfg.validate(broken)
+
+
+def test_numbers_inside_config_dicts_from_the_command_line(config):
+    """--config 'methods={"dec":{"lr":0.002}}' arrives as {'lr': '0.002'} (BaseLoader)."""
+    from_cli = copy.deepcopy(config)
+    from_cli["methods"]["dec"].update(lr="0.002", update_interval="140", shuffle="true",
+                                      optimizer={"name": "adam", "lr": "1e-3"})
+    from_cli["head_defaults"]["rmn"]["eta"] = "auto"
+    cfg.coerce_command_line(from_cli)
+    dec = from_cli["methods"]["dec"]
+    assert dec["lr"] == 0.002 and dec["update_interval"] == 140 and dec["shuffle"] is True
+    assert dec["optimizer"] == {"name": "adam", "lr": 0.001}
+    assert from_cli["head_defaults"]["rmn"]["eta"] == "auto"
+    schema_validate(from_cli, SCHEMA)
 
 
 def test_run_datasets_selects_a_subset(config):

@@ -12,7 +12,7 @@ from stages.errors import ConfigError  # noqa: E402
 try:
     stage_config.validate(config)
 except ConfigError as err:
-    raise WorkflowError(f"config.yaml: {err}") from None
+    raise WorkflowError(f"configuration (config.yaml, --configfile, --config): {err}") from None
 
 RUNS = stage_config.runs(config)
 DATASETS = sorted(stage_config.selected_datasets(config))
