@@ -9,9 +9,12 @@ all writers in :mod:`stages.artifacts` are atomic.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -59,15 +62,41 @@ def setup_logging() -> None:
                         stream=sys.stderr)
 
 
+#: set (to anything but 0 or empty) to get the traceback of an error a user can fix
+DEBUG_ENV = "DCLUST_DEBUG"
+
+
+def os_error_message(err: OSError) -> str:
+    """One line for an operating-system error a user can fix, naming the path and the fix."""
+    path = err.filename or "(unknown path)"
+    if isinstance(err, PermissionError):
+        return (f"cannot write or read {path}: permission denied. Make the folder writable "
+                "(or run from a folder you own) and rerun; finished outputs are kept.")
+    if err.errno == errno.ENOSPC:
+        return (f"no space left on the device while writing {path}. Free disk space (or move "
+                "results/ to a larger disk) and rerun; killed jobs resume from their "
+                "checkpoints.")
+    if isinstance(err, FileNotFoundError):
+        return (f"{path}: no such file or folder. Check the path, or rerun the workflow so the "
+                "stage that writes it runs first.")
+    return f"{path}: {err.strerror or err}. Fix the file or folder and rerun."
+
+
 def main_for(build_parser: Callable[[], argparse.ArgumentParser],
              run: Callable[[argparse.Namespace], Any],
              argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv``, call ``run``, and turn a :class:`StageError` into a clean exit."""
+    """Parse ``argv``, call ``run``, and turn a :class:`StageError` or an :class:`OSError`
+    (unwritable folder, full disk, missing file) into one line and exit status 2; with
+    ``DCLUST_DEBUG`` set the traceback is printed too."""
     setup_logging()
     args = build_parser().parse_args(argv)
+    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         run(args)
-    except StageError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (StageError, OSError) as err:
+        if debug:
+            traceback.print_exc()
+        message = os_error_message(err) if isinstance(err, OSError) else str(err)
+        print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
     return 0

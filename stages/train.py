@@ -255,6 +255,7 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn
     amp = (torch.autocast("cuda", dtype=torch.bfloat16)
            if cfg.autocast_bf16 and device.type == "cuda" else nullcontext())
     stopped = False
+    last_line = time.monotonic()
     model.train()
     try:
         while step < cfg.max_steps:
@@ -278,6 +279,9 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn
                 row = _flush(sums, n_in_window, step, spe, last_good)
                 history.append(row)
                 sums, n_in_window = {}, 0
+                if time.monotonic() - last_line >= PROGRESS_SECONDS or step == cfg.max_steps:
+                    _log_progress(desc, row, cfg.max_steps)
+                    last_line = time.monotonic()
                 if bar is not None:
                     bar.update(step - bar.n)
                     bar.set_postfix(loss=f"{row['loss']:.4g}")
@@ -292,6 +296,17 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn
         if bar is not None:
             bar.close()
     return LoopResult(step, stopped, history, resumed_from)
+
+
+#: at most one progress line per this many seconds in a stage's log (and one at the end)
+PROGRESS_SECONDS = 30.0
+
+
+def _log_progress(desc: str, row: dict[str, Any], max_steps: int) -> None:
+    """One log line: the step, the epoch and the mean of each loss term of the last window."""
+    terms = ", ".join(f"{k} {v:.4g}" for k, v in row.items()
+                      if k not in ("kind", "step", "epoch") and isinstance(v, float))
+    log.info("%s: step %d/%d (epoch %d): %s", desc, row["step"], max_steps, row["epoch"], terms)
 
 
 def _flush(sums: dict[str, torch.Tensor], count: int, step: int, spe: int,

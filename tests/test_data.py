@@ -202,6 +202,21 @@ def test_manifest_checksum_changed_after_fetch(tmp_path):
     assert not (tmp_path / "out.h5").exists()
 
 
+def test_changed_offline_file_advice_is_to_reinstall_its_package(tmp_path):
+    """digits' raw file lives inside scikit-learn: never advise deleting it."""
+    import json
+
+    raw = tmp_path / "raw" / "digits"
+    fetch_raw("digits", raw)
+    manifest = json.loads((raw / "manifest.json").read_text())
+    manifest["files"][0]["sha256"] = "0" * 64  # as if the file had changed since fetch
+    (raw / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataFileError, match="changed since fetch") as err:
+        prepare("digits", raw / "manifest.json", tmp_path / "out.h5")
+    assert "pip install --force-reinstall scikit-learn" in str(err.value)
+    assert "delete it" not in str(err.value)
+
+
 def test_manifest_of_another_dataset(tmp_path):
     fetch_raw("synthetic", tmp_path / "raw")
     with pytest.raises(DataFileError, match="not a manifest of dataset 'digits'"):

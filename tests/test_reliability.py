@@ -76,3 +76,40 @@ def test_a_killed_pretraining_resumes_only_under_its_own_key(inputs):  # noqa: F
                           cwd=inputs, checkpoint=same / "checkpoint.pt")
     log = run_stage("pretrain", *_with(pretrain_args(same.name), recipe, "k"), cwd=inputs).stderr
     assert "resumed from" in log
+
+
+def _init_args(out: str) -> list[str]:
+    return ["--embedding", "embed.h5", "--params",
+            json.dumps(stage_config.init_recipe(CONFIG, "kmeans")), "--seed", "0",
+            "--out", out, "--threads", "1"]
+
+
+def test_an_unwritable_output_folder_is_one_line_naming_it(inputs):  # noqa: F811
+    proc = run_stage("init", *_init_args("/sys/dclust-test/init.h5"), cwd=inputs, check=False)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot write or read /sys/dclust-test") and "rerun" in last
+    debug = run_stage("init", *_init_args("/sys/dclust-test/init.h5"), cwd=inputs, check=False,
+                      DCLUST_DEBUG="1")
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
+
+
+def test_a_missing_input_is_one_line_naming_it(inputs):  # noqa: F811
+    args = _init_args("init-again.h5")
+    args[args.index("embed.h5")] = "no-such-embed.h5"
+    proc = run_stage("init", *args, cwd=inputs, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "no-such-embed.h5" in proc.stderr.strip().splitlines()[-1]
+    assert not (inputs / "init-again.h5").exists()
+
+
+def test_os_errors_name_the_path_and_the_fix():
+    import errno
+
+    from stages.cli import os_error_message
+
+    full = os_error_message(OSError(errno.ENOSPC, "No space left on device", "results/x.h5"))
+    assert "no space left" in full and "results/x.h5" in full and "Free disk space" in full
+    missing = os_error_message(FileNotFoundError(errno.ENOENT, "No such file", "a/b.h5"))
+    assert missing.startswith("a/b.h5: no such file")

@@ -7,6 +7,7 @@ config and a stage module there, and check that exactly the affected jobs become
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -271,3 +272,55 @@ def test_failed_rerun_keeps_its_downstream_stale(workflow):
     assert {m for r, m in jobs if r == "evaluate"} == sae | {"dcec"}
     assert {m for r, m in jobs if r == "figures"} == sae | {"dcec"}
     assert "Nothing to be done" in snakemake(workflow, "-n").stdout
+
+
+def _kill_when(workdir: Path, checkpoint: Path, *targets: str) -> None:
+    """Run Snakemake on ``targets`` and SIGKILL it with its jobs once ``checkpoint`` exists."""
+    import os
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", *targets],
+                            cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    try:
+        while not checkpoint.exists():
+            assert proc.poll() is None, f"snakemake ended first:\n{proc.stderr.read()[-3000:]}"
+            assert time.monotonic() < deadline, "no checkpoint after 300 s"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+        proc.stderr.close()
+
+
+def test_a_job_killed_then_changed_never_resumes_its_stale_checkpoint(workflow, tmp_path):
+    """The probe, through Snakemake: a pretraining and a fine-tuning job are killed after a
+    checkpoint, their recipe is changed, and the rerun discards the checkpoints and says so."""
+    wd = tmp_path / "wf"
+    shutil.copytree(workflow, wd, symlinks=True)
+    config_path = wd / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["autoencoders"]["sae"]["epochs"] = 400   # long enough to be killed mid-run
+    config["head_defaults"]["dec"].update(max_iter=4000, tol=0.0)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    pretrain = "results/pretrain/synthetic/sae/seed0"
+    finetune = "results/finetune/synthetic/dcec/seed0"
+    _kill_when(wd, wd / pretrain / "checkpoint.pt", f"{pretrain}/model.pt")
+    _kill_when(wd, wd / finetune / "checkpoint.pt", f"{finetune}/labels.h5")
+    snakemake(wd, "--unlock")
+
+    config["autoencoders"]["sae"]["optimizer"]["lr"] = 0.02  # the changed recipes
+    config["autoencoders"]["sae"]["epochs"] = 6
+    config["methods"]["dcec"]["clustering_weight"] = 0.3
+    config["head_defaults"]["dec"].update(max_iter=40)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    snakemake(wd, f"{pretrain}/model.pt", f"{finetune}/labels.h5")
+    for log in ("logs/pretrain/synthetic/sae/seed0.log", "logs/finetune/synthetic/dcec/seed0.log"):
+        text = (wd / log).read_text()
+        assert "written by another job" in text and "discarded, starting afresh" in text, log
+        assert "resumed from" not in text, log
+    with h5py.File(wd / finetune / "labels.h5") as f:
+        assert json.loads(f.attrs["info"])["resumed_from_step"] is None
+    assert not list((wd / "results").rglob("checkpoint*.pt"))

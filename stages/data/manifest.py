@@ -139,9 +139,15 @@ def verify_manifest(path: str | os.PathLike, dataset: str) -> tuple[dict[str, An
                                 f"since fetch); rerun stages.fetch --dataset {dataset}.")
         actual = sha256_file(p)
         if actual != entry["sha256"]:
+            if manifest.get("kind") == "offline":  # a file shipped inside an installed package
+                package = str(manifest.get("source", "")).split(" ")[0] or "the package"
+                fix = (f"It ships with {package}: reinstall it (pip install --force-reinstall "
+                       f"{package}) and rerun stages.fetch --dataset {dataset}; do not edit or "
+                       "delete files inside an installed package.")
+            else:
+                fix = f"Restore the file, or delete it and rerun stages.fetch --dataset {dataset}."
             raise DataFileError(f"{p} changed since fetch: its sha256 is now {actual} but {path} "
-                                f"recorded {entry['sha256']}. Restore the file, or delete it and "
-                                f"rerun stages.fetch --dataset {dataset}.")
+                                f"recorded {entry['sha256']}. {fix}")
         if entry["name"] in pinned and actual != pinned[entry["name"]]:
             raise DataFileError(f"{p}: sha256 {actual} is not the pinned {pinned[entry['name']]} "
                                 f"(stale manifest?); rerun stages.fetch --dataset {dataset}.")
