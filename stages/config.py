@@ -97,20 +97,22 @@ SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "conf
 
 
 @cache
-def recipe_keys() -> frozenset[str]:
-    """The options a method recipe or a ``head_defaults`` entry may set (the schema's list)."""
+def recipe_keys(section: str = "methods") -> frozenset[str]:
+    """The options an entry of ``section`` (methods, and head_defaults like it; autoencoders;
+    inits) may set: the schema's list."""
     schema = yaml.safe_load(SCHEMA.read_text())
-    return frozenset(schema["properties"]["methods"]["additionalProperties"]["properties"])
+    return frozenset(schema["properties"][section]["additionalProperties"]["properties"])
 
 
 def check_recipe_keys(config: dict[str, Any]) -> None:
-    """ConfigError naming an unknown option of a method recipe or ``head_defaults`` entry,
-    where it is, and the valid options (the schema accepts any key there)."""
-    valid = recipe_keys()
-    places = [(f"methods.{name}", recipe) for name, recipe in config["methods"].items()]
-    places += [(f"head_defaults.{head}", entry)
+    """ConfigError naming an unknown option of an autoencoder, init, method recipe or
+    ``head_defaults`` entry, where it is, and the valid options."""
+    places = [(f"{section}.{name}", entry, recipe_keys(section))
+              for section in ("autoencoders", "inits", "methods")
+              for name, entry in (config.get(section) or {}).items()]
+    places += [(f"head_defaults.{head}", entry, recipe_keys("methods"))
                for head, entry in (config.get("head_defaults") or {}).items()]
-    for where, entry in places:
+    for where, entry, valid in places:
         unknown = sorted(set(entry) - valid)
         if unknown:
             raise ConfigError(f"{where}: unknown option(s) {', '.join(map(repr, unknown))}; "

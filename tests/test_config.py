@@ -110,15 +110,18 @@ def test_command_line_seeds_become_integers(config):
         schema_validate(not_a_seed, SCHEMA)
 
 
-@pytest.mark.parametrize("where", ["methods.kmeans", "methods.dec", "head_defaults.dec"])
+@pytest.mark.parametrize("where", ["methods.kmeans", "methods.dec", "head_defaults.dec",
+                                   "autoencoders.sae", "inits.kmeans"])
 def test_unknown_recipe_options_are_errors_naming_key_place_and_choices(config, where):
     """The probe: methods: {kmeans: {n_inits: 1, learning_rate: 5}} ran with defaults."""
     broken = copy.deepcopy(config)
     section, name = where.split(".")
     broken[section][name]["learning_rate"] = 5
+    valid = {"autoencoders": r"\bbatch_size\b", "inits": r"\bn_init\b"}.get(section, r"\blr\b")
     with pytest.raises(ConfigError, match=rf"{where}: unknown option\(s\) 'learning_rate'; "
-                                          r"valid options: .*\blr\b"):
+                                          rf"valid options: .*{valid}"):
         cfg.validate(broken)
+    schema_validate(broken, SCHEMA)  # the schema lets it through; stages.config names it
 
 
 def test_numbers_inside_config_dicts_from_the_command_line(config):

@@ -186,6 +186,29 @@ def _finetune(head: str, net: torch.nn.Module, x: torch.Tensor, y: np.ndarray,
     return result
 
 
+def _nearest_centre(z: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    return ((z[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+
+
+#: head -> the prediction rebuilt from the saved state and the embedding by another path
+#: than the head's own (numpy, from the formulas)
+PREDICTIONS = {
+    # DEC: the largest Student-t q is the nearest centre
+    "dec": lambda state, z: _nearest_centre(z, state["centres"].numpy()),
+    # DEPICT: argmax of the soft-max layer on the clean embedding
+    "depict": lambda state, z: (z @ state["head.weight"].numpy().T
+                                + state["head.bias"].numpy()).argmax(axis=1),
+}
+
+
+@pytest.mark.parametrize("head", sorted(PREDICTIONS))
+def test_prediction_rebuilt_from_the_saved_state(head, data, pretrained):
+    x, y = data
+    result = _finetune(head, pretrained[head], x, y)
+    rebuilt = PREDICTIONS[head](result.state_dict, result.embedding.astype(np.float64))
+    np.testing.assert_array_equal(result.labels, rebuilt)
+
+
 @pytest.mark.parametrize("head", HEAD_CASES)
 def test_clustering_head(head, data, pretrained, tmp_path, monkeypatch):
     x, y = data

@@ -42,3 +42,11 @@ def test_cae_rejects_small_and_flat_inputs():
     with pytest.raises(ConfigError, match="unknown network 'vae'.*valid choices: cae, depict, "
                                           "dscdan, rmn-sae, sae, saip-cnn"):
         check_network_input("vae", (1, 28, 28))
+
+
+def test_unknown_arch_options_are_errors_naming_the_valid_ones():
+    from stages.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"net 'sae': unknown arch option\(s\) 'hiden'; "
+                                          r"valid options: .*\bhidden\b"):
+        build_network("sae", (1, 8, 8), {"hiden": [3]})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -57,4 +58,10 @@ def build_network(net: str, input_shape: Sequence[int], arch: dict[str, Any] | N
     """Instantiate network ``net`` (an ``nn.Module``) for samples of ``input_shape``."""
     check_network_input(net, input_shape)
     module, cls, _ = NETWORKS[net]
-    return getattr(importlib.import_module(module), cls)(input_shape, **(arch or {}))
+    network = getattr(importlib.import_module(module), cls)
+    valid = [name for name in inspect.signature(network).parameters if name != "input_shape"]
+    unknown = sorted(set(arch or {}) - set(valid))
+    if unknown:
+        raise ConfigError(f"net '{net}': unknown arch option(s) {', '.join(map(repr, unknown))}; "
+                          f"valid options: {', '.join(sorted(valid))}")
+    return network(input_shape, **(arch or {}))
