@@ -17,9 +17,15 @@ if workflow.basedir not in sys.path:  # the stages package, when not pip-install
     sys.path.insert(0, workflow.basedir)
 
 # --config seeds=[0,1,2] arrives as strings (snakemake's YAML BaseLoader); make them integers.
-from stages.config import coerce_command_line  # noqa: E402
+# Unknown keys are named with the valid ones before the schema checks types and ranges.
+from stages.config import check_recipe_keys, coerce_command_line  # noqa: E402
+from stages.errors import ConfigError  # noqa: E402
 
 coerce_command_line(config)
+try:
+    check_recipe_keys(config)
+except ConfigError as err:
+    raise WorkflowError(f"configuration (config.yaml, --configfile, --config): {err}") from None
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

@@ -104,14 +104,30 @@ def recipe_keys(section: str = "methods") -> frozenset[str]:
     return frozenset(schema["properties"][section]["additionalProperties"]["properties"])
 
 
+@cache
+def top_level_keys() -> tuple[frozenset[str], frozenset[str]]:
+    """The schema's top-level keys and the keys of a ``datasets`` entry."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    props = schema["properties"]
+    return (frozenset(props),
+            frozenset(props["datasets"]["additionalProperties"]["properties"]))
+
+
 def check_recipe_keys(config: dict[str, Any]) -> None:
-    """ConfigError naming an unknown option of an autoencoder, init, method recipe or
-    ``head_defaults`` entry, where it is, and the valid options."""
-    places = [(f"{section}.{name}", entry, recipe_keys(section))
+    """ConfigError naming an unknown key anywhere in the configuration (top level, a
+    ``datasets`` entry, an autoencoder, init, method recipe or ``head_defaults`` entry), where
+    it is, and the valid keys. Run before the schema, whose messages do not list them."""
+    top, dataset_keys = top_level_keys()
+    places = [("the top level", config, top)]
+    places += [(f"datasets.{name}", entry, dataset_keys)
+               for name, entry in (config.get("datasets") or {}).items()
+               if isinstance(entry, dict)]
+    places += [(f"{section}.{name}", entry, recipe_keys(section))
               for section in ("autoencoders", "inits", "methods")
-              for name, entry in (config.get(section) or {}).items()]
+              for name, entry in (config.get(section) or {}).items() if isinstance(entry, dict)]
     places += [(f"head_defaults.{head}", entry, recipe_keys("methods"))
-               for head, entry in (config.get("head_defaults") or {}).items()]
+               for head, entry in (config.get("head_defaults") or {}).items()
+               if isinstance(entry, dict)]
     for where, entry, valid in places:
         unknown = sorted(set(entry) - valid)
         if unknown:

@@ -124,6 +124,19 @@ def test_unknown_recipe_options_are_errors_naming_key_place_and_choices(config, 
     schema_validate(broken, SCHEMA)  # the schema lets it through; stages.config names it
 
 
+def test_unknown_top_level_and_dataset_keys_name_the_valid_ones(config):
+    typo = copy.deepcopy(config)
+    typo["seed"] = [0]
+    with pytest.raises(ConfigError, match=r"the top level: unknown option\(s\) 'seed'; valid "
+                                          r"options: .*\bseeds\b"):
+        cfg.check_recipe_keys(typo)
+    typo = copy.deepcopy(config)
+    typo["datasets"]["mnist5k"]["method"] = ["dec"]
+    with pytest.raises(ConfigError, match=r"datasets.mnist5k: unknown option\(s\) 'method'; "
+                                          r"valid options: .*\bmethods\b"):
+        cfg.check_recipe_keys(typo)
+
+
 def test_numbers_inside_config_dicts_from_the_command_line(config):
     """--config 'methods={"dec":{"lr":0.002}}' arrives as {'lr': '0.002'} (BaseLoader)."""
     from_cli = copy.deepcopy(config)
