@@ -63,14 +63,28 @@ def subset_indices(n: int, n_points: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n, size=min(n, n_points), replace=False))
 
 
+def degenerate(features: np.ndarray) -> str | None:
+    """Why (n, D) features cannot be mapped by t-SNE (non-finite values, or every sample the
+    same: a collapsed embedding), or None when they can."""
+    x = np.asarray(features, dtype=np.float64).reshape(features.shape[0], -1)
+    if not np.isfinite(x).all():
+        return "non-finite values"
+    if x.shape[0] > 1 and float(x.std(axis=0).max()) < 1e-8:
+        return "every sample has the same embedding"
+    return None
+
+
 def tsne_2d(features: np.ndarray, seed: int) -> np.ndarray:
-    """(n, D) features -> (n, 2) t-SNE map (PCA to :data:`PCA_DIM` first when D is larger)."""
+    """(n, D) features -> (n, 2) t-SNE map (PCA to :data:`PCA_DIM` first when D is larger).
+    Degenerate features (:func:`degenerate`) are plotted as their first two coordinates (zeros
+    where not finite): t-SNE would divide by their zero variance."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
     x = np.asarray(features, dtype=np.float32).reshape(features.shape[0], -1)
     n, dim = x.shape
-    if n < 5 or dim <= 2:  # nothing to embed: plot the (padded) coordinates themselves
+    if n < 5 or dim <= 2 or degenerate(x):  # plot the (padded) coordinates themselves
+        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
         return np.pad(x[:, :2], ((0, 0), (0, max(0, 2 - dim))))
     if dim > PCA_DIM and n > PCA_DIM:
         x = PCA(n_components=PCA_DIM, random_state=seed).fit_transform(x)
@@ -230,6 +244,10 @@ def make_figure(data_path: str | Path, labels_path: str | Path, out_path: str | 
     features = run.embedding if run.embedding is not None else run.X
     idx = subset_indices(run.y_true.shape[0], n_points, seed)
     xy = tsne_2d(np.asarray(features)[idx], seed)
+    problem = degenerate(np.asarray(features)[idx])
+    if problem:
+        log.warning("%s: %s of the %s: no t-SNE, its first two coordinates are drawn",
+                    labels_path, problem, "embedding" if run.embedding is not None else "inputs")
     true_c, pred_c = matched_colours(run.y_true, run.y_pred)
     colours = palette(int(max(true_c.max(), pred_c.max()) + 1))
 
@@ -240,7 +258,8 @@ def make_figure(data_path: str | Path, labels_path: str | Path, out_path: str | 
     ax_true = fig.add_subplot(grid[0, :half])
     ax_pred = fig.add_subplot(grid[0, half:])
     _scatter(ax_true, xy, true_c[idx], colours,
-             f"t-SNE of {source} (n={idx.size}): true labels")
+             f"t-SNE of {source} (n={idx.size}): true labels" if not problem
+             else f"{source} ({problem}: no t-SNE): true labels")
     _scatter(ax_pred, xy, pred_c[idx], colours,
              f"predicted clusters ({np.unique(run.y_pred).size}; colour = matched class)")
     for i, (plot, hist) in enumerate(curves):

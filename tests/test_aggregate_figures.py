@@ -317,6 +317,23 @@ def test_figure_raw_baseline(tmp_path: Path, data_file: Path) -> None:
     assert _is_png(out)
 
 
+@pytest.mark.parametrize("value", [0.5, np.nan])
+def test_figure_of_a_collapsed_embedding_is_drawn_not_crashed(tmp_path: Path, data_file: Path,
+                                                              value: float) -> None:
+    """A constant (or NaN) embedding made t-SNE divide by zero variance and segfault."""
+    from stages.artifacts import read_arrays
+
+    labels = _labels_file(tmp_path, _y(data_file))
+    arrays, attrs = read_arrays(labels, required=["labels", "embedding"])
+    arrays["embedding"] = np.full_like(arrays["embedding"], value)
+    write_arrays(labels, arrays, attrs)
+    out = tmp_path / "figures" / "collapsed.png"
+    figures.make_figure(data_file, labels, out, n_points=60, seed=0)
+    assert _is_png(out)
+    assert figures.degenerate(arrays["embedding"]) is not None
+    assert figures.degenerate(np.arange(12.0).reshape(6, 2)) is None
+
+
 def test_figure_missing_history_is_an_error(tmp_path: Path, data_file: Path) -> None:
     labels = _labels_file(tmp_path, _y(data_file))
     out = tmp_path / "figures" / "x.png"
