@@ -308,6 +308,7 @@ def test_a_job_killed_then_changed_never_resumes_its_stale_checkpoint(workflow, 
     pretrain = "results/pretrain/synthetic/sae/seed0"
     finetune = "results/finetune/synthetic/dcec/seed0"
     _kill_when(wd, wd / pretrain / "checkpoint.pt", f"{pretrain}/model.pt")
+    snakemake(wd, "--unlock")  # a killed Snakemake leaves its lock
     _kill_when(wd, wd / finetune / "checkpoint.pt", f"{finetune}/labels.h5")
     snakemake(wd, "--unlock")
 
