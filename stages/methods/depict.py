@@ -278,8 +278,10 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
     hook = TargetRefresh(model, x, y_true, period=spe, tol=float(params["tol"]),
                          rule=str(params.get("target", "dec")), initial_q=initial_q)
     optimizer = torch.optim.Adam(model.parameters(), lr=float(params["lr"]))
-    q0 = initial_q if initial_q is not None else depict_target(
-        map_batches(model.clean_probabilities, x, 1000), hook.rule)
+    if initial_q is None:  # the clean pass of step 0, made once: the hook's first Q reuses it
+        # clone: map_batches returns an inference tensor; the loss writes into this one
+        hook.p_epoch = map_batches(model.clean_probabilities, x, hook.eval_batch).clone()
+    q0 = initial_q if initial_q is not None else depict_target(hook.p_epoch, hook.rule)
     share_row = initial_gradient_shares(model, x, q0, w_rec, hidden_weight, batch)
 
     def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
