@@ -283,7 +283,7 @@ class Monitor:
             ll = log_likelihood(y, rmn.means, rmn.variances, rmn.weights).mean()
         row = target_update_row(step, labels, self.labels, self.y_true, "max",
                                 probabilities=post)
-        row.update({f"weight_{k}": float(w) for k, w in enumerate(rmn.weights)})
+        row.update({f"weight_{k}": w for k, w in enumerate(rmn.weights.tolist())})
         row.update(log_likelihood_all=float(ll), min_variance=float(rmn.variances.min()),
                    max_centre_norm=float(rmn.means.norm(dim=1).max()))
         self.labels = labels
