@@ -154,7 +154,9 @@ def _plot_finetune(ax: Any, hist: pd.DataFrame) -> None:
 #: label-free diagnostics of a fine-tuning history drawn in the diagnostics panel
 DIAGNOSTICS: tuple[tuple[str, str], ...] = (
     ("sharpness", "sharpness (mean max p)"), ("smallest_share", "smallest cluster share"),
-    ("largest_share", "largest cluster share"), ("delta_label", "labels changed"))
+    ("largest_share", "largest cluster share"), ("delta_label", "labels changed"),
+    ("disagreement", "P1/P2 argmax disagreement"),
+    ("clipped_share", "loss share from clipped entries"))
 
 
 def has_diagnostics(hist: pd.DataFrame | None) -> bool:
@@ -166,7 +168,8 @@ def _plot_diagnostics(ax: Any, hist: pd.DataFrame) -> None:
     """The label-free signals at each target update / monitor step, and the loss terms' shares
     of the gradient norm at the start of fine-tuning (in the title)."""
     for (col, label), colour in zip(DIAGNOSTICS, ("tab:red", "tab:green", "tab:olive",
-                                                  "tab:grey"), strict=True):
+                                                  "tab:grey", "tab:cyan", "tab:brown"),
+                                    strict=True):
         if col in hist and hist[col].notna().any():
             keep = hist[col].notna()
             ax.plot(hist.loc[keep, "step"], hist.loc[keep, col], marker="o", ms=2, lw=1,

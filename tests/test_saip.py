@@ -59,22 +59,78 @@ def test_sharpen_is_eq6_with_batch_frequencies():
     assert torch.allclose(saip.sharpen(q), w / w.sum(1, keepdim=True))
 
 
-def test_loss_zero_for_equal_and_positive_otherwise():
+@pytest.mark.parametrize("kl", ["p1_p2", "p2_p1", "symmetric"])
+def test_loss_zero_for_equal_and_positive_otherwise(kl):
     p = torch.tensor([[0.7, 0.3], [0.2, 0.8]])
-    assert saip.saip_loss(p, p).item() == pytest.approx(0.0, abs=1e-7)
+    assert saip.saip_loss(p, p, kl).item() == pytest.approx(0.0, abs=1e-7)
     other = torch.tensor([[0.5, 0.5], [0.6, 0.4]])
-    expected = float((other * (other / p).log()).sum(1).mean())   # KL(P2 || P1)
-    assert saip.saip_loss(p, other).item() == pytest.approx(expected, rel=1e-5)
-    assert saip.saip_loss(p, other).item() > 0
+    forward = float((p * (p / other).log()).sum(1).mean())       # KL(P1 || P2)
+    backward = float((other * (other / p).log()).sum(1).mean())  # KL(P2 || P1)
+    expected = {"p1_p2": forward, "p2_p1": backward, "symmetric": forward + backward}[kl]
+    assert saip.saip_loss(p, other, kl).item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_detach_target_stops_gradient_through_p2():
+# P1 with an exact zero (Q1 is sparse by design), P2 strictly positive
+P1 = torch.tensor([[0.5, 0.5, 0.0]])
+P2 = torch.tensor([[0.25, 0.25, 0.5]])
+
+
+def test_readings_by_hand_where_p1_is_zero():
+    # KL(P1 || P2) = 2 * 0.5 log(0.5 / 0.25) = log 2: the zero entry adds nothing (0 log 0 = 0)
+    assert saip.saip_loss(P1, P2, "p1_p2").item() == pytest.approx(np.log(2), rel=1e-6)
+    # KL(P2 || P1): the zero of P1 is clipped to 1e-7
+    backward = 2 * 0.25 * np.log(0.5) + 0.5 * np.log(0.5 / 1e-7)
+    assert saip.saip_loss(P1, P2, "p2_p1").item() == pytest.approx(backward, rel=1e-5)
+    assert saip.saip_loss(P1, P2, "symmetric").item() == pytest.approx(np.log(2) + backward,
+                                                                       rel=1e-5)
+    # share of the loss from the clipped entry: none in KL(P1 || P2), most of KL(P2 || P1)
+    assert saip.clipped_share(P1, P2, "p1_p2") == 0.0
+    clipped = 0.5 * np.log(0.5 / 1e-7)
+    assert saip.clipped_share(P1, P2, "p2_p1") == pytest.approx(clipped / backward, rel=1e-5)
+    assert saip.clipped_share(P1, P2, "symmetric") == pytest.approx(
+        clipped / (backward + np.log(2)), rel=1e-5)
+
+
+def test_kl_p1_p2_has_finite_gradients_at_exact_zeros_and_the_clipped_entry_none():
+    p1 = P1.clone().requires_grad_(True)
+    p2 = P2.clone().requires_grad_(True)
+    saip.saip_loss(p1, p2, "p1_p2").backward()
+    assert torch.isfinite(p1.grad).all() and torch.isfinite(p2.grad).all()
+    # d/dp2_j of -p1_j log p2_j = -p1_j / p2_j: nothing on the entry where P1 is zero
+    assert torch.allclose(p2.grad, torch.tensor([[-2.0, -2.0, 0.0]]))
+    p1.grad = None
+    saip.saip_loss(p1, P2, "p2_p1").backward()
+    assert p1.grad[0, 2].item() == 0.0          # clipped: no gradient where P1 is zero
+
+
+@pytest.mark.parametrize("kl", ["p1_p2", "p2_p1", "symmetric"])
+def test_detach_target_stops_gradient_through_p2(kl):
     p1 = torch.tensor([[0.7, 0.3]], requires_grad=True)
     p2 = torch.tensor([[0.4, 0.6]], requires_grad=True)
-    saip.saip_loss(p1, p2, detach_target=True).backward()
+    saip.saip_loss(p1, p2, kl, detach_target=True).backward()
     assert p2.grad is None and p1.grad is not None
-    saip.saip_loss(p1, p2).backward()
+    saip.saip_loss(p1, p2, kl).backward()
     assert p2.grad is not None
+
+
+def test_symmetric_reading_has_both_parts_and_unknown_reading_names_the_choices():
+    parts = saip.saip_kl_parts(P1, P2, "symmetric")
+    assert set(parts) == {"p1_p2", "p2_p1"}
+    with pytest.raises(ConfigError, match=r"unknown SAIP kl reading 'js'.*p1_p2, p2_p1"):
+        saip.saip_loss(P1, P2, "js")
+
+
+def test_assignment_signals_by_hand():
+    p1 = torch.tensor([[0.6, 0.4, 0.0], [0.0, 1.0, 0.0]])
+    p2 = torch.tensor([[0.2, 0.5, 0.3], [0.1, 0.8, 0.1]])
+    h = torch.tensor([[3.0, 4.0], [0.0, 1.0]])
+    signals = saip.assignment_signals(h, p1, p2, "p1_p2")
+    assert signals["disagreement"] == 0.5            # row 0: argmax 0 vs 1; row 1 agrees
+    assert signals["p1_zero_fraction"] == pytest.approx(3 / 6)
+    assert signals["p2_mass_on_p1_zeros"] == pytest.approx((0.3 + 0.2) / 2)
+    assert signals["embedding_norm"] == pytest.approx(3.0)
+    assert signals["clipped_share"] == 0.0
+    assert signals["loss_all"] == pytest.approx(saip.saip_loss(p1, p2, "p1_p2").item())
 
 
 def test_lr_decays_every_ep_epochs_at_most_re_minus_1_times():
@@ -108,7 +164,7 @@ def test_stop_rule_fires_when_fewer_than_tol_labels_change():
 
 
 def _finetune(x, ae, centres, **over):
-    params = {"distance": "correlation", "optimizer": {"name": "sgd", "lr": 0.01,
+    params = {"distance": "correlation", "kl": "p1_p2", "optimizer": {"name": "sgd", "lr": 0.01,
                                                        "momentum": 0.9, "weight_decay": 1e-4},
               "lr_decay": 0.5, "decay_epochs": 2, "decay_repeats": 3, "tol": 0.0,
               "batch_size": 16, "checkpoint_every": 4, **over}
@@ -126,23 +182,26 @@ def test_finetune_trains_encoder_and_centres_and_resumes_identically(tmp_path, m
     assert full.info["steps"] == 2 * 3 * 4 and full.labels.shape == (64,)
     targets = [r for r in full.history if r["kind"] == "target"]
     assert len(targets) == 6 and [r["lr"] for r in targets[::2]] == [0.01, 0.005, 0.0025]
+    for row in targets:   # SAIP's label-free signals in every monitor row
+        assert 0 <= row["disagreement"] <= 1 and row["clipped_share"] == 0.0
+        assert row["embedding_norm"] > 0 and 0 < row["sharpness"] <= 1
     assert not np.allclose(full.state_dict["centres"].numpy(), centres)
 
     ae.load_state_dict(start)
     calls = {"n": 0}
-    real_loss = saip.saip_loss
+    real_forward = saip.SaipClusterer.forward
 
-    def dying_loss(*args, **kwargs):
+    def dying_forward(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 11:
             raise KeyboardInterrupt  # a job killed mid-run
-        return real_loss(*args, **kwargs)
+        return real_forward(*args, **kwargs)
 
-    monkeypatch.setattr(saip, "saip_loss", dying_loss)
+    monkeypatch.setattr(saip.SaipClusterer, "forward", dying_forward)
     ckpt = Checkpointer(tmp_path / "checkpoint.pt")
     with pytest.raises(KeyboardInterrupt):
         _finetune(x, ae, centres, checkpoint=ckpt)
-    monkeypatch.setattr(saip, "saip_loss", real_loss)
+    monkeypatch.setattr(saip.SaipClusterer, "forward", real_forward)
     ae.load_state_dict(start)
     resumed = _finetune(x, ae, centres, checkpoint=ckpt)
     assert resumed.info["resumed_from_step"] == 8

@@ -15,13 +15,17 @@ The paper's formulas are OCR-garbled; the reconstructions of methods.md §4.2 ar
 z_ij is a distance ([recon] cosine and correlation as 1 - similarity, as scipy's);
 Q1 = max(0, u_i - z_ij) with u_i the mean Euclidean distance of sample i to the centres;
 Q2 = (1 + z_ij)^-1 normalised over j, with z not squared [recon];
-P = (Q^2 / f_j) normalised over j, r = 2 [paper]; loss KL(P2 || P1) [recon from Theorem 1].
+P = (Q^2 / f_j) normalised over j, r = 2 [paper]. The loss has three readings (``kl``, see
+:data:`KL_READINGS`): ``p1_p2`` KL(P1 || P2), Eq. 4 as printed, finite where P1 is zero (the
+default, chosen without labels: docs/reproduction/saip-reading.md); ``p2_p1`` KL(P2 || P1), Theorem
+1's proof, where P1's exact zeros (Q1 is sparse by design) are clipped to 1e-7 and carry no
+gradient; ``symmetric``, Eq. 4 summed over both ordered pairs of the two assignments.
 Choices where the paper is silent ([default] unless marked):
 
 * f_j = sum_i Qbar_ij over the current mini-batch, Qbar = Q row-normalised (Algorithm 1 computes
   P1 and P2 in the forward pass); P2 is recomputed every mini-batch, there is no periodic target.
 * gradients flow through both P1 and P2 (Algorithm 1 updates {Theta, Omega} on Eq. 5);
-  ``detach_target: true`` treats P2 as a fixed target (DEC-style).
+  ``detach_target: true`` treats P2 as a fixed target (DEC-style), in every reading.
 * Only the encoder and Omega are trained; the decoder is discarded [paper].
 * SGD with momentum 0.9 and weight decay as in the DAE [paper: "SGD with weights decay and
   momentum"]; lr 1e-4 (Table II's exponent is illegible), batch 256, lr multiplied by de = 0.9
@@ -47,7 +51,6 @@ from stages.errors import ConfigError
 from stages.methods.common import (
     FinetuneResult,
     gradient_shares,
-    kl_divergence,
     target_distribution,
     target_update_row,
     to_device,
@@ -68,6 +71,14 @@ DISTANCES: dict[str, str] = {"euclidean": "HOMO", "cosine": "HOE", "correlation"
                              "cityblock": "HIT"}
 #: which assignment gives the prediction
 PREDICT = ("p1", "p2")
+#: the readings of Eqs. 4-5 (``kl``): name -> what it is
+KL_READINGS: dict[str, str] = {
+    "p1_p2": "KL(P1 || P2), Eq. 4 as printed (P_i = P1 the predicted distribution)",
+    "p2_p1": "KL(P2 || P1), the expansion in Theorem 1's proof",
+    "symmetric": "KL(P1 || P2) + KL(P2 || P1), Eq. 4 summed over both ordered pairs",
+}
+#: Keras' clip of the KL's arguments: an entry of the second argument below it is clipped
+KL_CLIP = 1e-7
 
 # --------------------------------------------------------------------------- pure functions
 
@@ -76,6 +87,12 @@ def check_distance(distance: str) -> None:
     if distance not in DISTANCES:
         raise ConfigError(f"unknown SAIP distance '{distance}'; valid choices: "
                           f"{', '.join(DISTANCES)}")
+
+
+def check_kl(kl: str) -> None:
+    if kl not in KL_READINGS:
+        raise ConfigError(f"unknown SAIP kl reading '{kl}'; valid choices: "
+                          f"{', '.join(KL_READINGS)} (README, SAIP)")
 
 
 def pairwise_distance(h: torch.Tensor, w: torch.Tensor, distance: str) -> torch.Tensor:
@@ -127,11 +144,72 @@ def assignments(h: torch.Tensor, centres: torch.Tensor, distance: str,
     return sharpen(q1_assign(z_euclidean), power), sharpen(q2_assign(z2), power)
 
 
-def saip_loss(p1: torch.Tensor, p2: torch.Tensor, detach_target: bool = False) -> torch.Tensor:
-    """Eq. 5: KL(P2 || P1), summed over clusters, mean over the batch; p1, p2 (B, K) -> scalar.
+def kl_terms(p: torch.Tensor, q: torch.Tensor, eps: float = KL_CLIP) -> torch.Tensor:
+    """Entries ``p_ij log(p_ij / max(q_ij, eps))`` of KL(p || q), with ``0 log 0 = 0``: (B, K).
 
-    ``detach_target`` stops the gradient through P2 (a fixed target)."""
-    return kl_divergence(p2.detach() if detach_target else p2, p1)
+    An entry where p is zero is exactly zero with a zero gradient (no NaN); an entry where q is
+    below ``eps`` is clipped there and carries no gradient through q."""
+    positive = p > 0
+    safe_p = torch.where(positive, p, torch.ones_like(p))
+    terms = p * (safe_p.log() - q.clamp_min(eps).log())
+    return torch.where(positive, terms, torch.zeros_like(terms))
+
+
+def saip_kl_parts(p1: torch.Tensor, p2: torch.Tensor, kl: str,
+                  detach_target: bool = False) -> dict[str, torch.Tensor]:
+    """The KL terms of the reading ``kl``, each summed over clusters and averaged over the batch:
+    ``{"p1_p2": KL(P1 || P2)}``, ``{"p2_p1": KL(P2 || P1)}`` or both (``symmetric``).
+
+    p1, p2: (B, K). ``detach_target`` stops the gradient through P2 (the target)."""
+    check_kl(kl)
+    target = p2.detach() if detach_target else p2
+    parts: dict[str, torch.Tensor] = {}
+    if kl in ("p1_p2", "symmetric"):
+        parts["p1_p2"] = kl_terms(p1, target).sum(dim=1).mean()
+    if kl in ("p2_p1", "symmetric"):
+        parts["p2_p1"] = kl_terms(target, p1).sum(dim=1).mean()
+    return parts
+
+
+def saip_loss(p1: torch.Tensor, p2: torch.Tensor, kl: str,
+              detach_target: bool = False) -> torch.Tensor:
+    """Eq. 5 in the reading ``kl`` (:data:`KL_READINGS`): scalar, the sum of
+    :func:`saip_kl_parts`; p1, p2 (B, K)."""
+    return sum(saip_kl_parts(p1, p2, kl, detach_target).values())
+
+
+def clipped_share(p1: torch.Tensor, p2: torch.Tensor, kl: str) -> float:
+    """Share of the loss (reading ``kl``) that comes from entries whose denominator is clipped at
+    :data:`KL_CLIP` (and so carries no gradient through it); p1, p2 (N, K) -> [0, 1].
+
+    0 when the loss is 0."""
+    check_kl(kl)
+    total = clipped = p1.new_zeros(())
+    pairs = [(p1, p2)] if kl == "p1_p2" else [(p2, p1)] if kl == "p2_p1" else [(p1, p2),
+                                                                              (p2, p1)]
+    for p, q in pairs:
+        terms = kl_terms(p, q)
+        total = total + terms.sum()
+        clipped = clipped + terms[q < KL_CLIP].sum()
+    return float(clipped / total) if float(total) > 0 else 0.0
+
+
+def assignment_signals(h: torch.Tensor, p1: torch.Tensor, p2: torch.Tensor,
+                       kl: str) -> dict[str, float]:
+    """SAIP's label-free signals over embeddings h (N, d) and assignments p1, p2 (N, K):
+    ``disagreement`` (fraction of rows whose argmax of P1 and of P2 differ, the quantity the
+    method's prior says falls), ``clipped_share`` (:func:`clipped_share`), ``p1_zero_fraction``
+    (entries of P1 exactly zero), ``p2_mass_on_p1_zeros`` (mean P2 mass on them),
+    ``embedding_norm`` (mean L2 norm of h) and ``loss_all`` (the loss with f over all rows)."""
+    zero = p1 == 0
+    return {
+        "disagreement": float((p1.argmax(dim=1) != p2.argmax(dim=1)).float().mean()),
+        "clipped_share": clipped_share(p1, p2, kl),
+        "p1_zero_fraction": float(zero.float().mean()),
+        "p2_mass_on_p1_zeros": float((p2 * zero).sum(dim=1).mean()),
+        "embedding_norm": float(h.norm(dim=1).mean()),
+        "loss_all": float(saip_loss(p1, p2, kl)),
+    }
 
 
 def decay_factor(step: int, steps_per_decay: int, decay: float, repeats: int) -> float:
@@ -168,38 +246,50 @@ class SaipClusterer(nn.Module):
         return assignments(self.autoencoder.encode(x), self.centres, self.distance)
 
     @torch.inference_mode()
+    def assign_all(self, x: torch.Tensor,
+                   batch_size: int = 4096) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Embeddings h (N, d) of x (N, ...) and (P1, P2), each (N, K), with f over all of x."""
+        h = map_batches(self.autoencoder.encode, x, batch_size)
+        p1, p2 = assignments(h, self.centres, self.distance)
+        return h, p1, p2
+
     def predict(self, x: torch.Tensor, which: str = "p1",
                 batch_size: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
         """Labels (N,) = argmax of P1 (Eq. 12) or P2 over x (N, ...), with f over all of x,
         and the embeddings (N, d)."""
-        h = map_batches(self.autoencoder.encode, x, batch_size)
-        z = pairwise_distance(h, self.centres, "euclidean" if which == "p1" else self.distance)
-        q = q1_assign(z) if which == "p1" else q2_assign(z)
-        return sharpen(q).argmax(dim=1), h
+        h, p1, p2 = self.assign_all(x, batch_size)
+        return (p1 if which == "p1" else p2).argmax(dim=1), h
 
 
 class AssignmentMonitor:
-    """Once per epoch: predictions on all data and the stop rule.
+    """Once per epoch: predictions on all data, SAIP's label-free signals and the stop rule.
 
-    Stops when fewer than ``tol`` of the predictions changed since the previous epoch. Adds a
-    history row per epoch with the label change, the lr and, for monitoring only, ACC/NMI
-    against the true labels (never used for any decision).
+    Stops when fewer than ``tol`` of the predictions (argmax of ``predict``: P1 or P2) changed
+    since the previous epoch. Adds a history row per epoch with the label change, the lr,
+    :func:`assignment_signals` (reading ``kl``), the cluster shares and sharpness of the
+    predicting assignment and, for monitoring only, ACC/NMI against the true labels (never used
+    for any decision).
     """
 
     def __init__(self, model: SaipClusterer, x: torch.Tensor, y_true: np.ndarray | None,
-                 period: int, tol: float, optimizer: torch.optim.Optimizer):
+                 period: int, tol: float, optimizer: torch.optim.Optimizer, *,
+                 kl: str = "p1_p2", predict: str = "p1"):
         self.model, self.x, self.y_true = model, x, y_true
         self.period, self.tol, self.optimizer = period, tol, optimizer
+        self.kl, self.predict = kl, predict
         self.labels: torch.Tensor | None = None
         self.rows: list[dict[str, Any]] = []
 
     def __call__(self, step: int) -> bool:
         was_training = self.model.training
         self.model.eval()
-        labels, _ = self.model.predict(self.x)
+        h, p1, p2 = self.model.assign_all(self.x)
         self.model.train(was_training)
+        probabilities = p1 if self.predict == "p1" else p2
+        labels = probabilities.argmax(dim=1)
         row = target_update_row(step, labels, self.labels, self.y_true, "sqrt",
-                                n_clusters=int(self.model.centres.shape[0]))
+                                probabilities=probabilities)
+        row.update(assignment_signals(h, p1, p2, self.kl))
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         self.labels = labels
         self.rows.append(row)
@@ -225,13 +315,14 @@ def make_scheduler(optimizer: torch.optim.Optimizer, steps_per_decay: int, decay
 def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray],
              params: dict[str, Any], *, seed: int, y_true: np.ndarray | None = None,
              checkpoint: Checkpointer | None = None, log_every: int = 20) -> FinetuneResult:
-    """Train the encoder and the centres on KL(P2 || P1).
+    """Train the encoder and the centres on Eq. 5 in the reading ``params["kl"]``.
 
     Args:
         autoencoder: the pretrained DAE (or HOE(CNN)'s conv AE), on the device of ``x``.
         x: the whole dataset (N, ...) on the device.
         init: the init stage's arrays; SAIP starts from ``centres`` (K, d) (k-means).
-        params: the method recipe: ``distance``, ``detach_target``, ``optimizer`` ({name, lr,
+        params: the method recipe: ``distance``, ``kl`` (:data:`KL_READINGS`),
+            ``detach_target``, ``optimizer`` ({name, lr,
             momentum, weight_decay}), ``lr_decay`` (de), ``decay_epochs`` (ep), ``decay_repeats``
             (re), ``tol``, ``batch_size``, ``predict`` (p1 | p2).
     """
@@ -239,6 +330,8 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
     predict = params.get("predict", "p1")
     if predict not in PREDICT:
         raise ConfigError(f"unknown SAIP predict '{predict}'; valid choices: {', '.join(PREDICT)}")
+    kl = str(params["kl"])
+    check_kl(kl)
     model = SaipClusterer(autoencoder, torch.as_tensor(init["centres"], device=device),
                           params["distance"])
     detach = bool(params.get("detach_target", False))
@@ -248,14 +341,20 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
     spe = steps_per_epoch(x.shape[0], batch_size)
     ep, re = int(params["decay_epochs"]), int(params["decay_repeats"])
     scheduler = make_scheduler(optimizer, ep * spe, float(params["lr_decay"]), re)
-    hook = AssignmentMonitor(model, x, y_true, spe, float(params["tol"]), optimizer)
+    hook = AssignmentMonitor(model, x, y_true, spe, float(params["tol"]), optimizer, kl=kl,
+                             predict=predict)
 
     def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
         p1, p2 = model(x[idx])
-        loss = saip_loss(p1, p2, detach)
-        return {"loss": loss}
+        parts = saip_kl_parts(p1, p2, kl, detach)
+        out = {"loss": sum(parts.values())}
+        if len(parts) > 1:
+            out.update({f"kl_{name}": term.detach() for name, term in parts.items()})
+        return out
 
-    share_row = gradient_shares(model, {"kl": saip_loss(*model(x[:batch_size]), detach)})
+    share_row = gradient_shares(
+        model, {f"kl_{name}": term
+                for name, term in saip_kl_parts(*model(x[:batch_size]), kl, detach).items()})
     cfg = LoopConfig(batch_size=batch_size, max_steps=ep * re * spe, shuffle=True, seed=seed,
                      log_every=min(log_every, spe),
                      checkpoint_every=int(params.get("checkpoint_every", 1000)))
@@ -270,5 +369,5 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
         history=history, state_dict=model.state_dict(),
         info={"steps": result.steps, "epochs": result.steps / spe,
               "converged": result.stopped_by_hook, "variant": DISTANCES[params["distance"]],
-              "predict": predict, "detach_target": detach,
+              "predict": predict, "kl": kl, "detach_target": detach,
               "resumed_from_step": result.resumed_from})
