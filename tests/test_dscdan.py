@@ -113,6 +113,26 @@ def test_batch_affinity_is_the_symmetrised_knn_gaussian():
     assert w_auto[0, 1].item() == pytest.approx(np.exp(-1 / (2 * sigma**2)))
 
 
+def test_dual_reconstruction_paper_and_code_readings():
+    from stages.methods.dscdan_losses import dual_reconstruction
+
+    x = torch.zeros(2, 1, 2, 2)
+    clean = torch.ones(2, 1, 2, 2)          # |x - clean|^2 = 4 per sample
+    noisy = torch.full((2, 1, 2, 2), 2.0)   # |x - noisy|^2 = 16, |noisy - clean|^2 = 4
+    paper = dual_reconstruction(x, clean, noisy, relative_weight=1.0, plain_weight=0.5)
+    assert paper["plain"].item() == 4 and paper["relative"].item() == 4
+    assert paper["reconstruction"].item() == pytest.approx(1.0 * 4 + 0.5 * 4)
+    # the code's clustering phase: 5 (1 |x - D(z_hat)|^2 + 0.5 |D(z) - D(z_hat)|^2)
+    code = dual_reconstruction(x, clean, noisy, relative_weight=0.5, plain_weight=1.0,
+                               scale=5.0, plain_target="noisy")
+    assert code["plain"].item() == 16
+    assert code["reconstruction"].item() == pytest.approx(5 * (16 + 0.5 * 4))
+    with pytest.raises(ValueError, match="needs the noisy reconstruction"):
+        dual_reconstruction(x, clean, None, 0.0, 1.0, plain_target="noisy")
+    with pytest.raises(ValueError, match="valid choices: clean, noisy"):
+        dual_reconstruction(x, clean, noisy, 0.0, 1.0, plain_target="both")
+
+
 def test_mi_estimator_sign():
     # a discriminator that separates positive from negative pairs lowers the loss
     pos, neg = torch.full((32,), 5.0), torch.full((32,), -5.0)
@@ -237,6 +257,12 @@ def test_finetune_runs_eq20_and_predicts(tmp_path):
     assert {"spectral", "kl", "mi_global", "mi_local", "relative", "plain"} <= set(train[0])
     checks = [r for r in result.history if r["kind"] == "check"]
     assert "acc" in checks[0] and "check_loss" in checks[1]
+    assert 0 <= checks[0]["active_dims"] <= 8
+    (share,) = [r for r in result.history if r["kind"] == "gradient_share"]
+    # the clustering net's gradient comes from the KL and the spectral term only
+    assert share["grad_clustering_net_share_kl"] + share[
+        "grad_clustering_net_share_spectral"] == pytest.approx(1.0)
+    assert "grad_clustering_net_share_autoencoder" not in share
     assert "spectral.w_orth" in result.state_dict and "means" in result.state_dict
     # the stored factor orthonormalises the last batch's outputs, not the identity
     assert not torch.equal(result.state_dict["spectral.w_orth"], torch.eye(2))
@@ -288,19 +314,30 @@ def test_config_checks():
 def test_loss_change_predicts_all_samples_once_per_pass_of_training_data():
     from stages.methods.dscdan import LossChange
 
-    class Counting(torch.nn.Module):
+    class Encoder(torch.nn.Module):
         calls = 0
 
-        def probabilities(self, x):
-            Counting.calls += x.shape[0]
-            return torch.softmax(x[:, :2], dim=1)
+        def encode(self, x):
+            Encoder.calls += x.shape[0]
+            return x
+
+    class Counting(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.autoencoder = Encoder()
+
+        def spectral(self, z):
+            return torch.softmax(z[:, :2], dim=1)
 
     x = torch.randn(30, 4)
     hook = LossChange(Counting(), x, None, period=2, tol=0.0, predict_every=3)
     for step in range(0, 12, 2):
         hook.add(torch.tensor(1.0))
         assert hook(step) is False  # tol 0: never stops
-    assert Counting.calls == 2 * 30  # checks 0 and 3 of six
+    assert Encoder.calls == 2 * 30  # checks 0 and 3 of six
     with_labels = [r for r in hook.rows if "delta_label" in r]
     assert [r["step"] for r in with_labels] == [0, 6]
+    # the codes' signals: all 4 dimensions of N(0, 1) data vary
+    assert all(r["active_dims"] == 4 and r["mi_chance"] == pytest.approx(2 * np.log(2))
+               for r in with_labels)
     assert all(r["kind"] == "check" and "check_loss" in r for r in hook.rows)

@@ -26,7 +26,12 @@ affinity of Eq. 14 and Y = pi W_orth. Choices where the paper is silent:
   stayed in use (measured, quick autoencoder, 100 steps of 256);
 * [default] W is a constant, from the clean codes mu, 3 neighbours excluding self, per-batch
   median bandwidth (``bandwidth: global`` takes the init graph's);
-* [paper] L_c divided by m^2 (``spectral_normalisation: m`` for the code's 1/m), weight 1;
+* [code] L_c divided by m (``K.sum(W * Dy) / 1024`` at batch 1024; ``spectral_normalisation:
+  m2`` for Eq. 16's 1/m^2 [paper]), weight 1;
+* [code] the autoencoder terms as in the code's clustering phase: both reconstructions times
+  ``reconstruction_scale`` 5, the plain term on the noisy reconstruction
+  (``plain_reconstruction: noisy``, weight 1) and the relative term at 0.5, KL (Eq. 19) at 1.5,
+  MI at 0.001 (``head_defaults.dscdan``; the paper's values are one line away there);
 * prediction [code]: argmax of the soft-max pi(x); ``predict: spectral-kmeans`` runs k-means
   on the orthonormalised outputs Y = pi W_orth of all points (SpectralNet's rule).
 """
@@ -122,7 +127,8 @@ def eq20_terms(model: DscdanClusterer, xb: torch.Tensor, params: dict[str, Any],
     and MI), ``kl`` and ``spectral``.
     """
     weights = loss_weights(params)
-    terms, mu, logvar = autoencoder_terms(model.autoencoder, xb, weights)
+    terms, mu, logvar = autoencoder_terms(model.autoencoder, xb, weights,
+                                          str(params.get("plain_reconstruction", "clean")))
     loss = terms.pop("partial")
     parts = {"autoencoder": loss}
     pi = model.spectral(mu)
@@ -139,12 +145,29 @@ def eq20_terms(model: DscdanClusterer, xb: torch.Tensor, params: dict[str, Any],
         y = pi @ w_orth
     with torch.no_grad():
         model.spectral.w_orth.copy_(w_orth.detach())
-    terms["spectral"] = spectral_loss(w, y, str(params.get("spectral_normalisation", "m2")))
+    terms["spectral"] = spectral_loss(w, y, str(params.get("spectral_normalisation", "m")))
     parts["spectral"] = float(params.get("spectral_weight", 1.0)) * terms["spectral"]
     loss = loss + parts["spectral"]
     if weighted is not None:
         weighted.update(parts)
     return {"loss": loss, **terms}
+
+
+#: a code dimension is active when the variance of mu over the data exceeds this (Burda et
+#: al.'s active units)
+ACTIVE_VARIANCE = 0.01
+#: the Jensen-Shannon MI loss of a discriminator that cannot tell the pairs apart: 2 log 2
+MI_CHANCE = 2 * math.log(2)
+
+
+def code_signals(codes: torch.Tensor) -> dict[str, Any]:
+    """Label-free signals of the clean codes mu (N, d): ``active_dims`` (dimensions whose
+    variance over the data exceeds :data:`ACTIVE_VARIANCE`), ``code_max_variance`` (the largest
+    per-dimension variance) and ``mi_chance`` (:data:`MI_CHANCE`, the level the history's
+    ``mi_global`` / ``mi_local`` reach when the MI terms have learnt nothing)."""
+    variance = codes.float().var(dim=0)
+    return {"active_dims": int((variance > ACTIVE_VARIANCE).sum()),
+            "code_max_variance": float(variance.max()), "mi_chance": MI_CHANCE}
 
 
 class LossChange:
@@ -174,19 +197,21 @@ class LossChange:
         self.total = self.total + loss.detach().float()
         self.count += 1
 
-    def predict(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """argmax pi(x) of every sample (N,), and pi(x) (N, K)."""
+    def predict(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """argmax pi(x) of every sample (N,), pi(x) (N, K) and the clean codes mu(x) (N, d)."""
         was_training = self.model.training
         self.model.eval()
-        probabilities = map_batches(self.model.probabilities, self.x, self.eval_batch)
+        codes = map_batches(self.model.autoencoder.encode, self.x, self.eval_batch)
+        probabilities = map_batches(self.model.spectral, codes, self.eval_batch)
         self.model.train(was_training)
-        return probabilities.argmax(dim=1), probabilities
+        return probabilities.argmax(dim=1), probabilities, codes
 
     def __call__(self, step: int) -> bool:
         if self.checks % self.predict_every == 0:
-            labels, probabilities = self.predict()
+            labels, probabilities, codes = self.predict()
             row = target_update_row(step, labels, self.labels, self.y_true, "max",
                                     probabilities=probabilities)
+            row.update(code_signals(codes))
             self.labels = labels
         else:
             row = {"step": step}
@@ -242,7 +267,8 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
             the global graph's bandwidth, is read with ``bandwidth: global``.
         params: the method recipe: ``batch_size``, ``lr``, ``max_epochs`` (checks),
             ``steps_per_check``, ``tol``, the loss weights (``mi_weight``, ``kl_weight``,
-            ``relative_weight``, ``plain_weight``, ``spectral_weight``), ``n_neighbors``,
+            ``relative_weight``, ``plain_weight``, ``reconstruction_scale``, ``spectral_weight``),
+            ``plain_reconstruction`` (clean | noisy), ``n_neighbors``,
             ``scale_neighbor``, ``bandwidth``, ``spectral_normalisation``, ``orth_eps``,
             ``orth_gradient``, ``widths``, ``predict``.
     """
@@ -286,6 +312,13 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
         parts: dict[str, torch.Tensor] = {}
         eq20_terms(model, x[:batch], params, sigma, weighted=parts)
         share_row = gradient_shares(model, parts)
+        # the same terms' shares of the clustering net's gradient alone (the autoencoder terms
+        # do not reach it)
+        spectral_share = gradient_shares(model.spectral, {k: v for k, v in parts.items()
+                                                          if k != "autoencoder"})
+        share_row.update({key.replace("grad_", "grad_clustering_net_", 1): value
+                          for key, value in spectral_share.items()
+                          if key.startswith("grad_")})
         model.spectral.w_orth.copy_(w_orth)  # the first step sets it as it would have
     result = run_loop(model, optimizer, loss_fn, x.shape[0], cfg, device, hook=hook,
                       checkpoint=checkpoint, desc="finetune dscdan")

@@ -9,11 +9,12 @@ Choices where the paper is silent ([default] unless marked):
 * the Jensen-Shannon MI estimator is written with softplus: -log sigmoid(t) = softplus(-t),
   -log(1 - sigmoid(t)) = softplus(t); positives (x_i, z_i), negatives (x_i, z_pi(i));
 * reconstruction terms sum over pixels and average over the batch (the Frobenius norms of
-  Eq. 12 per sample);
+  Eq. 12 per sample, as the code's ``K.sum(K.mean(., 0))``), times ``reconstruction_scale``
+  ([code] ``lamb`` = 5; [paper] 1);
 * the mini-batch affinity of Eq. 14 keeps each point's ``k`` nearest neighbours excluding itself,
   with the SpectralNet bandwidth (median over the batch of the distance to the
   ``scale_neighbor``-th neighbour), symmetrised, zero diagonal, no gradient;
-* the spectral loss of Eq. 16 divides by m^2 [paper] (the code divides by m: ``normalise: m``);
+* the spectral loss of Eq. 16 divides by m^2 [paper] or by m [code] (``normalise``);
 * the orthonormalisation of Eqs. 17-18 runs its K x K Cholesky in float64 with a jitter relative
   to the trace, so it never fails inside the training loop (see :func:`orthonormalize`).
 """
@@ -79,25 +80,39 @@ def squared_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).pow(2).flatten(1).sum(dim=1).mean()
 
 
+PLAIN_TARGETS = ("clean", "noisy")
+
+
 def dual_reconstruction(x: torch.Tensor, x_clean: torch.Tensor, x_noisy: torch.Tensor | None,
-                        relative_weight: float, plain_weight: float) -> dict[str, torch.Tensor]:
-    """Eq. 12: ``relative_weight ‖x̃_ẑ − x̃_z‖² + plain_weight ‖x − x̃_z‖²`` (paper: 1 and δ).
+                        relative_weight: float, plain_weight: float, scale: float = 1.0,
+                        plain_target: str = "clean") -> dict[str, torch.Tensor]:
+    """Eq. 12 times ``scale``: ``scale (relative_weight ‖x̃_ẑ − x̃_z‖² + plain_weight ‖x − x̃‖²)``.
+
+    The paper: scale 1, weights 1 and δ = 0.5, plain term on the clean reconstruction x̃_z.
+    The authors' code: scale 5 (``lamb``); its clustering phase puts the plain term on the noisy
+    reconstruction x̃_ẑ (``plain_target='noisy'``) with weights 0.5 (relative) and 1 (plain).
 
     Args:
         x: input batch (B, C, H, W); x_clean = D(z), x_noisy = D(z_hat) (B, C, H, W) (may be
-            None when ``relative_weight`` is 0).
+            None when neither the relative term nor a noisy plain term needs it).
     Returns:
-        ``{"relative": ..., "plain": ..., "reconstruction": weighted sum}`` (scalars;
-        ``relative`` only when its weight is positive).
+        ``{"relative": ..., "plain": ..., "reconstruction": weighted, scaled sum}`` (scalars,
+        the named terms unweighted; ``relative`` only when its weight is positive).
     """
-    plain = squared_error(x, x_clean)
-    terms = {"plain": plain, "reconstruction": plain_weight * plain}
+    if plain_target not in PLAIN_TARGETS:
+        raise ValueError(f"unknown plain_reconstruction '{plain_target}'; valid choices: "
+                         f"{', '.join(PLAIN_TARGETS)}")
+    if x_noisy is None and (relative_weight > 0 or plain_target == "noisy"):
+        raise ValueError("the relative (or noisy plain) reconstruction needs the noisy "
+                         "reconstruction")
+    plain = squared_error(x, x_clean if plain_target == "clean" else x_noisy)
+    terms = {"plain": plain}
+    weighted = plain_weight * plain
     if relative_weight > 0:
-        if x_noisy is None:
-            raise ValueError("the relative reconstruction needs the noisy reconstruction")
         relative = squared_error(x_noisy, x_clean)
         terms["relative"] = relative
-        terms["reconstruction"] = terms["reconstruction"] + relative_weight * relative
+        weighted = weighted + relative_weight * relative
+    terms["reconstruction"] = scale * weighted
     return terms
 
 
@@ -184,19 +199,22 @@ def orthonormalize(y_tilde: torch.Tensor, eps: float = 1e-6, check: bool = False
     return y_tilde @ w, w
 
 
-#: the loss weights and their paper values
+#: the loss weights and their paper values (``reconstruction_scale``: the code's ``lamb`` = 5
+#: multiplies both reconstruction terms; the paper has none)
 DEFAULT_WEIGHTS = {"mi_weight": 0.01, "kl_weight": 1.0, "relative_weight": 1.0,
-                   "plain_weight": 0.5}
+                   "plain_weight": 0.5, "reconstruction_scale": 1.0}
 
 
 def loss_weights(recipe: dict[str, Any]) -> dict[str, float]:
-    """The four weights of a recipe, paper values where it does not set them."""
+    """The weights of a recipe, paper values where it does not set them."""
     return {name: float(recipe.get(name, value)) for name, value in DEFAULT_WEIGHTS.items()}
 
 
 def autoencoder_terms(model: nn.Module, xb: torch.Tensor, weights: dict[str, float],
+                      plain_target: str = "clean",
                       ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-    """Eq. 12 and the MI part of Eq. 10 on a batch xb (B, C, H, W).
+    """Eq. 12 (:func:`dual_reconstruction`, ``plain_target`` as there) and the MI part of
+    Eq. 10 on a batch xb (B, C, H, W).
 
     Returns:
         terms: ``plain``, ``relative`` (when on), ``mi_global``, ``mi_local`` (when on) and
@@ -204,12 +222,14 @@ def autoencoder_terms(model: nn.Module, xb: torch.Tensor, weights: dict[str, flo
         mu, logvar: (B, d), for the KL term of the caller.
     """
     middle, phi, mu, logvar = model.features(xb)
-    noisy = weights["relative_weight"] > 0 or weights["mi_weight"] > 0
+    noisy_plain = plain_target == "noisy"
+    noisy = weights["relative_weight"] > 0 or weights["mi_weight"] > 0 or noisy_plain
     z_hat = model.sample(mu, logvar) if noisy else mu
     x_clean = model.decode(mu)
-    x_noisy = model.decode(z_hat) if weights["relative_weight"] > 0 else None
+    x_noisy = model.decode(z_hat) if weights["relative_weight"] > 0 or noisy_plain else None
     terms = dual_reconstruction(xb, x_clean, x_noisy, weights["relative_weight"],
-                                weights["plain_weight"])
+                                weights["plain_weight"], weights["reconstruction_scale"],
+                                plain_target)
     partial = terms.pop("reconstruction")
     if weights["mi_weight"] > 0:
         perm = torch.randperm(xb.shape[0], device=xb.device)
