@@ -41,6 +41,20 @@ def test_network_shapes_for_each_table2_stack():
         assert net.local_logits(mid, mu).shape == (3, *middle[1:])
 
 
+def test_local_discriminator_equals_the_conv_on_the_tiled_code():
+    torch.manual_seed(0)
+    net = build_network("dscdan", (1, 28, 28), {"latent_dim": 8, "local_width": 12})
+    middle, _, mu, _ = net.features(torch.rand(4, 1, 28, 28))
+    other = torch.randn_like(mu)
+    b, _, hh, ww = middle.shape
+    reference = [net.local_disc(torch.cat([middle, z[:, :, None, None].expand(b, 8, hh, ww)],
+                                          dim=1)).squeeze(1) for z in (mu, other)]
+    pos, neg = net.local_logits(middle, mu, other)
+    assert torch.allclose(pos, reference[0], atol=1e-5)
+    assert torch.allclose(neg, reference[1], atol=1e-5)
+    assert torch.allclose(net.local_logits(middle, mu), reference[0], atol=1e-5)
+
+
 def test_noise_kinds():
     torch.manual_seed(0)
     mu, logvar = torch.ones(4, 6), torch.full((4, 6), -100.0)

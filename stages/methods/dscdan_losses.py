@@ -236,8 +236,7 @@ def autoencoder_terms(model: nn.Module, xb: torch.Tensor, weights: dict[str, flo
         shuffled = z_hat[perm]
         terms["mi_global"] = jsd_mi_loss(model.global_logits(phi, z_hat),
                                          model.global_logits(phi, shuffled))
-        terms["mi_local"] = jsd_mi_loss(model.local_logits(middle, z_hat),
-                                        model.local_logits(middle, shuffled))
+        terms["mi_local"] = jsd_mi_loss(*model.local_logits(middle, z_hat, shuffled))
         partial = partial + weights["mi_weight"] * (terms["mi_global"] + terms["mi_local"])
     terms["partial"] = partial
     return terms, mu, logvar

@@ -174,8 +174,22 @@ class DualAutoencoder(nn.Module):
         """T1: phi (B, F), z (B, d) -> logits (B,)."""
         return self.global_disc(torch.cat([phi, z], dim=1)).squeeze(1)
 
-    def local_logits(self, middle: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """T2: middle map (B, c, h, w), z (B, d) tiled over the grid -> logits (B, h, w)."""
-        b, _, hh, ww = middle.shape
-        tiled = z[:, :, None, None].expand(b, z.shape[1], hh, ww)
-        return self.local_disc(torch.cat([middle, tiled], dim=1)).squeeze(1)
+    def local_logits(self, middle: torch.Tensor, *codes: torch.Tensor,
+                     ) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """T2: middle map (B, c, h, w) and each z (B, d) tiled over the grid -> logits (B, h, w)
+        per code (a tuple when more than one code is given).
+
+        The same function as ``local_disc`` on ``cat([middle, tiled z])``, computed without the
+        tiling: the first 1x1 conv splits into its map part, computed once for all codes, plus
+        its code part, computed once per sample and broadcast over the grid; the convs run as
+        matmuls over the grid positions (channels last)."""
+        first, second, third = self.local_disc[0], self.local_disc[2], self.local_disc[4]
+        c = middle.shape[1]
+        w1 = first.weight.flatten(1)                                   # (lw, c + d)
+        base = F.linear(middle.permute(0, 2, 3, 1), w1[:, :c], first.bias)   # (B, h, w, lw)
+        out = []
+        for z in codes:
+            h = F.relu(base + F.linear(z, w1[:, c:])[:, None, None, :])
+            h = F.relu(F.linear(h, second.weight.flatten(1), second.bias))
+            out.append(F.linear(h, third.weight.flatten(1), third.bias).squeeze(-1))
+        return out[0] if len(out) == 1 else tuple(out)
