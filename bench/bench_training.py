@@ -19,9 +19,16 @@ and ``run(workload, data, x, epochs) -> (batch_size, steps, epochs, seconds)``, 
 the prepared dataset and ``x`` its samples as one tensor on the device; the file times only the
 work it names, after synchronising the device.
 
+With ``--flops`` each workload also runs once more under PyTorch's FLOP counter (matmuls and
+convolutions, forward and backward, inside the measured part only): the row gets ``gflop``, the
+achieved ``achieved_gflops`` of the timed run, the fp32 square-matmul throughput
+``matmul_gflops`` measured in the same process on the same threads, and their ratio
+``of_matmul``.
+
 Rows are appended to ``bench/results.csv``. Run from the repository root:
 
     python bench/bench_training.py --datasets mnist5k --threads 2
+    python bench/bench_training.py --workloads dscdan-pretrain saip-hoe --threads 1 --flops
     python bench/bench_training.py --datasets mnist5k fashion --device cuda   # on a GPU node
 """
 
@@ -61,7 +68,7 @@ WORKLOAD_MODULES = _workload_modules()
 WORKLOADS = BUILTIN_WORKLOADS + tuple(WORKLOAD_MODULES)
 COLUMNS = ["date", "host", "device", "threads", "dataset", "workload", "n_samples", "batch_size",
            "steps", "epochs", "seconds", "s_per_epoch", "samples_per_s", "peak_rss_mb",
-           "peak_gpu_mb", "torch"]
+           "peak_gpu_mb", "torch", "gflop", "achieved_gflops", "matmul_gflops", "of_matmul"]
 
 
 def load_dataset(name: str):
@@ -80,16 +87,17 @@ def load_dataset(name: str):
     return read_dataset(tmp / f"{name}.h5")
 
 
-def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs: int) -> dict:
-    """Run one workload in this process and return its measurements."""
+def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs: int,
+            flops: bool = False) -> dict:
+    """Run one workload in this process and return its measurements.
+
+    With ``flops`` the workload runs a second time, untimed, under
+    :class:`torch.utils.flop_counter.FlopCounterMode` (matmuls and convolutions, forward and
+    backward), and the row gets its GFLOP, the achieved GFLOP/s of the timed run and the fp32
+    matmul throughput measured in this process on the same threads (:func:`matmul_gflops`)."""
     import torch
 
     from stages.device import configure_torch, resolve_device, seed_everything
-    from stages.init import kmeans_init
-    from stages.methods import dec
-    from stages.nets import build_network
-    from stages.pretrain import pretrain_autoencoder
-    from stages.train import map_batches, steps_per_epoch
 
     device = resolve_device(device_name)
     configure_torch(threads, device)
@@ -98,11 +106,91 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
     x = torch.as_tensor(data.X, device=device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    timed = Region(device)
+    measured = _dispatch(workload, data, x, epochs, timed)
+    row = _row(workload, dataset, device, threads, x, *measured, timed.seconds)
+    if flops:
+        seed_everything(0)
+        counted = Region(device, count_flops=True)
+        _dispatch(workload, data, x, epochs, counted)
+        gflop = counted.flops / 1e9
+        peak = matmul_gflops(device)
+        achieved = gflop / timed.seconds
+        row.update(gflop=round(gflop, 1), achieved_gflops=round(achieved, 1),
+                   matmul_gflops=round(peak, 1), of_matmul=round(achieved / peak, 3))
+    return row
+
+
+def matmul_gflops(device, n: int = 2048, seconds: float = 2.0) -> float:
+    """fp32 throughput of square (n, n) matmuls on ``device`` with the current threads, in
+    GFLOP/s (2 n^3 per product), timed for about ``seconds`` after a warm-up."""
+    import torch
+
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    for _ in range(2):
+        a @ b
+    _sync(device)
+    count, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        count += 1
+        if device.type == "cuda":
+            _sync(device)
+    _sync(device)
+    return 2 * n**3 * count / (time.perf_counter() - t0) / 1e9
+
+
+class Region:
+    """The measured part of a workload, entered with ``with region:`` (possibly several times):
+    wall seconds, the device synchronised at both ends, and with ``count_flops`` the FLOPs of
+    the matmuls and convolutions run inside (``torch.utils.flop_counter``; it slows them, so a
+    counting run is not a timed one)."""
+
+    def __init__(self, device, count_flops: bool = False):
+        self.device, self.count_flops = device, count_flops
+        self.seconds, self.flops = 0.0, 0
+        self._counter = None
+
+    def __enter__(self) -> Region:
+        if self.count_flops:
+            from torch.utils.flop_counter import FlopCounterMode
+
+            self._counter = FlopCounterMode(display=False)
+            self._counter.__enter__()
+        _sync(self.device)
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _sync(self.device)
+        self.seconds += time.perf_counter() - self._t0
+        if self._counter is not None:
+            self._counter.__exit__(*exc)
+            self.flops += self._counter.get_total_flops()
+            self._counter = None
+
+
+def _dispatch(workload: str, data, x, epochs: int, region: Region) -> tuple[int, int, float]:
+    """Run ``workload`` once, its measured part inside ``region``: (batch_size, steps, epochs)."""
     if workload in WORKLOAD_MODULES:
-        return _row(workload, dataset, device, threads, x,
-                    *WORKLOAD_MODULES[workload].run(workload, data, x, epochs))
+        return WORKLOAD_MODULES[workload].run(workload, data, x, epochs, region)
     if workload.startswith("depict"):
-        return _row(workload, dataset, device, threads, x, *_run_depict(workload, data, x, epochs))
+        return _run_depict(workload, data, x, epochs, region)
+    return _run_dec_family(workload, data, x, epochs, region)
+
+
+def _run_dec_family(workload: str, data, x, epochs: int, region: Region,
+                    ) -> tuple[int, int, float]:
+    """The DEC family's workloads: (batch, steps, epochs); fine-tuning workloads measure the
+    fine-tuning only (``dec-clustpy``: the whole of DEC, k-means included)."""
+    from stages.init import kmeans_init
+    from stages.methods import dec
+    from stages.nets import build_network
+    from stages.pretrain import pretrain_autoencoder
+    from stages.train import map_batches, steps_per_epoch
+
+    device = x.device
     net = "sae" if workload.startswith("sae") or workload.startswith("dec-") else "cae"
     arch = {"embedding_dim": data.n_clusters} if net == "cae" else {}
     model = build_network(net, data.input_shape, arch).to(device)
@@ -114,37 +202,36 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
                 "clustering_weight": 1.0 if workload.startswith("dec") else 0.1,
                 "update_interval": 140, "tol": 0.0, "batch_size": batch, "lr": 0.001,
                 "shuffle": False, "checkpoint_every": 10**9}
-
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    _sync(device)
-    t0 = time.perf_counter()
     if workload.endswith("pretrain"):
-        res = pretrain_autoencoder(model, x, {"epochs": epochs, "batch_size": batch,
-                                              "optimizer": optimizer}, seed=0, log_every=spe)
-        steps = res.steps
-    else:
-        pre_epochs = 100 if workload == "dec-clustpy" else 1
-        clu_epochs = 150 if workload == "dec-clustpy" else epochs
-        if workload != "dec-clustpy":
-            pretrain_autoencoder(model, x, {"epochs": pre_epochs, "batch_size": batch,
-                                            "optimizer": optimizer}, seed=0, log_every=spe)
-            _sync(device)
-            t0 = time.perf_counter()  # time the fine-tuning only
-        else:
-            pretrain_autoencoder(model, x, {"epochs": pre_epochs, "batch_size": batch,
-                                            "optimizer": {"name": "adam", "lr": 0.001}},
-                                 seed=0, log_every=spe)
+        with region:
+            res = pretrain_autoencoder(model, x, {"epochs": epochs, "batch_size": batch,
+                                                  "optimizer": optimizer}, seed=0,
+                                       log_every=spe)
+        return batch, res.steps, res.steps / spe
+
+    def clustering(pre_epochs: int, pre_optimizer: dict, clu_epochs: int) -> int:
+        pretrain_autoencoder(model, x, {"epochs": pre_epochs, "batch_size": batch,
+                                        "optimizer": pre_optimizer}, seed=0, log_every=spe)
         z = map_batches(model.encode, x).cpu().numpy()
         centres, _ = kmeans_init(z, data.n_clusters, 20, 0)
         res = dec.finetune(model, x, {"centres": centres},
                            {**finetune, "max_iter": clu_epochs * spe}, seed=0, y_true=None,
                            log_every=spe)
-        steps = res.info["steps"] + (pre_epochs * spe if workload == "dec-clustpy" else 0)
-    _sync(device)
-    seconds = time.perf_counter() - t0
-    n_epochs = (100 + 150) if workload == "dec-clustpy" else steps / spe
-    return _row(workload, dataset, device, threads, x, batch, steps, n_epochs, seconds)
+        return res.info["steps"]
+
+    if workload == "dec-clustpy":
+        with region:
+            steps = clustering(100, {"name": "adam", "lr": 0.001}, 150)
+        return batch, steps + 100 * spe, 100 + 150
+    pretrain_autoencoder(model, x, {"epochs": 1, "batch_size": batch, "optimizer": optimizer},
+                         seed=0, log_every=spe)
+    z = map_batches(model.encode, x).cpu().numpy()
+    centres, _ = kmeans_init(z, data.n_clusters, 20, 0)
+    with region:
+        res = dec.finetune(model, x, {"centres": centres},
+                           {**finetune, "max_iter": epochs * spe}, seed=0, y_true=None,
+                           log_every=spe)
+    return batch, res.info["steps"], res.info["steps"] / spe
 
 
 def _sync(device) -> None:
@@ -154,8 +241,9 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def _run_depict(workload: str, data, x, epochs: int) -> tuple[int, int, float, float]:
-    """DEPICT's MdA pretraining or joint phase: (batch, steps, epochs, seconds)."""
+def _run_depict(workload: str, data, x, epochs: int, region: Region,
+                ) -> tuple[int, int, float]:
+    """DEPICT's MdA pretraining or joint phase: (batch, steps, epochs)."""
     import torch
 
     from stages.init import kmeans_init
@@ -173,23 +261,19 @@ def _run_depict(workload: str, data, x, epochs: int) -> tuple[int, int, float, f
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     if workload == "depict-pretrain":
-        _sync(device)
-        t0 = time.perf_counter()
-        res = depict_pretrain.pretrain_mda(model, x, recipe, seed=0, log_every=10**9)
-        _sync(device)
-        return batch, res.steps, epochs, time.perf_counter() - t0
+        with region:
+            res = depict_pretrain.pretrain_mda(model, x, recipe, seed=0, log_every=10**9)
+        return batch, res.steps, epochs
     depict_pretrain.pretrain_mda(model, x, {**recipe, "epochs": 1}, seed=0, log_every=10**9)
     centres, labels = kmeans_init(map_batches(model.encode, x).cpu().numpy(), data.n_clusters,
                                   10, 0)
     params = {"initial_q": "labels", "reconstruction_weight": 1.0, "hidden_weight": 1.0,
               "target": "sqrt", "tol": 0.0,
               "max_epochs": epochs, "batch_size": batch, "lr": 1e-4, "checkpoint_every": 10**9}
-    _sync(device)
-    t0 = time.perf_counter()
-    res = depict.finetune(model, x, {"centres": centres, "labels": labels}, params, seed=0,
-                          log_every=10**9)
-    _sync(device)
-    return batch, res.info["steps"], res.info["epochs"], time.perf_counter() - t0
+    with region:
+        res = depict.finetune(model, x, {"centres": centres, "labels": labels}, params, seed=0,
+                              log_every=10**9)
+    return batch, res.info["steps"], res.info["epochs"]
 
 
 def _row(workload: str, dataset: str, device, threads: int, x, batch: int, steps: int,
@@ -212,6 +296,22 @@ def _row(workload: str, dataset: str, device, threads: int, x, batch: int, steps
     }
 
 
+def upgrade_header(path: Path) -> None:
+    """Rewrite an existing results file whose header lacks some of :data:`COLUMNS` with the
+    full header (the new columns empty in the old rows), so appended rows line up."""
+    if not path.exists():
+        return
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+        header = rows[0].keys() if rows else []
+    if list(header) == COLUMNS or not rows:
+        return
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--datasets", nargs="+", default=["mnist5k"])
@@ -219,14 +319,18 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--epochs", type=int, default=5, help="epochs per measurement (not clustpy)")
+    p.add_argument("--flops", action="store_true",
+                   help="also count each workload's GFLOP (a second, untimed run) and measure "
+                        "the fp32 matmul throughput on the same threads")
     p.add_argument("--out", default=str(REPO / "bench" / "results.csv"))
     p.add_argument("--one", nargs=2, metavar=("WORKLOAD", "DATASET"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
         print(json.dumps(run_one(args.one[0], args.one[1], args.device, args.threads,
-                                 args.epochs)))
+                                 args.epochs, flops=args.flops)))
         return
     out = Path(args.out)
+    upgrade_header(out)
     new = not out.exists()
     with out.open("a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
@@ -236,14 +340,18 @@ def main() -> None:
             for workload in args.workloads:
                 cmd = [sys.executable, __file__, "--one", workload, dataset, "--device",
                        args.device, "--threads", str(args.threads), "--epochs", str(args.epochs)]
+                if args.flops:
+                    cmd.append("--flops")
                 proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
                 row = json.loads(proc.stdout.strip().splitlines()[-1])
                 writer.writerow(row)
                 f.flush()
+                flops = (f"  {row['achieved_gflops']} GFLOP/s = {100 * row['of_matmul']:.0f}% "
+                         f"of matmul ({row['matmul_gflops']})" if "of_matmul" in row else "")
                 print(f"{dataset:8s} {workload:15s} {row['seconds']:8.1f} s "
                       f"{row['s_per_epoch']:7.2f} s/epoch "
                       f"{row['samples_per_s']:9.0f} samples/s  peak {row['peak_rss_mb']} MB RSS "
-                      f"{row['peak_gpu_mb']} MB GPU", flush=True)
+                      f"{row['peak_gpu_mb']} MB GPU{flops}", flush=True)
 
 
 if __name__ == "__main__":

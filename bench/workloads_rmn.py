@@ -10,20 +10,12 @@
 
 from __future__ import annotations
 
-import time
-
 WORKLOADS = ("rmn-rbm", "rmn-dae", "rmn-joint")
 
 
-def _sync(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def run(workload: str, data, x, epochs: int) -> tuple[int, int, float, float]:
-    """Run ``workload``; returns (batch size, steps, epochs, seconds)."""
+def run(workload: str, data, x, epochs: int, region) -> tuple[int, int, float]:
+    """Run ``workload``; returns (batch size, steps, epochs); the timed
+    part runs inside ``region`` (``bench_training.Region``)."""
 
     from stages.methods import rmn, rmn_pretrain
     from stages.methods.gmm_init import gmm_arrays
@@ -37,25 +29,19 @@ def run(workload: str, data, x, epochs: int) -> tuple[int, int, float, float]:
               "gaussian_rbm_lr": 0.001, "layer_epochs": epochs, "epochs": 0,
               "checkpoint_every": 10**9}
     if workload == "rmn-rbm":
-        _sync(device)
-        t0 = time.perf_counter()
-        res = rmn_pretrain.pretrain_rbm(model, x, recipe, seed=0, log_every=10**9)
-        _sync(device)
-        return 256, res.steps, epochs * model.n_levels, time.perf_counter() - t0
+        with region:
+            res = rmn_pretrain.pretrain_rbm(model, x, recipe, seed=0, log_every=10**9)
+        return 256, res.steps, epochs * model.n_levels
     if workload == "rmn-dae":
-        _sync(device)
-        t0 = time.perf_counter()
-        res = rmn_pretrain.finetune_denoising(model, x, {**recipe, "epochs": epochs}, seed=0,
-                                              log_every=10**9,
-                                              checkpoint=rmn_pretrain.Checkpointer(None))
-        _sync(device)
-        return 256, res.steps, epochs, time.perf_counter() - t0
+        with region:
+            res = rmn_pretrain.finetune_denoising(model, x, {**recipe, "epochs": epochs}, seed=0,
+                                                  log_every=10**9,
+                                                  checkpoint=rmn_pretrain.Checkpointer(None))
+        return 256, res.steps, epochs
     z = map_batches(model.encode, x).cpu().numpy()
     init = gmm_arrays(z, data.n_clusters, {}, seed=0)
     params = {"eta": "auto", "epochs": epochs, "lr": 0.01, "encoder_lr": 1e-5,
               "batch_size": 128, "checkpoint_every": 10**9}
-    _sync(device)
-    t0 = time.perf_counter()
-    res = rmn.finetune(model, x, init, params, seed=0, log_every=10**9)
-    _sync(device)
-    return 128, res.info["steps"], epochs, time.perf_counter() - t0
+    with region:
+        res = rmn.finetune(model, x, init, params, seed=0, log_every=10**9)
+    return 128, res.info["steps"], epochs
