@@ -257,6 +257,29 @@ def test_rbm_pretraining_unrolls_every_rbm_and_resumes_finished_phases(tmp_path)
         torch.testing.assert_close(again.state_dict()[key], value)
 
 
+def test_unrolled_encoder_is_the_rbms_p_h_given_v_and_the_decoder_scaled(monkeypatch):
+    trained = []
+
+    class Recording(rp.RBM):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            trained.append(self)
+
+    monkeypatch.setattr(rp, "RBM", Recording)
+    torch.manual_seed(0)
+    x = _images()
+    model = RBMAutoencoder((1, 8, 8), hidden=(16, 8, 3))
+    rp.pretrain_rbm(model, x, _recipe(epochs=0, noise=0.2), seed=0, log_every=2)  # no fine-tune
+    first = trained[0]
+    v = x.flatten(1)
+    with torch.no_grad():
+        unrolled = torch.sigmoid(model.encoder_linear(1)(v))
+        torch.testing.assert_close(unrolled, first.hidden_mean(v))
+        torch.testing.assert_close(model.decoder_linear(1).weight, 0.8 * first.weight.t())
+        # the next RBM was trained on the same p(h | v) the encoder now computes
+        torch.testing.assert_close(model.encode_below(x, 2), first.hidden_mean(v))
+
+
 def test_sda_substitute_trains_layer_by_layer_then_fine_tunes():
     torch.manual_seed(0)
     model = RBMAutoencoder((1, 8, 8), hidden=(16, 3), activation="relu")

@@ -20,7 +20,9 @@ positive and negative statistics use hidden probabilities, the reconstruction us
 probabilities; weights drawn from N(0, 0.01²), biases 0. CD-1 runs as a surrogate loss
 ``mean F(v0) - mean F(v1)`` (free energies, v1 detached) whose gradient is exactly the CD-1
 update. "Dropout rate 20%" [paper] drops hidden units in both CD phases (Srivastava et al. 2014,
-Sect. 8); the unrolled weights are scaled by the retain probability, as at test time there.
+Sect. 8); unrolled, the encoder keeps the RBM's weights (dropping hidden units does not change
+p(h | v)) and the decoder's, which leave the dropped units, are scaled by the retain
+probability, as at test time there.
 Stage-1 corruption of the denoising fine-tune and of the SdA layers: masking noise at the same
 rate [default]. Augmentation: random rotation within ±10° and shifts within ±10 % of the width
 and height, border pixels repeated (DEC-DA's Keras ImageDataGenerator with its default
@@ -285,8 +287,10 @@ def pretrain_rbm(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, s
                                   checkpoint=checkpoint.phase(f"rbm{level}"),
                                   phase=f"rbm{level}", step_offset=sum(r.steps for r in results),
                                   device=x.device, lr=lr))
-        with torch.no_grad():  # unroll; dropout-RBM weights scaled by the retain probability
-            enc.weight.copy_(rbm.weight * (1.0 - noise))
+        with torch.no_grad():  # unroll: the encoder is p(h | v), which hidden-unit dropout
+            # leaves as it is; the decoder's weights leave the dropped (hidden) units, so they
+            # are scaled by the retain probability
+            enc.weight.copy_(rbm.weight)
             enc.bias.copy_(rbm.hbias)
             dec.weight.copy_(rbm.weight.t() * (1.0 - noise))
             dec.bias.copy_(rbm.vbias)
