@@ -113,6 +113,11 @@ def top_level_keys() -> tuple[frozenset[str], frozenset[str]]:
             frozenset(props["datasets"]["additionalProperties"]["properties"]))
 
 
+#: pretraining objectives whose phases may be counted in steps (``steps``, ``layer_steps``,
+#: ``lr_step_steps``) instead of epochs: RMN-GMM's Table 1 gives iterations
+STEP_COUNTED_OBJECTIVES = ("rmn-rbm", "rmn-sda")
+
+
 def check_recipe_keys(config: dict[str, Any]) -> None:
     """ConfigError naming an unknown key anywhere in the configuration (top level, a
     ``datasets`` entry, an autoencoder, init, method recipe or ``head_defaults`` entry), where
@@ -189,6 +194,16 @@ def validate(config: dict[str, Any]) -> None:
             pretrain_objective(objective)
         except ConfigError as err:
             raise ConfigError(f"autoencoder '{ae_name}': {err}") from None
+        counts_steps = objective in STEP_COUNTED_OBJECTIVES and "steps" in ae
+        if "epochs" not in ae and not counts_steps:
+            raise ConfigError(f"autoencoder '{ae_name}': no 'epochs' (its length); objectives "
+                              f"{', '.join(STEP_COUNTED_OBJECTIVES)} may give 'steps' instead")
+        if objective not in STEP_COUNTED_OBJECTIVES:
+            extra = sorted({"steps", "layer_steps", "lr_step_steps"} & set(ae))
+            if extra:
+                raise ConfigError(f"autoencoder '{ae_name}': objective '{objective}' counts "
+                                  f"epochs; {', '.join(extra)} only apply to objectives "
+                                  f"{', '.join(STEP_COUNTED_OBJECTIVES)}")
         needed = OBJECTIVE_NETWORK.get(objective)
         if needed is not None and ae["net"] != needed:
             raise ConfigError(f"autoencoder '{ae_name}': objective '{objective}' needs net "

@@ -178,6 +178,22 @@ def steps_per_epoch(n_samples: int, batch_size: int) -> int:
     return max(1, math.ceil(n_samples / batch_size))
 
 
+def phase_steps(recipe: dict[str, Any], name: str, spe: int,
+                default_epochs: int | None = None) -> int:
+    """Length in steps of the phase ``name`` of a recipe: ``<name>_steps`` when given (a paper
+    that counts iterations, whatever the dataset size), else ``<name>_epochs`` x ``spe`` steps
+    per epoch, else ``default_epochs`` x ``spe``. ``name`` '' reads ``steps`` / ``epochs``.
+    A KeyError names the keys when there is neither and no default."""
+    prefix = f"{name}_" if name else ""
+    if f"{prefix}steps" in recipe:
+        return int(recipe[f"{prefix}steps"])
+    if f"{prefix}epochs" in recipe:
+        return int(recipe[f"{prefix}epochs"]) * spe
+    if default_epochs is None:
+        raise KeyError(f"the recipe sets neither '{prefix}steps' nor '{prefix}epochs'")
+    return default_epochs * spe
+
+
 def batch_indices(step: int, n_samples: int, cfg: LoopConfig, device: torch.device) -> torch.Tensor:
     """Indices (B,) of the samples used at ``step`` (see module docstring)."""
     spe = steps_per_epoch(n_samples, cfg.batch_size)

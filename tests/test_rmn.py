@@ -429,6 +429,33 @@ def test_config_checks_the_rmn_combinations():
     bad["autoencoders"]["rmn"]["net"] = "sae"
     with pytest.raises(ConfigError, match="objective 'rmn-rbm' needs net 'rmn-sae'"):
         validate(bad)
+    # the paper counts iterations: steps instead of epochs, for RMN's stage 1 only
+    counted = _config()
+    del counted["autoencoders"]["rmn"]["epochs"]
+    counted["autoencoders"]["rmn"].update(steps=40, layer_steps=50, lr_step_steps=10)
+    validate(counted)
+    del counted["autoencoders"]["rmn"]["steps"]
+    with pytest.raises(ConfigError, match="autoencoder 'rmn': no 'epochs'"):
+        validate(counted)
+    other = _config()
+    other["autoencoders"]["s"] = {"net": "sae", "optimizer": {"name": "sgd", "lr": 0.01},
+                                  "batch_size": 8, "epochs": 1, "steps": 100}
+    with pytest.raises(ConfigError, match="objective 'reconstruction' counts epochs; steps"):
+        validate(other)
+
+
+def test_stage_one_counts_steps_whatever_the_dataset_size():
+    torch.manual_seed(0)
+    model = RBMAutoencoder((1, 8, 8), hidden=(16, 3))
+    recipe = _recipe(layer_steps=3, steps=5, lr_step_steps=2)
+    for key in ("layer_epochs", "epochs", "lr_step_epochs"):
+        recipe.pop(key)
+    result = rp.pretrain_rbm(model, _images(), recipe, seed=0, log_every=1)
+    per_phase = {}
+    for row in result.history:
+        per_phase[row["phase"]] = per_phase.get(row["phase"], 0) + 1
+    assert per_phase == {"rbm1": 3, "rbm2": 3, "finetune": 5}
+    assert result.steps == 3 + 3 + 5
 
 
 def test_reference_rows_of_the_rmn_gmm_paper():

@@ -11,6 +11,7 @@ from stages.train import (
     StageClock,
     batch_indices,
     map_batches,
+    phase_steps,
     run_loop,
 )
 
@@ -164,3 +165,12 @@ def test_device_choice(monkeypatch, caplog):
         resolve_device("cuda")
     with pytest.raises(ConfigError, match="valid choices"):
         resolve_device("tpu")
+
+
+def test_phase_steps_prefers_steps_then_epochs_then_the_default():
+    assert phase_steps({"steps": 7, "epochs": 2}, "", 10) == 7
+    assert phase_steps({"epochs": 2}, "", 10) == 20
+    assert phase_steps({"layer_steps": 3}, "layer", 10) == 3
+    assert phase_steps({}, "lr_step", 10, default_epochs=4) == 40
+    with pytest.raises(KeyError, match="neither 'layer_steps' nor 'layer_epochs'"):
+        phase_steps({}, "layer", 10)

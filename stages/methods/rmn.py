@@ -67,7 +67,14 @@ from stages.methods.common import (
     target_update_row,
     to_device,
 )
-from stages.train import Checkpointer, LoopConfig, map_batches, run_loop, steps_per_epoch
+from stages.train import (
+    Checkpointer,
+    LoopConfig,
+    map_batches,
+    phase_steps,
+    run_loop,
+    steps_per_epoch,
+)
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -342,8 +349,9 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
         autoencoder: pretrained autoencoder with ``encode``, on the device of ``x``.
         x: the whole dataset (N, ...) on the device.
         init: the ``gmm`` init's arrays: ``means``, ``variances`` (K, D), ``weights`` (K,).
-        params: the method recipe: ``eta`` (number or ``auto``), ``epochs``, ``lr_step_epochs``
-            (lrs divided by 10 every so many epochs), ``batch_size``, ``lr`` (of the GMM
+        params: the method recipe: ``eta`` (number or ``auto``), ``steps`` (or ``epochs``),
+            ``lr_step_steps`` (or ``lr_step_epochs``: lrs divided by 10 every so many steps or
+            epochs), ``batch_size``, ``lr`` (of the GMM
             parameters, and of the encoder unless ``encoder_lr`` is given), ``encoder_lr``,
             ``momentum``, ``min_variance``, ``min_weight``, ``monitor_every_epochs``,
             ``standardise`` (:func:`rescale_code` first; default true),
@@ -385,7 +393,8 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
     batch = int(params["batch_size"])
     spe = steps_per_epoch(x.shape[0], batch)
     scheduler = torch.optim.lr_scheduler.StepLR(
-        optimizer, step_size=max(1, int(params.get("lr_step_epochs", 10 ** 9)) * spe), gamma=0.1)
+        optimizer, step_size=max(1, phase_steps(params, "lr_step", spe, default_epochs=10 ** 9)),
+        gamma=0.1)
     monitor = Monitor(model, x, y_true, period=max(1, int(params.get("monitor_every_epochs", 1))
                                                    * spe))
 
@@ -418,7 +427,7 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
             terms["loss"] = terms["loss"] + w_rec * reconstruction
         return terms
 
-    cfg = LoopConfig(batch_size=batch, max_steps=int(params["epochs"]) * spe, shuffle=True,
+    cfg = LoopConfig(batch_size=batch, max_steps=phase_steps(params, "", spe), shuffle=True,
                      seed=seed, log_every=min(log_every, spe),
                      checkpoint_every=int(params.get("checkpoint_every", 1000)))
     result = run_loop(model, optimizer, loss_fn, x.shape[0], cfg, device, hook=monitor,

@@ -40,7 +40,14 @@ from torch import nn
 
 from stages.errors import ConfigError
 from stages.methods.common import reconstruction_mse
-from stages.train import Checkpointer, LoopConfig, LoopResult, run_loop, steps_per_epoch
+from stages.train import (
+    Checkpointer,
+    LoopConfig,
+    LoopResult,
+    phase_steps,
+    run_loop,
+    steps_per_epoch,
+)
 
 # --------------------------------------------------------------------------- pure functions
 
@@ -190,10 +197,12 @@ def _check_unit_range(x: torch.Tensor, visible: str) -> None:
 
 
 def _sgd_phase(model: nn.Module, params: list[nn.Parameter], loss_fn, n_samples: int,
-               recipe: dict[str, Any], epochs: int, *, seed: int, log_every: int,
+               recipe: dict[str, Any], length: str, *, seed: int, log_every: int,
                checkpoint: Checkpointer, phase: str, step_offset: int,
                device: torch.device, lr: float | None = None) -> LoopResult:
-    """One stage-1 phase: SGD with the stepped lr on ``loss_fn`` for ``epochs`` epochs.
+    """One stage-1 phase: SGD with the stepped lr on ``loss_fn`` for the recipe's
+    ``<length>_steps`` (or ``<length>_epochs``, :func:`stages.train.phase_steps`); the lr
+    drops tenfold every ``lr_step_steps`` (or ``lr_step_epochs``) steps.
 
     ``lr`` overrides the recipe's base rate. History rows get ``phase`` and steps shifted by
     ``step_offset``.
@@ -204,9 +213,10 @@ def _sgd_phase(model: nn.Module, params: list[nn.Parameter], loss_fn, n_samples:
     lr = float(opt["lr"]) if lr is None else lr
     optimizer = torch.optim.SGD(params, lr=lr, momentum=float(opt.get("momentum", 0)),
                                 weight_decay=float(opt.get("weight_decay", 0.0)))
-    step_size = max(1, int(recipe.get("lr_step_epochs", 10 ** 9)) * spe)
+    step_size = max(1, phase_steps(recipe, "lr_step", spe, default_epochs=10 ** 9))
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=0.1)
-    cfg = LoopConfig(batch_size=batch, max_steps=epochs * spe, shuffle=True, seed=seed,
+    cfg = LoopConfig(batch_size=batch, max_steps=phase_steps(recipe, length, spe), shuffle=True,
+                     seed=seed,
                      log_every=min(log_every, spe),
                      checkpoint_every=int(recipe.get("checkpoint_every", 1000)))
     result = run_loop(model, optimizer, loss_fn, n_samples, cfg, device, scheduler=scheduler,
@@ -227,7 +237,7 @@ def finetune_denoising(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any]
                        step_offset: int = 0) -> LoopResult:
     """Step 3: all layers trained to reconstruct the (augmented) clean x from a corrupted copy.
 
-    ``recipe``: ``epochs``, ``noise`` (masking rate), ``augment`` (images only),
+    ``recipe``: ``steps`` or ``epochs``, ``noise`` (masking rate), ``augment`` (images only),
     ``reconstruction`` (``sum`` [default]: squared error summed over a sample, |x - x_r|² as in
     the paper; or ``mean``), and those of the SGD phases.
     """
@@ -246,7 +256,7 @@ def finetune_denoising(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any]
         return {"loss": reconstruction_mse(x_hat, clean, reduction)}
 
     return _sgd_phase(model, list(model.parameters()), loss_fn, x.shape[0], recipe,
-                      int(recipe["epochs"]), seed=seed, log_every=log_every,
+                      "", seed=seed, log_every=log_every,
                       checkpoint=checkpoint.phase("finetune"), phase="finetune",
                       step_offset=step_offset, device=x.device)
 
@@ -258,7 +268,7 @@ def pretrain_rbm(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, s
     Args:
         model: an :class:`~stages.nets.rmn.RBMAutoencoder` (sigmoid hidden layers).
         x: the whole dataset (N, ...) on the device.
-        recipe: ``layer_epochs`` (per RBM), ``noise`` (hidden dropout of the RBMs and masking
+        recipe: ``layer_steps`` or ``layer_epochs`` (per RBM), ``noise`` (hidden dropout of the RBMs and masking
             rate of the fine-tune), ``gaussian_rbm_lr`` (base lr of the top RBM, whose hidden
             units are linear: 0.001 [default]; with the paper's 0.01 its CD-1 diverges on
             MNIST (measured), and Hinton & Salakhutdinov's code also gives that layer a 100x
@@ -283,7 +293,7 @@ def pretrain_rbm(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, s
 
         lr = None if rbm.hidden == "bernoulli" else float(recipe.get("gaussian_rbm_lr", 0.001))
         results.append(_sgd_phase(rbm, list(rbm.parameters()), loss_fn, x.shape[0], recipe,
-                                  int(recipe["layer_epochs"]), seed=seed, log_every=log_every,
+                                  "layer", seed=seed, log_every=log_every,
                                   checkpoint=checkpoint.phase(f"rbm{level}"),
                                   phase=f"rbm{level}", step_offset=sum(r.steps for r in results),
                                   device=x.device, lr=lr))
@@ -308,7 +318,8 @@ def pretrain_sda(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, s
     """Stage 1 with the substitute of methods.md §5.3: greedy layer-wise denoising autoencoders.
 
     Layer pair ``level`` learns to reconstruct its clean input (the output of the trained layers
-    below, without gradients) from a masked copy (rate ``noise``) for ``layer_epochs``; then the
+    below, without gradients) from a masked copy (rate ``noise``) for ``layer_steps`` (or
+    ``layer_epochs``); then the
     denoising fine-tune of :func:`finetune_denoising`.
     """
     checkpoint = checkpoint or Checkpointer(None)
@@ -328,7 +339,7 @@ def pretrain_sda(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, s
             return {"loss": reconstruction_mse(h_hat, h, reduction)}
 
         results.append(_sgd_phase(model, model.layer_parameters(level), loss_fn, x.shape[0],
-                                  recipe, int(recipe["layer_epochs"]), seed=seed,
+                                  recipe, "layer", seed=seed,
                                   log_every=log_every, checkpoint=checkpoint.phase(f"sda{level}"),
                                   phase=f"sda{level}", step_offset=sum(r.steps for r in results),
                                   device=x.device))
