@@ -269,10 +269,11 @@ def pretrain_rbm(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, s
         model: an :class:`~stages.nets.rmn.RBMAutoencoder` (sigmoid hidden layers).
         x: the whole dataset (N, ...) on the device.
         recipe: ``layer_steps`` or ``layer_epochs`` (per RBM), ``noise`` (hidden dropout of
-            the RBMs and masking rate of the fine-tune), ``gaussian_rbm_lr`` (base lr of the top RBM, whose hidden
-            units are linear: 0.001 [default]; with the paper's 0.01 its CD-1 diverges on
-            MNIST (measured), and Hinton & Salakhutdinov's code also gives that layer a 100x
-            smaller rate than the others), and those of :func:`finetune_denoising`.
+            the RBMs and masking rate of the fine-tune), ``gaussian_rbm_lr`` (base lr of the
+            top RBM, whose hidden units are linear: 0.001 [default]; with the paper's 0.01 its
+            CD-1 diverges on MNIST (measured), and Hinton & Salakhutdinov's code also gives
+            that layer a 100x smaller rate than the others), and those of
+            :func:`finetune_denoising`.
     """
     checkpoint = checkpoint or Checkpointer(None)
     noise = float(recipe.get("noise", 0.2))
