@@ -17,9 +17,9 @@ Q1 = max(0, u_i - z_ij) with u_i the mean Euclidean distance of sample i to the 
 Q2 = (1 + z_ij)^-1 normalised over j, with z not squared [recon];
 P = (Q^2 / f_j) normalised over j, r = 2 [paper]. The loss has three readings (``kl``, see
 :data:`KL_READINGS`): ``p1_p2`` KL(P1 || P2), Eq. 4 as printed, finite where P1 is zero (the
-default, chosen without labels: docs/reproduction/saip-reading.md); ``p2_p1`` KL(P2 || P1), Theorem
-1's proof, where P1's exact zeros (Q1 is sparse by design) are clipped to 1e-7 and carry no
-gradient; ``symmetric``, Eq. 4 summed over both ordered pairs of the two assignments.
+default, chosen without labels: docs/reproduction/saip-reading.md); ``p2_p1`` KL(P2 || P1),
+Theorem 1's proof, where P1's exact zeros (Q1 is sparse by design) are clipped to 1e-7 and
+carry no gradient; ``symmetric``, Eq. 4 summed over both ordered pairs of the assignments.
 Choices where the paper is silent ([default] unless marked):
 
 * f_j = sum_i Qbar_ij over the current mini-batch, Qbar = Q row-normalised (Algorithm 1 computes
