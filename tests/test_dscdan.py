@@ -227,6 +227,10 @@ def test_pretraining_logs_the_terms_switched_on():
                                              "relative_weight": 0}, seed=0, log_every=4)
     assert set(plain.history[0]) == {"kind", "step", "epoch", "loss", "plain"}
     assert full.steps == plain.steps == 8
+    # [code]: global MI only, the local discriminator is not run
+    global_only = pretrain_dscdan(_tiny_net(), x, {**RECIPE, "local_mi_weight": 0}, seed=0,
+                                  log_every=4)
+    assert "mi_global" in global_only.history[0] and "mi_local" not in global_only.history[0]
 
 
 FINETUNE = {"batch_size": 16, "lr": 1e-3, "max_epochs": 3, "steps_per_check": 2, "tol": 0.0,

@@ -200,9 +200,11 @@ def orthonormalize(y_tilde: torch.Tensor, eps: float = 1e-6, check: bool = False
 
 
 #: the loss weights and their paper values (``reconstruction_scale``: the code's ``lamb`` = 5
-#: multiplies both reconstruction terms; the paper has none)
+#: multiplies both reconstruction terms, the paper has none; ``local_mi_weight``: the local MI
+#: term's weight next to the global one inside beta, 1 in Eq. 10, 0 in the code, where the local
+#: term is commented out)
 DEFAULT_WEIGHTS = {"mi_weight": 0.01, "kl_weight": 1.0, "relative_weight": 1.0,
-                   "plain_weight": 0.5, "reconstruction_scale": 1.0}
+                   "plain_weight": 0.5, "reconstruction_scale": 1.0, "local_mi_weight": 1.0}
 
 
 def loss_weights(recipe: dict[str, Any]) -> dict[str, float]:
@@ -218,7 +220,8 @@ def autoencoder_terms(model: nn.Module, xb: torch.Tensor, weights: dict[str, flo
 
     Returns:
         terms: ``plain``, ``relative`` (when on), ``mi_global``, ``mi_local`` (when on) and
-            ``partial`` = reconstruction + mi_weight * (mi_global + mi_local), all scalars;
+            ``partial`` = reconstruction + mi_weight * (mi_global + local_mi_weight *
+            mi_local), all scalars;
         mu, logvar: (B, d), for the KL term of the caller.
     """
     middle, phi, mu, logvar = model.features(xb)
@@ -236,7 +239,10 @@ def autoencoder_terms(model: nn.Module, xb: torch.Tensor, weights: dict[str, flo
         shuffled = z_hat[perm]
         terms["mi_global"] = jsd_mi_loss(model.global_logits(phi, z_hat),
                                          model.global_logits(phi, shuffled))
-        terms["mi_local"] = jsd_mi_loss(*model.local_logits(middle, z_hat, shuffled))
-        partial = partial + weights["mi_weight"] * (terms["mi_global"] + terms["mi_local"])
+        mi = terms["mi_global"]
+        if weights["local_mi_weight"] > 0:
+            terms["mi_local"] = jsd_mi_loss(*model.local_logits(middle, z_hat, shuffled))
+            mi = mi + weights["local_mi_weight"] * terms["mi_local"]
+        partial = partial + weights["mi_weight"] * mi
     terms["partial"] = partial
     return terms, mu, logvar
