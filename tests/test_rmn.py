@@ -384,6 +384,7 @@ def test_finetune_runs_predicts_and_resumes(tmp_path):
     assert sum(result.info["weights"]) == pytest.approx(1.0, abs=1e-5)
     monitor = [r for r in result.history if r["kind"] == "target"]
     assert len(monitor) == 3 and all("acc" in r and "log_likelihood_all" in r for r in monitor)
+    assert all(r["centre_separation"] > 0 and r["code_std"] > 0 for r in monitor)
     train = [r for r in result.history if r["kind"] == "train"]
     assert {"log_likelihood", "separation", "objective"} <= set(train[0])
     # the finished checkpoint is reused: a restarted job gives the same result
@@ -393,6 +394,28 @@ def test_finetune_runs_predicts_and_resumes(tmp_path):
                      checkpoint=Checkpointer(tmp_path / "checkpoint.pt"))
     np.testing.assert_array_equal(again.labels, result.labels)
     assert again.info["resumed_from_step"] == result.info["steps"]
+
+
+def test_separation_weighted_per_dataset_is_eta_over_n_per_sample():
+    x_np, _ = _blobs()
+    x = torch.as_tensor(x_np)
+    torch.manual_seed(0)
+    ae = RBMAutoencoder((4,), hidden=(8, 2))
+    with torch.no_grad():
+        init = gmm_arrays(ae.encode(x).numpy(), 3, {}, seed=0)
+    params = {"eta": 0.5, "epochs": 1, "lr": 0.01, "encoder_lr": 1e-5, "batch_size": 32}
+    runs = {}
+    for weighting, eta in (("dataset", 0.5), ("sample", 0.5 / x.shape[0])):
+        net = copy.deepcopy(ae)
+        runs[weighting] = finetune(net, x, init, {**params, "eta": eta,
+                                                  "separation_weighting": weighting}, seed=0)
+    assert runs["dataset"].info["separation_weighting"] == "dataset"
+    # eta 0.5 over the dataset's 120 samples moves the centres as eta 0.5 / 120 per sample
+    for key in ("rmn.means", "rmn.variances", "rmn.weights"):
+        torch.testing.assert_close(runs["dataset"].state_dict[key],
+                                   runs["sample"].state_dict[key])
+    with pytest.raises(ValueError, match="separation_weighting must be one of sample, dataset"):
+        finetune(copy.deepcopy(ae), x, init, {**params, "separation_weighting": "batch"}, seed=0)
 
 
 def test_finetune_needs_the_gmm_init():

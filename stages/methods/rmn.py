@@ -77,6 +77,9 @@ from stages.train import (
 )
 
 _LOG_2PI = math.log(2.0 * math.pi)
+#: how the separation term is weighted against the log-likelihood: ``sample`` (Eqs. 5 and 10:
+#: eta S per sample) or ``dataset`` (Eq. 4: eta S once against the N samples' sum)
+SEPARATION_WEIGHTINGS = ("sample", "dataset")
 
 # --------------------------------------------------------------------------- pure functions
 
@@ -266,7 +269,10 @@ class RMNClusterer(nn.Module):
 
 
 class Monitor:
-    """Once per ``period`` steps: labels and mean log-likelihood of all points, for the history.
+    """Once per ``period`` steps: labels and mean log-likelihood of all points, for the history,
+    with the component weights, the smallest variance, the largest centre norm, the centre
+    separation (mean squared distance between centres) and the code scale (mean per-dimension
+    standard deviation of the codes).
 
     Adds rows (``kind='target'``, as the figures expect) with the label change and, for
     monitoring only, ACC/NMI against the true labels; never used for any decision, never stops.
@@ -291,8 +297,12 @@ class Monitor:
         row = target_update_row(step, labels, self.labels, self.y_true, "max",
                                 probabilities=post)
         row.update({f"weight_{k}": w for k, w in enumerate(rmn.weights.tolist())})
+        k = rmn.means.shape[0]
+        centre_d2 = torch.cdist(rmn.means, rmn.means).pow(2)
         row.update(log_likelihood_all=float(ll), min_variance=float(rmn.variances.min()),
-                   max_centre_norm=float(rmn.means.norm(dim=1).max()))
+                   max_centre_norm=float(rmn.means.norm(dim=1).max()),
+                   centre_separation=float(centre_d2.sum() / max(1, k * (k - 1))),
+                   code_std=float(y.std(dim=0).mean()))
         self.labels = labels
         self.rows.append(row)
         return False
@@ -379,6 +389,13 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
     model = RMNClusterer(autoencoder, rmn)
     k = rmn.n_components
     eta = resolve_eta(params.get("eta", "auto"), k)
+    weighting = str(params.get("separation_weighting", "sample"))
+    if weighting not in SEPARATION_WEIGHTINGS:
+        raise ValueError(f"separation_weighting must be one of "
+                         f"{', '.join(SEPARATION_WEIGHTINGS)}; got {weighting!r}")
+    # Eqs. 5/10 add eta S to every sample's objective; Eq. 4 counts it once against the sum of
+    # the N log-likelihoods, i.e. eta / N per sample
+    eta_step = eta if weighting == "sample" else eta / x.shape[0]
     n_neighbours = k // 2                                                   # [paper] |n(k)| = K/2
     distance = str(params.get("separation_distance", "euclidean"))
     distance_scale(rmn.means, distance)                     # a bad name fails before training
@@ -416,11 +433,11 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
         scale = distance_scale(means, distance)
         sep = separation(means, neighbours, scale)
         with torch.no_grad():
-            rmn.ascend(gmm_directions(y.detach(), means, variances, weights, neighbours, eta,
-                                      scale),
+            rmn.ascend(gmm_directions(y.detach(), means, variances, weights, neighbours,
+                                      eta_step, scale),
                        optimizer.param_groups[0]["lr"] * gmm_lr_scale, momentum)
         terms = {"loss": -ll, "log_likelihood": ll.detach(), "separation": sep,
-                 "objective": ll.detach() + eta * sep}
+                 "objective": ll.detach() + eta_step * sep.detach()}
         if w_rec > 0:
             reconstruction = reconstruction_mse(autoencoder.decode(y), xb, reduction)
             terms["reconstruction"] = reconstruction.detach()
@@ -441,7 +458,8 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
     return FinetuneResult(
         labels=labels.cpu().numpy().astype(np.int64), embedding=z.cpu().numpy().astype(np.float32),
         history=history, state_dict=model.state_dict(),
-        info={"steps": result.steps, "eta": eta, "n_neighbours": n_neighbours,
+        info={"steps": result.steps, "eta": eta, "separation_weighting": weighting,
+              "n_neighbours": n_neighbours,
               "separation_distance": distance,
               "reconstruction_weight": w_rec,
               "code_scale": scale,
