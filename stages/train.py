@@ -174,6 +174,14 @@ def make_optimizer(params: list[torch.nn.Parameter], spec: dict) -> torch.optim.
     raise ConfigError(f"unknown optimizer '{name}'; valid choices: adam, sgd")
 
 
+def chain_results(results: list[LoopResult]) -> LoopResult:
+    """The phases of a multi-phase objective as one result: steps summed, histories in order,
+    stopped by a hook if any phase was, resumed from the first phase that resumed."""
+    resumed = next((r.resumed_from for r in results if r.resumed_from is not None), None)
+    return LoopResult(sum(r.steps for r in results), any(r.stopped_by_hook for r in results),
+                      [row for r in results for row in r.history], resumed)
+
+
 def steps_per_epoch(n_samples: int, batch_size: int) -> int:
     return max(1, math.ceil(n_samples / batch_size))
 

@@ -8,7 +8,8 @@ from scipy.spatial.distance import cdist
 
 from stages.errors import ConfigError
 from stages.methods import saip
-from stages.methods.saip_pretrain import corrupt, pretrain_denoising
+from stages.methods.noise import corrupt
+from stages.methods.saip_pretrain import pretrain_denoising
 from stages.nets import build_network, check_network_input
 
 

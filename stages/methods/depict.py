@@ -52,6 +52,7 @@ from stages.train import (
     Checkpointer,
     EarlyStopping,
     LoopConfig,
+    make_optimizer,
     map_batches,
     run_loop,
     steps_per_epoch,
@@ -219,7 +220,8 @@ def warm_start(model: DepictClusterer, x: torch.Tensor, pseudo_labels: torch.Ten
     cfg = LoopConfig(batch_size=batch, max_steps=int(params["warm_start_epochs"]) * spe,
                      shuffle=True, seed=seed, log_every=min(log_every, spe),
                      checkpoint_every=int(params.get("checkpoint_every", 1000)))
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(params["lr"]))
+    optimizer = make_optimizer(list(model.parameters()),
+                               {"name": "adam", "lr": float(params["lr"])})
     result = run_loop(model, optimizer, loss_fn, train_idx.shape[0], cfg, x.device,
                       hook=stopper, checkpoint=checkpoint, desc="finetune depict warm start")
     stopper.finish(result.steps)
@@ -277,7 +279,8 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
                                    checkpoint=checkpoint.phase("warmstart"))
     hook = TargetRefresh(model, x, y_true, period=spe, tol=float(params["tol"]),
                          rule=str(params.get("target", "dec")), initial_q=initial_q)
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(params["lr"]))
+    optimizer = make_optimizer(list(model.parameters()),
+                               {"name": "adam", "lr": float(params["lr"])})
     if initial_q is None:  # the clean pass of step 0, made once: the hook's first Q reuses it
         # clone: map_batches returns an inference tensor; the loss writes into this one
         hook.p_epoch = map_batches(model.clean_probabilities, x, hook.eval_batch).clone()

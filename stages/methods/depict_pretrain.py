@@ -30,6 +30,8 @@ from stages.train import (
     EarlyStopping,
     LoopConfig,
     LoopResult,
+    chain_results,
+    make_optimizer,
     run_loop,
     steps_per_epoch,
     validation_split,
@@ -64,7 +66,8 @@ def _fit_early_stopped(params: list[nn.Parameter], model: nn.Module, x: torch.Te
     spe = steps_per_epoch(train_idx.shape[0], batch)
     stopper = EarlyStopping(model, lambda: _mean_over_batches(val_loss_fn, x_val), period=spe,
                             patience=int(recipe["patience"]))
-    optimizer = torch.optim.Adam(params, lr=float(recipe["optimizer"]["lr"]))
+    optimizer = make_optimizer(list(params), {"name": "adam",
+                                              "lr": float(recipe["optimizer"]["lr"])})
     cfg = LoopConfig(batch_size=batch, max_steps=epochs * spe, shuffle=True, seed=seed,
                      log_every=min(log_every, spe),
                      checkpoint_every=int(recipe.get("checkpoint_every", 1000)))
@@ -77,13 +80,6 @@ def _fit_early_stopped(params: list[nn.Parameter], model: nn.Module, x: torch.Te
         row.update(phase=phase, step=row["step"] + step_offset,
                    epoch=row.get("epoch", row["step"] // spe))
     return LoopResult(result.steps, result.stopped_by_hook, rows, result.resumed_from)
-
-
-def _chain(results: list[LoopResult]) -> LoopResult:
-    history = [row for r in results for row in r.history]
-    resumed = next((r.resumed_from for r in results if r.resumed_from is not None), None)
-    return LoopResult(sum(r.steps for r in results), any(r.stopped_by_hook for r in results),
-                      history, resumed)
 
 
 def pretrain_mda(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, seed: int,
@@ -149,7 +145,7 @@ def pretrain_sda(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, s
             int(recipe["layer_epochs"]), seed=seed, log_every=log_every,
             checkpoint=checkpoint.phase(f"sda{level}"), phase=f"sda-layer{level}",
             step_offset=offset))
-    return _chain(results)
+    return chain_results(results)
 
 
 def pretrain_rda(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, seed: int,
@@ -166,4 +162,4 @@ def pretrain_rda(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, s
                                  int(recipe["epochs"]), seed=seed, log_every=log_every,
                                  checkpoint=checkpoint.phase("rda"), phase="rda-retrain",
                                  step_offset=sda.steps)
-    return _chain([sda, retrain])
+    return chain_results([sda, retrain])

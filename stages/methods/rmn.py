@@ -70,6 +70,7 @@ from stages.methods.common import (
 from stages.train import (
     Checkpointer,
     LoopConfig,
+    make_optimizer,
     map_batches,
     phase_steps,
     run_loop,
@@ -406,7 +407,8 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
     reduction = str(params.get("reconstruction", "sum"))
     reconstruction_mse(x[:1], x[:1], reduction)           # a bad reduction fails before training
     trained = autoencoder if w_rec > 0 else autoencoder.encoder
-    optimizer = torch.optim.SGD(trained.parameters(), lr=encoder_lr, momentum=momentum)
+    optimizer = make_optimizer(list(trained.parameters()),
+                               {"name": "sgd", "lr": encoder_lr, "momentum": momentum})
     batch = int(params["batch_size"])
     spe = steps_per_epoch(x.shape[0], batch)
     scheduler = torch.optim.lr_scheduler.StepLR(

@@ -40,10 +40,13 @@ from torch import nn
 
 from stages.errors import ConfigError
 from stages.methods.common import reconstruction_mse
+from stages.methods.noise import corrupt
 from stages.train import (
     Checkpointer,
     LoopConfig,
     LoopResult,
+    chain_results,
+    make_optimizer,
     phase_steps,
     run_loop,
     steps_per_epoch,
@@ -74,13 +77,6 @@ def augment_images(x: torch.Tensor, max_rotation: float = 10.0,
                          torch.stack([sin, cos, shift[:, 1]], dim=1)], dim=1)  # (B, 2, 3)
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
-def mask_noise(h: torch.Tensor, rate: float) -> torch.Tensor:
-    """Masking noise: each entry of h (B, ...) set to 0 with probability ``rate`` (no rescaling)."""
-    if rate <= 0:
-        return h
-    return h * torch.bernoulli(torch.full_like(h, 1.0 - rate))
 
 
 def _mean_activation(pre: torch.Tensor, kind: str) -> torch.Tensor:
@@ -211,8 +207,7 @@ def _sgd_phase(model: nn.Module, params: list[nn.Parameter], loss_fn, n_samples:
     spe = steps_per_epoch(n_samples, batch)
     opt = recipe["optimizer"]
     lr = float(opt["lr"]) if lr is None else lr
-    optimizer = torch.optim.SGD(params, lr=lr, momentum=float(opt.get("momentum", 0)),
-                                weight_decay=float(opt.get("weight_decay", 0.0)))
+    optimizer = make_optimizer(params, {**opt, "name": "sgd", "lr": lr})
     step_size = max(1, phase_steps(recipe, "lr_step", spe, default_epochs=10 ** 9))
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=0.1)
     cfg = LoopConfig(batch_size=batch, max_steps=phase_steps(recipe, length, spe), shuffle=True,
@@ -224,12 +219,6 @@ def _sgd_phase(model: nn.Module, params: list[nn.Parameter], loss_fn, n_samples:
     for row in result.history:
         row.update(phase=phase, step=row["step"] + step_offset)
     return result
-
-
-def _chain(results: list[LoopResult]) -> LoopResult:
-    resumed = next((r.resumed_from for r in results if r.resumed_from is not None), None)
-    return LoopResult(sum(r.steps for r in results), False,
-                      [row for r in results for row in r.history], resumed)
 
 
 def finetune_denoising(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, seed: int,
@@ -252,7 +241,7 @@ def finetune_denoising(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any]
         clean = x[idx]
         if augment:
             clean = augment_images(clean)
-        x_hat = model.decode(model.encode(mask_noise(clean, noise)))
+        x_hat = model.decode(model.encode(corrupt(clean, noise, "masking")))
         return {"loss": reconstruction_mse(x_hat, clean, reduction)}
 
     return _sgd_phase(model, list(model.parameters()), loss_fn, x.shape[0], recipe,
@@ -308,7 +297,7 @@ def pretrain_rbm(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, s
     results.append(finetune_denoising(model, x, recipe, seed=seed, log_every=log_every,
                                       checkpoint=checkpoint,
                                       step_offset=sum(r.steps for r in results)))
-    return _chain(results)
+    return chain_results(results)
 
 
 _ACTIVATION_FN = {"sigmoid": torch.sigmoid, "relu": torch.relu, "linear": lambda h: h}
@@ -336,7 +325,7 @@ def pretrain_sda(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, s
                     dec: nn.Linear = dec, act_h=act_h, act_v=act_v) -> dict[str, torch.Tensor]:
             with torch.no_grad():
                 h = model.encode_below(x[idx], level)
-            h_hat = act_v(dec(act_h(enc(mask_noise(h, noise)))))
+            h_hat = act_v(dec(act_h(enc(corrupt(h, noise, "masking")))))
             return {"loss": reconstruction_mse(h_hat, h, reduction)}
 
         results.append(_sgd_phase(model, model.layer_parameters(level), loss_fn, x.shape[0],
@@ -347,4 +336,4 @@ def pretrain_sda(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, s
     results.append(finetune_denoising(model, x, recipe, seed=seed, log_every=log_every,
                                       checkpoint=checkpoint,
                                       step_offset=sum(r.steps for r in results)))
-    return _chain(results)
+    return chain_results(results)

@@ -29,23 +29,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stages.errors import ConfigError
 from stages.methods.common import reconstruction_mse
+from stages.methods.noise import corrupt
 from stages.pretrain import train_epochs
 from stages.train import Checkpointer, LoopResult
-
-#: corruption types of :func:`corrupt`
-NOISE_TYPES = ("gaussian", "masking")
-
-
-def corrupt(x: torch.Tensor, noise: float, noise_type: str = "gaussian") -> torch.Tensor:
-    """A corrupted copy of x (B, ...): ``x + noise * N(0, 1)`` (gaussian) or x with each element
-    zeroed with probability ``noise`` (masking). Uses the global torch RNG (checkpointed)."""
-    if noise_type == "gaussian":
-        return x + noise * torch.randn_like(x)
-    if noise_type == "masking":
-        return x * (torch.rand_like(x) >= noise).to(x.dtype)
-    raise ConfigError(f"unknown noise_type '{noise_type}'; valid choices: {', '.join(NOISE_TYPES)}")
 
 
 def pretrain_denoising(model: nn.Module, x: torch.Tensor, recipe: dict, *, seed: int,
