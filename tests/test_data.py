@@ -88,12 +88,36 @@ def test_unknown_dataset_lists_valid_names():
     assert dataset_names() == sorted(DATASETS)
 
 
-def test_registry_pins_sha256_for_every_download():
+#: files with no published SHA-256: pinned by the MD5 a published loader gives (registry comments)
+MD5_ONLY = {"coil-20-proc.zip"}
+#: files with no published checksum at all: user-supplied, their content checked when prepared
+UNPINNED = {"usps_all.mat"}
+
+
+def test_registry_pins_a_checksum_for_every_download():
     for spec in DATASETS.values():
         assert len(spec.input_shape) in (1, 3)
         for remote in spec.files:
-            assert len(remote.sha256) == 64 and int(remote.sha256, 16) >= 0
             assert all(url.endswith("/" + remote.name) for url in remote.urls())
+            if remote.name in UNPINNED:
+                assert not remote.pinned and spec.kind == "local-folder" and spec.expected
+                continue
+            algorithm = "md5" if remote.name in MD5_ONLY else "sha256"
+            assert remote.algorithm == algorithm and remote.known_hash.startswith(algorithm + ":")
+            assert len(remote.digest) == {"md5": 32, "sha256": 64}[algorithm]
+            assert int(remote.digest, 16) >= 0
+
+
+def test_remote_file_pins_at_most_one_valid_checksum():
+    from stages.data.registry import RemoteFile
+
+    with pytest.raises(ValueError, match="not both"):
+        RemoteFile(name="a", url="u/a", sha256="0" * 64, md5="0" * 32)
+    with pytest.raises(ValueError, match="32 lower-case hex"):
+        RemoteFile(name="a", url="u/a", md5="0" * 64)
+    with pytest.raises(ValueError, match="64 lower-case hex"):
+        RemoteFile(name="a", url="u/a", sha256="Z" * 64)
+    assert RemoteFile(name="a", url="u/a", md5="f" * 32).known_hash == "md5:" + "f" * 32
 
 
 def test_registry_import_is_cheap():

@@ -213,3 +213,12 @@ def test_fashion_falls_back_to_download_when_folder_lacks_files(server, tmp_path
     assert {Path(f["path"]).parent for f in manifest["files"]} == {raw.resolve()}
     prepare("fashion", raw / "manifest.json", tmp_path / "fashion.h5")
     assert read_dataset(tmp_path / "fashion.h5").X.shape == (30, 1, 28, 28)
+
+
+def test_unpinned_file_is_never_downloaded(server, tmp_path):
+    server.put("a", "data.bin", CONTENT)
+    remote = RemoteFile(name="data.bin", url=server.url("a", "data.bin"))
+    with pytest.raises(DownloadError, match="no published checksum") as err:
+        fetch_remote_file(remote, tmp_path / "raw")
+    assert server.url("a", "data.bin") in str(err.value) and server.requests == []
+

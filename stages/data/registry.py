@@ -2,7 +2,9 @@
 
 Importing this module is cheap (standard library only): the workflow's config validation imports
 it to check dataset names and input shapes. Raw-file checksums are pinned SHA-256 values from
-published sources (see the comments beside each table).
+published sources (see the comments beside each table); MD5 only where a widely used loader
+publishes no SHA-256 for the file, and no checksum at all for a user-supplied file that has none
+published (its content is checked when prepared instead).
 """
 
 from __future__ import annotations
@@ -16,23 +18,60 @@ from stages.errors import ConfigError
 Kind = Literal["offline", "download", "local-folder", "synthetic"]
 
 
+#: hex digest length of each hash algorithm a raw file can be pinned with
+HASH_HEX_LENGTH = {"sha256": 64, "md5": 32}
+
+
 @dataclass(frozen=True)
 class RemoteFile:
-    """One downloadable raw file with its pinned SHA-256.
+    """One raw file with its pinned checksum.
 
     ``url`` is tried first, then each of ``fallback_urls`` in turn (mirror fallback).
     ``size`` (bytes) is informational, shown in error messages when known.
+    The file is pinned by ``sha256``, or by ``md5`` where a published loader gives only that; at
+    most one of them. A file with neither is never downloaded: it is user-supplied (no published
+    checksum exists) and its loader checks its content instead.
     """
 
     name: str
     url: str
-    sha256: str
+    sha256: str = ""
     fallback_urls: tuple[str, ...] = ()
     size: int | None = None
+    md5: str = ""
+
+    def __post_init__(self) -> None:
+        if self.sha256 and self.md5:
+            raise ValueError(f"{self.name}: pin one checksum, sha256 or md5, not both")
+        for algorithm, digest in (("sha256", self.sha256), ("md5", self.md5)):
+            if digest and (len(digest) != HASH_HEX_LENGTH[algorithm]
+                           or digest.strip("0123456789abcdef")):
+                raise ValueError(f"{self.name}: {algorithm} must be {HASH_HEX_LENGTH[algorithm]} "
+                                 f"lower-case hex digits, got {digest!r}")
 
     def urls(self) -> tuple[str, ...]:
         """All URLs to try, in order."""
         return (self.url, *self.fallback_urls)
+
+    @property
+    def pinned(self) -> bool:
+        """Whether the file has a pinned checksum (False: user-supplied, never downloaded)."""
+        return bool(self.sha256 or self.md5)
+
+    @property
+    def algorithm(self) -> str:
+        """Hash algorithm of the pinned checksum: ``sha256`` or ``md5`` ('' when unpinned)."""
+        return "sha256" if self.sha256 else "md5" if self.md5 else ""
+
+    @property
+    def digest(self) -> str:
+        """The pinned hex digest ('' when unpinned)."""
+        return self.sha256 or self.md5
+
+    @property
+    def known_hash(self) -> str:
+        """The pinned checksum as ``algorithm:hexdigest`` (pooch's ``known_hash`` format)."""
+        return f"{self.algorithm}:{self.digest}" if self.pinned else ""
 
 
 @dataclass(frozen=True)
@@ -41,7 +80,11 @@ class DatasetSpec:
 
     ``input_shape`` is the shape of one sample: ``(C, H, W)`` for images, ``(D,)`` for vectors.
     ``params`` holds the defaults of the options ``stages.prepare --params`` accepts for it.
-    ``default_source_dir`` is the local folder searched first by ``local-folder`` datasets.
+    ``default_source_dir`` is the local folder searched first by ``local-folder`` datasets (when
+    None: the dataset's raw folder, ``data/raw/{name}``).
+    ``n_samples`` is the dataset's size; the loaders of the datasets below the USPS entry check it
+    (with ``n_clusters`` and ``input_shape``) against the raw files, and tests that use tiny
+    files replace it. ``expected`` says what the raw files must hold, for error messages.
     """
 
     name: str
@@ -53,6 +96,7 @@ class DatasetSpec:
     files: tuple[RemoteFile, ...] = ()
     default_source_dir: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    expected: str = ""
 
 
 # --- MNIST -----------------------------------------------------------------------------------
@@ -101,6 +145,7 @@ _USPS_SHA256 = {
     "usps.bz2": "3771e9dd6ba685185f89867b6e249233dd74652389f263963b3b741e994b034f",
     "usps.t.bz2": "a9c0164e797d60142a50604917f0baa604f326e9a689698763793fa5d12ffc4e",
 }
+
 
 
 def _mirrored(table: Mapping[str, tuple[str, int]], mirrors: tuple[str, ...],
