@@ -443,3 +443,19 @@ def test_cli_bad_dataset_name(tmp_path):
     assert result.returncode == 2
     assert "error:" in result.stderr and "unknown dataset 'nosuch'" in result.stderr
     assert "valid choices" in result.stderr
+
+
+def test_datasets_examples_config_validates():
+    """config/datasets-examples.yaml, layered on config.yaml as Snakemake merges it, is valid
+    and runs exactly the five datasets of the papers it lists."""
+    import yaml
+
+    from stages.config import validate
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    layer = yaml.safe_load((ROOT / "config" / "datasets-examples.yaml").read_text())
+    config["datasets"].update(layer.pop("datasets"))
+    config.update(layer)
+    validate(config)
+    assert config["run_datasets"] == ["cifar10-test", "cifar100-aquatic", "usps-11k", "coil20",
+                                      "coil100"]
