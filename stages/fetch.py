@@ -2,7 +2,7 @@
 
     python -m stages.fetch --dataset NAME --raw-dir data/raw/NAME [--source-dir DIR] [--mirror URL]
 
-Downloadable files are verified against pinned SHA-256 (see :mod:`stages.data.download`);
+Downloadable files are verified against pinned checksums (see :mod:`stages.data.download`);
 ``data/raw/NAME/manifest.json`` records every file with its absolute path and SHA-256.
 """
 
@@ -21,8 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--raw-dir", required=True,
                         help="folder for the raw files and manifest.json, e.g. data/raw/NAME")
     parser.add_argument("--source-dir", default=None,
-                        help="local folder holding the raw files (fashion: default "
-                             "/usr/share/datasets/fashion-mnist)")
+                        help="local folder holding the raw files of a local-folder dataset "
+                             "(fashion: default /usr/share/datasets/fashion-mnist; usps-11k: "
+                             "default the raw folder)")
     parser.add_argument("--mirror", action="append", default=None, metavar="URL",
                         help="base URL to download from instead of the registry's (repeatable; "
                              "default: $DCLUST_MIRROR or the registry)")

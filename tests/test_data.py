@@ -16,7 +16,7 @@ from stages.data.dataset import Dataset, read_dataset
 from stages.data.idx import read_idx, write_idx
 from stages.data.manifest import fetch_raw, verify_manifest
 from stages.data.registry import DATASETS, dataset_names, get_dataset_spec
-from stages.errors import ConfigError, DataFileError
+from stages.errors import ConfigError, DataFileError, DownloadError
 from stages.prepare import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,17 +83,42 @@ def test_unknown_dataset_lists_valid_names():
         get_dataset_spec("cifar")
     message = str(err.value)
     assert "unknown dataset 'cifar'" in message
-    for name in ("mnist", "mnist-test", "usps", "fashion", "mnist5k", "digits", "synthetic"):
+    for name in ("mnist", "mnist-test", "usps", "fashion", "mnist5k", "digits", "synthetic",
+                 "cifar10-test", "cifar100-aquatic", "usps-11k", "coil20", "coil100"):
         assert name in message
     assert dataset_names() == sorted(DATASETS)
 
 
-def test_registry_pins_sha256_for_every_download():
+#: files with no published SHA-256: pinned by the MD5 a published loader gives (registry comments)
+MD5_ONLY = {"coil-20-proc.zip"}
+#: files with no published checksum at all: user-supplied, their content checked when prepared
+UNPINNED = {"usps_all.mat"}
+
+
+def test_registry_pins_a_checksum_for_every_download():
     for spec in DATASETS.values():
         assert len(spec.input_shape) in (1, 3)
         for remote in spec.files:
-            assert len(remote.sha256) == 64 and int(remote.sha256, 16) >= 0
             assert all(url.endswith("/" + remote.name) for url in remote.urls())
+            if remote.name in UNPINNED:
+                assert not remote.pinned and spec.kind == "local-folder" and spec.expected
+                continue
+            algorithm = "md5" if remote.name in MD5_ONLY else "sha256"
+            assert remote.algorithm == algorithm and remote.known_hash.startswith(algorithm + ":")
+            assert len(remote.digest) == {"md5": 32, "sha256": 64}[algorithm]
+            assert int(remote.digest, 16) >= 0
+
+
+def test_remote_file_pins_at_most_one_valid_checksum():
+    from stages.data.registry import RemoteFile
+
+    with pytest.raises(ValueError, match="not both"):
+        RemoteFile(name="a", url="u/a", sha256="0" * 64, md5="0" * 32)
+    with pytest.raises(ValueError, match="32 lower-case hex"):
+        RemoteFile(name="a", url="u/a", md5="0" * 64)
+    with pytest.raises(ValueError, match="64 lower-case hex"):
+        RemoteFile(name="a", url="u/a", sha256="Z" * 64)
+    assert RemoteFile(name="a", url="u/a", md5="f" * 32).known_hash == "md5:" + "f" * 32
 
 
 def test_registry_import_is_cheap():
@@ -228,6 +253,104 @@ def test_source_dir_only_for_local_folder(tmp_path):
         fetch_raw("digits", tmp_path / "raw", source_dir=tmp_path)
 
 
+# --- usps-11k: Sam Roweis' usps_all.mat, user-supplied (no published checksum) ----------------
+
+def _roweis_mat(path: Path, per_class: int, images: np.ndarray | None = None) -> np.ndarray:
+    """usps_all.mat in Roweis' layout: data uint8 256 x per_class x 10, each column a 16x16
+    image stored column-major (MATLAB order). Returns the images (10, per_class, 16, 16)."""
+    from scipy.io import savemat
+
+    if images is None:
+        images = np.random.default_rng(0).integers(0, 256, (10, per_class, 16, 16),
+                                                   dtype=np.uint8)
+    columns = images.transpose(0, 1, 3, 2).reshape(10, per_class, 256)  # column-major pixels
+    path.parent.mkdir(parents=True, exist_ok=True)
+    savemat(path, {"data": np.ascontiguousarray(columns.transpose(2, 1, 0))})
+    return images
+
+
+@pytest.fixture
+def usps11k_small(monkeypatch):
+    """usps-11k with 3 examples per class instead of 1,100."""
+    import dataclasses
+
+    from stages.data import registry
+
+    monkeypatch.setitem(registry.DATASETS, "usps-11k",
+                        dataclasses.replace(registry.DATASETS["usps-11k"], n_samples=30))
+
+
+def test_usps11k_from_the_raw_folder(tmp_path, usps11k_small):
+    raw = tmp_path / "raw" / "usps-11k"
+    images = _roweis_mat(raw / "usps_all.mat", 3)
+    bar = np.zeros((16, 16), np.uint8)
+    bar[0, :] = 255  # a horizontal bar on the top row: survives only the right orientation
+    images[4, 0] = bar
+    _roweis_mat(raw / "usps_all.mat", 3, images)
+    manifest = fetch_raw("usps-11k", raw)  # the file was put in data/raw/usps-11k by hand
+    assert manifest["kind"] == "local-folder" and "no published checksum" in manifest["source"]
+    out = tmp_path / "usps11k.h5"
+    prepare("usps-11k", raw / "manifest.json", out)
+    ds = read_dataset(out)
+    assert ds.X.shape == (30, 1, 16, 16) and ds.n_clusters == 10 and ds.input_shape == (1, 16, 16)
+    file_order = np.argsort(read_arrays(out, required=("source_index",))[0]["source_index"])
+    X, y = ds.X[file_order], ds.y[file_order]
+    # class by class; Roweis' classes are the digits 1..9, then 0
+    assert y.tolist() == [d for d in (1, 2, 3, 4, 5, 6, 7, 8, 9, 0) for _ in range(3)]
+    np.testing.assert_allclose(X[:, 0] * 255, images.reshape(30, 16, 16), atol=1e-3)
+    assert X[12, 0, 0].min() == 1.0 and X[12, 0, 1:].max() == 0.0  # class 5's first: top row
+    assert 0.0 <= ds.X.min() and ds.X.max() <= 1.0 and "column-major" in ds.attrs["preprocessing"]
+
+
+def test_usps11k_from_source_dir(tmp_path, usps11k_small):
+    folder = tmp_path / "mine"
+    _roweis_mat(folder / "usps_all.mat", 3)
+    ds = _fetch_prepare(tmp_path, "usps-11k", source_dir=folder)
+    assert ds.n_samples == 30 and str(folder.resolve()) in ds.attrs["source"]
+
+
+def test_usps11k_missing_file_says_where_to_put_it(tmp_path):
+    raw = tmp_path / "raw" / "usps-11k"
+    with pytest.raises(DownloadError) as err:
+        fetch_raw("usps-11k", raw)
+    message = str(err.value)
+    assert "https://cs.nyu.edu/~roweis/data/usps_all.mat" in message and str(raw) in message
+    assert "No checksum is published" in message and "source_dir" in message
+    assert "uint8 256 x 1100 x 10" in message
+
+
+def test_usps11k_wrong_copy_is_refused(tmp_path):
+    """A copy that is not Roweis' 256 x 1100 x 10 array stops prepare with what was expected."""
+    raw = tmp_path / "raw" / "usps-11k"
+    _roweis_mat(raw / "usps_all.mat", 3)  # 3 examples per class, against the real spec's 1,100
+    fetch_raw("usps-11k", raw)
+    with pytest.raises(DataFileError) as err:
+        prepare("usps-11k", raw / "manifest.json", tmp_path / "out.h5")
+    message = str(err.value)
+    assert "expected Sam Roweis' usps_all.mat" in message and "uint8 256 x 1100 x 10" in message
+    assert "found 'data' uint8 256 x 3 x 10" in message
+    assert str(raw.resolve()) in message and "source_dir" in message
+    assert not (tmp_path / "out.h5").exists()
+
+    from scipy.io import savemat
+
+    savemat(raw / "usps_all.mat", {"images": np.zeros((256, 3, 10), np.uint8)})
+    fetch_raw("usps-11k", raw)
+    with pytest.raises(DataFileError, match="has no variable 'data'; expected Sam Roweis'"):
+        prepare("usps-11k", raw / "manifest.json", tmp_path / "out.h5")
+
+
+@pytest.mark.parametrize("name", ["cifar10-test", "cifar100-aquatic", "usps-11k", "coil20",
+                                  "coil100"])
+def test_every_network_takes_the_papers_datasets(name):
+    """Config validation accepts every network on them (each was also built and run by hand on
+    3x32x32, 1x16x16, 1x128x128 and 3x128x128 inputs)."""
+    from stages.nets import check_network_input, network_names
+
+    for net in network_names():
+        check_network_input(net, DATASETS[name].input_shape, name)
+
+
 # --- read_dataset validation -----------------------------------------------------------------
 
 def _write(path: Path, X: np.ndarray, y: np.ndarray, n_clusters: int) -> Path:
@@ -320,3 +443,19 @@ def test_cli_bad_dataset_name(tmp_path):
     assert result.returncode == 2
     assert "error:" in result.stderr and "unknown dataset 'nosuch'" in result.stderr
     assert "valid choices" in result.stderr
+
+
+def test_datasets_examples_config_validates():
+    """config/datasets-examples.yaml, layered on config.yaml as Snakemake merges it, is valid
+    and runs exactly the five datasets of the papers it lists."""
+    import yaml
+
+    from stages.config import validate
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    layer = yaml.safe_load((ROOT / "config" / "datasets-examples.yaml").read_text())
+    config["datasets"].update(layer.pop("datasets"))
+    config.update(layer)
+    validate(config)
+    assert config["run_datasets"] == ["cifar10-test", "cifar100-aquatic", "usps-11k", "coil20",
+                                      "coil100"]

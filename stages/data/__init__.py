@@ -2,11 +2,12 @@
 
 Modules, one job each:
 
-* :mod:`stages.data.registry` -- names, cluster counts, input shapes, pinned URLs and SHA-256
+* :mod:`stages.data.registry` -- names, cluster counts, input shapes, pinned URLs and checksums
   (standard library only: cheap to import for config validation);
 * :mod:`stages.data.download` -- pooch downloads with mirror fallback and checksum errors;
 * :mod:`stages.data.manifest` -- fetch: place/locate raw files, write and re-verify manifests;
 * :mod:`stages.data.idx` -- IDX (MNIST format) reader/writer;
+* :mod:`stages.data.archives` -- CIFAR pickles in a .tar.gz, MATLAB variables, PNGs in a zip;
 * :mod:`stages.data.sources` -- raw files -> arrays, one loader per dataset;
 * :mod:`stages.data.synthetic` -- the deterministic test dataset;
 * :mod:`stages.data.dataset` -- :class:`Dataset` and :func:`read_dataset`, used by later stages.

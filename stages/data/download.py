@@ -1,6 +1,7 @@
-"""Downloading raw files with pooch, verified against pinned SHA-256, with mirror fallback.
+"""Downloading raw files with pooch, verified against pinned checksums, with mirror fallback.
 
-Rules:
+Files are pinned by SHA-256, or by MD5 where a published loader gives only that (the registry's
+``RemoteFile.known_hash``, pooch's ``algorithm:hexdigest``). Rules:
 
 * a file already in the raw folder is re-hashed: the right hash means it is used as is (this is
   how a file placed there by hand is accepted, without any request); a wrong hash is an error,
@@ -8,7 +9,10 @@ Rules:
 * otherwise each URL is tried in turn; pooch streams to a temporary file beside the target and
   moves it in place only after the hash matched, so a partial or corrupt download is never used;
 * when every URL fails, :class:`DownloadError` names the file, every URL tried and why it
-  failed, the expected SHA-256, and the folder where the file can be placed by hand.
+  failed, the expected checksum, and the folder where the file can be placed by hand;
+* a file without a pinned checksum (user-supplied, none is published) is never downloaded.
+
+The manifest records every file's SHA-256 (``FetchedFile.sha256``), whatever it is pinned by.
 
 Base URLs can be overridden with the ``mirrors`` argument or the ``DCLUST_MIRROR`` environment
 variable (base URLs separated by commas or spaces; the file name is appended). An override
@@ -26,7 +30,7 @@ from pathlib import Path
 
 import pooch
 
-from stages.data.checksum import sha256_file
+from stages.data.checksum import file_digest, sha256_file
 from stages.data.registry import RemoteFile
 from stages.errors import DownloadError
 
@@ -55,47 +59,63 @@ def candidate_urls(remote: RemoteFile, mirrors: Sequence[str] | None = None) -> 
     return list(remote.urls())
 
 
+def _pin(remote: RemoteFile) -> str:
+    return f"{remote.algorithm} {remote.digest}"
+
+
 def _place_by_hand(remote: RemoteFile, target: Path, urls: Iterable[str]) -> str:
     size = f", {remote.size} bytes" if remote.size else ""
     return (f"To place it by hand, download it from {' or '.join(urls)} and save it as {target} "
-            f"(sha256 {remote.sha256}{size}) — the folder is {target.parent} — then rerun fetch.")
+            f"({_pin(remote)}{size}) — the folder is {target.parent} — then rerun fetch.")
+
+
+def _sha256(path: Path, remote: RemoteFile) -> str:
+    """SHA-256 of a verified file, for the manifest (no second pass when it is pinned by it)."""
+    return remote.sha256 if remote.algorithm == "sha256" else sha256_file(path)
 
 
 def fetch_remote_file(remote: RemoteFile, raw_dir: str | os.PathLike,
                       mirrors: Sequence[str] | None = None) -> FetchedFile:
-    """Make ``raw_dir/remote.name`` exist with the pinned SHA-256, downloading it if needed.
+    """Make ``raw_dir/remote.name`` exist with the pinned checksum, downloading it if needed.
 
-    Raises :class:`DownloadError` if a file already there has the wrong hash, or if every URL
-    fails (unreachable, HTTP error, or checksum mismatch).
+    Raises :class:`DownloadError` if a file already there has the wrong hash, if every URL
+    fails (unreachable, HTTP error, or checksum mismatch), or if the file has no pinned checksum
+    (it is never downloaded).
     """
     folder = Path(raw_dir).resolve()
     target = folder / remote.name
     urls = candidate_urls(remote, mirrors)
-    if target.exists():
-        actual = sha256_file(target)
-        if actual == remote.sha256:
-            log.info("%s: already present with the pinned sha256; not downloading", target)
-            return FetchedFile(remote.name, target, actual, None)
+    if not remote.pinned:
         raise DownloadError(
-            f"{target} is present but corrupt or a different version: its sha256 is {actual}, "
-            f"expected {remote.sha256}. It was not used. Delete it so fetch downloads it again, "
-            f"or replace it. " + _place_by_hand(remote, target, urls))
+            f"{remote.name} has no published checksum, so it is never downloaded: download it "
+            f"from {' or '.join(urls)} yourself and save it as {target} (the folder is "
+            f"{target.parent}), then rerun fetch; its content is checked when prepared.")
+    if target.exists():
+        actual = file_digest(target, remote.algorithm)
+        if actual == remote.digest:
+            log.info("%s: already present with the pinned %s; not downloading", target,
+                     remote.algorithm)
+            return FetchedFile(remote.name, target, _sha256(target, remote), None)
+        raise DownloadError(
+            f"{target} is present but corrupt or a different version: its {remote.algorithm} is "
+            f"{actual}, expected {remote.digest}. It was not used. Delete it so fetch downloads "
+            f"it again, or replace it. " + _place_by_hand(remote, target, urls))
 
     folder.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
     for url in urls:
         try:
-            pooch.retrieve(url, known_hash=f"sha256:{remote.sha256}", fname=remote.name,
+            pooch.retrieve(url, known_hash=remote.known_hash, fname=remote.name,
                            path=folder, progressbar=sys.stderr.isatty())
         except (OSError, ValueError) as err:  # requests errors are OSErrors; hash mismatch: ValueError
             reason = " ".join(str(err).split())
             log.warning("%s: download from %s failed: %s", remote.name, url, reason)
             failures.append(f"  {url}: {type(err).__name__}: {reason}")
             continue
-        return FetchedFile(remote.name, target, remote.sha256, url)
+        return FetchedFile(remote.name, target, _sha256(target, remote), url)
 
     raise DownloadError(
-        f"could not download {remote.name} (expected sha256 {remote.sha256}); every URL failed:\n"
+        f"could not download {remote.name} (expected {_pin(remote)}); every URL failed:\n"
         + "\n".join(failures) + "\n" + _place_by_hand(remote, target, urls))
 
 

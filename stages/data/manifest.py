@@ -21,10 +21,10 @@ from typing import Any
 
 import stages
 from stages.artifacts import read_json, write_json
-from stages.data.checksum import sha256_file
+from stages.data.checksum import file_digest, sha256_file
 from stages.data.download import FetchedFile, fetch_remote_files
-from stages.data.registry import DatasetSpec, get_dataset_spec
-from stages.errors import ConfigError, DataFileError
+from stages.data.registry import DATASETS, DatasetSpec, RemoteFile, get_dataset_spec
+from stages.errors import ConfigError, DataFileError, DownloadError
 
 log = logging.getLogger("stages.data.manifest")
 
@@ -69,36 +69,66 @@ def _download(spec: DatasetSpec, raw_dir: Path, mirrors: Sequence[str] | None,
             "source": f"{note}pooch download verified against pinned sha256: {how}"}
 
 
+def _matches_pin(path: Path, remote: RemoteFile, sha256: str) -> bool:
+    """Whether ``path`` (whose SHA-256 is ``sha256``) has ``remote``'s pinned checksum."""
+    if not remote.pinned:
+        return False
+    if remote.algorithm == "sha256":
+        return sha256 == remote.digest
+    return file_digest(path, remote.algorithm) == remote.digest
+
+
+def _user_supplied_missing(spec: DatasetSpec, folder: Path, missing: list[str]) -> DownloadError:
+    remotes = {f.name: f for f in spec.files}
+    wanted = "; ".join(f"{n} (from {remotes[n].url})" for n in missing)
+    return DownloadError(
+        f"{spec.name}: {folder.resolve()} lacks {wanted}. No checksum is published for it, so it "
+        f"is not downloaded: download it yourself and save it in {folder.resolve()} (the "
+        f"dataset's raw folder), or in a folder named by datasets.{spec.name}.source_dir in the "
+        f"config (--source-dir), then rerun fetch. Expected: {spec.expected}.")
+
+
 def _local_folder(spec: DatasetSpec, raw_dir: Path, source_dir: str | os.PathLike | None,
                   mirrors: Sequence[str] | None) -> dict[str, Any]:
-    folder = Path(source_dir or spec.default_source_dir or "")
+    folder = Path(source_dir or spec.default_source_dir or raw_dir)
     missing = [f.name for f in spec.files if not (folder / f.name).is_file()]
     if missing:
+        if not all(f.pinned for f in spec.files if f.name in missing):
+            raise _user_supplied_missing(spec, folder, missing)
         log.warning("%s lacks %s; downloading %s into %s instead", folder, missing, spec.name,
                     raw_dir)
         return _download(spec, raw_dir, mirrors, note=f"local folder {folder} lacked {missing}; ")
     entries = [_local_entry(folder / f.name) for f in spec.files]
-    pinned = {f.name: f.sha256 for f in spec.files}
-    same = [e["name"] for e in entries if e["sha256"] == pinned[e["name"]]]
+    unpinned = [f.name for f in spec.files if not f.pinned]
+    if unpinned:
+        how = (f"{', '.join(unpinned)}: no published checksum, user-supplied; content checked "
+               "when prepared")
+    else:
+        same = [f.name for f, e in zip(spec.files, entries, strict=True)
+                if _matches_pin(folder / f.name, f, e["sha256"])]
+        how = (f"{len(same)}/{len(entries)} byte-identical to the upstream pinned files; "
+               "content checked when prepared")
     return {"kind": "local-folder", "files": entries, "urls": [],
-            "source": f"local folder {folder.resolve()} (files not copied; "
-                      f"{len(same)}/{len(entries)} byte-identical to the upstream pinned .gz; "
-                      "content checked when prepared)"}
+            "source": f"local folder {folder.resolve()} (files not copied; {how})"}
 
 
 def fetch_raw(name: str, raw_dir: str | os.PathLike, source_dir: str | os.PathLike | None = None,
               mirrors: Sequence[str] | None = None) -> dict[str, Any]:
     """Place or locate the raw files of dataset ``name`` and write ``raw_dir/manifest.json``.
 
-    Downloadable files go into ``raw_dir`` (verified against pinned SHA-256); offline files are
-    recorded where their package ships them; ``fashion`` uses ``source_dir`` (default: the
-    Debian package folder) and downloads when that folder lacks the files. Returns the manifest.
+    Downloadable files go into ``raw_dir`` (verified against pinned checksums); offline files
+    are recorded where their package ships them; local-folder datasets use ``source_dir``
+    (default: the spec's ``default_source_dir``, else ``raw_dir``): ``fashion`` (default: the
+    Debian package folder) downloads when that folder lacks the files; a file with no published
+    checksum (user-supplied) is never downloaded: fetch stops with where to put it. Returns the
+    manifest.
     """
     spec = get_dataset_spec(name)
     raw = Path(raw_dir).resolve()
     if source_dir is not None and spec.kind != "local-folder":
+        local = ", ".join(sorted(n for n, s in DATASETS.items() if s.kind == "local-folder"))
         raise ConfigError(f"--source-dir applies only to local-folder datasets "
-                          f"(fashion), not to {name!r} ({spec.kind})")
+                          f"({local}), not to {name!r} ({spec.kind})")
     if spec.kind == "download":
         record = _download(spec, raw, mirrors)
     elif spec.kind == "local-folder":
@@ -130,7 +160,7 @@ def verify_manifest(path: str | os.PathLike, dataset: str) -> tuple[dict[str, An
     if manifest.get("dataset") != dataset or not isinstance(manifest.get("files"), list):
         raise DataFileError(f"{path}: not a manifest of dataset {dataset!r} (it names "
                             f"{manifest.get('dataset')!r}); rerun stages.fetch --dataset {dataset}.")
-    pinned = {f.name: f.sha256 for f in spec.files} if manifest.get("kind") == "download" else {}
+    pinned = {f.name: f for f in spec.files} if manifest.get("kind") == "download" else {}
     files: dict[str, Path] = {}
     for entry in manifest["files"]:
         p = Path(entry["path"])
@@ -148,8 +178,10 @@ def verify_manifest(path: str | os.PathLike, dataset: str) -> tuple[dict[str, An
                 fix = f"Restore the file, or delete it and rerun stages.fetch --dataset {dataset}."
             raise DataFileError(f"{p} changed since fetch: its sha256 is now {actual} but {path} "
                                 f"recorded {entry['sha256']}. {fix}")
-        if entry["name"] in pinned and actual != pinned[entry["name"]]:
-            raise DataFileError(f"{p}: sha256 {actual} is not the pinned {pinned[entry['name']]} "
-                                f"(stale manifest?); rerun stages.fetch --dataset {dataset}.")
+        remote = pinned.get(entry["name"])
+        if remote is not None and not _matches_pin(p, remote, actual):
+            raise DataFileError(f"{p}: does not have the pinned {remote.known_hash} (its sha256 "
+                                f"is {actual}; stale manifest?); rerun stages.fetch --dataset "
+                                f"{dataset}.")
         files[entry["name"]] = p
     return manifest, files

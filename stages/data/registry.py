@@ -2,7 +2,9 @@
 
 Importing this module is cheap (standard library only): the workflow's config validation imports
 it to check dataset names and input shapes. Raw-file checksums are pinned SHA-256 values from
-published sources (see the comments beside each table).
+published sources (see the comments beside each table); MD5 only where a widely used loader
+publishes no SHA-256 for the file, and no checksum at all for a user-supplied file that has none
+published (its content is checked when prepared instead).
 """
 
 from __future__ import annotations
@@ -16,23 +18,60 @@ from stages.errors import ConfigError
 Kind = Literal["offline", "download", "local-folder", "synthetic"]
 
 
+#: hex digest length of each hash algorithm a raw file can be pinned with
+HASH_HEX_LENGTH = {"sha256": 64, "md5": 32}
+
+
 @dataclass(frozen=True)
 class RemoteFile:
-    """One downloadable raw file with its pinned SHA-256.
+    """One raw file with its pinned checksum.
 
     ``url`` is tried first, then each of ``fallback_urls`` in turn (mirror fallback).
     ``size`` (bytes) is informational, shown in error messages when known.
+    The file is pinned by ``sha256``, or by ``md5`` where a published loader gives only that; at
+    most one of them. A file with neither is never downloaded: it is user-supplied (no published
+    checksum exists) and its loader checks its content instead.
     """
 
     name: str
     url: str
-    sha256: str
+    sha256: str = ""
     fallback_urls: tuple[str, ...] = ()
     size: int | None = None
+    md5: str = ""
+
+    def __post_init__(self) -> None:
+        if self.sha256 and self.md5:
+            raise ValueError(f"{self.name}: pin one checksum, sha256 or md5, not both")
+        for algorithm, digest in (("sha256", self.sha256), ("md5", self.md5)):
+            if digest and (len(digest) != HASH_HEX_LENGTH[algorithm]
+                           or digest.strip("0123456789abcdef")):
+                raise ValueError(f"{self.name}: {algorithm} must be {HASH_HEX_LENGTH[algorithm]} "
+                                 f"lower-case hex digits, got {digest!r}")
 
     def urls(self) -> tuple[str, ...]:
         """All URLs to try, in order."""
         return (self.url, *self.fallback_urls)
+
+    @property
+    def pinned(self) -> bool:
+        """Whether the file has a pinned checksum (False: user-supplied, never downloaded)."""
+        return bool(self.sha256 or self.md5)
+
+    @property
+    def algorithm(self) -> str:
+        """Hash algorithm of the pinned checksum: ``sha256`` or ``md5`` ('' when unpinned)."""
+        return "sha256" if self.sha256 else "md5" if self.md5 else ""
+
+    @property
+    def digest(self) -> str:
+        """The pinned hex digest ('' when unpinned)."""
+        return self.sha256 or self.md5
+
+    @property
+    def known_hash(self) -> str:
+        """The pinned checksum as ``algorithm:hexdigest`` (pooch's ``known_hash`` format)."""
+        return f"{self.algorithm}:{self.digest}" if self.pinned else ""
 
 
 @dataclass(frozen=True)
@@ -41,7 +80,11 @@ class DatasetSpec:
 
     ``input_shape`` is the shape of one sample: ``(C, H, W)`` for images, ``(D,)`` for vectors.
     ``params`` holds the defaults of the options ``stages.prepare --params`` accepts for it.
-    ``default_source_dir`` is the local folder searched first by ``local-folder`` datasets.
+    ``default_source_dir`` is the local folder searched first by ``local-folder`` datasets (when
+    None: the dataset's raw folder, ``data/raw/{name}``).
+    ``n_samples`` is the dataset's size; the loaders of the datasets below the USPS entry check it
+    (with ``n_clusters`` and ``input_shape``) against the raw files, and tests that use tiny
+    files replace it. ``expected`` says what the raw files must hold, for error messages.
     """
 
     name: str
@@ -53,6 +96,7 @@ class DatasetSpec:
     files: tuple[RemoteFile, ...] = ()
     default_source_dir: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    expected: str = ""
 
 
 # --- MNIST -----------------------------------------------------------------------------------
@@ -101,6 +145,48 @@ _USPS_SHA256 = {
     "usps.bz2": "3771e9dd6ba685185f89867b6e249233dd74652389f263963b3b741e994b034f",
     "usps.t.bz2": "a9c0164e797d60142a50604917f0baa604f326e9a689698763793fa5d12ffc4e",
 }
+
+
+# --- CIFAR-10 and CIFAR-100, python (pickle) versions ---------------------------------------
+# SHA-256: keras-team/keras, keras/src/datasets/cifar10.py and cifar100.py (get_file's
+# file_hash; 64 hex digits, so get_file checks it as SHA-256). The same two archives are pinned by
+# MD5 in pytorch/vision, torchvision/datasets/cifar.py (tgz_md5
+# c58f30108f718f92721af3b95e74349a and eb9058c3a382ffc7106e4002c42a8d85); tensorflow_datasets
+# pins the binary versions (cifar-10-binary.tar.gz), not these.
+CIFAR_BASE = "https://www.cs.toronto.edu/~kriz/"
+_CIFAR_SHA256 = {
+    "cifar-10-python.tar.gz": "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+    "cifar-100-python.tar.gz": "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7",
+}
+#: CIFAR-100 coarse label 0 and its five fine classes (indices into meta's fine_label_names)
+CIFAR100_AQUATIC_COARSE = ("aquatic_mammals", 0)
+CIFAR100_AQUATIC_FINE = {"beaver": 4, "dolphin": 30, "otter": 55, "seal": 72, "whale": 95}
+
+# --- USPS, Sam Roweis' 11,000-digit version --------------------------------------------------
+# No published checksum: no loader we found (torchvision, tensorflow_datasets, keras, dm_nevis)
+# pins usps_all.mat, so it is user-supplied (kind local-folder, never downloaded) and the loader
+# checks its content instead (variable 'data', uint8, 256 x 1100 x 10).
+USPS11K_URL = "https://cs.nyu.edu/~roweis/data/usps_all.mat"
+
+# --- COIL-20 (processed) and COIL-100 --------------------------------------------------------
+# COIL-20: MD5 only, google-deepmind/dm_nevis, dm_nevis/datasets_storage/handlers/coil20.py
+# (DownloadableArtefact checksum of coil-20-proc.zip; download_util.validate_artefact_checksum
+# hashes with hashlib.md5; its USPS checksums equal torchvision's MD5s). No SHA-256 published.
+# COIL-100: SHA-256 and size: tensorflow/datasets, tensorflow_datasets/datasets/coil100/
+# checksums.tsv (also url_checksums/coil100.txt). First URL: the one both loaders use; second:
+# the same path on the CAVE lab's cave.cs.columbia.edu host (not checked from here; the pinned
+# checksum guards whatever it serves).
+COIL_MIRRORS = (
+    "http://www.cs.columbia.edu/CAVE/databases/SLAM_coil-20_coil-100/",
+    "https://cave.cs.columbia.edu/old/databases/SLAM_coil-20_coil-100/",
+)
+COIL20_MD5 = "464dec76a6abfcd00e8de6cf1e7d0acc"
+COIL100_SHA256 = ("fcb4b8b01c0778f416d8d7a09f45082c4f7075cc74743dcddd5c44307bd4afe7", 130688843)
+
+
+def _coil(folder: str, name: str, **pin: Any) -> RemoteFile:
+    urls = tuple(f"{base}{folder}/{name}" for base in COIL_MIRRORS)
+    return RemoteFile(name=name, url=urls[0], fallback_urls=urls[1:], **pin)
 
 
 def _mirrored(table: Mapping[str, tuple[str, int]], mirrors: tuple[str, ...],
@@ -159,6 +245,53 @@ DATASETS: dict[str, DatasetSpec] = {
             description="USPS train 7,291 + test 2,007 from the LIBSVM files (values in [-1,1], "
                         "labels 1..10 -> 0..9); scaling 'half': x/2 (DCEC code), "
                         "'unit': (x+1)/2."),
+        DatasetSpec(
+            name="cifar10-test", n_clusters=10, input_shape=(3, 32, 32), kind="download",
+            n_samples=10000,
+            files=(RemoteFile(name="cifar-10-python.tar.gz",
+                              url=CIFAR_BASE + "cifar-10-python.tar.gz",
+                              sha256=_CIFAR_SHA256["cifar-10-python.tar.gz"]),),
+            expected="cifar-10-python.tar.gz holding cifar-10-batches-py/test_batch: a pickled "
+                     "dict with 'data' uint8 (10,000, 3,072) and 'labels' 0..9",
+            description="CIFAR-10 test partition only (SAIP): 10,000 colour 32x32 images of 10 "
+                        "classes; raw pixels / 255."),
+        DatasetSpec(
+            name="cifar100-aquatic", n_clusters=5, input_shape=(3, 32, 32), kind="download",
+            n_samples=3000,
+            files=(RemoteFile(name="cifar-100-python.tar.gz",
+                              url=CIFAR_BASE + "cifar-100-python.tar.gz",
+                              sha256=_CIFAR_SHA256["cifar-100-python.tar.gz"]),),
+            expected="cifar-100-python.tar.gz holding cifar-100-python/train, test and meta; "
+                     "coarse class 0 'aquatic_mammals' with fine classes beaver, dolphin, otter, "
+                     "seal, whale, 2,500 train + 500 test images, 'data' uint8 (N, 3,072)",
+            description="CIFAR-100 train+test images of coarse class 0, aquatic mammals (SAIP's "
+                        "5-class subset): 3,000 colour 32x32 images; labels: the fine classes "
+                        "beaver, dolphin, otter, seal, whale -> 0..4; raw pixels / 255."),
+        DatasetSpec(
+            name="usps-11k", n_clusters=10, input_shape=(1, 16, 16), kind="local-folder",
+            n_samples=11000, files=(RemoteFile(name="usps_all.mat", url=USPS11K_URL),),
+            expected="Sam Roweis' usps_all.mat: a MATLAB (v4-v7.2) file whose variable 'data' is "
+                     "uint8 256 x 1100 x 10 (16x16 pixels stored column-major x 1,100 examples x "
+                     "10 classes, digits 1..9 then 0)",
+            description="USPS, 11,000 digits (1,100 per class) from Sam Roweis' usps_all.mat "
+                        "(DEPICT, RMN-GMM); user-supplied: put it in data/raw/usps-11k/ or "
+                        "source_dir; the 10th class is digit 0; pixels / 255."),
+        DatasetSpec(
+            name="coil20", n_clusters=20, input_shape=(1, 128, 128), kind="download",
+            n_samples=1440, files=(_coil("coil-20", "coil-20-proc.zip", md5=COIL20_MD5),),
+            expected="coil-20-proc.zip holding obj1..obj20 x 72 views (obj{i}__{view}.png), "
+                     "1,440 gray 128x128 PNGs",
+            description="COIL-20 processed: 1,440 gray 128x128 images, 20 objects x 72 views "
+                        "(RMN-GMM); labels: object - 1; pixels / 255."),
+        DatasetSpec(
+            name="coil100", n_clusters=100, input_shape=(3, 128, 128), kind="download",
+            n_samples=7200,
+            files=(_coil("coil-100", "coil-100.zip", sha256=COIL100_SHA256[0],
+                         size=COIL100_SHA256[1]),),
+            expected="coil-100.zip holding obj1..obj100 x 72 views (obj{i}__{angle}.png, angles "
+                     "0, 5, ..., 355), 7,200 colour 128x128 PNGs",
+            description="COIL-100: 7,200 colour 128x128 images, 100 objects x 72 views (RMN-GMM; "
+                        "kept RGB); labels: object - 1; pixels / 255."),
     )
 }
 

