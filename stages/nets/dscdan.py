@@ -137,7 +137,8 @@ class DualAutoencoder(nn.Module):
                                                  torch.Tensor]:
         """x (B, C, H, W) -> (middle map (B, c_mid, h_mid, w_mid), phi (B, F) the flattened last
         map, mu (B, d), logvar (B, d))."""
-        h, middle = x, x
+        h = x.contiguous(memory_format=torch.channels_last)   # faster convs on CPU (measured)
+        middle = h
         for level, conv in enumerate(self.encoder, start=1):
             h = F.leaky_relu(conv(h), self.leaky_slope)
             if level == self.middle:
@@ -159,6 +160,7 @@ class DualAutoencoder(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, d) -> reconstruction (B, C, H, W)."""
         h = F.leaky_relu(self.defc(z), self.leaky_slope).view(z.shape[0], *self._map_shape)
+        h = h.contiguous(memory_format=torch.channels_last)
         for deconv in self.decoder:
             h = F.leaky_relu(deconv(h), self.leaky_slope)
         out = self.out(h)
