@@ -68,7 +68,8 @@ WORKLOAD_MODULES = _workload_modules()
 WORKLOADS = BUILTIN_WORKLOADS + tuple(WORKLOAD_MODULES)
 COLUMNS = ["date", "host", "device", "threads", "dataset", "workload", "n_samples", "batch_size",
            "steps", "epochs", "seconds", "s_per_epoch", "samples_per_s", "peak_rss_mb",
-           "peak_gpu_mb", "torch", "gflop", "achieved_gflops", "matmul_gflops", "of_matmul"]
+           "peak_gpu_mb", "torch", "gflop", "achieved_gflops", "matmul_gflops", "of_matmul",
+           "commit"]
 
 
 def load_dataset(name: str):
@@ -293,7 +294,21 @@ def _row(workload: str, dataset: str, device, threads: int, x, batch: int, steps
         "peak_gpu_mb": (round(torch.cuda.max_memory_allocated() / 2**20, 1)
                         if device.type == "cuda" else ""),
         "torch": torch.__version__,
+        "commit": _commit(),
     }
+
+
+def _commit() -> str:
+    """The git commit of the code measured (``+dirty`` with uncommitted changes), or ''."""
+    try:
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain",
+                                "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return head + ("+dirty" if dirty else "")
 
 
 def upgrade_header(path: Path) -> None:
