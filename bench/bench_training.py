@@ -299,12 +299,13 @@ def _row(workload: str, dataset: str, device, threads: int, x, batch: int, steps
 
 
 def _commit() -> str:
-    """The git commit of the code measured (``+dirty`` with uncommitted changes), or ''."""
+    """The git commit of the code measured (``+dirty`` with uncommitted changes other than to
+    the results file), or ''."""
     try:
         head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                               capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain",
-                                "--untracked-files=no"],
+                                "--untracked-files=no", "--", ".", ":!bench/results.csv"],
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return ""
