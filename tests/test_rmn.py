@@ -389,13 +389,20 @@ def test_finetune_runs_predicts_and_resumes(tmp_path):
     assert again.info["resumed_from_step"] == result.info["steps"]
 
 
-def test_separation_weighted_per_dataset_is_eta_over_n_per_sample():
-    x_np, _ = _blobs()
+def _blob_start():
+    """Three blobs (120, 4), their labels, a fresh RBM autoencoder (seed 0) and the GMM init of
+    its codes."""
+    x_np, y = _blobs()
     x = torch.as_tensor(x_np)
     torch.manual_seed(0)
     ae = RBMAutoencoder((4,), hidden=(8, 2))
     with torch.no_grad():
         init = gmm_arrays(ae.encode(x).numpy(), 3, {}, seed=0)
+    return x, y, ae, init
+
+
+def test_separation_weighted_per_dataset_is_eta_over_n_per_sample():
+    x, _, ae, init = _blob_start()
     params = {"eta": 0.5, "epochs": 1, "lr": 0.01, "encoder_lr": 1e-5, "batch_size": 32}
     runs = {}
     for weighting, eta in (("dataset", 0.5), ("sample", 0.5 / x.shape[0])):
@@ -524,13 +531,9 @@ def test_interrupted_finetune_resumes_to_the_same_result(tmp_path, monkeypatch):
 
 
 def test_rescaled_code_keeps_the_clustering():
-    x_np, _ = _blobs()
-    x = torch.as_tensor(x_np)
-    torch.manual_seed(0)
-    ae = RBMAutoencoder((4,), hidden=(8, 2))
+    x, _, ae, init = _blob_start()
     with torch.no_grad():
         z = ae.encode(x)
-    init = gmm_arrays(z.numpy(), 3, {}, seed=0)
     means, variances, weights = (torch.as_tensor(init[k]) for k in ("means", "variances",
                                                                      "weights"))
     before = posteriors(z, means, variances, weights)

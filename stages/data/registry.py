@@ -206,6 +206,11 @@ SYNTHETIC_DEFAULTS: dict[str, Any] = {
 }
 USPS_DEFAULTS: dict[str, Any] = {"scaling": "unit"}  # DCEC code: [0,2] data / 2 -> [0,1]
 
+def _cifar_file(name: str) -> RemoteFile:
+    """One of the CIFAR python archives, pinned by its published SHA-256."""
+    return RemoteFile(name=name, url=CIFAR_BASE + name, sha256=_CIFAR_SHA256[name])
+
+
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec for spec in (
         DatasetSpec(
@@ -248,9 +253,7 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec(
             name="cifar10-test", n_clusters=10, input_shape=(3, 32, 32), kind="download",
             n_samples=10000,
-            files=(RemoteFile(name="cifar-10-python.tar.gz",
-                              url=CIFAR_BASE + "cifar-10-python.tar.gz",
-                              sha256=_CIFAR_SHA256["cifar-10-python.tar.gz"]),),
+            files=(_cifar_file("cifar-10-python.tar.gz"),),
             expected="cifar-10-python.tar.gz holding cifar-10-batches-py/test_batch: a pickled "
                      "dict with 'data' uint8 (10,000, 3,072) and 'labels' 0..9",
             description="CIFAR-10 test partition only (SAIP): 10,000 colour 32x32 images of 10 "
@@ -258,9 +261,7 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec(
             name="cifar100-aquatic", n_clusters=5, input_shape=(3, 32, 32), kind="download",
             n_samples=3000,
-            files=(RemoteFile(name="cifar-100-python.tar.gz",
-                              url=CIFAR_BASE + "cifar-100-python.tar.gz",
-                              sha256=_CIFAR_SHA256["cifar-100-python.tar.gz"]),),
+            files=(_cifar_file("cifar-100-python.tar.gz"),),
             expected="cifar-100-python.tar.gz holding cifar-100-python/train, test and meta; "
                      "coarse class 0 'aquatic_mammals' with fine classes beaver, dolphin, otter, "
                      "seal, whale, 2,500 train + 500 test images, 'data' uint8 (N, 3,072)",
