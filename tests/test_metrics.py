@@ -1,4 +1,4 @@
-"""Tests of stages.metrics against hand-computed cases and scikit-learn."""
+"""Tests of stages.metrics against hand-computed cases and formulas written out here."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from stages import metrics
 
@@ -92,41 +91,143 @@ def test_acc_fewer_clusters_than_classes() -> None:
     assert metrics.cluster_acc(y, np.zeros(6, dtype=int)) == pytest.approx(1 / 3)
 
 
-def test_acc_matches_brute_force() -> None:
+# --------------------------------------------------------------------------- independent formulas
+# The reference values below are written out from the contingency table with numpy only (no
+# scikit-learn), so that a wrong normaliser, a swapped variant or a wrong ARI expectation in
+# stages.metrics (which wraps scikit-learn) shows up as a difference.
+
+
+def _table(y: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Contingency counts n_ij (classes x clusters) by np.add.at, not by scikit-learn."""
+    _, yi = np.unique(y, return_inverse=True)
+    _, ci = np.unique(c, return_inverse=True)
+    table = np.zeros((yi.max() + 1, ci.max() + 1), dtype=np.float64)
+    np.add.at(table, (yi, ci), 1.0)
+    return table
+
+
+def _entropy(counts: np.ndarray) -> float:
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def _reference_nmi(y: np.ndarray, c: np.ndarray, variant: str) -> float:
+    """I(l; c) / norm from the table; 1.0 for one class and one cluster, 0.0 when only one side
+    has a single block (the conventions of stages.metrics' docstring)."""
+    table = _table(y, c)
+    if table.shape == (1, 1):
+        return 1.0
+    if 1 in table.shape:
+        return 0.0
+    n = table.sum()
+    a, b = table.sum(1), table.sum(0)
+    i, j = np.nonzero(table)
+    mi = float((table[i, j] / n * np.log(n * table[i, j] / (a[i] * b[j]))).sum())
+    hl, hc = _entropy(a), _entropy(b)
+    norm = {"max": max(hl, hc), "sqrt": math.sqrt(hl * hc), "arithmetic": (hl + hc) / 2}[variant]
+    return mi / norm
+
+
+def _reference_ari(y: np.ndarray, c: np.ndarray) -> float:
+    """Hubert-Arabie ARI from pair counts: (index - expected) / (max - expected); 1.0 when the
+    denominator is 0 (both partitions one block, or both all singletons: identical)."""
+    table = _table(y, c)
+
+    def pairs(x: np.ndarray) -> float:
+        return float((x * (x - 1) / 2).sum())
+
+    index, sum_a, sum_b = pairs(table), pairs(table.sum(1)), pairs(table.sum(0))
+    total = table.sum() * (table.sum() - 1) / 2
+    expected = sum_a * sum_b / total if total else 0.0
+    top = (sum_a + sum_b) / 2
+    return 1.0 if top == expected else (index - expected) / (top - expected)
+
+
+def _brute_force_acc(y: np.ndarray, c: np.ndarray) -> float:
+    """Best one-to-one map between clusters and classes over every injective assignment of the
+    smaller side into the larger (unmatched ones count as wrong)."""
     from itertools import permutations
 
-    rng = np.random.default_rng(1)
-    y = rng.integers(0, 4, size=60)
-    c = rng.integers(0, 4, size=60)
-    best = max(np.mean(np.array(p)[c] == y) for p in permutations(range(4)))
-    assert metrics.cluster_acc(y, c) == pytest.approx(best)
+    table = _table(y, c)
+    if table.shape[0] < table.shape[1]:
+        table = table.T  # rows: the larger side
+    rows, cols = table.shape
+    best = max(sum(table[p[j], j] for j in range(cols)) for p in permutations(range(rows), cols))
+    return float(best / table.sum())
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_nmi_and_ari_match_sklearn(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 5, size=300)
-    c = np.where(rng.random(300) < 0.5, y, rng.integers(0, 8, size=300))
-    for ours, theirs in (("max", "max"), ("sqrt", "geometric"),
-                         ("arithmetic", "arithmetic")):
-        assert metrics.nmi(y, c, ours) == pytest.approx(
-            normalized_mutual_info_score(y, c, average_method=theirs))
-    assert metrics.ari(y, c) == pytest.approx(adjusted_rand_score(y, c))
+def _labelling(rng: np.random.Generator, n: int, k_true: int, k_pred: int,
+               agree: float) -> tuple[np.ndarray, np.ndarray]:
+    """Random classes and clusters that agree on about ``agree`` of the samples, with label ids
+    that are neither contiguous nor starting at 0 (negative and large ids included)."""
+    y = rng.integers(0, k_true, size=n)
+    c = np.where(rng.random(n) < agree, y % k_pred, rng.integers(0, k_pred, size=n))
+    true_ids = rng.choice(np.arange(-50, 1000), size=k_true, replace=False)
+    pred_ids = rng.choice(np.arange(-7, 10_000), size=k_pred, replace=False)
+    return true_ids[y], pred_ids[c]
 
 
-def test_nmi_from_contingency_by_formula() -> None:
-    # Independent implementation: I and H written out from the contingency table.
-    rng = np.random.default_rng(3)
-    y = rng.integers(0, 4, size=200)
-    c = np.where(rng.random(200) < 0.6, y, rng.integers(0, 6, size=200))
-    p = metrics.contingency(y, c) / 200.0
-    pi, pj = p.sum(1), p.sum(0)
-    nz = p > 0
-    mi = float((p[nz] * np.log(p[nz] / np.outer(pi, pj)[nz])).sum())
-    hl, hc = float(-(pi * np.log(pi)).sum()), float(-(pj * np.log(pj)).sum())
-    assert metrics.nmi(y, c, "max") == pytest.approx(mi / max(hl, hc))
-    assert metrics.nmi(y, c, "sqrt") == pytest.approx(mi / math.sqrt(hl * hc))
-    assert metrics.nmi(y, c, "arithmetic") == pytest.approx(mi / ((hl + hc) / 2))
+#: (n, classes, clusters): tiny and one-block cases, square, rectangular both ways, many clusters
+SHAPES = [(1, 1, 1), (2, 1, 2), (2, 2, 2), (3, 3, 1), (7, 1, 1), (7, 3, 7), (20, 2, 2),
+          (50, 1, 4), (50, 4, 1), (60, 5, 3), (60, 3, 5), (200, 4, 4), (300, 10, 10),
+          (300, 5, 12), (500, 12, 5), (400, 40, 40)]
+
+
+@pytest.mark.parametrize(("n", "k_true", "k_pred"), SHAPES)
+def test_nmi_and_ari_match_the_formulas_on_random_labellings(n: int, k_true: int,
+                                                             k_pred: int) -> None:
+    rng = np.random.default_rng(1000 * n + 10 * k_true + k_pred)
+    for agree in (0.0, 0.5, 0.9, 1.0):
+        y, c = _labelling(rng, n, k_true, k_pred, agree)
+        got = metrics.all_metrics(y, c)  # nmi(y, c, variant) and ari(y, c) for every key
+        for variant in ("max", "sqrt", "arithmetic"):
+            assert got[f"nmi_{variant}"] == pytest.approx(
+                _reference_nmi(y, c, variant), abs=1e-10), (variant, agree)
+        assert got["ari"] == pytest.approx(_reference_ari(y, c), abs=1e-10), agree
+
+
+@pytest.mark.parametrize(("n", "k_true", "k_pred"),
+                         [(1, 1, 1), (5, 1, 3), (5, 3, 1), (30, 2, 2), (60, 4, 4), (60, 6, 3),
+                          (60, 3, 6), (80, 5, 7), (80, 7, 5)])
+def test_acc_matches_brute_force(n: int, k_true: int, k_pred: int) -> None:
+    rng = np.random.default_rng(7 * n + k_true + 100 * k_pred)
+    for agree in (0.0, 0.6):
+        y, c = _labelling(rng, n, k_true, k_pred, agree)
+        assert metrics.cluster_acc(y, c) == pytest.approx(_brute_force_acc(y, c)), agree
+
+
+def test_reference_formulas_on_the_hand_case() -> None:
+    """The test's own formulas agree with the case worked by hand at the top of this file."""
+    for variant in ("max", "sqrt", "arithmetic"):
+        assert _reference_nmi(Y_TRUE, Y_PRED, variant) == pytest.approx(EXPECTED[f"nmi_{variant}"])
+    assert _reference_ari(Y_TRUE, Y_PRED) == pytest.approx(EXPECTED["ari"])
+    assert _brute_force_acc(Y_TRUE, Y_PRED) == pytest.approx(EXPECTED["acc"])
+
+
+def test_independent_partitions_by_hand() -> None:
+    # y = [0,0,1,1], c = [0,1,0,1]: every cell 1, p_ij = p_i p_j -> I = 0, NMI 0 (all variants).
+    # ACC 2/4. ARI: index 0, sum_i C(a_i,2) = sum_j C(b_j,2) = 2, C(4,2) = 6, expected 4/6,
+    # max 2 -> (0 - 2/3) / (2 - 2/3) = -1/2. No pair in a cluster shares a class: precision 0.
+    got = metrics.all_metrics(np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1]))
+    assert got == pytest.approx({"acc": 0.5, "nmi_max": 0.0, "nmi_sqrt": 0.0,
+                                 "nmi_arithmetic": 0.0, "ari": -0.5, "pair_precision": 0.0})
+
+
+def test_unbalanced_split_by_hand() -> None:
+    # y = [0,0,0,0,1,1], c = [0,0,0,1,1,1]: table [[3, 1], [0, 2]], a = (4, 2), b = (3, 3).
+    # ACC (3 + 2) / 6. H(l) = ln 3 - 2/3 ln 2, H(c) = ln 2.
+    # I = 1/2 ln((1/2)/(2/3 * 1/2)) + 1/6 ln((1/6)/(2/3 * 1/2)) + 1/3 ln((1/3)/(1/3 * 1/2))
+    #   = 1/2 ln(3/2) - 1/6 ln 2 + 1/3 ln 2 = 1/2 ln 3 - 1/3 ln 2 ~ 0.318257.
+    # ARI: index 3 + 0 + 1 = 4, sum_a 6 + 1 = 7, sum_b 3 + 3 = 6, expected 7 * 6 / 15 = 2.8,
+    # max 6.5 -> 1.2 / 3.7. Precision: 4 of the 6 pairs in a cluster share a class.
+    mi, hl, hc = LN3 / 2 - LN2 / 3, LN3 - 2 / 3 * LN2, LN2
+    got = metrics.all_metrics(np.array([0, 0, 0, 0, 1, 1]), np.array([0, 0, 0, 1, 1, 1]))
+    assert got == pytest.approx({"acc": 5 / 6, "nmi_max": mi / max(hl, hc),
+                                 "nmi_sqrt": mi / math.sqrt(hl * hc),
+                                 "nmi_arithmetic": mi / ((hl + hc) / 2), "ari": 1.2 / 3.7,
+                                 "pair_precision": 4 / 6}, abs=1e-12)
+    assert got["nmi_max"] == pytest.approx(0.459148, abs=1e-6)
+    assert got["ari"] == pytest.approx(0.324324, abs=1e-6)
 
 
 def test_nmi_variant_ordering() -> None:
