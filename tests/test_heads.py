@@ -5,9 +5,13 @@ ClustPy's estimator check is, on small synthetic data with K = 3 well-separated 
 tiny recipes of the workflow test (``tests/data/workflow_config.yaml``): each runs a few dozen
 steps with finite losses, lowers its own objective (pretraining), keeps all K clusters
 populated (heads), gives identical results on a second run with the same seed, and a run
-interrupted after its first checkpoint and resumed from it ends identical to an uninterrupted
-one. A head or objective added to a registry is checked without an edit here, as long as the
-workflow test's config has a recipe that uses it.
+interrupted after the first checkpoint of each of its phases (warm start, joint phase, each
+layer of a layer-wise pretraining) and after its last one, and resumed, ends identical to an
+uninterrupted one. Pretraining is checked for each (objective, network) pair of the config, so
+the CAE and the HOE(CNN) DAE too. Each head's labels, and each of its prediction options', are
+rebuilt from its saved state by an independent numpy / scipy path. A head or objective added
+to a registry is checked without an edit here, as long as the workflow test's config has a
+recipe that uses it (and the rebuilt prediction is required for every head).
 """
 
 from __future__ import annotations
@@ -21,11 +25,15 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from scipy.spatial.distance import cdist
+from scipy.special import softmax
+from scipy.stats import norm
+from sklearn.cluster import KMeans
 
 from stages import config as stage_config
 from stages.data.synthetic import make_synthetic
 from stages.device import seed_everything
-from stages.methods import HEADS, PRETRAIN_OBJECTIVES, head_module, init_algorithm
+from stages.methods import HEADS, PRETRAIN_OBJECTIVES, dscdan, head_module, init_algorithm, saip
 from stages.methods import pretrain_objective as objective_function
 from stages.nets import EMBEDDING_IS_N_CLUSTERS, build_network
 from stages.train import Checkpointer, map_batches
@@ -46,11 +54,15 @@ HEAD_CASES = [pytest.param(h, marks=pytest.mark.xfail(reason=KNOWN_FAILURES[h], 
               if h in KNOWN_FAILURES else h for h in HEAD_NAMES]
 
 
-def _autoencoder_for(objective: str) -> str:
-    names = [ae for ae, r in CONFIG["autoencoders"].items()
-             if r.get("objective", "reconstruction") == objective]
-    assert names, f"tests/data/workflow_config.yaml has no autoencoder with objective {objective}"
-    return names[0]
+def _autoencoder_cases() -> list[str]:
+    """The workflow test's first autoencoder of each (objective, network) pair; every
+    registered objective must have one."""
+    cases: dict[tuple[str, str], str] = {}
+    for ae, r in CONFIG["autoencoders"].items():
+        cases.setdefault((r.get("objective", "reconstruction"), r["net"]), ae)
+    missing = set(PRETRAIN_OBJECTIVES) - {objective for objective, _ in cases}
+    assert not missing, f"tests/data/workflow_config.yaml has no autoencoder with {missing}"
+    return sorted(cases.values())
 
 
 def _method_for(head: str) -> str:
@@ -70,15 +82,61 @@ class Interrupted(Exception):
     """Raised right after the first checkpoint of an unfinished loop is written."""
 
 
-def _interrupt_after_first_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+def _interrupt_after_checkpoint(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    """Raise :class:`Interrupted` right after the n-th (1-based) save of an unfinished loop."""
     save = Checkpointer.save
+    saves = [0]
 
     def save_then_stop(self: Checkpointer, state: dict) -> None:
         save(self, state)
         if not state.get("finished"):
-            raise Interrupted(str(self.path))
+            saves[0] += 1
+            if saves[0] == n:
+                raise Interrupted(str(self.path))
 
     monkeypatch.setattr(Checkpointer, "save", save_then_stop)
+
+
+def _record_saves(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """File names of the unfinished loops' checkpoint saves of a run, in order."""
+    names: list[str] = []
+    save = Checkpointer.save
+
+    def spy(self: Checkpointer, state: dict) -> None:
+        save(self, state)
+        if not state.get("finished"):
+            names.append(self.path.name if self.path else "")
+
+    monkeypatch.setattr(Checkpointer, "save", spy)
+    return names
+
+
+def _interruption_points(names: list[str]) -> list[int]:
+    """1-based saves to interrupt after: the first save of each phase's checkpoint file and the
+    last save of the run (mid-run resume of every phase, and of the end of the run)."""
+    assert names, "the run wrote no checkpoint before it finished"
+    firsts = {name: i + 1 for i, name in reversed(list(enumerate(names)))}
+    return sorted({*firsts.values(), len(names)})
+
+
+def _check_resumes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, run, expected) -> None:
+    """``run(checkpoint_path)`` interrupted after each of :func:`_interruption_points` and run
+    again: each rerun resumes and ends with ``expected(result)`` true."""
+    names = _record_saves(monkeypatch)
+    run(tmp_path / "spy" / "checkpoint.pt")
+    monkeypatch.undo()
+    for n in _interruption_points(names):
+        path = tmp_path / f"interrupted-{n}" / "checkpoint.pt"
+        path.parent.mkdir(parents=True)
+        _interrupt_after_checkpoint(monkeypatch, n)
+        with pytest.raises(Interrupted):
+            run(path)
+        monkeypatch.undo()
+        loaded = _count_resumes(monkeypatch)
+        result = run(path)
+        monkeypatch.undo()
+        assert loaded, f"the rerun after save {n} of {names} did not resume"
+        expected(result)
 
 
 def _pretrain(ae: str, x: torch.Tensor, checkpoint: Path | None = None, min_epochs: int = 1):
@@ -130,10 +188,9 @@ def _same_state(a: dict, b: dict) -> None:
         assert torch.equal(a[key], b[key]), key
 
 
-@pytest.mark.parametrize("objective", sorted(PRETRAIN_OBJECTIVES))
-def test_pretraining_objective(objective, data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("ae", _autoencoder_cases())
+def test_pretraining_objective(ae, data, tmp_path, monkeypatch):
     x, _ = data
-    ae = _autoencoder_for(objective)
     net, result = _pretrain(ae, x, min_epochs=MIN_EPOCHS)
     losses = _losses(result.history)
     assert len(losses) >= 2 and all(math.isfinite(v) for v in losses)
@@ -149,15 +206,13 @@ def test_pretraining_objective(objective, data, tmp_path, monkeypatch):
     _same_state(net.state_dict(), again.state_dict())
     assert _losses(second.history) == losses
 
-    _interrupt_after_first_checkpoint(monkeypatch)
-    with pytest.raises(Interrupted):
-        _pretrain(ae, x, tmp_path / "checkpoint.pt", MIN_EPOCHS)
-    monkeypatch.undo()
-    loaded = _count_resumes(monkeypatch)
-    resumed, third = _pretrain(ae, x, tmp_path / "checkpoint.pt", MIN_EPOCHS)
-    assert loaded, "the rerun did not resume from the checkpoint"
-    _same_state(net.state_dict(), resumed.state_dict())
-    assert _losses(third.history) == losses
+    def same_as_uninterrupted(run: tuple) -> None:
+        resumed, third = run
+        _same_state(net.state_dict(), resumed.state_dict())
+        assert _losses(third.history) == losses
+
+    _check_resumes(monkeypatch, tmp_path, lambda path: _pretrain(ae, x, path, MIN_EPOCHS),
+                   same_as_uninterrupted)
 
 
 @pytest.fixture(scope="module")
@@ -169,9 +224,10 @@ def pretrained(data) -> dict[str, torch.nn.Module]:
 
 
 def _finetune(head: str, net: torch.nn.Module, x: torch.Tensor, y: np.ndarray,
-              checkpoint: Path | None = None):
+              checkpoint: Path | None = None, overrides: dict | None = None):
     method = _method_for(head)
-    recipe = {**stage_config.method_recipe(CONFIG, method), "checkpoint_every": 5}
+    recipe = {**stage_config.method_recipe(CONFIG, method), "checkpoint_every": 5,
+              **(overrides or {})}
     init_name = CONFIG["methods"][method]["init"]
     init_recipe = stage_config.init_recipe(CONFIG, init_name)
     autoencoder = copy.deepcopy(net)
@@ -190,23 +246,111 @@ def _nearest_centre(z: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return ((z[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
 
 
-#: head -> the prediction rebuilt from the saved state and the embedding by another path
-#: than the head's own (numpy, from the formulas)
+def _sharpen(q: np.ndarray) -> np.ndarray:
+    """SAIP's Eq. 6 (and DEC's target) in numpy: (q̄² / f) row-normalised, f over all rows."""
+    q_bar = q / np.maximum(q.sum(axis=1, keepdims=True), 1e-12)
+    weight = q_bar ** 2 / np.maximum(q_bar.sum(axis=0), 1e-12)
+    return weight / np.maximum(weight.sum(axis=1, keepdims=True), 1e-12)
+
+
+def _saip_prediction(which: str, distance: str):
+    """argmax of SAIP's P1 (Eq. 7, Euclidean) or P2 (Eq. 8, ``distance``) with scipy's cdist."""
+    def rebuild(state: dict, h: np.ndarray) -> np.ndarray:
+        centres = state["centres"].numpy().astype(np.float64)
+        if which == "p1":
+            z = cdist(h, centres, "euclidean")
+            q = np.maximum(0.0, z.mean(axis=1, keepdims=True) - z)
+        else:
+            q = 1.0 / (1.0 + cdist(h, centres, distance))
+        return _sharpen(q).argmax(axis=1)
+    return rebuild
+
+
+def _dscdan_softmax(state: dict, z: np.ndarray) -> np.ndarray:
+    """The spectral net's soft-max pi (N, K) of the codes z, its linear layers applied in
+    numpy with ReLU between them."""
+    layers = sorted({int(k.split(".")[2]) for k in state if k.startswith("spectral.mlp.")})
+    a = z
+    for i, layer in enumerate(layers):
+        w = state[f"spectral.mlp.{layer}.weight"].numpy().astype(np.float64)
+        a = a @ w.T + state[f"spectral.mlp.{layer}.bias"].numpy()
+        if i < len(layers) - 1:
+            a = np.maximum(a, 0.0)
+    return softmax(a, axis=1)
+
+
+def _dscdan_spectral_kmeans(state: dict, z: np.ndarray) -> np.ndarray:
+    """SpectralNet's rule: k-means (seed 0, as the head's) on Y = pi W_orth."""
+    y = _dscdan_softmax(state, z) @ state["spectral.w_orth"].numpy().astype(np.float64)
+    return KMeans(n_clusters=K, n_init=10, random_state=0).fit(y.astype(np.float32)).labels_
+
+
+def _rmn_posterior_argmax(state: dict, z: np.ndarray) -> np.ndarray:
+    """argmax_k of log w_k + log N(z; mu_k, diag var_k), with scipy's normal density."""
+    means, variances, weights = (state[f"rmn.{k}"].numpy().astype(np.float64)
+                                 for k in ("means", "variances", "weights"))
+    log_joint = np.stack([np.log(weights[k]) + norm.logpdf(z, means[k],
+                                                            np.sqrt(variances[k])).sum(axis=1)
+                          for k in range(len(weights))], axis=1)
+    return log_joint.argmax(axis=1)
+
+
+#: (head, recipe overrides) -> the prediction rebuilt from the saved state and the embedding
+#: by another path than the head's own (numpy and scipy, from the formulas)
 PREDICTIONS = {
     # DEC: the largest Student-t q is the nearest centre
-    "dec": lambda state, z: _nearest_centre(z, state["centres"].numpy()),
+    ("dec", ()): lambda state, z: _nearest_centre(z, state["centres"].numpy()),
     # DEPICT: argmax of the soft-max layer on the clean embedding
-    "depict": lambda state, z: (z @ state["head.weight"].numpy().T
-                                + state["head.bias"].numpy()).argmax(axis=1),
+    ("depict", ()): lambda state, z: (z @ state["head.weight"].numpy().T
+                                      + state["head.bias"].numpy()).argmax(axis=1),
+    ("saip", (("distance", "cosine"), ("predict", "p1"))): _saip_prediction("p1", "cosine"),
+    ("saip", (("distance", "cosine"), ("predict", "p2"))): _saip_prediction("p2", "cosine"),
+    ("dscdan", (("predict", "softmax"),)): lambda state, z: _dscdan_softmax(state, z).argmax(1),
+    ("dscdan", (("predict", "spectral-kmeans"),)): _dscdan_spectral_kmeans,
+    ("rmn", ()): _rmn_posterior_argmax,
 }
 
 
-@pytest.mark.parametrize("head", sorted(PREDICTIONS))
-def test_prediction_rebuilt_from_the_saved_state(head, data, pretrained):
+def _case_id(case: tuple[str, tuple]) -> str:
+    head, overrides = case
+    return "-".join([head, *(str(v) for _, v in overrides)])
+
+
+def test_every_head_and_prediction_option_has_a_rebuilt_prediction():
+    heads = {head for head, _ in PREDICTIONS}
+    assert heads == set(HEAD_NAMES)
+    assert {o for (h, opts) in PREDICTIONS if h == "saip" for k, o in opts
+            if k == "predict"} == set(saip.PREDICT)
+    assert {o for (h, opts) in PREDICTIONS if h == "dscdan" for k, o in opts
+            if k == "predict"} == set(dscdan.PREDICT_RULES)
+
+
+@pytest.fixture(scope="module")
+def predictions(data, pretrained) -> dict[tuple, tuple]:
+    """Each case's fine-tuning result and its rebuilt prediction, run once."""
     x, y = data
-    result = _finetune(head, pretrained[head], x, y)
-    rebuilt = PREDICTIONS[head](result.state_dict, result.embedding.astype(np.float64))
+    out = {}
+    for case, rebuild in PREDICTIONS.items():
+        head, overrides = case
+        result = _finetune(head, pretrained[head], x, y, overrides=dict(overrides))
+        out[case] = result, rebuild(result.state_dict, result.embedding.astype(np.float64))
+    return out
+
+
+@pytest.mark.parametrize("case", list(PREDICTIONS), ids=_case_id)
+def test_prediction_rebuilt_from_the_saved_state(case, predictions):
+    result, rebuilt = predictions[case]
     np.testing.assert_array_equal(result.labels, rebuilt)
+
+
+@pytest.mark.parametrize(("head", "first", "second"), [
+    ("saip", (("distance", "cosine"), ("predict", "p1")),
+     (("distance", "cosine"), ("predict", "p2"))),
+    ("dscdan", (("predict", "softmax"),), (("predict", "spectral-kmeans"),)),
+])
+def test_prediction_options_give_different_labels_here(head, first, second, predictions):
+    """The two rules disagree on this data, so the test above tells them apart."""
+    assert not np.array_equal(predictions[(head, first)][1], predictions[(head, second)][1])
 
 
 @pytest.mark.parametrize("head", HEAD_CASES)
@@ -232,13 +376,11 @@ def test_clustering_head(head, data, pretrained, tmp_path, monkeypatch):
     np.testing.assert_array_equal(first.labels, second.labels)
     assert _losses(second.history) == losses
 
-    _interrupt_after_first_checkpoint(monkeypatch)
-    with pytest.raises(Interrupted):
-        _finetune(head, pretrained[head], x, y, tmp_path / "checkpoint.pt")
-    monkeypatch.undo()
-    loaded = _count_resumes(monkeypatch)
-    resumed = _finetune(head, pretrained[head], x, y, tmp_path / "checkpoint.pt")
-    assert loaded, "the rerun did not resume from the checkpoint"
-    np.testing.assert_array_equal(first.labels, resumed.labels)
-    np.testing.assert_array_equal(first.embedding, resumed.embedding)
-    assert _losses(resumed.history) == losses
+    def same_as_uninterrupted(resumed) -> None:
+        np.testing.assert_array_equal(first.labels, resumed.labels)
+        np.testing.assert_array_equal(first.embedding, resumed.embedding)
+        _same_state(first.state_dict, resumed.state_dict)
+        assert _losses(resumed.history) == losses
+
+    _check_resumes(monkeypatch, tmp_path, lambda path: _finetune(head, pretrained[head], x, y,
+                                                                 path), same_as_uninterrupted)
