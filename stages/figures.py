@@ -222,11 +222,11 @@ def _plot_pretrain(ax: Any, hist: pd.DataFrame) -> None:
     ax.set_title("pretraining", fontsize=9)
 
 
-def make_figure(data_path: str | Path, labels_path: str | Path, out_path: str | Path,
-                history_path: str | Path | None = None,
-                pretrain_history_path: str | Path | None = None,
-                n_points: int = 1000, seed: int = 0) -> Path:
-    """Draw the run's figure and write it to ``out_path`` (PNG, atomically)."""
+def build_figure(data_path: str | Path, labels_path: str | Path,
+                 history_path: str | Path | None = None,
+                 pretrain_history_path: str | Path | None = None,
+                 n_points: int = 1000, seed: int = 0) -> Figure:
+    """Draw the run's figure (see the module docstring for its rows) and return it unsaved."""
     if n_points < 1:
         raise ConfigError(f"--n-points must be at least 1, got {n_points}")
     run = load_run(data_path, labels_path, embedding=True, raw_if_no_embedding=True)
@@ -273,6 +273,17 @@ def make_figure(data_path: str | Path, labels_path: str | Path, out_path: str | 
     fig.suptitle(f"{run.name} / {run.attrs['method']} / seed {run.attrs['seed']}: "
                  f"ACC {100 * scores['acc']:.1f}%, NMI ({var.removeprefix('nmi_')}) "
                  f"{100 * scores[var]:.1f}%", fontsize=11)
+    return fig
+
+
+def make_figure(data_path: str | Path, labels_path: str | Path, out_path: str | Path,
+                history_path: str | Path | None = None,
+                pretrain_history_path: str | Path | None = None,
+                n_points: int = 1000, seed: int = 0) -> Path:
+    """Draw the run's figure (:func:`build_figure`) and write it to ``out_path`` (PNG,
+    atomically)."""
+    fig = build_figure(data_path, labels_path, history_path, pretrain_history_path,
+                       n_points=n_points, seed=seed)
     out = Path(out_path)
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=100)

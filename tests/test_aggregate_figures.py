@@ -68,6 +68,11 @@ def _y(data_file: Path) -> np.ndarray:
     return read_arrays(data_file, required=["y"])[0]["y"]
 
 
+def _predicted(labels_file: Path) -> np.ndarray:
+    from stages.artifacts import read_arrays
+    return read_arrays(labels_file, required=["labels"])[0]["labels"]
+
+
 # --------------------------------------------------------------------------- evaluate
 
 
@@ -289,37 +294,189 @@ def _is_png(path: Path) -> bool:
     return path.stat().st_size > 1000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_figure_with_embedding_and_histories(tmp_path: Path, data_file: Path) -> None:
-    labels = _labels_file(tmp_path, _y(data_file))
+def _png_size(path: Path) -> tuple[int, int]:
+    """(width, height) in pixels from the PNG's IHDR chunk."""
+    head = path.read_bytes()[:24]
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def _built(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Every Figure that figures.build_figure returns from now on (make_figure and the CLI
+    draw through it), so a test can look inside the figure that was saved."""
+    built: list = []
+    original = figures.build_figure
+
+    def recording(*args, **kwargs):
+        built.append(original(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(figures, "build_figure", recording)
+    return built
+
+
+def _axes_by_title(fig) -> dict[str, object]:
+    """The figure's titled axes by title (twin axes have none)."""
+    return {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+
+
+def _twins(fig, ax) -> list:
+    """The twinx axes sharing ``ax``'s x axis."""
+    return [other for other in fig.axes
+            if other is not ax and ax.get_shared_x_axes().joined(ax, other)]
+
+
+def _legend(ax) -> list[str]:
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def _n_colours(scatter) -> int:
+    return len(np.unique(np.round(scatter.get_facecolors(), 6), axis=0))
+
+
+def test_figure_with_embedding_and_histories(tmp_path: Path, data_file: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    y = _y(data_file)
+    labels = _labels_file(tmp_path, y)
     hist = tmp_path / "history.csv"
+    acc = [0.5 + 0.02 * i if i % 4 == 0 else np.nan for i in range(20)]
+    nmi = [0.4 + 0.02 * i if i % 4 == 0 else np.nan for i in range(20)]
     pd.DataFrame({"step": np.arange(0, 700, 35), "loss": np.linspace(1, 0.1, 20),
-                  "acc": [0.5 + 0.02 * i if i % 4 == 0 else np.nan for i in range(20)],
-                  "nmi": [0.4 + 0.02 * i if i % 4 == 0 else np.nan for i in range(20)],
-                  "delta_label": np.nan}).to_csv(hist, index=False)
+                  "acc": acc, "nmi": nmi, "delta_label": np.nan}).to_csv(hist, index=False)
     pre = tmp_path / "pretrain.csv"
     pd.DataFrame({"epoch": np.arange(10), "step": np.arange(10) * 5,
                   "loss": np.geomspace(1, 0.01, 10)}).to_csv(pre, index=False)
     out = tmp_path / "figures" / "run.png"
+    built = _built(monkeypatch)
     figures.run(figures.build_parser().parse_args(
         ["--data", str(data_file), "--labels", str(labels), "--history", str(hist),
          "--pretrain-history", str(pre), "--out", str(out), "--n-points", "100",
          "--threads", "1"]))
     assert _is_png(out)
+    (fig,) = built
+    assert _png_size(out) == (1000, 900)  # 10 x 4.5 in per row at 100 dpi: two rows
+
+    # two t-SNE maps, the fine-tuning curve with its ACC/NMI twin axis, the pretraining curve
+    assert len(fig.axes) == 5
+    assert _twins(fig, fig.axes[0]) == []
+    axes = _axes_by_title(fig)
+    pred_labels = _predicted(labels)
+    assert set(axes) == {"t-SNE of embedding (n=100): true labels",
+                         "predicted clusters (4; colour = matched class)",
+                         "fine-tuning", "pretraining"}
+    score = all_metrics(y, pred_labels)
+    assert fig.get_suptitle() == (f"mnist-test / dcec / seed 0: ACC {100 * score['acc']:.1f}%, "
+                                  f"NMI (sqrt) {100 * score['nmi_sqrt']:.1f}%")
+
+    true_map = axes["t-SNE of embedding (n=100): true labels"].collections[0]
+    pred_map = axes["predicted clusters (4; colour = matched class)"].collections[0]
+    assert true_map.get_offsets().shape == pred_map.get_offsets().shape == (100, 2)
+    np.testing.assert_array_equal(true_map.get_offsets(), pred_map.get_offsets())
+    assert _n_colours(true_map) == K
+    # labels are y + 1 (mod K) but for the first few: the matched colour of a point's cluster is
+    # its class's colour exactly where it was predicted right
+    idx = figures.subset_indices(y.size, 100, 0)
+    same = (np.abs(true_map.get_facecolors() - pred_map.get_facecolors()).sum(1) == 0)
+    np.testing.assert_array_equal(same, pred_labels[idx] == (y[idx] + 1) % K)
+
+    ft = axes["fine-tuning"]
+    assert (ft.get_xlabel(), ft.get_ylabel()) == ("step", "fine-tuning loss")
+    (loss,) = ft.get_lines()
+    np.testing.assert_allclose(loss.get_xdata(), np.arange(0, 700, 35))
+    np.testing.assert_allclose(loss.get_ydata(), np.linspace(1, 0.1, 20))
+    (scores,) = _twins(fig, ft)
+    assert scores.get_ylabel() == "ACC / NMI at target updates" and scores.get_ylim() == (0, 1)
+    assert [line.get_label() for line in scores.get_lines()] == ["ACC", "NMI"] == _legend(scores)
+    for line, values in zip(scores.get_lines(), (acc, nmi), strict=True):
+        np.testing.assert_allclose(line.get_ydata(), [v for v in values if not np.isnan(v)])
+        np.testing.assert_allclose(line.get_xdata(), np.arange(0, 700, 35)[::4])
+
+    pt = axes["pretraining"]
+    assert (pt.get_xlabel(), pt.get_ylabel(), pt.get_yscale()) == (
+        "step", "reconstruction loss", "log")
+    (train,) = pt.get_lines()
+    assert train.get_label() == "train" and pt.get_legend() is None  # no validation rows
+    np.testing.assert_allclose(train.get_ydata(), np.geomspace(1, 0.01, 10))
 
 
-def test_figure_raw_baseline(tmp_path: Path, data_file: Path) -> None:
+def test_figure_diagnostics_and_validation_panels(tmp_path: Path, data_file: Path) -> None:
+    """The third row draws one line per label-free diagnostic present (and the collapse step);
+    the pretraining panel a validation curve, the held-out MSE on a twin axis, phase starts."""
+    labels = _labels_file(tmp_path, _y(data_file), method="depict", family="depict")
+    steps = np.arange(0, 100, 10)
+    hist = tmp_path / "history.csv"
+    pd.DataFrame({
+        "kind": ["gradient_share"] + ["train"] * 9, "step": steps,
+        "loss": [np.nan, *np.linspace(1, 0.2, 9)],
+        "sharpness": np.linspace(0.2, 0.9, 10), "smallest_share": np.linspace(0.2, 0.0, 10),
+        "largest_share": np.linspace(0.3, 0.95, 10), "delta_label": [np.nan] * 5 + [0.1] * 5,
+        "disagreement": np.nan,  # a column with no value draws no line
+        "collapsed": [False] * 6 + [True] * 4,
+        "grad_share_clustering": [0.7] + [np.nan] * 9,
+        "grad_share_reconstruction": [0.3] + [np.nan] * 9,
+    }).to_csv(hist, index=False)
+    pre = tmp_path / "pretrain.csv"
+    pd.DataFrame({
+        "kind": ["train", "validation"] * 6, "phase": ["sda"] * 6 + ["rda"] * 6,
+        "step": np.repeat(np.arange(6) * 10, 2), "loss": np.geomspace(1, 0.1, 12),
+        "val_mse": [np.nan, 0.05] * 6,
+    }).to_csv(pre, index=False)
+    # 4 points: t-SNE is skipped (too few), the maps show the embedding's first two coordinates
+    fig = figures.build_figure(data_file, labels, history_path=hist, pretrain_history_path=pre,
+                               n_points=4, seed=0)
+    assert tuple(fig.get_size_inches()) == (10, 13.5)  # three rows of 4.5 in
+    # maps; fine-tuning (no ACC/NMI columns: no twin); pretraining + held-out twin; diagnostics
+    assert len(fig.axes) == 2 + 1 + 2 + 1
+    assert fig.get_suptitle().startswith("mnist-test / depict / seed 0: ")
+    assert "NMI (max)" in fig.get_suptitle()  # the DEPICT family's variant
+    axes = _axes_by_title(fig)
+    title = ("label-free diagnostics; gradient shares at start: clustering 70%, "
+             "reconstruction 30%")
+    assert title in axes
+    diag = axes[title]
+    labels_drawn = [line.get_label() for line in diag.get_lines()]
+    assert labels_drawn == ["sharpness (mean max p)", "smallest cluster share",
+                            "largest cluster share", "labels changed", "collapsed"]
+    assert _legend(diag) == labels_drawn
+    assert list(diag.get_lines()[-1].get_xdata()) == [60, 60]  # the first collapsed step
+    np.testing.assert_allclose(diag.get_lines()[3].get_xdata(), steps[5:])
+
+    pt = axes["pretraining"]
+    assert _legend(pt) == ["train", "validation"]
+    train, validation, phase_start = pt.get_lines()
+    np.testing.assert_allclose(train.get_ydata(), np.geomspace(1, 0.1, 12)[::2])
+    np.testing.assert_allclose(validation.get_ydata(), np.geomspace(1, 0.1, 12)[1::2])
+    assert validation.get_linestyle() == "--" and list(phase_start.get_xdata()) == [30, 30]
+    (held_out,) = _twins(fig, pt)
+    assert held_out.get_ylabel() == "held-out per-pixel MSE"
+    np.testing.assert_allclose(held_out.get_lines()[0].get_ydata(), [0.05] * 6)
+    maps = [ax for ax in fig.axes if "true labels" in ax.get_title()]
+    assert maps[0].get_title() == "t-SNE of embedding (n=4): true labels"
+    assert maps[0].collections[0].get_offsets().shape == (4, 2)
+
+
+def test_figure_raw_baseline(tmp_path: Path, data_file: Path,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
     labels = _labels_file(tmp_path, _y(data_file), method="kmeans", family="baseline",
                           embedding=False)
     empty = tmp_path / "empty_history.csv"
     empty.write_text("step,loss,acc,nmi,delta_label\n")  # a method without fine-tuning
     out = tmp_path / "figures" / "raw.png"
+    built = _built(monkeypatch)
     figures.make_figure(data_file, labels, out, history_path=empty, n_points=80, seed=1)
-    assert _is_png(out)
+    assert _is_png(out) and _png_size(out) == (1000, 450)  # one row: no curves to draw
+    (fig,) = built
+    assert [ax.get_title() for ax in fig.axes] == [
+        "t-SNE of raw inputs (n=80): true labels",
+        "predicted clusters (4; colour = matched class)"]
+    assert fig.get_suptitle().startswith("mnist-test / kmeans / seed 0: ACC ")  # the run's seed
+    assert all(ax.collections[0].get_offsets().shape == (80, 2) for ax in fig.axes)
 
 
-@pytest.mark.parametrize("value", [0.5, np.nan])
-def test_figure_of_a_collapsed_embedding_is_drawn_not_crashed(tmp_path: Path, data_file: Path,
-                                                              value: float) -> None:
+@pytest.mark.parametrize(("value", "problem"), [(0.5, "every sample has the same embedding"),
+                                                (np.nan, "non-finite values")])
+def test_figure_of_a_collapsed_embedding_is_drawn_not_crashed(
+        tmp_path: Path, data_file: Path, monkeypatch: pytest.MonkeyPatch, value: float,
+        problem: str) -> None:
     """A constant (or NaN) embedding made t-SNE divide by zero variance and segfault."""
     from stages.artifacts import read_arrays
 
@@ -328,8 +485,14 @@ def test_figure_of_a_collapsed_embedding_is_drawn_not_crashed(tmp_path: Path, da
     arrays["embedding"] = np.full_like(arrays["embedding"], value)
     write_arrays(labels, arrays, attrs)
     out = tmp_path / "figures" / "collapsed.png"
+    built = _built(monkeypatch)
     figures.make_figure(data_file, labels, out, n_points=60, seed=0)
     assert _is_png(out)
+    (fig,) = built
+    assert fig.axes[0].get_title() == f"embedding ({problem}: no t-SNE): true labels"
+    # drawn as the first two coordinates, zeros where not finite
+    np.testing.assert_array_equal(fig.axes[0].collections[0].get_offsets(),
+                                  np.full((60, 2), 0.5 if value == 0.5 else 0.0))
     assert figures.degenerate(arrays["embedding"]) is not None
     assert figures.degenerate(np.arange(12.0).reshape(6, 2)) is None
 
