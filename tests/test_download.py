@@ -154,6 +154,33 @@ def test_corrupt_file_already_present_is_reported(server, tmp_path):
     assert (raw / "data.bin").read_bytes() == b"truncated"  # reported, not silently replaced
 
 
+#: every pinned raw file of the registry, once per (name, pin)
+REGISTRY_PINS = sorted({(r.name, r.digest): r for spec in registry.DATASETS.values()
+                        for r in spec.files if r.pinned}.values(), key=lambda r: r.url)
+
+
+@pytest.mark.parametrize("remote", REGISTRY_PINS, ids=lambda r: f"{r.name}:{r.digest[:8]}")
+def test_every_registry_pin_is_enforced_by_the_download(server, tmp_path, remote):
+    """Each pinned file of the registry, served with other bytes by a mirror, is refused with an
+    error naming the file, its pinned and its actual hash, and leaves nothing in the raw folder;
+    the same bytes pinned by their own hash download: the check is against the pin."""
+    wrong = b"not the published " + remote.name.encode() + b"\n" * 200
+    server.put("m", remote.name, wrong)
+    raw = tmp_path / "raw"
+    with pytest.raises(DownloadError) as err:
+        fetch_remote_file(remote, raw, mirrors=[server.url("m")])
+    message = str(err.value)
+    actual = hashlib.new(remote.algorithm, wrong).hexdigest()
+    assert remote.name in message and f"{remote.algorithm} {remote.digest}" in message
+    assert actual in message and "by hand" in message
+    assert server.requests == [f"/m/{remote.name}"]
+    assert list(raw.iterdir()) == []  # no corrupt or partial file kept
+    fetched = fetch_remote_file(dataclasses.replace(remote, **{remote.algorithm: actual}), raw,
+                                mirrors=[server.url("m")])
+    assert fetched.path.read_bytes() == wrong
+    assert fetched.sha256 == hashlib.sha256(wrong).hexdigest()
+
+
 def _libsvm_rows(labels: list[int], rng: np.random.Generator) -> bytes:
     lines = []
     for label in labels:
