@@ -19,9 +19,11 @@ def resolve_device(requested: str = "auto") -> torch.device:
 
     ``auto`` takes the GPU when one is usable and otherwise the CPU, saying so in the log when
     a GPU was promised (``CUDA_VISIBLE_DEVICES`` set, as on a SLURM GPU node) but none works.
-    ``cuda`` fails with :class:`ConfigError` when no GPU is usable; ``cpu`` is always honoured.
+    ``cuda`` and ``cuda:N`` fail with :class:`ConfigError` when no GPU is usable, and ``cuda:N``
+    when torch sees no GPU number N; ``cpu`` is always honoured.
     """
-    if requested not in ("auto", "cpu", "cuda") and not requested.startswith("cuda:"):
+    index = requested.removeprefix("cuda:") if requested.startswith("cuda:") else None
+    if requested not in ("auto", "cpu", "cuda") and not (index and index.isdigit()):
         raise ConfigError(f"unknown device '{requested}'; valid choices: auto, cpu, cuda, cuda:N")
     usable = torch.cuda.is_available()
     if requested == "cpu":
@@ -37,6 +39,11 @@ def resolve_device(requested: str = "auto") -> torch.device:
     if not usable:
         raise ConfigError(f"device '{requested}' was set in the config but torch sees no usable "
                           "GPU; set device: auto (falls back to the CPU) or device: cpu")
+    if index is not None and int(index) >= (count := torch.cuda.device_count()):
+        raise ConfigError(f"device '{requested}' was set in the config but torch sees {count} "
+                          f"GPU(s), cuda:0 to cuda:{count - 1} (CUDA_VISIBLE_DEVICES="
+                          f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); set device: cuda "
+                          "(the first visible GPU) or a number below the count")
     return torch.device(requested)
 
 

@@ -1,10 +1,7 @@
-import logging
-
 import pytest
 import torch
 
-from stages.device import resolve_device
-from stages.errors import ConfigError, NonFiniteLossError
+from stages.errors import NonFiniteLossError
 from stages.train import (
     Checkpointer,
     LoopConfig,
@@ -153,18 +150,6 @@ def test_map_batches_matches_full_pass():
     lin = torch.nn.Linear(3, 2)
     x = torch.randn(1000, 3)
     assert torch.allclose(map_batches(lin, x, batch_size=64), lin(x).detach(), atol=1e-6)
-
-
-def test_device_choice(monkeypatch, caplog):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    with caplog.at_level(logging.WARNING, logger="stages.device"):
-        assert resolve_device("auto").type == "cpu"
-    assert "no usable GPU" in caplog.text
-    with pytest.raises(ConfigError, match="no usable GPU"):
-        resolve_device("cuda")
-    with pytest.raises(ConfigError, match="valid choices"):
-        resolve_device("tpu")
 
 
 def test_phase_steps_prefers_steps_then_epochs_then_the_default():
