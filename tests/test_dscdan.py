@@ -176,10 +176,18 @@ def test_exact_knn_matches_sklearn():
     assert np.allclose(dist, ref_dist[:, 1:], atol=1e-4)
 
 
-def test_approximate_knn_is_close_to_exact():
+def test_approximate_knn_is_close_to_exact_on_the_stages_threads():
     rng = np.random.default_rng(1)
     z = rng.normal(size=(600, 5)).astype(np.float32)
-    idx, dist = approximate_knn(z, 3, seed=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        idx, dist = approximate_knn(z, 3, seed=0)
+        import numba
+        # numba's import resets OpenMP's count to every core; the stage's one thread stays
+        assert torch.get_num_threads() == 1 and numba.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     assert idx.shape == (600, 3) and not (idx == np.arange(600)[:, None]).any()
     exact, _ = exact_knn(z, 3)
     recall = np.mean([len(set(a) & set(b)) / 3 for a, b in zip(idx, exact, strict=True)])

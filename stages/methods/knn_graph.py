@@ -61,13 +61,20 @@ def exact_knn(z: np.ndarray | torch.Tensor, n_neighbors: int, block: int = 2048,
 
 def approximate_knn(z: np.ndarray, n_neighbors: int, seed: int = 0,
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Approximate k nearest neighbours (excluding the point itself) with pynndescent.
+    """Approximate k nearest neighbours (excluding the point itself) with pynndescent, on as
+    many threads as torch has (numba's and torch's counts are both left at that).
 
     Returns:
         (indices (N, k) int64, Euclidean distances (N, k) float32), nearest first.
     """
+    threads = torch.get_num_threads()
+    import numba
     from pynndescent import NNDescent
 
+    # importing numba resets OpenMP's thread count, torch's included, to every core: keep the
+    # stage's (the rule's ``threads``) for both
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(threads)
     z = np.ascontiguousarray(z, dtype=np.float32)
     index = NNDescent(z, n_neighbors=n_neighbors + 1, metric="euclidean", random_state=seed,
                       n_jobs=1, low_memory=True)
