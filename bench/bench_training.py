@@ -289,7 +289,8 @@ def _row(workload: str, dataset: str, device, threads: int, x, batch: int, steps
         "n_samples": int(x.shape[0]), "batch_size": batch, "steps": steps,
         "epochs": round(float(epochs), 2), "seconds": round(seconds, 2),
         "s_per_epoch": round(seconds / epochs, 3),
-        "samples_per_s": round(steps * batch / seconds, 1),
+        # passes over the data per second: a kNN search's "batch" is its block, not its input
+        "samples_per_s": round(float(epochs) * int(x.shape[0]) / seconds, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "peak_gpu_mb": (round(torch.cuda.max_memory_allocated() / 2**20, 1)
                         if device.type == "cuda" else ""),

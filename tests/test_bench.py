@@ -48,3 +48,15 @@ def test_upgrade_header_keeps_the_old_rows(tmp_path):
 
 def test_matmul_throughput_is_positive():
     assert _bench().matmul_gflops(torch.device("cpu"), n=64, seconds=0.05) > 0
+
+
+def test_samples_per_second_count_the_workloads_passes_over_its_data():
+    """A kNN search is one step over a block of 2,048 but covers all N samples."""
+    bench = _bench()
+    x = torch.zeros(70_000, 1)
+    knn = bench._row("knn-exact", "fashion", torch.device("cpu"), 1, x, 2048, 1, 1.0, 100.0)
+    assert knn["samples_per_s"] == 700.0 and knn["n_samples"] == 70_000
+    # training: 3 epochs of 69 steps of 1,024 (the last one short)
+    train = bench._row("dscdan-finetune", "fashion", torch.device("cpu"), 1, x, 1024, 207,
+                       3.0, 30.0)
+    assert train["samples_per_s"] == 7000.0
