@@ -111,14 +111,19 @@ class Checkpointer:
     checkpoints of a stage's phases); a load carries them into ``clock``. With a ``key`` (of
     everything that determines the job: recipe, inputs, code), each save records it, and a load
     of a checkpoint written under another key (or none) deletes that file, logs why, and
-    returns None: the job starts afresh instead of resuming another job's state.
+    returns None: the job starts afresh instead of resuming another job's state. A file that
+    cannot be read as a checkpoint stops the stage with :meth:`unreadable`'s error; it is left
+    as it is, and so are the checkpoints of the stage's other phases.
     """
 
     def __init__(self, path: str | os.PathLike | None, clock: StageClock | None = None,
-                 key: str | None = None):
+                 key: str | None = None, phase_name: str | None = None,
+                 root: Path | None = None):
         self.path = Path(path) if path else None
         self.clock = clock or StageClock()
         self.key = key
+        self.phase_name = phase_name
+        self.root = root or self.path  # the stage's checkpoint, whose phases sit beside it
 
     def save(self, state: dict[str, Any]) -> None:
         if self.path is None:
@@ -132,8 +137,8 @@ class Checkpointer:
         try:
             saved = torch.load(self.path, map_location="cpu", weights_only=False)
         except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt file
-            raise DataFileError(f"{self.path}: checkpoint cannot be read ({err}); delete it to "
-                                "restart this stage from the beginning") from err
+            raise self.unreadable(f"{type(err).__name__}: {' '.join(str(err).split())}; the file "
+                                  "is truncated or not a checkpoint") from err
         if self.key is not None and (not isinstance(saved, dict)
                                      or saved.get("job_key") != self.key):
             found = saved.get("job_key") if isinstance(saved, dict) else None
@@ -142,16 +147,33 @@ class Checkpointer:
                         self.path, found, self.key)
             self.path.unlink(missing_ok=True)
             return None
-        if isinstance(saved, dict) and "stage_wall_s" in saved:
+        if not isinstance(saved, dict):
+            raise self.unreadable(f"it holds a {type(saved).__name__}, not a checkpoint's dict")
+        if "stage_wall_s" in saved:
             self.clock.resumed(float(saved["stage_wall_s"]))
         return saved
+
+    def unreadable(self, problem: str) -> DataFileError:
+        """The error for a checkpoint file that cannot be resumed from: what is wrong with it,
+        and that deleting it restarts only the training it holds (its phase), while the stage's
+        other checkpoints, named, are kept and resumed."""
+        root = self.root or Path(".")
+        others = sorted(p.name for p in [root, *root.parent.glob(f"{root.stem}-*{root.suffix}")]
+                        if p != self.path and p.is_file())
+        what = f"phase '{self.phase_name}'" if self.phase_name else "the training it holds"
+        kept = f"; the other checkpoints ({', '.join(others)}) are kept and resumed" if others \
+            else ""
+        return DataFileError(
+            f"{self.path}: checkpoint is unreadable ({problem}). It was left as it is: delete it "
+            f"and rerun to restart {what} from its first step{kept}.")
 
     def phase(self, name: str) -> Checkpointer:
         """A sibling checkpoint (``checkpoint-<name>.pt``) for one phase of a multi-phase stage."""
         if self.path is None:
             return Checkpointer(None, self.clock, self.key)
         return Checkpointer(self.path.with_name(f"{self.path.stem}-{name}{self.path.suffix}"),
-                            self.clock, self.key)
+                            self.clock, self.key,
+                            f"{self.phase_name}-{name}" if self.phase_name else name, self.root)
 
     def remove(self) -> None:
         """Delete this checkpoint and those of its phases, with the half-written copies that a
@@ -253,8 +275,16 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn
 
     saved = checkpoint.load()
     if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
+        missing = [k for k in ("model", "optimizer", "rng", "step", "history") if k not in saved]
+        if missing:
+            raise checkpoint.unreadable(f"it lacks {', '.join(missing)}: not a training loop's "
+                                        "checkpoint")
+        try:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise checkpoint.unreadable("its state does not fit this model or optimizer: "
+                                        + " ".join(str(err).split())) from err
         if scheduler is not None and saved.get("scheduler") is not None:
             scheduler.load_state_dict(saved["scheduler"])
         if hook is not None and saved.get("hook") is not None:

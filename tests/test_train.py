@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from stages.errors import NonFiniteLossError
+from stages.errors import DataFileError, NonFiniteLossError
 from stages.train import (
     Checkpointer,
     LoopConfig,
@@ -159,3 +159,112 @@ def test_phase_steps_prefers_steps_then_epochs_then_the_default():
     assert phase_steps({}, "lr_step", 10, default_epochs=4) == 40
     with pytest.raises(KeyError, match="neither 'layer_steps' nor 'layer_epochs'"):
         phase_steps({}, "layer", 10)
+
+
+# --------------------------------------------------------------------------- corrupt checkpoints
+
+
+def _corrupt(path, how: str) -> None:
+    """Damage the checkpoint at ``path`` (a good one is there) in one of the ways a file gets
+    damaged or replaced."""
+    good = path.read_bytes()
+    if how == "truncated":  # a copy cut short
+        path.write_bytes(good[: len(good) // 2])
+    elif how == "empty":  # a full disk
+        path.write_bytes(b"")
+    elif how == "garbage":
+        path.write_bytes(bytes(range(256)) * 8)
+    elif how == "not-a-dict":  # a tensor saved in its place
+        torch.save(torch.zeros(3), path)
+    elif how == "not-a-loop-state":
+        torch.save({"step": 3, "history": []}, path)
+    elif how == "another-model":  # the state of a network of another shape
+        other = torch.nn.Linear(5, 2)
+        torch.save({**torch.load(path, weights_only=False), "model": other.state_dict()}, path)
+
+
+@pytest.mark.parametrize(("how", "problem"), [
+    ("truncated", "the file is truncated or not a checkpoint"),
+    ("empty", "the file is truncated or not a checkpoint"),
+    ("garbage", "the file is truncated or not a checkpoint"),
+    ("not-a-dict", "it holds a Tensor, not a checkpoint's dict"),
+    ("not-a-loop-state", "it lacks model, optimizer, rng: not a training loop's checkpoint"),
+    ("another-model", "its state does not fit this model or optimizer: Error(s) in loading"),
+])
+def test_a_corrupt_checkpoint_stops_with_what_is_wrong_and_how_to_restart(tmp_path, how,
+                                                                          problem):
+    cfg = LoopConfig(batch_size=20, max_steps=40, log_every=10, checkpoint_every=10)
+    ckpt = Checkpointer(tmp_path / "checkpoint.pt")
+    model, opt, loss_fn = _problem()
+    run_loop(model, opt, loss_fn, 100, LoopConfig(batch_size=20, max_steps=20, log_every=10,
+                                                  checkpoint_every=10),
+             torch.device("cpu"), checkpoint=ckpt)
+    _corrupt(ckpt.path, how)
+    damaged = ckpt.path.read_bytes()
+    model, opt, loss_fn = _problem()
+    with pytest.raises(DataFileError) as err:
+        run_loop(model, opt, loss_fn, 100, cfg, torch.device("cpu"), checkpoint=ckpt)
+    message = str(err.value)
+    assert message.startswith(f"{ckpt.path}: checkpoint is unreadable (")
+    assert problem in message and "\n" not in message
+    assert message.endswith("It was left as it is: delete it and rerun to restart the training "
+                            "it holds from its first step.")
+    assert ckpt.path.read_bytes() == damaged  # neither deleted nor overwritten
+    ckpt.path.unlink()  # as the message says: the rerun starts afresh
+    assert run_loop(model, opt, loss_fn, 100, cfg, torch.device("cpu"),
+                    checkpoint=ckpt).resumed_from is None
+
+
+def test_an_unreadable_checkpoint_under_a_job_key_is_not_discarded_silently(tmp_path):
+    """Only a readable checkpoint of another job is discarded; a damaged one is reported."""
+    ckpt = Checkpointer(tmp_path / "checkpoint.pt", key="k")
+    ckpt.save({"step": 1})
+    _corrupt(ckpt.path, "truncated")
+    with pytest.raises(DataFileError, match="checkpoint is unreadable"):
+        ckpt.load()
+    assert ckpt.path.exists()
+
+
+def test_a_corrupt_phase_checkpoint_costs_only_that_phase(tmp_path):
+    """Two phases; the second's checkpoint is damaged after the first finished. The error names
+    the phase and the checkpoints kept; after deleting it the first phase is resumed, not redone,
+    and the result equals an uninterrupted run's."""
+    cfg = LoopConfig(batch_size=20, max_steps=30, log_every=10, checkpoint_every=10)
+
+    def two_phases(ckpt, calls):
+        model, opt, loss_fn = _problem()
+        torch.manual_seed(7)
+
+        def counted(phase):
+            def fn(idx):
+                calls[phase] = calls.get(phase, 0) + 1
+                return loss_fn(idx)
+            return fn
+
+        a = run_loop(model, opt, counted("a"), 100, cfg, torch.device("cpu"),
+                     checkpoint=ckpt.phase("a"))
+        b = run_loop(model, opt, counted("b"), 100, cfg, torch.device("cpu"),
+                     checkpoint=ckpt.phase("b"))
+        return model, a, b
+
+    reference, _, _ = two_phases(Checkpointer(None), {})
+    ckpt = Checkpointer(tmp_path / "checkpoint.pt")
+    two_phases(ckpt, {})
+    phase_a = (tmp_path / "checkpoint-a.pt").read_bytes()
+    _corrupt(tmp_path / "checkpoint-b.pt", "truncated")
+
+    calls: dict[str, int] = {}
+    with pytest.raises(DataFileError) as err:
+        two_phases(Checkpointer(tmp_path / "checkpoint.pt"), calls)
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 'checkpoint-b.pt'}: checkpoint is unreadable (")
+    assert message.endswith("delete it and rerun to restart phase 'b' from its first step; the "
+                            "other checkpoints (checkpoint-a.pt) are kept and resumed.")
+    assert calls == {} and (tmp_path / "checkpoint-a.pt").read_bytes() == phase_a
+
+    (tmp_path / "checkpoint-b.pt").unlink()
+    model, a, b = two_phases(Checkpointer(tmp_path / "checkpoint.pt"), calls)
+    assert calls == {"b": 30}  # phase a was not run again
+    assert (a.resumed_from, b.resumed_from) == (30, None)
+    for got, want in zip(model.parameters(), reference.parameters(), strict=True):
+        assert torch.equal(got, want)
