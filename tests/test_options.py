@@ -312,13 +312,8 @@ def test_dec_update_interval_sets_the_target_steps(interval, data):
 # ------------------------------------------------------------------------------------ SAIP
 
 
-def _dae() -> torch.nn.Module:
-    net = _net("sae", {"hidden": [32, 16, 3], "centre_input": True})
-    return net
-
-
 def _saip_inputs(x):
-    net = _dae()
+    net = _net("sae", {"hidden": [32, 16, 3], "centre_input": True})  # SAIP's centred DAE
     net.set_input_mean(x)
     return net, _kmeans_init(net, x)
 
@@ -474,11 +469,12 @@ def dscdan_setup(data):
     return model.double(), x[:BATCH].double()
 
 
-def _eq20(model, xb, sigma=None, **overrides) -> dict[str, torch.Tensor]:
+def _eq20(model, xb, sigma=None, graph=False, **overrides) -> dict[str, torch.Tensor]:
     """Eq. 20's terms with the recipe of the workflow test's ``dscdan`` and ``overrides``, the
-    noise drawn from one seed."""
+    noise drawn from one seed (detached unless ``graph``)."""
     torch.manual_seed(0)
-    return dscdan.eq20_terms(model, xb, _recipe("dscdan", **overrides), sigma)
+    terms = dscdan.eq20_terms(model, xb, _recipe("dscdan", **overrides), sigma)
+    return terms if graph else {k: v.detach() for k, v in terms.items()}
 
 
 def _weighted_sum(terms: dict, weights: dict) -> torch.Tensor:
@@ -499,7 +495,7 @@ def _weighted_sum(terms: dict, weights: dict) -> torch.Tensor:
 ])
 def test_dscdan_loss_is_the_sum_of_the_weighted_terms(weights, dscdan_setup):
     model, xb = dscdan_setup
-    terms = {k: v.detach() for k, v in _eq20(model, xb, **weights).items()}
+    terms = _eq20(model, xb, **weights)
     recipe = {k: v for k, v in _recipe("dscdan", **weights).items()
               if k in dscdan.loss_weights({}) or k == "spectral_weight"}
     assert float(terms["loss"]) == pytest.approx(float(_weighted_sum(terms, recipe)), rel=1e-10)
@@ -551,19 +547,26 @@ def _hand_affinity(z: np.ndarray, sigma: float | None, k: int = 3, scale: int = 
     return 0.5 * (w + w.T)
 
 
-@pytest.mark.parametrize("sigma", [None, 0.7])
-def test_dscdan_bandwidth_sets_the_sigma_of_the_spectral_affinity(sigma, dscdan_setup):
-    """The spectral term is Eq. 16 on the kNN Gaussian graph with the batch's median bandwidth
+@pytest.mark.parametrize("sigma,neighbours", [(None, {}), (0.7, {}),
+                                              (None, {"n_neighbors": 5, "scale_neighbor": 4})])
+def test_dscdan_bandwidth_sets_the_sigma_of_the_spectral_affinity(sigma, neighbours,
+                                                                  dscdan_setup):
+    """The spectral term is Eq. 16 on the kNN Gaussian graph (``n_neighbors``, default 3) with
+    the batch's median distance to the ``scale_neighbor``-th neighbour (default 2) as bandwidth
     (``bandwidth: batch``) or the given one (``global``); the other terms do not change."""
     model, xb = dscdan_setup
-    terms = _eq20(model, xb, None if sigma is None else torch.tensor(sigma, dtype=torch.float64))
+    terms = _eq20(model, xb, None if sigma is None else torch.tensor(sigma, dtype=torch.float64),
+                  **neighbours)
     reference = _eq20(model, xb)
     with torch.no_grad():
         mu = model.autoencoder.encode(xb)
         y = (model.spectral(mu) @ model.spectral.w_orth).numpy()
-    w = _hand_affinity(mu.numpy(), sigma)
+    w = _hand_affinity(mu.numpy(), sigma, neighbours.get("n_neighbors", 3),
+                       neighbours.get("scale_neighbor", 2))
     expected = (w * cdist(y, y, "sqeuclidean")).sum() / BATCH
     assert float(terms["spectral"]) == pytest.approx(expected, rel=1e-9)
+    if sigma is not None or neighbours:
+        assert float(terms["spectral"]) != pytest.approx(float(reference["spectral"]), rel=1e-6)
     for name in terms.keys() - {"loss", "spectral"}:
         assert torch.equal(terms[name], reference[name]), name
 
@@ -600,7 +603,7 @@ def test_dscdan_orth_gradient_adds_exactly_the_gradient_through_the_factor(dscda
     params = list(model.parameters())
     runs = {}
     for flag in (True, False):
-        terms = _eq20(model, xb, orth_gradient=flag)
+        terms = _eq20(model, xb, graph=True, orth_gradient=flag)
         runs[flag] = (terms, _grads(terms["loss"], params), model.spectral.w_orth.clone())
     for name in runs[True][0]:
         assert torch.equal(runs[True][0][name], runs[False][0][name]), name
@@ -640,6 +643,29 @@ def test_dscdan_plain_reconstruction_picks_the_reconstruction_of_the_plain_term(
         float((x_noisy - x_clean).pow(2).flatten(1).sum(1).mean()), rel=1e-10)
     for name in terms.keys() - {"loss", "plain"}:
         assert torch.equal(terms[name], other[name]), name
+
+
+@pytest.mark.parametrize("rule", dscdan.PREDICT_RULES)
+def test_dscdan_predict_rule_changes_only_the_labels(rule, data):
+    """``softmax``: argmax of pi; ``spectral-kmeans``: k-means on Y = pi W_orth."""
+    from sklearn.cluster import KMeans
+
+    x, _ = data
+    net = _net("dscdan", DSCDAN_ARCH)
+    init = _kmeans_init(net, x)
+    seed_everything(1)
+    model = dscdan.DscdanClusterer(net, torch.as_tensor(init["centres"]), DSCDAN_WIDTHS)
+    with torch.no_grad():
+        model.spectral.w_orth.copy_(torch.tensor([[2.0, 0, 0], [1, 1, 0], [0, 0, 3]]))
+        pi = model.spectral(net.encode(x))
+    labels, z = dscdan.predict(model, x, rule, K, seed=0)
+    np.testing.assert_array_equal(z, net.encode(x).detach().numpy())
+    if rule == "softmax":
+        np.testing.assert_array_equal(labels, pi.argmax(dim=1).numpy())
+    else:
+        y = (pi @ model.spectral.w_orth).numpy()
+        expected = KMeans(n_clusters=K, n_init=10, random_state=0).fit(y).labels_
+        np.testing.assert_array_equal(labels, expected)
 
 
 # ------------------------------------------------------------------------------------- RMN
@@ -738,6 +764,33 @@ def test_rmn_eta_and_separation_weighting_set_the_separation_step_only(eta, data
     assert first_loss["sample"] == first_loss["dataset"]
 
 
+@pytest.mark.parametrize("distance", ["euclidean", "normalized"])
+def test_rmn_separation_distance_sets_the_scale_of_the_separation_only(distance, data,
+                                                                        monkeypatch):
+    """``euclidean``: S(mu) of plain squared distances; ``normalized``: divided by the mean
+    squared distance between distinct centres; the encoder's loss does not change."""
+    x, _ = data
+    net, init = _rmn_inputs(x)
+    calls = spy_calls(monkeypatch, rmn, "gmm_directions")
+    seen, result = _rmn_run(x, net, init, monkeypatch, separation_distance=distance,
+                            standardise=False, steps=1)
+    means = calls[0][0][1]
+    d2 = torch.cdist(means.double(), means.double()).pow(2)
+    scale = 1.0 if distance == "euclidean" else float(d2.sum() / (K * (K - 1)))
+    assert float(calls[0][0][6]) == pytest.approx(scale, rel=1e-5)
+    neighbours = calls[0][0][4]
+    assert neighbours.shape == (K, K // 2)
+    separation = sum(float(d2[k, j]) for k in range(K) for j in neighbours[k].tolist())
+    (row,) = _train_rows(result.history)
+    assert row["separation"] == pytest.approx(separation / scale, rel=1e-5)
+    with torch.no_grad():
+        y = net.encode(x[seen["batches"][0]])
+        ll = rmn.log_likelihood(y, *(torch.as_tensor(init[k]).clamp_min(m) for k, m in
+                                     (("means", -math.inf), ("variances", 0.01),
+                                      ("weights", 1e-8))))
+    assert row["loss"] == pytest.approx(-float(ll.mean()), rel=1e-5)
+
+
 @pytest.mark.parametrize("encoder_lr", [None, 0.001])
 def test_rmn_encoder_lr_momentum_and_lr_steps(encoder_lr, data, monkeypatch):
     """The encoder's SGD runs at ``encoder_lr`` (default ``lr``), the GMM's manual steps at
@@ -820,7 +873,7 @@ def test_depict_hidden_weight_weighs_the_hidden_layers_only(hidden_weight, data,
     seen, _ = _depict_start(monkeypatch, x, net, init, initial_q="labels",
                             reconstruction_weight=0.5, hidden_weight=hidden_weight)
     torch.manual_seed(3)
-    terms = seen["loss_fn"](torch.arange(BATCH))
+    terms = {k: v.detach() for k, v in seen["loss_fn"](torch.arange(BATCH)).items()}
     ae, model = seen["model"].autoencoder, seen["model"]
     torch.manual_seed(3)  # the same dropout masks: the clean pathway draws none
     with torch.no_grad():
