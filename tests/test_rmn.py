@@ -359,6 +359,19 @@ def test_gmm_init_writes_a_valid_mixture():
     assert arrays["labels"].dtype == np.int64 and len(set(arrays["labels"].tolist())) == 3
 
 
+def test_gmm_init_is_the_same_fit_at_any_scale_of_the_codes():
+    """Codes 1e-4 times smaller (per-dimension variance ~1e-8, below the default reg_covar of
+    1e-6) give the same partition and the parameters scaled with them, not one component."""
+    z, _ = _blobs()
+    unit = gmm_arrays(z, 3, {}, seed=0)
+    tiny = gmm_arrays(z * 1e-4, 3, {}, seed=0)
+    np.testing.assert_array_equal(unit["labels"], tiny["labels"])
+    assert len(set(tiny["labels"].tolist())) == 3
+    np.testing.assert_allclose(tiny["means"], unit["means"] * 1e-4, rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(tiny["variances"], unit["variances"] * 1e-8, rtol=1e-4)
+    np.testing.assert_allclose(tiny["weights"], unit["weights"], rtol=1e-5)
+
+
 def test_finetune_runs_predicts_and_resumes(tmp_path):
     x_np, y = _blobs()
     x = torch.as_tensor(x_np)

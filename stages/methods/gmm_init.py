@@ -5,6 +5,13 @@ GMM with K components by EM, and copy (mu_k, sigma²_k, omega_k) into the RMN's 
 assignment is the AEF+GMM method. scikit-learn's ``GaussianMixture(K, covariance_type='diag',
 init_params='kmeans', n_init=1, reg_covar=1e-6, max_iter=100)`` [default, methods.md §5.3];
 ``n_init``, ``reg_covar`` and ``max_iter`` can be set in the init recipe.
+
+[default] The GMM is fitted on z / s, s² the codes' mean per-dimension variance (the spread
+within dimensions, not the offsets between them), and its parameters are mapped back (mu s,
+sigma² s²): the same fit for codes of any scale, with ``reg_covar`` relative to that variance.
+Fitted on the raw codes, an absolute 1e-6 swamped the per-dimension variances (about 1e-8) of
+a briefly trained RBM stack and put every point in one component (measured on the workflow
+test's synthetic data: one component, against three populated on z / s).
 """
 
 from __future__ import annotations
@@ -17,21 +24,23 @@ from sklearn.mixture import GaussianMixture
 
 def gmm_arrays(z: np.ndarray, n_clusters: int, recipe: dict[str, Any],
                seed: int) -> dict[str, np.ndarray]:
-    """Fit a diagonal GMM to z (N, d).
+    """Fit a diagonal GMM to z (N, d), scale-invariantly (see the module docstring).
 
     Returns:
         ``means`` (K, d) float32, ``variances`` (K, d) float32, ``weights`` (K,) float32 summing
         to one, ``labels`` (N,) int64 (argmax posterior) and ``converged`` () bool.
     """
+    z = np.asarray(z, dtype=np.float64)
+    scale = float(np.sqrt(z.var(axis=0).mean())) or 1.0
     gmm = GaussianMixture(n_clusters, covariance_type="diag",
                           reg_covar=float(recipe.get("reg_covar", 1e-6)),
                           n_init=int(recipe.get("n_init", 1)),
                           max_iter=int(recipe.get("max_iter", 100)), init_params="kmeans",
                           random_state=seed)
-    labels = gmm.fit_predict(np.asarray(z, dtype=np.float64))
+    labels = gmm.fit_predict(z / scale)
     weights = gmm.weights_ / gmm.weights_.sum()
-    return {"means": gmm.means_.astype(np.float32),
-            "variances": gmm.covariances_.astype(np.float32),
+    return {"means": (gmm.means_ * scale).astype(np.float32),
+            "variances": (gmm.covariances_ * scale ** 2).astype(np.float32),
             "weights": weights.astype(np.float32),
             "labels": labels.astype(np.int64),
             "converged": np.asarray(bool(gmm.converged_))}
