@@ -33,7 +33,15 @@ from sklearn.cluster import KMeans
 from stages import config as stage_config
 from stages.data.synthetic import make_synthetic
 from stages.device import seed_everything
-from stages.methods import HEADS, PRETRAIN_OBJECTIVES, dscdan, head_module, init_algorithm, saip
+from stages.methods import (
+    HEADS,
+    INIT_ALGORITHMS,
+    PRETRAIN_OBJECTIVES,
+    dscdan,
+    head_module,
+    init_algorithm,
+    saip,
+)
 from stages.methods import pretrain_objective as objective_function
 from stages.nets import EMBEDDING_IS_N_CLUSTERS, build_network
 from stages.train import Checkpointer, map_batches
@@ -351,6 +359,35 @@ def test_prediction_rebuilt_from_the_saved_state(case, predictions):
 def test_prediction_options_give_different_labels_here(head, first, second, predictions):
     """The two rules disagree on this data, so the test above tells them apart."""
     assert not np.array_equal(predictions[(head, first)][1], predictions[(head, second)][1])
+
+
+def _gmm_posterior_argmax(arrays: dict, z: np.ndarray) -> np.ndarray:
+    return _rmn_posterior_argmax({f"rmn.{k}": torch.as_tensor(arrays[k])
+                                  for k in ("means", "variances", "weights")}, z)
+
+
+#: init algorithm -> its labels (the prediction of the methods without fine-tuning, head
+#: ``none``) rebuilt from its arrays
+INIT_PREDICTIONS = {
+    "kmeans": lambda arrays, z: _nearest_centre(z, arrays["centres"]),
+    "knn-graph": lambda arrays, z: _nearest_centre(z, arrays["centres"]),
+    "gmm": _gmm_posterior_argmax,
+}
+
+
+@pytest.mark.parametrize("algorithm", sorted(INIT_ALGORITHMS))
+def test_init_labels_rebuilt_from_their_arrays(algorithm, data, pretrained):
+    """The methods with head ``none`` predict the init's labels: k-means' nearest centre, the
+    GMM's largest posterior."""
+    assert set(INIT_PREDICTIONS) == set(INIT_ALGORITHMS)
+    x, _ = data
+    z = map_batches(pretrained["dec"].encode, x).numpy().astype(np.float64)
+    module, function = init_algorithm(algorithm)
+    arrays = getattr(importlib.import_module(module), function)(z.astype(np.float32), K,
+                                                                {"n_init": 3}, 0)
+    rebuilt = INIT_PREDICTIONS[algorithm](arrays, z)
+    np.testing.assert_array_equal(arrays["labels"], rebuilt)
+    assert len(np.unique(rebuilt)) > 1
 
 
 @pytest.mark.parametrize("head", HEAD_CASES)
