@@ -54,9 +54,11 @@ MIN_EPOCHS = 3
 HEAD_NAMES = sorted(h for h, module in HEADS.items() if module is not None)
 #: known failures, each a bug with its issue; strict: the test says when one is fixed
 KNOWN_FAILURES = {
-    "rmn": "RMN-GMM stage 1 (issue 18): the unrolled RBM autoencoder of the test recipe gives "
-           "codes with standard deviation below 1e-3, so the GMM init puts every point in one "
-           "component and the head starts collapsed",
+    "rmn": "RMN-GMM stage 3 (issue 18): the test recipe's RBM stack gives codes with "
+           "per-dimension std ~1e-4; rescaled to unit variance (the last encoder layer divided "
+           "by s), the head starts with the GMM's three clusters but the encoder's gradients "
+           "are 1/s times larger: within 5 steps the negative log-likelihood goes from 1.5 to "
+           "1.2e4, the code's std from 0.89 to 0.006, and one component takes every point",
 }
 HEAD_CASES = [pytest.param(h, marks=pytest.mark.xfail(reason=KNOWN_FAILURES[h], strict=True))
               if h in KNOWN_FAILURES else h for h in HEAD_NAMES]

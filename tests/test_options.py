@@ -727,7 +727,8 @@ def test_rmn_standardise_rescales_code_and_mixture_and_nothing_else(standardise,
                            min_variance=1e-12)[1] for flag in (False, True)}
     result = runs[standardise]
     state = result.state_dict
-    s = float(net.encode(x).detach().std()) if standardise else 1.0
+    # the root of the codes' mean per-dimension variance
+    s = float(net.encode(x).detach().var(dim=0).mean().sqrt()) if standardise else 1.0
     assert result.info["code_scale"] == pytest.approx(s, rel=1e-6)
     s = result.info["code_scale"]
     rescaled = {"encoder.4.weight": before["encoder.4.weight"] / s,

@@ -332,18 +332,21 @@ def resolve_eta(eta: float | str, n_clusters: int) -> float:
 @torch.no_grad()
 def rescale_code(autoencoder: nn.Module, x: torch.Tensor, means: torch.Tensor,
                  variances: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
-    """Scale the code to unit overall standard deviation, and the GMM with it.
+    """Scale the code to unit mean per-dimension variance, and the GMM with it.
 
-    The last linear layer of ``autoencoder.encoder`` is divided by s = std of the codes of x
-    (all entries), and the GMM (fitted on the unscaled codes) becomes (μ/s, σ²/s²): the same
-    clustering, the same posteriors, but the paper's fixed learning rates and the variance floor
-    now act on a representation of known scale. The first linear layer of the decoder is
-    multiplied by s, so the autoencoder still reconstructs as before.
+    The last linear layer of ``autoencoder.encoder`` is divided by s, s² the mean over the
+    dimensions of the codes' variance over x (the spread within dimensions; the overall std of
+    all entries also counts the offsets between the dimensions' means, and left a briefly
+    trained RBM stack's within-dimension variances far below ``min_variance``, so that the clamp
+    made every component cover every point), and the GMM (fitted on the unscaled codes) becomes
+    (μ/s, σ²/s²): the same clustering, the same posteriors, but the paper's fixed learning rates
+    and the variance floor now act on a representation of known scale. The first linear layer of
+    the decoder is multiplied by s, so the autoencoder still reconstructs as before.
     Returns (s, means (K, D), variances (K, D)).
     """
     last = [m for m in autoencoder.encoder.modules() if isinstance(m, nn.Linear)][-1]
     first_decoder = next(m for m in autoencoder.decoder.modules() if isinstance(m, nn.Linear))
-    scale = float(map_batches(autoencoder.encode, x).std())
+    scale = float(map_batches(autoencoder.encode, x).var(dim=0).mean().sqrt())
     last.weight.div_(scale)
     last.bias.div_(scale)
     first_decoder.weight.mul_(scale)
@@ -398,7 +401,7 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
     # the N log-likelihoods, i.e. eta / N per sample
     eta_step = eta if weighting == "sample" else eta / x.shape[0]
     n_neighbours = k // 2                                                   # [paper] |n(k)| = K/2
-    distance = str(params.get("separation_distance", "euclidean"))
+    distance = str(params.get("separation_distance", "normalized"))
     distance_scale(rmn.means, distance)                     # a bad name fails before training
     momentum = float(params.get("momentum", 0.9))
     encoder_lr = float(params.get("encoder_lr", params["lr"]))
