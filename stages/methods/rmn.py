@@ -39,7 +39,7 @@ each step) [default, ``separation_distance: normalized``]; Eq. 5's plain squared
 (``euclidean``) grows without bound when the centres move apart: with η = 0.01 on mnist5k the
 centre norms went from 3.6 to ~3,000 and one component took every point (measured, label-free:
 the weights and the full-data log-likelihood), while the normalised term left the mixture near
-the data. Before stage 3 the code is rescaled to unit overall standard deviation
+the data. Before stage 3 the code is rescaled to unit mean per-dimension variance
 (the last encoder layer divided by s, the GMM mapped to (μ/s, σ²/s²): the same clustering)
 [default, ``standardise``]: the paper's fixed rates and the variance floor assume a code scale
 the paper does not give, and a short stage 1 gave codes with variances near 1e-6, far below
