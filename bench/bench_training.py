@@ -19,6 +19,10 @@ and ``run(workload, data, x, epochs) -> (batch_size, steps, epochs, seconds)``, 
 the prepared dataset and ``x`` its samples as one tensor on the device; the file times only the
 work it names, after synchronising the device.
 
+With ``--profile`` it runs once more under ``torch.profiler`` and the top ops by self time go to
+``bench/profiles/<workload>-<dataset>-<threads>t.md`` (where the time goes when a workload is
+far below the matmul rate).
+
 With ``--flops`` each workload also runs once more under PyTorch's FLOP counter (matmuls and
 convolutions, forward and backward, inside the measured part only): the row gets ``gflop``, the
 achieved ``achieved_gflops`` of the timed run, the fp32 square-matmul throughput
@@ -89,7 +93,7 @@ def load_dataset(name: str):
 
 
 def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs: int,
-            flops: bool = False) -> dict:
+            flops: bool = False, profile: Path | None = None) -> dict:
     """Run one workload in this process and return its measurements.
 
     With ``flops`` the workload runs a second time, untimed, under
@@ -99,6 +103,7 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
     import torch
 
     from stages.device import configure_torch, resolve_device, seed_everything
+    from stages.device import describe as describe_device
 
     device = resolve_device(device_name)
     configure_torch(threads, device)
@@ -119,6 +124,16 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
         achieved = gflop / timed.seconds
         row.update(gflop=round(gflop, 1), achieved_gflops=round(achieved, 1),
                    matmul_gflops=round(peak, 1), of_matmul=round(achieved / peak, 3))
+    if profile is not None:
+        seed_everything(0)
+        profiled = Region(device, profile=True)
+        _dispatch(workload, data, x, epochs, profiled)
+        profile.parent.mkdir(parents=True, exist_ok=True)
+        profile.write_text(
+            f"# {workload} on {dataset}, {describe_device(device)}, {epochs} epoch(s), "
+            f"commit {row['commit']}\n\nProfiled run: {profiled.seconds:.1f} s wall (timed run "
+            f"{timed.seconds:.1f} s; the profiler adds overhead). Self time per op, top 15:\n\n"
+            + profile_table(profiled.ops, profiled.seconds))
     return row
 
 
@@ -148,12 +163,22 @@ class Region:
     the matmuls and convolutions run inside (``torch.utils.flop_counter``; it slows them, so a
     counting run is not a timed one)."""
 
-    def __init__(self, device, count_flops: bool = False):
-        self.device, self.count_flops = device, count_flops
+    def __init__(self, device, count_flops: bool = False, profile: bool = False):
+        self.device, self.count_flops, self.profile = device, count_flops, profile
         self.seconds, self.flops = 0.0, 0
-        self._counter = None
+        self._counter = self._profiler = None
+        #: with ``profile``: op name -> [self seconds, calls, FLOPs (where the profiler has them)]
+        self.ops: dict[str, list[float]] = {}
 
     def __enter__(self) -> Region:
+        if self.profile:
+            import torch
+
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            if self.device.type == "cuda":
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
+            self._profiler = torch.profiler.profile(activities=activities, with_flops=True)
+            self._profiler.__enter__()
         if self.count_flops:
             from torch.utils.flop_counter import FlopCounterMode
 
@@ -170,6 +195,29 @@ class Region:
             self._counter.__exit__(*exc)
             self.flops += self._counter.get_total_flops()
             self._counter = None
+        if self._profiler is not None:
+            self._profiler.__exit__(*exc)
+            cuda = self.device.type == "cuda"
+            for event in self._profiler.key_averages():
+                self_us = (event.self_device_time_total if cuda else event.self_cpu_time_total)
+                entry = self.ops.setdefault(event.key, [0.0, 0, 0])
+                entry[0] += self_us / 1e6
+                entry[1] += event.count
+                entry[2] += event.flops or 0
+            self._profiler = None
+
+
+def profile_table(ops: dict[str, list[float]], wall_s: float, top: int = 15) -> str:
+    """Markdown table of the ``top`` ops by self time: share of the profiled wall time, calls,
+    GFLOP and GFLOP/s where the profiler counts them (matmuls, convolutions forward)."""
+    lines = ["| op | self s | share of wall | calls | GFLOP | GFLOP/s |",
+             "|---|---|---|---|---|---|"]
+    for name, (seconds, calls, flops) in sorted(ops.items(), key=lambda kv: -kv[1][0])[:top]:
+        rate = f"{flops / 1e9 / seconds:.1f}" if flops and seconds else ""
+        gflop = f"{flops / 1e9:.1f}" if flops else ""
+        lines.append(f"| `{name}` | {seconds:.2f} | {100 * seconds / wall_s:.1f}% | {calls} | "
+                     f"{gflop} | {rate} |")
+    return "\n".join(lines) + "\n"
 
 
 def _dispatch(workload: str, data, x, epochs: int, region: Region) -> tuple[int, int, float]:
@@ -339,12 +387,17 @@ def main() -> None:
     p.add_argument("--flops", action="store_true",
                    help="also count each workload's GFLOP (a second, untimed run) and measure "
                         "the fp32 matmul throughput on the same threads")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile each workload (a third, untimed run) and write its top ops "
+                        "by self time to bench/profiles/<workload>-<dataset>-<threads>t.md")
     p.add_argument("--out", default=str(REPO / "bench" / "results.csv"))
     p.add_argument("--one", nargs=2, metavar=("WORKLOAD", "DATASET"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
+        profile = (REPO / "bench" / "profiles" / f"{args.one[0]}-{args.one[1]}-{args.threads}t.md"
+                   if args.profile else None)
         print(json.dumps(run_one(args.one[0], args.one[1], args.device, args.threads,
-                                 args.epochs, flops=args.flops)))
+                                 args.epochs, flops=args.flops, profile=profile)))
         return
     out = Path(args.out)
     upgrade_header(out)
@@ -359,6 +412,8 @@ def main() -> None:
                        args.device, "--threads", str(args.threads), "--epochs", str(args.epochs)]
                 if args.flops:
                     cmd.append("--flops")
+                if args.profile:
+                    cmd.append("--profile")
                 proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
                 row = json.loads(proc.stdout.strip().splitlines()[-1])
                 writer.writerow(row)

@@ -60,3 +60,16 @@ def test_samples_per_second_count_the_workloads_passes_over_its_data():
     train = bench._row("dscdan-finetune", "fashion", torch.device("cpu"), 1, x, 1024, 207,
                        3.0, 30.0)
     assert train["samples_per_s"] == 7000.0
+
+
+def test_profile_region_records_each_ops_self_time_and_table():
+    bench = _bench()
+    a, b = torch.randn(64, 64), torch.randn(64, 64)
+    region = bench.Region(torch.device("cpu"), profile=True)
+    with region:
+        for _ in range(3):
+            (a @ b).relu()
+    assert region.ops["aten::mm"][1] == 3 and region.ops["aten::mm"][2] == 3 * 2 * 64 ** 3
+    assert region.ops["aten::relu"][1] == 3 and region.ops["aten::relu"][0] >= 0
+    table = bench.profile_table(region.ops, region.seconds)
+    assert table.splitlines()[0].startswith("| op |") and "`aten::mm`" in table
