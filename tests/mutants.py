@@ -2,7 +2,7 @@
 
 Each mutant is one wrong line a reviewer could write (an ``argmin`` for an ``argmax``, an option
 read and then ignored, a stop rule that never fires). For each, this script copies the
-repository's ``stages/`` and ``tests/`` into a temporary folder, applies the change there (the
+repository's tracked files into a temporary folder, applies the change there (the
 checkout is never edited) and runs the mutant's tests in that copy; a mutant *survives* when
 they all pass. Run from the repository root::
 
@@ -128,16 +128,21 @@ def run(mutant: Mutant, threads: int, unmutated: bool = False) -> tuple[bool, st
     """(killed, the first failing test) of one mutant; SystemExit when pytest could not run."""
     with tempfile.TemporaryDirectory(prefix=f"mutant-{mutant.name}-") as tmp:
         root = Path(tmp)
-        for name in ("stages", "tests"):
-            shutil.copytree(REPO / name, root / name,
-                            ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
-        shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
+        tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                                 check=True).stdout.splitlines()
+        for name in tracked:  # the working tree's version of every tracked file
+            if (REPO / name).is_file():
+                (root / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(REPO / name, root / name)
         if not unmutated:
             apply(root, mutant)
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(root)}
         tests = [t for t in mutant.tests if (root / t).exists()]
+        # its own basetemp: pytest prunes old ones, and another session's folders (a workflow
+        # test running beside this) must not be among them
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p",
-                               "no:cacheprovider", *tests], cwd=root, env=env,
+                               "no:cacheprovider", f"--basetemp={root / 'pytest-tmp'}", *tests],
+                              cwd=root, env=env,
                               capture_output=True, text=True)
         failed = [line for line in proc.stdout.splitlines()
                   if line.startswith(("FAILED", "ERROR"))]
