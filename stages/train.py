@@ -157,8 +157,7 @@ class Checkpointer:
         """The error for a checkpoint file that cannot be resumed from: what is wrong with it,
         and that deleting it restarts only the training it holds (its phase), while the stage's
         other checkpoints, named, are kept and resumed."""
-        root = self.root or Path(".")
-        others = sorted(p.name for p in [root, *root.parent.glob(f"{root.stem}-*{root.suffix}")]
+        others = sorted(p.name for p in _with_phases(self.root or Path("."))
                         if p != self.path and p.is_file())
         what = f"phase '{self.phase_name}'" if self.phase_name else "the training it holds"
         kept = f"; the other checkpoints ({', '.join(others)}) are kept and resumed" if others \
@@ -180,9 +179,14 @@ class Checkpointer:
         job killed while saving one leaves behind."""
         if self.path is None:
             return
-        for path in [self.path, *self.path.parent.glob(f"{self.path.stem}-*{self.path.suffix}")]:
+        for path in _with_phases(self.path):
             path.unlink(missing_ok=True)
             remove_partial_writes(path)
+
+
+def _with_phases(path: Path) -> list[Path]:
+    """A checkpoint path and its phases' sibling files (``<stem>-<phase><suffix>``)."""
+    return [path, *path.parent.glob(f"{path.stem}-*{path.suffix}")]
 
 
 def make_optimizer(params: list[torch.nn.Parameter], spec: dict) -> torch.optim.Optimizer:
