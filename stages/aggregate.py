@@ -65,10 +65,9 @@ METHOD_NOTES: dict[str, str] = {
     "dec-public": ("dec-public is DEC† of the DCEC paper, obtained with DEC's public code and "
                    "its own pretraining; it is not comparable to the shared-SAE dec row."),
     "sec": "sec is Spectral Embedded Clustering, reported by the DCEC paper for MNIST-full only.",
-    "depict-convae-kmeans": ("depict-convae-kmeans is compared with the DEPICT paper's "
-                             "Deep-ConvAE + AC-PIC (MdA) row: same reconstruction-only "
-                             "embeddings, but the paper clusters them with AC-PIC, we with "
-                             "k-means."),
+    "depict-convae-kmeans": ("depict-convae-kmeans (k-means++ on the MdA embeddings, as the "
+                             "DEPICT code starts its MNIST-full runs) has no published row; "
+                             "depict-convae-acpic is the paper's Deep-ConvAE + AC-PIC (MdA)."),
     "rmn-gmm": ("rmn-gmm, deepgmm, aef-gmm and aef-kmeans: the RMN-GMM paper reports MNIST with "
                 "all 70,000 images (the MNIST-full rows), not MNIST-test."),
 }

@@ -3,7 +3,8 @@
 The recipe's ``algorithm`` names a function in ``stages.methods.INIT_ALGORITHMS``; its arrays
 are written to ``--out`` with the upstream timings. ``kmeans``: scikit-learn k-means with
 ``n_init`` restarts (DCEC's code: 20) on Z (N, d); writes ``centres`` (K, d) float32 and
-``labels`` (N,) int64.
+``labels`` (N,) int64. The other algorithms live with their methods (``gmm``, ``knn-graph``,
+``acpic``: :mod:`stages.methods`).
 """
 
 from __future__ import annotations

@@ -255,13 +255,13 @@ def test_reference_file() -> None:
     assert {"MNIST-full", "MNIST-test", "USPS", "Fashion-MNIST"} == set(ref.dataset)
     assert {"kmeans", "dec-public", "sae-kmeans", "dec", "idec", "cae-kmeans", "dec-conv",
             "dcec"} <= set(ref.method)
-    assert {"depict", "depict-sda", "depict-rda", "depict-convae-kmeans"} <= set(ref.method)
+    assert {"depict", "depict-sda", "depict-rda", "depict-convae-acpic"} <= set(ref.method)
     depict = ref[ref.paper == "depict"].set_index(["method", "dataset", "metric"])["value"]
     assert depict[("depict", "MNIST-test", "acc")] == 96.3
     assert depict[("depict", "MNIST-test", "nmi")] == 91.5
     assert depict[("depict-rda", "MNIST-test", "acc")] == 95.0
     assert depict[("depict-sda", "MNIST-test", "nmi")] == 35.3
-    assert depict[("depict-convae-kmeans", "MNIST-test", "acc")] == 94.2
+    assert depict[("depict-convae-acpic", "MNIST-test", "acc")] == 94.2
     assert len(depict) == 6 * 6  # six methods x (3 datasets x ACC, NMI)
     ref = ref[ref.paper == "dcec"]
     value = ref.set_index(["method", "dataset", "metric"])["value"]

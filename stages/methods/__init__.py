@@ -59,6 +59,7 @@ INIT_ALGORITHMS: dict[str, tuple[str, str]] = {
     "kmeans": ("stages.init", "kmeans_arrays"),
     "gmm": ("stages.methods.gmm_init", "gmm_arrays"),
     "knn-graph": ("stages.methods.knn_graph", "knn_graph_arrays"),
+    "acpic": ("stages.methods.acpic", "acpic_arrays"),
 }
 
 

@@ -69,8 +69,9 @@ class DepictClusterer(nn.Module):
 
     Args:
         autoencoder: a :class:`stages.nets.depict.DepictAutoencoder` (pretrained).
-        centres: k-means centres (K, d) of the clean embeddings; the soft-max weights start as
-            the unit-norm centres, the bias at zero [code].
+        centres: the init's centres (K, d) of the clean embeddings (AC-PIC cluster means or
+            k-means centres); the soft-max weights start as the unit-norm centres, the bias at
+            zero [code].
     """
 
     def __init__(self, autoencoder: nn.Module, centres: torch.Tensor):
@@ -245,8 +246,8 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
     Args:
         autoencoder: pretrained :class:`~stages.nets.depict.DepictAutoencoder` on x's device.
         x: the whole dataset (N, C, H, W) in [0, 1] on the device.
-        init: the init stage's arrays: ``centres`` (K, d), k-means centres of the clean
-            embeddings, and ``labels`` (N,), the k-means labels.
+        init: the init stage's arrays: ``centres`` (K, d) of the clean embeddings and their
+            ``labels`` (N,) (AC-PIC [code, MNIST-test and USPS] or k-means).
         params: the method recipe: ``reconstruction_weight``, ``hidden_weight``, ``target``
             (sqrt|dec), ``tol``, ``max_epochs``, ``batch_size``, ``lr``, ``initial_q``.
             ``initial_q`` says how the k-means labels start Q (Algorithm 1, line 1:
