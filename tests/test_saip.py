@@ -227,6 +227,30 @@ def test_hoe_cnn_shapes_and_sigmoid_ends(shape):
     assert ((z > 0) & (z < 1)).all() and ((x_hat > 0) & (x_hat < 1)).all()
 
 
+def test_hoe_cnn_mean_output_bias_starts_at_the_mean_image():
+    torch.manual_seed(0)
+    shape = (1, 12, 12)
+    x = torch.rand(50, *shape) ** 3      # a mean image far from sigmoid(0) = 0.5
+    net = build_network("saip-cnn", shape, {"channels": [4, 3], "hidden": 16,
+                                            "mean_output_bias": True})
+    net.set_input_mean(x)
+    assert torch.allclose(torch.sigmoid(net.output_bias), x.mean(dim=0), atol=1e-5)
+    with torch.no_grad():                # a decoder that ignores the code outputs the mean image
+        net.decoder_conv[-2].weight.zero_()
+        net.decoder_conv[-2].bias.zero_()
+    _, x_hat = net(x[:3])
+    assert torch.allclose(x_hat, x.mean(dim=0).expand(3, *shape), atol=1e-5)
+    # the bias is trained and saved with the network; the plain recipe has none
+    assert "output_bias" in dict(net.named_parameters())
+    reloaded = build_network("saip-cnn", shape, {"channels": [4, 3], "hidden": 16,
+                                                 "mean_output_bias": True})
+    reloaded.load_state_dict(net.state_dict())
+    assert torch.equal(reloaded(x[:3])[1], x_hat)
+    plain = build_network("saip-cnn", shape, {"channels": [4, 3], "hidden": 16})
+    plain.set_input_mean(x)              # a no-op without the flag
+    assert "output_bias" not in plain.state_dict()
+
+
 def test_hoe_cnn_rejects_flat_and_tiny_inputs():
     with pytest.raises(ConfigError, match=r"saip-cnn.*needs images"):
         check_network_input("saip-cnn", (64,))

@@ -11,6 +11,15 @@ layer (the embedding) and the last decoder layer (the reconstruction), which are
   the encoder had there, followed by a 5x5 'same' convolution: FC(1024)-FC(32*h*w)-up-conv(64,5)
   -up-conv(C,5)-sigmoid.
 * Glorot-uniform weights and zero biases, as the other networks here (Keras defaults).
+* [default, measured] ``mean_output_bias``: a per-pixel bias (C, H, W) before the output sigmoid,
+  started at the logit of the training data's mean image (:meth:`set_input_mean`), the
+  paper's "decentralization" applied to the output, as the MLP DAE adds its input mean back.
+  Without it the decoder's only way to the mean image is a large constant code: on mnist5k the
+  sigmoid embedding saturated within 30 Adam steps (pre-activation mean 0 -> 12), every
+  recipe tried (Adam 1e-3 or 1e-4, SGD 0.1 or 1, centred inputs, a linear embedding) stayed at
+  or above the mean image's held-out error (0.068) for 10 epochs, and the 200-epoch run ended
+  with a constant embedding (per-dimension std 1e-7). With it: 0.033 after 9 epochs, every
+  embedding dimension's std 0.19 or more.
 """
 
 from __future__ import annotations
@@ -32,10 +41,12 @@ class SaipConvAutoencoder(nn.Module):
         channels: filters of the two conv layers (default 64, 32 [paper]).
         hidden: width of the fully connected layer (default 1024 [paper]).
         embedding_dim: width of the sigmoid embedding layer (default 10 [paper]).
+        mean_output_bias: add a per-pixel bias ``output_bias`` (C, H, W) before the output
+            sigmoid, set to the logit of the data's mean image by :meth:`set_input_mean`.
     """
 
     def __init__(self, input_shape: Sequence[int], channels: Sequence[int] = (64, 32),
-                 hidden: int = 1024, embedding_dim: int = 10):
+                 hidden: int = 1024, embedding_dim: int = 10, mean_output_bias: bool = False):
         super().__init__()
         check_saip_cnn_input(input_shape)
         c_in, h, w = (int(s) for s in input_shape)
@@ -61,7 +72,17 @@ class SaipConvAutoencoder(nn.Module):
             nn.Upsample(size=self._sizes[0], mode="nearest"),
             nn.Conv2d(c1, c_in, 5, padding=2), nn.Sigmoid(),
         )
+        self.mean_output_bias = bool(mean_output_bias)
+        if self.mean_output_bias:  # only then, so the state_dict of the plain recipe is unchanged
+            self.output_bias = nn.Parameter(torch.zeros(c_in, h, w))
         keras_init_(self)
+
+    def set_input_mean(self, x: torch.Tensor) -> None:
+        """With ``mean_output_bias``: ``output_bias`` = logit of the mean image of x (N, C, H, W),
+        the mean clipped to [1e-3, 1 - 1e-3]; otherwise nothing."""
+        if self.mean_output_bias:
+            with torch.no_grad():
+                self.output_bias.copy_(torch.logit(x.mean(dim=0).clamp(1e-3, 1 - 1e-3)))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> z: (B, embedding_dim) in (0, 1)."""
@@ -69,7 +90,10 @@ class SaipConvAutoencoder(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z: (B, embedding_dim) -> x_hat: (B, C, H, W) in (0, 1)."""
-        return self.decoder_conv(self.decoder_fc(z).view(z.shape[0], *self._code_shape))
+        h = self.decoder_fc(z).view(z.shape[0], *self._code_shape)
+        if not self.mean_output_bias:
+            return self.decoder_conv(h)
+        return torch.sigmoid(self.decoder_conv[:-1](h) + self.output_bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (z (B, e), x_hat (B, C, H, W))."""
