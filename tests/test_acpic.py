@@ -159,3 +159,26 @@ def test_rejects_impossible_cluster_counts(n_clusters):
     z = np.random.default_rng(4).standard_normal((40, 2))
     with pytest.raises(ValueError, match="n_clusters"):
         acpic(z, n_clusters)
+
+
+def test_init_stage_writes_acpic_arrays(tmp_path):
+    """`python -m stages.init` with the acpic recipe: labels and centres of the embedding file."""
+    import json
+
+    from stages import init as init_stage
+    from stages.artifacts import read_arrays, write_arrays
+    from stages.cli import main_for
+    rng = np.random.default_rng(5)
+    z = _blobs(rng, np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]]), 20, 0.4).astype(np.float32)
+    write_arrays(tmp_path / "emb.h5", {"Z": z},
+                 {"stage": "embed", "dataset": "toy", "n_clusters": 3, "device": "cpu",
+                  "timings": {"pretrain": 1.0, "embed": 0.5}})
+    recipe = {"algorithm": "acpic", "n_neighbors": 5, "a": 1.0, "zeta": 0.01}
+    code = main_for(init_stage.build_parser, init_stage.run,
+                    ["--embedding", str(tmp_path / "emb.h5"), "--params", json.dumps(recipe),
+                     "--out", str(tmp_path / "acpic.h5")])
+    assert code == 0
+    arrays, attrs = read_arrays(tmp_path / "acpic.h5", required=["labels", "centres"])
+    assert adjusted_rand_score(np.repeat([0, 1, 2], 20), arrays["labels"]) == 1.0
+    assert arrays["centres"].shape == (3, 2)
+    assert set(attrs["timings"]) == {"pretrain", "embed", "init"}

@@ -20,8 +20,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-DEPICT_METHODS = ["depict", "depict-sda", "depict-rda", "depict-convae-acpic",
-                  "depict-convae-kmeans"]
+DEPICT_METHODS = ["depict", "depict-sda", "depict-rda", "depict-convae-kmeans"]
 SAIP_METHODS = ["saip-dae-kmeans", "saip-homo", "saip-hoe", "saip-hot", "saip-hit",
                 "saip-hoe-cnn"]
 RMN_METHODS = ["aef-kmeans", "aef-gmm", "deepgmm", "rmn-gmm"]
