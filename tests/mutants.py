@@ -62,7 +62,7 @@ MUTANTS = [
            'labels, z = predict(model, x, "softmax", n_clusters, seed)',
            (HEADS, "tests/test_dscdan.py")),
     Mutant("dscdan-stop-never", "stages/methods/dscdan.py",
-           "stop = self.previous is not None and abs(mean - self.previous) < self.tol",
+           "stop = abs(change) < self.tol",
            "stop = False", (STOPS, "tests/test_dscdan.py")),
     Mutant("rmn-argmin", "stages/methods/rmn.py",
            "return log_joint(y, self.means, self.variances, self.weights).argmax(dim=1)",

@@ -127,6 +127,31 @@ def test_dscdan_loss_change_rule_compares_the_means_of_two_checks(delta, stops):
     assert hook.rows[-1]["check_loss"] == pytest.approx(2.0 + delta)
 
 
+def test_dscdan_stop_window_compares_averages_of_checks_and_resumes():
+    """stop_window 3: noisy check means 2, 4, 3, 4, 2, 3 (consecutive changes of 1 or 2, so the
+    code's rule never stops) stop at the sixth check, where the averages of the last three and
+    of the three before are both 3; the first 2W - 1 checks never stop. A checkpoint taken
+    after the fifth check restores the window."""
+    def feed(hook, means, start):
+        decisions = []
+        for k, mean in enumerate(means):
+            hook.add(torch.tensor(mean - 0.5))
+            hook.add(torch.tensor(mean + 0.5))
+            decisions.append(hook(2 * (start + k + 1)))
+        return decisions
+    hook = dscdan.LossChange(SetLabels(), _indices(), None, period=2, tol=TOL, window=3)
+    assert feed(hook, [2.0, 4.0, 3.0, 4.0, 2.0], 0) == [False] * 5
+    resumed = dscdan.LossChange(SetLabels(), _indices(), None, period=2, tol=TOL, window=3)
+    resumed.load_state_dict(hook.state_dict())
+    for h in (hook, resumed):
+        assert feed(h, [3.0], 5) == [True]
+        assert h.rows[-1]["check_loss_change"] == pytest.approx(0.0)
+    one = dscdan.LossChange(SetLabels(), _indices(), None, period=2, tol=TOL, window=1)
+    assert feed(one, [2.0, 4.0, 3.0, 4.0, 2.0, 3.0], 0) == [False] * 6   # the code's rule
+    with pytest.raises(ValueError, match="stop_window"):
+        dscdan.LossChange(SetLabels(), _indices(), None, period=2, tol=TOL, window=0)
+
+
 def _scripted_stopper(losses: list[float], patience: int) -> tuple[EarlyStopping, nn.Linear]:
     """An EarlyStopping whose k-th evaluation returns ``losses[k]``; between evaluations the
     test changes the weights, so each evaluation sees different ones."""

@@ -173,7 +173,10 @@ def code_signals(codes: torch.Tensor) -> dict[str, Any]:
 class LossChange:
     """A :class:`stages.train.PeriodicHook`: every ``period`` steps, the mean loss of the last
     ``period`` steps (summed on the device by :meth:`add`) is compared with the previous mean;
-    training stops when they differ by less than ``tol`` [code]. Each check adds a history row
+    training stops when they differ by less than ``tol`` [code]. With ``window`` W > 1 the
+    compared quantities are the averages of the last W check means and of the W before them
+    [default alternative, ``stop_window``]: the code's rule (W = 1) compares two noisy means and
+    on mnist5k fired by chance while the loss was still falling. Each check adds a history row
     with that mean; every ``predict_every``-th check the row also has the fraction of changed
     labels and, for monitoring only, ACC / NMI. The labels take a pass over all N samples, so
     :func:`finetune` sets ``predict_every`` to about one such pass per pass of training data
@@ -181,9 +184,14 @@ class LossChange:
     """
 
     def __init__(self, model: DscdanClusterer, x: torch.Tensor, y_true: np.ndarray | None,
-                 period: int, tol: float, eval_batch: int = 2048, predict_every: int = 1):
+                 period: int, tol: float, eval_batch: int = 2048, predict_every: int = 1,
+                 window: int = 1):
+        if int(window) < 1:
+            raise ValueError(f"stop_window must be at least 1, got {window}")
         self.model, self.x, self.y_true = model, x, y_true
         self.period, self.tol, self.eval_batch = period, tol, eval_batch
+        self.window = int(window)
+        self.means: list[float] = []
         self.predict_every = max(1, int(predict_every))
         self.checks = 0
         self.total = torch.zeros((), device=x.device)
@@ -221,7 +229,12 @@ class LossChange:
         if self.count:
             mean = float(self.total) / self.count
             row["check_loss"] = mean
-            stop = self.previous is not None and abs(mean - self.previous) < self.tol
+            self.means = (self.means + [mean])[-2 * self.window:]
+            if len(self.means) == 2 * self.window:
+                w = self.window
+                change = sum(self.means[w:]) / w - sum(self.means[:w]) / w
+                row["check_loss_change"] = change
+                stop = abs(change) < self.tol
             self.previous = mean
         self.total, self.count = torch.zeros_like(self.total), 0
         self.rows.append(row)
@@ -229,13 +242,16 @@ class LossChange:
 
     def state_dict(self) -> dict[str, Any]:
         return {"total": self.total, "count": self.count, "previous": self.previous,
-                "labels": self.labels, "rows": self.rows, "checks": self.checks}
+                "labels": self.labels, "rows": self.rows, "checks": self.checks,
+                "means": self.means}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.total, self.labels = to_device(self.x.device, state["total"], state["labels"])
         self.count, self.previous = int(state["count"]), state["previous"]
         self.rows = list(state["rows"])
         self.checks = int(state.get("checks", len(self.rows)))
+        previous = [] if self.previous is None else [float(self.previous)]
+        self.means = list(state.get("means", previous))  # checkpoints before stop_window
 
 
 def predict(model: DscdanClusterer, x: torch.Tensor, rule: str, n_clusters: int, seed: int,
@@ -266,9 +282,9 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
         init: the init stage's arrays: ``centres`` (K, d) start the means m_k; ``sigma`` (1,),
             the global graph's bandwidth, is read with ``bandwidth: global``.
         params: the method recipe: ``batch_size``, ``lr``, ``max_epochs`` (checks),
-            ``steps_per_check``, ``tol``, the loss weights (``mi_weight``, ``kl_weight``,
-            ``relative_weight``, ``plain_weight``, ``reconstruction_scale``, ``spectral_weight``),
-            ``plain_reconstruction`` (clean | noisy), ``n_neighbors``,
+            ``steps_per_check``, ``tol``, ``stop_window``, the loss weights (``mi_weight``,
+            ``kl_weight``, ``relative_weight``, ``plain_weight``, ``reconstruction_scale``,
+            ``spectral_weight``), ``plain_reconstruction`` (clean | noisy), ``n_neighbors``,
             ``scale_neighbor``, ``bandwidth``, ``spectral_normalisation``, ``orth_eps``,
             ``orth_gradient``, ``widths``, ``predict``.
     """
@@ -296,7 +312,8 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
     period = int(params.get("steps_per_check", 10))
     samples_per_check = period * batch
     hook = LossChange(model, x, y_true, period=period, tol=float(params.get("tol", 1e-4)),
-                      predict_every=math.ceil(x.shape[0] / samples_per_check))
+                      predict_every=math.ceil(x.shape[0] / samples_per_check),
+                      window=int(params.get("stop_window", 1)))
 
     def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
         terms = eq20_terms(model, x[idx], params, sigma)
