@@ -368,12 +368,29 @@ def _gmm_posterior_argmax(arrays: dict, z: np.ndarray) -> np.ndarray:
                                   for k in ("means", "variances", "weights")}, z)
 
 
+def _acpic_dense(arrays: dict, z: np.ndarray) -> np.ndarray:
+    """AC-PIC's partition has no formula in its arrays: it is rebuilt by the dense all-pairs
+    toolbox procedure of tests/test_acpic.py (20 neighbours, a = 1, z = 0.01, the defaults),
+    numbered as stages.methods.acpic numbers it (by each cluster's first point); the centres
+    are the clusters' means."""
+    from test_acpic import _dense_toolbox
+    labels = _dense_toolbox(z, int(arrays["centres"].shape[0]), 20, 1.0, 0.01)
+    _, first = np.unique(labels, return_index=True)
+    rank = {int(labels[i]): k for k, i in enumerate(sorted(first))}
+    rebuilt = np.array([rank[int(v)] for v in labels])
+    for k in range(arrays["centres"].shape[0]):
+        np.testing.assert_allclose(arrays["centres"][k], z[rebuilt == k].mean(axis=0),
+                                   rtol=1e-4, atol=1e-5)
+    return rebuilt
+
+
 #: init algorithm -> its labels (the prediction of the methods without fine-tuning, head
 #: ``none``) rebuilt from its arrays
 INIT_PREDICTIONS = {
     "kmeans": lambda arrays, z: _nearest_centre(z, arrays["centres"]),
     "knn-graph": lambda arrays, z: _nearest_centre(z, arrays["centres"]),
     "gmm": _gmm_posterior_argmax,
+    "acpic": _acpic_dense,
 }
 
 
