@@ -17,6 +17,7 @@ from stages.methods.acpic import (
     path_integral,
     transition_graph,
 )
+from stages.methods.knn_graph import exact_knn
 
 
 def _dense_toolbox(z: np.ndarray, n_clusters: int, k: int, a: float, zeta: float) -> np.ndarray:
@@ -95,7 +96,7 @@ def test_path_integral_by_hand():
 def test_transition_graph_rows_and_bandwidth():
     rng = np.random.default_rng(0)
     z = rng.standard_normal((40, 3))
-    p = transition_graph(z, n_neighbors=5, a=1.0)
+    p = transition_graph(*exact_knn(z, 5), a=1.0)
     assert np.allclose(np.asarray(p.sum(axis=1)).ravel(), 1.0)
     assert (p.getnnz(axis=1) == 6).all()  # five neighbours and the point itself
     # the self weight w_ii = 1 is the largest weight of its row, so the largest p of the row
@@ -104,7 +105,7 @@ def test_transition_graph_rows_and_bandwidth():
 
 def test_nearest_neighbour_clusters_are_the_one_nn_components():
     z = np.array([[0.0], [0.1], [5.0], [5.3], [5.5], [20.0], [20.05]])
-    labels = nearest_neighbour_clusters(z)
+    labels = nearest_neighbour_clusters(exact_knn(z, 1)[0][:, 0])
     assert adjusted_rand_score(labels, [0, 0, 1, 1, 1, 2, 2]) == 1.0
 
 

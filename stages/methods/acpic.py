@@ -38,40 +38,39 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
-from sklearn.neighbors import NearestNeighbors
+
+from stages.methods.knn_graph import exact_knn
 
 log = logging.getLogger("stages.methods.acpic")
 
 
-def transition_graph(z: np.ndarray, n_neighbors: int = 20, a: float = 1.0) -> sp.csr_matrix:
+def transition_graph(indices: np.ndarray, distances: np.ndarray, a: float = 1.0) -> sp.csr_matrix:
     """Step 1: the row-normalised K-nearest-neighbour transition matrix P (N, N), CSR.
 
     Args:
-        z: points (N, d).
-        n_neighbors: K, neighbours per point (excluding the point itself).
+        indices, distances: each point's K nearest neighbours (N, K), nearest first, excluding
+            the point itself (:func:`stages.methods.knn_graph.exact_knn`).
         a: σ² = a x mean squared distance to the K neighbours.
     """
-    n = z.shape[0]
-    k = min(int(n_neighbors), n - 1)
-    dist, idx = NearestNeighbors(n_neighbors=k).fit(z).kneighbors()
-    d2 = dist.astype(np.float64) ** 2
+    n, k = indices.shape
+    d2 = distances.astype(np.float64) ** 2
     sig2 = float(d2.mean()) * float(a)
     if sig2 <= 0:  # every neighbour coincides with its point: all weights are one
         sig2 = 1.0
     while np.any(np.exp(-d2[:, 0] / sig2) < 1e-5):
         sig2 *= 2.0
     rows = np.concatenate([np.repeat(np.arange(n), k), np.arange(n)])
-    cols = np.concatenate([idx.ravel(), np.arange(n)])
+    cols = np.concatenate([indices.ravel(), np.arange(n)])
     vals = np.concatenate([np.exp(-d2.ravel() / sig2), np.ones(n)])
     w = sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
     return sp.diags(1.0 / np.asarray(w.sum(axis=1)).ravel()) @ w
 
 
-def nearest_neighbour_clusters(z: np.ndarray) -> np.ndarray:
-    """Step 2: labels (N,) of the components of the graph joining each point to its nearest."""
-    n = z.shape[0]
-    nn = NearestNeighbors(n_neighbors=1).fit(z).kneighbors(return_distance=False)[:, 0]
-    graph = sp.coo_matrix((np.ones(n), (np.arange(n), nn)), shape=(n, n))
+def nearest_neighbour_clusters(nearest: np.ndarray) -> np.ndarray:
+    """Step 2: labels (N,) of the components of the graph joining each point i to its nearest
+    neighbour ``nearest[i]``."""
+    n = nearest.shape[0]
+    graph = sp.coo_matrix((np.ones(n), (np.arange(n), nearest)), shape=(n, n))
     return connected_components(graph, directed=True, connection="weak")[1]
 
 
@@ -118,8 +117,9 @@ def acpic(z: np.ndarray, n_clusters: int, n_neighbors: int = 20, a: float = 1.0,
                          f"{n_clusters}")
     if n_clusters == n:
         return np.arange(n, dtype=np.int64), 0
-    p = transition_graph(z, n_neighbors, a)
-    initial = nearest_neighbour_clusters(z)
+    indices, distances = exact_knn(z, min(int(n_neighbors), n - 1))
+    p = transition_graph(indices, distances, a)
+    initial = nearest_neighbour_clusters(indices[:, 0])
     members: dict[int, np.ndarray] = {c: np.flatnonzero(initial == c)
                                       for c in range(int(initial.max()) + 1)}
     owner = initial.copy()

@@ -196,7 +196,6 @@ class LossChange:
         self.checks = 0
         self.total = torch.zeros((), device=x.device)
         self.count = 0
-        self.previous: float | None = None
         self.labels: torch.Tensor | None = None
         self.rows: list[dict[str, Any]] = []
 
@@ -235,23 +234,23 @@ class LossChange:
                 change = sum(self.means[w:]) / w - sum(self.means[:w]) / w
                 row["check_loss_change"] = change
                 stop = abs(change) < self.tol
-            self.previous = mean
         self.total, self.count = torch.zeros_like(self.total), 0
         self.rows.append(row)
         return stop
 
     def state_dict(self) -> dict[str, Any]:
-        return {"total": self.total, "count": self.count, "previous": self.previous,
-                "labels": self.labels, "rows": self.rows, "checks": self.checks,
-                "means": self.means}
+        return {"total": self.total, "count": self.count, "labels": self.labels,
+                "rows": self.rows, "checks": self.checks, "means": self.means}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.total, self.labels = to_device(self.x.device, state["total"], state["labels"])
-        self.count, self.previous = int(state["count"]), state["previous"]
+        self.count = int(state["count"])
         self.rows = list(state["rows"])
         self.checks = int(state.get("checks", len(self.rows)))
-        previous = [] if self.previous is None else [float(self.previous)]
-        self.means = list(state.get("means", previous))  # checkpoints before stop_window
+        if "means" in state:
+            self.means = list(state["means"])
+        else:  # a checkpoint from before stop_window kept only the last check's mean
+            self.means = [] if state.get("previous") is None else [float(state["previous"])]
 
 
 def predict(model: DscdanClusterer, x: torch.Tensor, rule: str, n_clusters: int, seed: int,
