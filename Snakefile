@@ -20,9 +20,11 @@ if workflow.basedir not in sys.path:  # the stages package, when not pip-install
 # Unknown keys are named with the valid ones before the schema checks types and ranges.
 from stages.config import check_recipe_keys, coerce_command_line  # noqa: E402
 from stages.errors import ConfigError  # noqa: E402
+from stages.sweeps import expand_sweeps  # noqa: E402
 
 coerce_command_line(config)
 try:
+    SWEEP_POINTS = expand_sweeps(config)  # each grid point a method (stages/sweeps.py)
     check_recipe_keys(config)
 except ConfigError as err:
     raise WorkflowError(f"configuration (config.yaml, --configfile, --config): {err}") from None
@@ -41,5 +43,6 @@ rule all:
         "results/tables/all.csv",
         "results/tables/summary.csv",
         "results/tables/paper_vs_ours.md",
+        "results/tables/sweeps.csv",
         expand_runs("results/figures/{dataset}/{method}/seed{seed}.png"),
     default_target: True

@@ -9,7 +9,10 @@ Writes, atomically, into ``--out-dir``:
 * ``summary.csv``: mean and sample standard deviation (ddof = 1) over seeds per
   dataset x method, with ``n_seeds``;
 * ``paper_vs_ours.md``: per dataset, our mean +- std ACC and NMI in percent beside the
-  published numbers from the reference CSV, and the differences.
+  published numbers from the reference CSV, and the differences;
+* ``sweeps.csv``: one row per sweep x grid point (and the sweep's base method) x dataset, the
+  swept values in a column each (``value:<key>``) and the metrics' mean and std over seeds
+  (header only when the configuration has no sweeps; ``--sweeps``, see ``stages.sweeps``).
 
 The reference CSV has one published number per row (columns ``paper, method, dataset,
 metric, value, source``; values in percent as printed). Adding another paper's table is
@@ -29,7 +32,7 @@ from typing import Any
 import pandas as pd
 
 from stages.artifacts import atomic_path, read_json
-from stages.cli import main_for
+from stages.cli import json_arg, main_for
 from stages.errors import DataFileError
 from stages.metrics import METRIC_KEYS
 
@@ -378,6 +381,32 @@ def paper_vs_ours(summary: pd.DataFrame, reference: pd.DataFrame | None) -> str:
 # --------------------------------------------------------------------------- stage
 
 
+def sweep_table(summary: pd.DataFrame, index: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """The ``sweeps.csv`` table: each row of ``index`` (``{sweep, method, base, point,
+    values}``, from :func:`stages.sweeps.sweep_index`) joined with the summary rows of its method.
+
+    Columns: sweep, method, base, point (``base`` or ``grid``), dataset, n_seeds, one
+    ``value:<key>`` column per swept key of any sweep (a list value as ``a-b-c``), then
+    ``<metric>_mean`` / ``<metric>_std`` for every metric. A point that has not run has no row.
+    """
+    keys = list(dict.fromkeys(k for row in index for k in row["values"]))
+    metric_cols = [f"{m}_{s}" for m in METRIC_KEYS for s in ("mean", "std")]
+    columns = ["sweep", "method", "base", "point", "dataset", "n_seeds",
+               *[f"value:{k}" for k in keys], *metric_cols]
+    rows = []
+    for entry in index:
+        ran = summary[summary["method"] == entry["method"]]
+        for _, result in ran.iterrows():
+            row = {name: entry[name] for name in ("sweep", "method", "base", "point")}
+            row.update(dataset=result["dataset"], n_seeds=int(result["n_seeds"]))
+            for key, value in entry["values"].items():
+                row[f"value:{key}"] = ("-".join(map(str, value)) if isinstance(value, list)
+                                       else value)
+            row.update({col: result[col] for col in metric_cols})
+            rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
 def write_table(table: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
@@ -389,8 +418,10 @@ def write_text(text: str, path: Path) -> None:
 
 
 def aggregate(metric_paths: Sequence[str | Path], out_dir: str | Path,
-              reference_path: str | Path | None = DEFAULT_REFERENCE) -> dict[str, Path]:
-    """Build and write ``all.csv``, ``summary.csv`` and ``paper_vs_ours.md``; return paths."""
+              reference_path: str | Path | None = DEFAULT_REFERENCE,
+              sweeps: Sequence[dict[str, Any]] = ()) -> dict[str, Path]:
+    """Build and write ``all.csv``, ``summary.csv``, ``paper_vs_ours.md`` and ``sweeps.csv``
+    (rows of ``sweeps``: :func:`stages.sweeps.sweep_index`); return their paths."""
     records = load_records(metric_paths)
     if not records:
         raise DataFileError("no metrics files given; pass at least one with --metrics.")
@@ -400,10 +431,11 @@ def aggregate(metric_paths: Sequence[str | Path], out_dir: str | Path,
     markdown = paper_vs_ours(summary, reference)
     out = Path(out_dir)
     paths = {"all": out / "all.csv", "summary": out / "summary.csv",
-             "paper_vs_ours": out / "paper_vs_ours.md"}
+             "paper_vs_ours": out / "paper_vs_ours.md", "sweeps": out / "sweeps.csv"}
     write_table(runs, paths["all"])
     write_table(summary, paths["summary"])
     write_text(markdown, paths["paper_vs_ours"])
+    write_table(sweep_table(summary, sweeps), paths["sweeps"])
     return paths
 
 
@@ -416,12 +448,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out-dir", required=True, help="folder for the tables")
     parser.add_argument("--reference", default=str(DEFAULT_REFERENCE),
                         help="published-results CSV (default: %(default)s); '' to skip")
+    parser.add_argument("--sweeps", type=json_arg, default={"points": []},
+                        help='JSON {"points": [...]}: the sweep points of the configuration '
+                             "(stages.sweeps.sweep_index)")
     return parser
 
 
 def run(args: argparse.Namespace) -> dict[str, Path]:
     """Aggregate the given metrics files into the tables."""
-    paths = aggregate(args.metrics, args.out_dir, args.reference or None)
+    paths = aggregate(args.metrics, args.out_dir, args.reference or None,
+                      args.sweeps.get("points", []))
     log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
     return paths
 

@@ -46,7 +46,7 @@ def resolve_schedule(value: Any, schedule: str) -> Any:
 _INT = re.compile(r"^[+-]?\d+$")
 _FLOAT = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
 #: top-level sections whose values ``--config`` may set inside dicts
-_RECIPE_SECTIONS = ("autoencoders", "inits", "methods", "head_defaults", "datasets")
+_RECIPE_SECTIONS = ("autoencoders", "inits", "methods", "head_defaults", "datasets", "sweeps")
 
 
 def _number(value: Any) -> Any:

@@ -26,8 +26,10 @@ SAIP_METHODS = ["saip-dae-kmeans", "saip-homo", "saip-hoe", "saip-hot", "saip-hi
 RMN_METHODS = ["aef-kmeans", "aef-gmm", "deepgmm", "rmn-gmm"]
 DSCDAN_METHODS = ["dscdan", "dscdan-convae", "dscdan-convae-mi", "dscdan-convae-rs",
                   "dscdan-convae-mi-rs"]
+#: the one point of the fixture's sweep (tests/data/workflow_config.yaml)
+SWEEP_POINT = "dcec@clustering_weight=0.05"
 METHODS = ["kmeans", "gmm", "spectral", "sae-kmeans", "dec", "idec", "cae-kmeans", "dec-conv",
-           "dcec", *DEPICT_METHODS, *DSCDAN_METHODS, *SAIP_METHODS, *RMN_METHODS]
+           "dcec", *DEPICT_METHODS, *DSCDAN_METHODS, *SAIP_METHODS, *RMN_METHODS, SWEEP_POINT]
 
 pytestmark = pytest.mark.slow
 #: the ACC every method must exceed on the synthetic data (K = 3, 80 points per cluster)
@@ -103,6 +105,11 @@ def test_full_run_writes_tables_and_figures(workflow):
     summary = pd.read_csv(workflow / "results/tables/summary.csv")
     assert len(summary) == len(METHODS)
     assert (workflow / "results/tables/paper_vs_ours.md").read_text().count("| dcec") >= 1
+    sweeps = pd.read_csv(workflow / "results/tables/sweeps.csv")
+    assert list(sweeps["method"]) == ["dcec", SWEEP_POINT]
+    assert list(sweeps["value:clustering_weight"]) == [0.1, 0.05]
+    assert list(sweeps["acc_mean"]) == list(summary.set_index("method").loc[
+        ["dcec", SWEEP_POINT], "acc_mean"])
     for method in METHODS:
         png = workflow / f"results/figures/synthetic/{method}/seed0.png"
         assert png.stat().st_size > 10_000
@@ -177,6 +184,38 @@ def test_changed_method_parameter_reruns_only_that_method(workflow):
         config_path.write_text(original)
     assert jobs == {("finetune", "dcec"), ("evaluate", "dcec"), ("figures", "dcec"),
                     ("aggregate", "-"), ("all", "-")}
+
+
+def _planned_with_sweeps(workflow: Path, sweeps: dict) -> set[tuple[str, str]]:
+    """The jobs a dry run plans with the fixture's ``sweeps`` replaced by ``sweeps``."""
+    config_path = workflow / "config.yaml"
+    original = config_path.read_text()
+    config = yaml.safe_load(original)
+    config["sweeps"] = sweeps
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    try:
+        return planned_jobs(workflow)
+    finally:
+        config_path.write_text(original)
+
+
+def test_a_new_grid_point_runs_only_that_point(workflow):
+    """The point that ran keeps its name and recipe; the new one reuses the pretraining."""
+    new = "dcec@clustering_weight=0.2"
+    jobs = _planned_with_sweeps(workflow, {"dcec-gamma": {
+        "method": "dcec", "grid": {"clustering_weight": [0.05, 0.2]}}})
+    assert jobs == {("finetune", new), ("evaluate", new), ("figures", new),
+                    ("aggregate", "-"), ("all", "-")}
+
+
+def test_an_autoencoder_grid_point_pretrains_its_own_autoencoder(workflow):
+    jobs = _planned_with_sweeps(workflow, {
+        "dcec-gamma": {"method": "dcec", "grid": {"clustering_weight": [0.05]}},
+        "cae-epochs": {"method": "dcec", "grid": {"ae.epochs": [2]}}})
+    new = "dcec@ae.epochs=2"
+    assert jobs == {("pretrain", "cae@epochs=2"), ("embed", "cae@epochs=2"),
+                    ("init", "cae@epochs=2"), ("finetune", new), ("evaluate", new),
+                    ("figures", new), ("aggregate", "-"), ("all", "-")}
 
 
 def jobs_after_editing(workflow: Path, relative_path: str) -> set[tuple[str, str]]:

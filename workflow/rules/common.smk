@@ -8,6 +8,7 @@ REPO = Path(workflow.basedir)
 from stages import config as stage_config  # noqa: E402
 from stages.codedeps import module_files  # noqa: E402
 from stages.errors import ConfigError  # noqa: E402
+from stages.sweeps import sweep_index  # noqa: E402
 
 try:
     stage_config.validate(config)

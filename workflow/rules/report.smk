@@ -50,13 +50,15 @@ rule aggregate:
         all="results/tables/all.csv",
         summary="results/tables/summary.csv",
         paper="results/tables/paper_vs_ours.md",
+        sweeps="results/tables/sweeps.csv",
     params:
         upstream=upstream_of_results,
+        sweeps=quoted({"points": sweep_index(config, SWEEP_POINTS)}),
     log:
         "logs/aggregate.log",
     shell:
         "python -m stages.aggregate --metrics {input.metrics} --reference {input.reference}"
-        " --out-dir results/tables 2> {log}"
+        " --sweeps {params.sweeps} --out-dir results/tables 2> {log}"
 
 
 rule figures:
