@@ -1,10 +1,12 @@
 """DSCDAN workloads for bench/bench_training.py (see its docstring).
 
-* ``dscdan-pretrain``: Eq. 13 on the dual autoencoder at the paper's sizes (120-d code, both MI
-  discriminators 120 wide), batch 100 [code];
-* ``dscdan-finetune``: the clustering phase (Eq. 20) at the paper's sizes, batch 1024 [code], on
-  an untrained autoencoder (the cost does not depend on the weights); one epoch is one pass over
-  the data (``ceil(N / 1024)`` steps);
+* ``dscdan-pretrain``: Eq. 13 on the dual autoencoder with config.yaml's ``dscdan`` autoencoder
+  recipe at ``schedule: paper`` (the run's network, loss terms and batch of 100; only the epochs
+  are the bench's);
+* ``dscdan-finetune``: the clustering phase (Eq. 20) with config.yaml's ``dscdan`` method recipe
+  at ``schedule: paper`` (batch 1024, the run's loss weights), on an untrained autoencoder (the
+  cost does not depend on the weights), without its stop rule; one epoch is one pass over the
+  data (``ceil(N / 1024)`` steps);
 * ``knn-exact`` / ``knn-approx``: the init stage's kNN graph (k=3, plus the 2nd neighbour for the
   bandwidth) of the 120-d codes of an untrained encoder, with the blockwise exact search or
   pynndescent; the embedding pass is not timed. ``epochs`` is 1 and ``batch_size`` the block.
@@ -13,8 +15,25 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 WORKLOADS = ("dscdan-pretrain", "dscdan-finetune", "knn-exact", "knn-approx")
+
+
+CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
+
+
+def paper_recipes() -> tuple[dict[str, Any], dict[str, Any]]:
+    """config.yaml's ``dscdan`` autoencoder and method recipes, resolved for ``schedule:
+    paper``: what the reproduction run trains."""
+    import yaml
+
+    from stages.config import autoencoder_recipe, method_recipe
+
+    config = yaml.safe_load(CONFIG.read_text())
+    config["schedule"] = "paper"
+    return autoencoder_recipe(config, "dscdan"), method_recipe(config, "dscdan")
 
 
 def run(workload: str, data, x, epochs: int, region) -> tuple[int, int, float]:
@@ -27,20 +46,20 @@ def run(workload: str, data, x, epochs: int, region) -> tuple[int, int, float]:
     from stages.train import map_batches
 
     device = x.device
-    model = build_network("dscdan", data.input_shape, {"latent_dim": 120}).to(device)
+    ae_recipe, method = paper_recipes()
+    model = build_network(ae_recipe["net"], data.input_shape, ae_recipe["arch"]).to(device)
     if workload == "dscdan-pretrain":
-        recipe = {"epochs": epochs, "batch_size": 100, "optimizer": {"name": "adam", "lr": 1e-3},
-                  "checkpoint_every": 10**9}
+        recipe = {**ae_recipe, "epochs": epochs, "checkpoint_every": 10**9}
         with region:
             res = dscdan_pretrain.pretrain_dscdan(model, x, recipe, seed=0, log_every=10**9)
-        return 100, res.steps, epochs
+        return int(recipe["batch_size"]), res.steps, epochs
     z = map_batches(model.encode, x).cpu().numpy()
     if workload == "dscdan-finetune":
-        batch = 1024
+        batch = int(method["batch_size"])
         spe = math.ceil(x.shape[0] / batch)
         centres = z[np.random.default_rng(0).choice(len(z), data.n_clusters, replace=False)]
-        params = {"batch_size": batch, "lr": 1e-3, "steps_per_check": spe, "tol": 0.0,
-                  "max_epochs": epochs, "checkpoint_every": 10**9}
+        params = {**method, "steps_per_check": spe, "tol": 0.0, "max_epochs": epochs,
+                  "checkpoint_every": 10**9}
         with region:
             res = dscdan.finetune(model, x, {"centres": centres}, params, seed=0, log_every=spe)
         return batch, res.info["steps"], res.info["steps"] / spe

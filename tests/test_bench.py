@@ -4,6 +4,7 @@ import csv
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,3 +74,42 @@ def test_profile_region_records_each_ops_self_time_and_table():
     assert region.ops["aten::relu"][1] == 3 and region.ops["aten::relu"][0] >= 0
     table = bench.profile_table(region.ops, region.seconds)
     assert table.splitlines()[0].startswith("| op |") and "`aten::mm`" in table
+
+
+@pytest.mark.parametrize("workload", ["dscdan-pretrain", "dscdan-finetune"])
+def test_dscdan_workloads_train_the_configured_paper_recipes(workload, monkeypatch):
+    """The DSCDAN workloads time config.yaml's paper recipes (the reproduction run's loss terms
+    and batch sizes), not recipes of their own."""
+    import contextlib
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("workloads_dscdan",
+                                                  REPO / "bench" / "workloads_dscdan.py")
+    workloads_dscdan = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(workloads_dscdan)
+
+    ae, method = workloads_dscdan.paper_recipes()
+    assert ae["batch_size"] == 100 and ae["local_mi_weight"] == 0 and ae["epochs"] == 100
+    assert method["batch_size"] == 1024 and method["max_epochs"] == 500
+    seen = {}
+    from stages.methods import dscdan, dscdan_pretrain
+
+    def spy(real, key):
+        def wrapped(*args, **kwargs):
+            seen[key] = args[2] if key == "pretrain" else args[3]
+            return real(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(dscdan_pretrain, "pretrain_dscdan",
+                        spy(dscdan_pretrain.pretrain_dscdan, "pretrain"))
+    monkeypatch.setattr(dscdan, "finetune", spy(dscdan.finetune, "finetune"))
+    x = torch.rand(64, 1, 28, 28)
+    data = SimpleNamespace(input_shape=(1, 28, 28), n_clusters=3)
+    batch, steps, epochs = workloads_dscdan.run(workload, data, x, 1, contextlib.nullcontext())
+    used = seen["pretrain" if workload == "dscdan-pretrain" else "finetune"]
+    expected = ae if workload == "dscdan-pretrain" else method
+    assert batch == expected["batch_size"] and steps == 1 and epochs == 1
+    assert {k: used[k] for k in expected if k not in ("epochs", "max_epochs", "tol",
+                                                      "steps_per_check")} == {
+        k: v for k, v in expected.items() if k not in ("epochs", "max_epochs", "tol",
+                                                       "steps_per_check")}
