@@ -50,7 +50,8 @@ class FetchedFile:
 
 
 def candidate_urls(remote: RemoteFile, mirrors: Sequence[str] | None = None) -> list[str]:
-    """URLs to try for ``remote``: ``mirrors`` (or ``$DCLUST_MIRROR``) if given, else the registry's."""
+    """URLs to try for ``remote``: ``mirrors`` (or ``$DCLUST_MIRROR``) if given, else the
+    registry's."""
     if mirrors is None:
         env = os.environ.get(MIRROR_ENV, "").replace(",", " ").split()
         mirrors = env or None
@@ -107,7 +108,8 @@ def fetch_remote_file(remote: RemoteFile, raw_dir: str | os.PathLike,
         try:
             pooch.retrieve(url, known_hash=remote.known_hash, fname=remote.name,
                            path=folder, progressbar=sys.stderr.isatty())
-        except (OSError, ValueError) as err:  # requests errors are OSErrors; hash mismatch: ValueError
+        # requests errors are OSErrors; a hash mismatch is a ValueError
+        except (OSError, ValueError) as err:
             reason = " ".join(str(err).split())
             log.warning("%s: download from %s failed: %s", remote.name, url, reason)
             failures.append(f"  {url}: {type(err).__name__}: {reason}")

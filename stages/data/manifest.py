@@ -149,7 +149,8 @@ def fetch_raw(name: str, raw_dir: str | os.PathLike, source_dir: str | os.PathLi
     return manifest
 
 
-def verify_manifest(path: str | os.PathLike, dataset: str) -> tuple[dict[str, Any], dict[str, Path]]:
+def verify_manifest(path: str | os.PathLike,
+                    dataset: str) -> tuple[dict[str, Any], dict[str, Path]]:
     """Read a manifest and re-hash every raw file it lists.
 
     Returns the manifest and ``{file name: path}``. Raises :class:`DataFileError` when the
@@ -159,7 +160,8 @@ def verify_manifest(path: str | os.PathLike, dataset: str) -> tuple[dict[str, An
     spec = get_dataset_spec(dataset)
     if manifest.get("dataset") != dataset or not isinstance(manifest.get("files"), list):
         raise DataFileError(f"{path}: not a manifest of dataset {dataset!r} (it names "
-                            f"{manifest.get('dataset')!r}); rerun stages.fetch --dataset {dataset}.")
+                            f"{manifest.get('dataset')!r}); rerun stages.fetch --dataset "
+                            f"{dataset}.")
     pinned = {f.name: f for f in spec.files} if manifest.get("kind") == "download" else {}
     files: dict[str, Path] = {}
     for entry in manifest["files"]:
