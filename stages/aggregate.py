@@ -50,7 +50,26 @@ DATASET_TO_PAPER: dict[str, str] = {
     "mnist5k": "MNIST-test",
     "usps": "USPS",
     "fashion": "Fashion-MNIST",
+    "cmu-pie": "CMU-PIE",
+    "cmu-pie-41k": "CMU-PIE-41k",
+    "ytf": "YTF",
+    "frgc": "FRGC",
+    "stl10-hog": "STL-10",
+    "reuters10k": "Reuters-10K",
+    "reuters4": "Reuters-4",
+    "reuters20": "Reuters-20",
+    "reuters20-top4": "Reuters-20-top4",
+    "reuters20-top8": "Reuters-20-top8",
+    "reuters20-top12": "Reuters-20-top12",
+    "reuters20-top16": "Reuters-20-top16",
 }
+
+#: The note of Reuters-20 and its top-k cuts (RMN-GMM's Table 5 column "k Clust.").
+_REUTERS20_NOTE = ("RMN-GMM's Reuters-20 on its {k} largest clusters (Table 5, whose layout and "
+                   "baseline rows are DCN's RCV1-v2 table): documents of one second-level topic, "
+                   "the largest topic dropped (DCN's code; the paper's topic list is not "
+                   "published, its 365,968 documents are printed beside ours in the dataset's "
+                   "preprocessing record); features as reuters10k.")
 
 #: Notes printed under a dataset's heading in ``paper_vs_ours.md``.
 DATASET_NOTES: dict[str, str] = {
@@ -58,6 +77,30 @@ DATASET_NOTES: dict[str, str] = {
                 "papers' figures for the 10,000-image MNIST-test set."),
     "usps": ("USPS is 9,298 images (train + test) in the DCEC and DSCDAN papers and 11,000 "
              "in DEPICT and RMN-GMM; check that the paper row used the same data."),
+    "cmu-pie": ("cmu-pie is JULE's 2,856-image CMU-PIE subset (DEPICT's Tables 2-3); RMN-GMM "
+                "reports on all 41,368 images, under cmu-pie-41k."),
+    "cmu-pie-41k": ("cmu-pie-41k is the full 41,368-image CMU-PIE of RMN-GMM's Tables 3-4 (its "
+                    "column CMUPIE); DEPICT's CMU-PIE numbers are for the 2,856-image subset, "
+                    "under cmu-pie."),
+    "stl10-hog": ("stl10-hog is RMN-GMM's STL-10: the 13,000 labelled images as HOG + 8x8 colour "
+                  "map features (1,428-d, DEC's STL-HOG); its AEF+KM, AEF+GMM, DeepGMM and "
+                  "RMN-GMM rows are the *-vec recipes (stage 1 for feature vectors), its DEC row "
+                  "DEC's own number (dec-public). The paper's DEC NMI (0.82 at 35.9% ACC) is "
+                  "printed as it is."),
+    "reuters10k": ("reuters10k is DEC's REUTERS-10K, SAIP's 'reuters' (Table IV); the tf-idf "
+                   "is built from the pinned LYRL2004 vectors (the 2,000 stems of highest "
+                   "document frequency, LYRL2004's ltc weights, unit rows x sqrt(2000)), not "
+                   "from DEC's token files (stages/data/reuters.py). SAIP's DEC row is DEC's "
+                   "code (dec-public)."),
+    "reuters20": _REUTERS20_NOTE.format(k=20),
+    "reuters20-top4": _REUTERS20_NOTE.format(k=4),
+    "reuters20-top8": _REUTERS20_NOTE.format(k=8),
+    "reuters20-top12": _REUTERS20_NOTE.format(k=12),
+    "reuters20-top16": _REUTERS20_NOTE.format(k=16),
+    "reuters4": ("reuters4 is RMN-GMM's Reuters-4 (Tables 3-4), DEC's REUTERS: 685,071 documents "
+                 "of one root topic, 4 imbalanced clusters; features as reuters10k. Its AEF+KM, "
+                 "AEF+GMM, DeepGMM and RMN-GMM rows are the *-vec recipes, its DEC row "
+                 "dec-public."),
 }
 
 #: Notes on published rows, printed under the tables when the method appears.

@@ -10,8 +10,9 @@ from __future__ import annotations
 import glob
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,16 +57,53 @@ def _attr_value(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class ChunkedArray:
+    """An array too large to build in memory, written block by block.
+
+    ``shape`` (N, ...) and ``dtype`` describe the whole array; ``blocks()`` yields consecutive
+    row blocks (k, ...) whose lengths add up to N. ``description`` becomes the dataset's
+    ``description`` attribute.
+    """
+
+    shape: tuple[int, ...]
+    dtype: str
+    blocks: Callable[[], Iterable[np.ndarray]]
+    description: str = ""
+
+
+def write_chunked(f: h5py.File, name: str, array: ChunkedArray) -> None:
+    """Write ``array`` as HDF5 dataset ``name`` of ``f``, one block at a time (chunked storage);
+    :class:`DataFileError` when the blocks do not add up to its shape."""
+    n, row = array.shape[0], tuple(array.shape[1:])
+    dset = f.create_dataset(name, shape=array.shape, dtype=array.dtype,
+                            chunks=(max(1, min(n, 1024)), *row) if n else None)
+    dset.attrs["description"] = array.description
+    start = 0
+    for block in array.blocks():
+        if tuple(block.shape[1:]) != row or start + block.shape[0] > n:
+            raise DataFileError(f"{name}: a block of shape {block.shape} at row {start} does not "
+                                f"fit an array of shape {array.shape}.")
+        dset[start:start + block.shape[0]] = block
+        start += block.shape[0]
+    if start != n:
+        raise DataFileError(f"{name}: the blocks gave {start} rows instead of {n}.")
+
+
 def write_arrays(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
-                 attrs: Mapping[str, Any] | None = None) -> None:
+                 attrs: Mapping[str, Any] | None = None,
+                 chunked: Mapping[str, ChunkedArray] | None = None) -> None:
     """Write named arrays and file attributes to an HDF5 file, atomically.
 
     Nested attribute values (dicts, lists) are stored as JSON strings; :func:`read_arrays`
-    decodes them again.
+    decodes them again. The ``chunked`` arrays are written block by block
+    (:func:`write_chunked`) into the same file.
     """
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for name, array in arrays.items():
             f.create_dataset(name, data=np.asarray(array))
+        for name, big in (chunked or {}).items():
+            write_chunked(f, name, big)
         for key, value in (attrs or {}).items():
             f.attrs[key] = _attr_value(value)
 

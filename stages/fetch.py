@@ -22,8 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder for the raw files and manifest.json, e.g. data/raw/NAME")
     parser.add_argument("--source-dir", default=None,
                         help="local folder holding the raw files of a local-folder dataset "
-                             "(fashion: default /usr/share/datasets/fashion-mnist; usps-11k: "
-                             "default the raw folder)")
+                             "(fashion: default /usr/share/datasets/fashion-mnist; usps-11k and "
+                             "the face datasets: default the raw folder)")
     parser.add_argument("--mirror", action="append", default=None, metavar="URL",
                         help="base URL to download from instead of the registry's (repeatable; "
                              "default: $DCLUST_MIRROR or the registry)")

@@ -18,6 +18,7 @@ import torch
 from stages.artifacts import write_csv
 from stages.cli import add_training_args, json_arg, main_for
 from stages.data import read_dataset
+from stages.data.dataset import pretraining_inputs
 from stages.device import configure_torch, describe, resolve_device, seed_everything
 from stages.errors import ConfigError
 from stages.methods import pretrain_objective
@@ -123,12 +124,13 @@ def run(args: argparse.Namespace) -> None:
     configure_torch(args.threads, device)
     seed_everything(args.seed)
     data = read_dataset(args.data)
-    check_unit_range(recipe["net"], data.X, args.data)
+    x_train = pretraining_inputs(args.data, data)  # X, then X_unlabelled when the file has it
+    check_unit_range(recipe["net"], x_train, args.data)
     arch = dict(recipe.get("arch", {}))
     if recipe["net"] in EMBEDDING_IS_N_CLUSTERS:
         arch.setdefault("embedding_dim", data.n_clusters)  # [paper] embedding = #clusters
     model = build_network(recipe["net"], data.input_shape, arch).to(device)
-    x = torch.as_tensor(data.X, device=device)
+    x = torch.as_tensor(x_train, device=device)
     out = Path(args.out_dir)
     checkpoint = Checkpointer(out / "checkpoint.pt", clock, key=args.job_key)
     module, function = pretrain_objective(recipe.get("objective", "reconstruction"))
@@ -137,7 +139,8 @@ def run(args: argparse.Namespace) -> None:
                       checkpoint=checkpoint)
     wall = clock.elapsed()  # resumed runs included
     meta = {"stage": "pretrain", "wall_s": wall, "device": describe(device),
-            "dataset": data.name, "steps": result.steps, "resumed_from_step": result.resumed_from,
+            "dataset": data.name, "n_train": int(x.shape[0]), "steps": result.steps,
+            "resumed_from_step": result.resumed_from,
             "provenance": provenance(recipe, args.seed)}
     save_model(out / "model.pt", recipe["net"], data.input_shape, arch, model.state_dict(), meta)
     write_csv(out / "history.csv", result.history,

@@ -15,7 +15,7 @@ from stages.artifacts import read_arrays, write_arrays
 from stages.data.dataset import Dataset, read_dataset
 from stages.data.idx import read_idx, write_idx
 from stages.data.manifest import fetch_raw, verify_manifest
-from stages.data.registry import DATASETS, dataset_names, get_dataset_spec
+from stages.data.registry import DATASETS, RCV1_FIGSHARE, dataset_names, get_dataset_spec
 from stages.errors import ConfigError, DataFileError, DownloadError
 from stages.prepare import prepare
 
@@ -92,17 +92,20 @@ def test_unknown_dataset_lists_valid_names():
 #: files with no published SHA-256: pinned by the MD5 a published loader gives (registry comments)
 MD5_ONLY = {"coil-20-proc.zip"}
 #: files with no published checksum at all: user-supplied, their content checked when prepared
-UNPINNED = {"usps_all.mat"}
+UNPINNED = {"usps_all.mat", "data4torch.h5", "cmu-pie-41k.mat"}
 
 
 def test_registry_pins_a_checksum_for_every_download():
     for spec in DATASETS.values():
         assert len(spec.input_shape) in (1, 3)
         for remote in spec.files:
-            assert all(url.endswith("/" + remote.name) for url in remote.urls())
-            if remote.name in UNPINNED:
+            if remote.name in UNPINNED:  # its url says where it comes from (maybe a web page)
                 assert not remote.pinned and spec.kind == "local-folder" and spec.expected
                 continue
+            # figshare (the RCV1 copies scikit-learn pins) serves files by number
+            assert all(url.endswith("/" + remote.name) or url.startswith(RCV1_FIGSHARE)
+                       for url in remote.urls())
+            assert remote.urls()[-1].endswith("/" + remote.name)
             algorithm = "md5" if remote.name in MD5_ONLY else "sha256"
             assert remote.algorithm == algorithm and remote.known_hash.startswith(algorithm + ":")
             assert len(remote.digest) == {"md5": 32, "sha256": 64}[algorithm]
@@ -125,7 +128,8 @@ def test_registry_pins_are_not_copied_between_files():
                 by_url.setdefault(url, set()).add(remote.digest)
     assert {d: files for d, files in by_digest.items() if len(files) > 1} == {}
     assert {u: pins for u, pins in by_url.items() if len(pins) > 1} == {}
-    assert len(by_digest) == 4 + 4 + 2 + 2 + 2  # MNIST, Fashion, USPS, CIFAR, COIL files
+    # MNIST, Fashion, USPS, CIFAR, COIL, STL-10, RCV1 (the three Reuters sets share six)
+    assert len(by_digest) == 4 + 4 + 2 + 2 + 2 + 1 + 6
 
 
 @pytest.mark.parametrize("name", ["digits", "mnist5k"])
@@ -487,15 +491,25 @@ def test_cli_bad_dataset_name(tmp_path):
 
 def test_datasets_examples_config_validates():
     """config/datasets-examples.yaml, layered on config.yaml as Snakemake merges it, is valid
-    and runs exactly the five datasets of the papers it lists."""
+    and runs exactly the datasets of the papers it lists."""
     import yaml
 
     from stages.config import validate
 
+    def merge(base: dict, layer: dict) -> None:  # Snakemake's update_config: dicts recursively
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                merge(base[key], value)
+            else:
+                base[key] = value
+
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     layer = yaml.safe_load((ROOT / "config" / "datasets-examples.yaml").read_text())
-    config["datasets"].update(layer.pop("datasets"))
-    config.update(layer)
+    merge(config, layer)
     validate(config)
     assert config["run_datasets"] == ["cifar10-test", "cifar100-aquatic", "usps-11k", "coil20",
-                                      "coil100"]
+                                      "coil100", "cmu-pie", "cmu-pie-41k", "ytf", "frgc",
+                                      "stl10-hog", "reuters10k", "reuters4", "reuters20",
+                                      "reuters20-top4", "reuters20-top8", "reuters20-top12",
+                                      "reuters20-top16"]
+    assert {"kmeans", "rmn-gmm", "rmn-gmm-vec"} <= set(config["methods"])  # added, not replaced

@@ -8,12 +8,7 @@ import dataclasses
 import hashlib
 import io
 import pickle
-import tarfile
-import threading
 import zipfile
-from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -27,48 +22,12 @@ from stages.data.manifest import fetch_raw
 from stages.data.registry import RemoteFile
 from stages.errors import DataFileError, DownloadError
 from stages.prepare import prepare
+from tests.datafiles import Server
+from tests.datafiles import serve_as as _serve_as
+from tests.datafiles import tar_gz as _tar_gz
 
 CONTENT = b"raw bytes of a dataset file\n" * 100
 SHA = hashlib.sha256(CONTENT).hexdigest()
-
-
-@dataclasses.dataclass
-class Server:
-    root: Path
-    base: str
-    requests: list[str]
-
-    def url(self, mirror: str, name: str = "") -> str:
-        return f"{self.base}/{mirror}/{name}"
-
-    def put(self, mirror: str, name: str, data: bytes) -> None:
-        (self.root / mirror).mkdir(parents=True, exist_ok=True)
-        (self.root / mirror / name).write_bytes(data)
-
-
-@pytest.fixture
-def server(tmp_path) -> Iterator[Server]:
-    """A ThreadingHTTPServer on 127.0.0.1 serving tmp_path/www; records every request path."""
-    root = tmp_path / "www"
-    root.mkdir()
-    seen: list[str] = []
-
-    class Handler(SimpleHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(self.path)
-            super().do_GET()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield Server(root, f"http://127.0.0.1:{httpd.server_address[1]}", seen)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def _remote(server: Server, *mirrors: str, name: str = "data.bin", sha: str = SHA) -> RemoteFile:
@@ -255,16 +214,6 @@ def _cifar_pickle(batch: dict) -> bytes:
     return raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
 
 
-def _tar_gz(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 def _png(pixels: np.ndarray) -> bytes:
     from PIL import Image
 
@@ -279,17 +228,6 @@ def _zip(members: dict[str, bytes]) -> bytes:
         for name, data in members.items():
             archive.writestr(name, data)
     return buffer.getvalue()
-
-
-def _serve_as(server: Server, monkeypatch, name: str, data: bytes, **changes) -> None:
-    """Serve ``data`` as dataset ``name``'s one raw file, pinned (same algorithm) to its hash."""
-    spec = registry.DATASETS[name]
-    (remote,) = spec.files
-    server.put(name, remote.name, data)
-    pin = {remote.algorithm: hashlib.new(remote.algorithm, data).hexdigest()}
-    files = (dataclasses.replace(remote, url=server.url(name, remote.name), fallback_urls=(),
-                                 **pin),)
-    monkeypatch.setitem(registry.DATASETS, name, dataclasses.replace(spec, files=files, **changes))
 
 
 def _fetch_prepare(tmp_path: Path, name: str):

@@ -11,10 +11,16 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import h5py
 import numpy as np
 
 from stages.artifacts import read_arrays
 from stages.errors import DataFileError
+
+#: the array of a prepared file that holds extra samples for autoencoder training only
+UNLABELLED = "X_unlabelled"
+#: rows of X_unlabelled read and checked at a time
+_READ_ROWS = 8192
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,7 @@ def validate_arrays(X: np.ndarray, y: np.ndarray, n_clusters: int, where: str) -
 
     Checks: X is floating with shape (N, C, H, W) or (N, D), N > 0; y is integer (N,); the
     number of distinct labels equals ``n_clusters`` and they lie in ``0..n_clusters-1``; X is
-    finite everywhere.
+    finite everywhere. X may be a scipy.sparse matrix (N, D) (its stored values are checked).
     """
     if X.ndim not in (2, 4) or not np.issubdtype(X.dtype, np.floating):
         raise DataFileError(f"{where}: X must be a float array (N,C,H,W) or (N,D), found "
@@ -57,8 +63,9 @@ def validate_arrays(X: np.ndarray, y: np.ndarray, n_clusters: int, where: str) -
     if labels[0] != 0 or labels[-1] != n_clusters - 1:
         raise DataFileError(f"{where}: labels must be 0..{n_clusters - 1} (n_clusters="
                             f"{n_clusters}), found {labels[0]}..{labels[-1]}.")
-    if not np.isfinite(X).all():
-        bad = int(np.count_nonzero(~np.isfinite(X)))
+    values = X.data if hasattr(X, "tocsr") else X  # a sparse matrix: its stored values
+    if not np.isfinite(values).all():
+        bad = int(np.count_nonzero(~np.isfinite(values)))
         raise DataFileError(f"{where}: X holds {bad} non-finite values (NaN or Inf).")
 
 
@@ -94,3 +101,36 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
     return Dataset(X=X.astype(np.float32, copy=False), y=y.astype(np.int64, copy=False),
                    name=str(attrs.get("name", os.path.basename(where))), n_clusters=n_clusters,
                    input_shape=input_shape, attrs=attrs)
+
+
+def pretraining_inputs(path: str | os.PathLike, data: Dataset) -> np.ndarray:
+    """The samples an autoencoder trains on: ``data.X`` (N, ...), followed by the file's
+    ``X_unlabelled`` (M, ...) when it has one (e.g. STL-10's unlabelled images): (N + M, ...)
+    float32. Only pretraining reads ``X_unlabelled``; every later stage sees X and y alone.
+
+    Raises :class:`DataFileError` when ``X_unlabelled``'s samples differ in shape from X's or
+    hold NaN/Inf.
+    """
+    where = str(path)
+    try:
+        with h5py.File(path, "r") as f:
+            if UNLABELLED not in f:
+                return data.X
+            extra = f[UNLABELLED]
+            if extra.shape[1:] != data.X.shape[1:]:
+                raise DataFileError(f"{where}: {UNLABELLED} has samples of shape "
+                                    f"{list(extra.shape[1:])}, X of {list(data.X.shape[1:])}; "
+                                    "the file was not written by stages.prepare: rerun it.")
+            n, m = data.n_samples, extra.shape[0]
+            out = np.empty((n + m, *data.X.shape[1:]), dtype=np.float32)
+            out[:n] = data.X
+            for start in range(0, m, _READ_ROWS):
+                block = out[n + start:n + min(m, start + _READ_ROWS)]
+                extra.read_direct(block, np.s_[start:start + block.shape[0]])
+                if not np.isfinite(block).all():
+                    raise DataFileError(f"{where}: {UNLABELLED} holds non-finite values (NaN or "
+                                        f"Inf) in rows {start}..{start + block.shape[0] - 1}.")
+    except OSError as err:
+        raise DataFileError(f"{where}: not a readable HDF5 file ({err}); delete it and rerun "
+                            "stages.prepare.") from err
+    return out

@@ -1,4 +1,4 @@
-"""The datasets the workflow knows: names, cluster counts, input shapes, where the raw files come from.
+"""The datasets the workflow knows: names, cluster counts, input shapes, where raw files come from.
 
 Importing this module is cheap (standard library only): the workflow's config validation imports
 it to check dataset names and input shapes. Raw-file checksums are pinned SHA-256 values from
@@ -183,6 +183,39 @@ COIL_MIRRORS = (
 COIL20_MD5 = "464dec76a6abfcd00e8de6cf1e7d0acc"
 COIL100_SHA256 = ("fcb4b8b01c0778f416d8d7a09f45082c4f7075cc74743dcddd5c44307bd4afe7", 130688843)
 
+# --- STL-10 (binary version) ----------------------------------------------------------------
+# SHA-256 and size: tensorflow/datasets, tensorflow_datasets/url_checksums/stl10.txt. The same
+# archive is pinned by MD5 in pytorch/vision, torchvision/datasets/stl10.py (tgz_md5
+# 91f7769df0f17e558f3565bffb0c7dfb). First URL: the one both loaders use; second: the same path on
+# cs.stanford.edu, the homepage tensorflow_datasets names (not checked from here; the pinned
+# checksum guards whatever it serves).
+STL10_MIRRORS = ("http://ai.stanford.edu/~acoates/stl10/", "https://cs.stanford.edu/~acoates/stl10/")
+STL10_SHA256 = ("f31fd99273a1acb8609c8db427cebb1de3f71de77758cdc0e22956e1289b9866", 2640397119)
+STL10_DEFAULTS: dict[str, Any] = {"unlabelled": False}  # [default] off: 100k HOGs take minutes
+
+# --- Faces: JULE's CMU-PIE, YTF and FRGC (DEPICT, DSCDAN); RMN-GMM's full CMU-PIE -----------
+# No published checksum: CMU-PIE and FRGC are licensed face databases, and no loader we found
+# (torchvision, tensorflow_datasets, keras, dm_nevis, scikit-learn) has any of these sets. JULE's
+# preprocessed files (jwyang/JULE.torch README "Datasets": CMU-PIE and FRGC committed as
+# datasets/{name}/data4torch.h5, YTF in the Google Drive folder it links), which DEPICT's code
+# reads too (herandy/DEPICT functions.py load_dataset: keys 'data' and 'labels'), are pinned by
+# nobody; so all four are user-supplied (kind local-folder, never downloaded) and the loaders in
+# stages/data/faces.py check their content instead.
+JULE_FILE = "data4torch.h5"
+JULE_DATASETS_URL = "https://github.com/jwyang/JULE.torch/raw/master/datasets/"
+JULE_YTF_URL = "https://drive.google.com/folderview?id=0B9J-9A2jotGRT25vSDhUWTQxVWs"
+CMU_PIE_41K_FILE = "cmu-pie-41k.mat"
+CMU_PIE_URL = ("https://www.ri.cmu.edu/publications/"
+               "the-cmu-pose-illumination-and-expression-pie-database-of-human-faces/")
+
+
+def _jule_expected(what: str, n: int, shape: tuple[int, int, int], k: int) -> str:
+    """What a JULE data4torch.h5 of ``n`` images of ``shape`` (C, H, W) and ``k`` classes holds."""
+    c, h, w = shape
+    gray = f", or {n:,} x {h} x {w}" if c == 1 else ""
+    return (f"JULE's {what} {JULE_FILE}: an HDF5 file with 'data' {n:,} x {c} x {h} x {w}{gray} "
+            f"(pixel values 0..255) and 'labels' ({n:,} values: {k} distinct subject ids)")
+
 
 def _coil(folder: str, name: str, **pin: Any) -> RemoteFile:
     urls = tuple(f"{base}{folder}/{name}" for base in COIL_MIRRORS)
@@ -293,8 +326,146 @@ DATASETS: dict[str, DatasetSpec] = {
                      "0, 5, ..., 355), 7,200 colour 128x128 PNGs",
             description="COIL-100: 7,200 colour 128x128 images, 100 objects x 72 views (RMN-GMM; "
                         "kept RGB); labels: object - 1; pixels / 255."),
+        DatasetSpec(
+            name="cmu-pie", n_clusters=68, input_shape=(1, 32, 32), kind="local-folder",
+            n_samples=2856,
+            files=(RemoteFile(name=JULE_FILE, url=JULE_DATASETS_URL + "CMU-PIE/" + JULE_FILE),),
+            expected=_jule_expected("CMU-PIE", 2856, (1, 32, 32), 68),
+            description="CMU-PIE as JULE and DEPICT use it: 2,856 gray 32x32 faces of 68 people "
+                        "(42 each, 4 expressions) from JULE's data4torch.h5; user-supplied "
+                        "(licensed): put it in data/raw/cmu-pie/ or source_dir; labels: sorted "
+                        "subject ids -> 0..67; pixels / 255."),
+        DatasetSpec(
+            name="cmu-pie-41k", n_clusters=68, input_shape=(1, 32, 32), kind="local-folder",
+            n_samples=41368, files=(RemoteFile(name=CMU_PIE_41K_FILE, url=CMU_PIE_URL),),
+            expected="all 41,368 CMU-PIE images at 32x32 gray in a MATLAB (v4-v7.2) file laid "
+                     "out like the usual 32x32 face .mat files (e.g. PIE_32x32.mat): 'fea' "
+                     "41,368 x 1,024 (one image per row, its 32x32 pixels stored column-major, "
+                     "values 0..255) and 'gnd' (41,368 subject ids, 68 distinct)",
+            description="CMU-PIE as RMN-GMM uses it: all 41,368 images of 68 people (13 poses, 43 "
+                        "illuminations, 4 expressions) at 32x32 gray; user-supplied (licensed, "
+                        f"no public 32x32 copy): {CMU_PIE_41K_FILE} in data/raw/cmu-pie-41k/ or "
+                        "source_dir; labels: sorted subject ids -> 0..67; pixels / 255."),
+        DatasetSpec(
+            name="ytf", n_clusters=41, input_shape=(3, 55, 55), kind="local-folder",
+            n_samples=10000, files=(RemoteFile(name=JULE_FILE, url=JULE_YTF_URL),),
+            expected=_jule_expected("YTF (YouTube Faces, first 41 subjects)", 10000, (3, 55, 55),
+                                    41),
+            description="YouTube Faces as JULE, DEPICT and DSCDAN use it: 10,000 colour 55x55 "
+                        "face crops of the first 41 subjects, from JULE's data4torch.h5 (its "
+                        "Google Drive folder); user-supplied: put it in data/raw/ytf/ or "
+                        "source_dir; labels: sorted subject ids -> 0..40; pixels / 255."),
+        DatasetSpec(
+            name="frgc", n_clusters=20, input_shape=(3, 32, 32), kind="local-folder",
+            n_samples=2462,
+            files=(RemoteFile(name=JULE_FILE, url=JULE_DATASETS_URL + "FRGC/" + JULE_FILE),),
+            expected=_jule_expected("FRGC (20 subjects)", 2462, (3, 32, 32), 20),
+            description="FRGC as JULE and DEPICT use it: 2,462 colour 32x32 face crops of JULE's "
+                        "20 randomly chosen subjects, from JULE's data4torch.h5; user-supplied "
+                        "(licensed): put it in data/raw/frgc/ or source_dir; labels: sorted "
+                        "subject ids -> 0..19; pixels / 255."),
+        DatasetSpec(
+            name="stl10-hog", n_clusters=10, input_shape=(1428,), kind="download",
+            n_samples=13000, params=STL10_DEFAULTS,
+            files=(RemoteFile(name="stl10_binary.tar.gz",
+                              url=STL10_MIRRORS[0] + "stl10_binary.tar.gz",
+                              fallback_urls=(STL10_MIRRORS[1] + "stl10_binary.tar.gz",),
+                              sha256=STL10_SHA256[0], size=STL10_SHA256[1]),),
+            expected="stl10_binary.tar.gz holding stl10_binary/train_X.bin, train_y.bin (5,000 "
+                     "images), test_X.bin, test_y.bin (8,000) and unlabeled_X.bin (100,000): "
+                     "uint8 images of 3 x 96 x 96 bytes (RGB planes, column-major), uint8 "
+                     "labels 1..10",
+            description="STL-10's 13,000 labelled images (train 5,000 + test 8,000; RMN-GMM, as "
+                        "DEC's STL-HOG) as HOG + 8x8 colour map features, 1,428-d "
+                        "(stages/data/stl10.py); param unlabelled: true also stores the 100,000 "
+                        "unlabelled images' features as X_unlabelled, for autoencoder training "
+                        "only."),
     )
 }
+
+# --- Reuters: RCV1-v2 (LYRL2004) vectors and topic qrels -------------------------------------
+# SHA-256: scikit-learn, sklearn/datasets/_rcv1.py (RemoteFileMetadata checksums of XY_METADATA
+# and TOPICS_METADATA, the figshare copies fetch_rcv1 downloads). Fallback: the LYRL2004
+# appendix originals that module names in its comments (a13-vector-files/, a08-topic-qrels/;
+# not checked from here, the pinned checksum guards whatever they serve). The qrels file keeps
+# its LYRL2004 name, rcv1-v2.topics.qrels.gz (scikit-learn saves the figshare copy as
+# rcv1v2.topics.qrels.gz). Nobody we found pins the token files
+# lyrl2004_tokens_*.dat.gz that DEC's code reads (DEC-keras' get_data.sh and every script we
+# found download them unchecked), so the features are built from these pinned vectors
+# (stages/data/reuters.py says how and where that departs from DEC's code).
+RCV1_FIGSHARE = "https://ndownloader.figshare.com/files/"
+LYRL2004_BASE = "http://www.ai.mit.edu/projects/jmlr/papers/volume5/lewis04a/"
+#: the vector files in DEC's order (make_reuters_data: test_pt0..3, then train)
+RCV1_VECTOR_FILES = tuple(f"lyrl2004_vectors_{part}.dat.gz" for part in
+                          ("test_pt0", "test_pt1", "test_pt2", "test_pt3", "train"))
+RCV1_QRELS_FILE = "rcv1-v2.topics.qrels.gz"
+_RCV1_PINS = {  # name: (figshare file id, sha256, original under LYRL2004_BASE)
+    "lyrl2004_vectors_test_pt0.dat.gz": (
+        5976069, "ed40f7e418d10484091b059703eeb95ae3199fe042891dcec4be6696b9968374",
+        "a13-vector-files/lyrl2004_vectors_test_pt0.dat.gz"),
+    "lyrl2004_vectors_test_pt1.dat.gz": (
+        5976066, "87700668ae45d45d5ca1ef6ae9bd81ab0f5ec88cc95dcef9ae7838f727a13aa6",
+        "a13-vector-files/lyrl2004_vectors_test_pt1.dat.gz"),
+    "lyrl2004_vectors_test_pt2.dat.gz": (
+        5976063, "48143ac703cbe33299f7ae9f4995db49a258690f60e5debbff8995c34841c7f5",
+        "a13-vector-files/lyrl2004_vectors_test_pt2.dat.gz"),
+    "lyrl2004_vectors_test_pt3.dat.gz": (
+        5976060, "dfcb0d658311481523c6e6ca0c3f5a3e1d3d12cde5d7a8ce629a9006ec7dbb39",
+        "a13-vector-files/lyrl2004_vectors_test_pt3.dat.gz"),
+    "lyrl2004_vectors_train.dat.gz": (
+        5976057, "5468f656d0ba7a83afc7ad44841cf9a53048a5c083eedc005dcdb5cc768924ae",
+        "a13-vector-files/lyrl2004_vectors_train.dat.gz"),
+    "rcv1-v2.topics.qrels.gz": (
+        5976048, "2a98e5e5d8b770bded93afc8930d88299474317fe14181aee1466cc754d0d1c1",
+        "a08-topic-qrels/rcv1-v2.topics.qrels.gz"),
+}
+RCV1_FILES = tuple(RemoteFile(name=name, url=f"{RCV1_FIGSHARE}{fid}", sha256=sha,
+                              fallback_urls=(LYRL2004_BASE + original,))
+                   for name, (fid, sha, original) in _RCV1_PINS.items())
+RCV1_EXPECTED = ("the RCV1-v2 / LYRL2004 vectors lyrl2004_vectors_{test_pt0..3,train}.dat.gz "
+                 "(one document a line, 'did termid:weight ...', term ids 1..47,236, 804,414 "
+                 "documents in all, 23,149 of them in the train file) and "
+                 "rcv1-v2.topics.qrels.gz (lines 'topic did 1' over the 103 RCV1-v2 topics, "
+                 "every document listed)")
+#: Reuters-10k: DEC's subset draw [code] (param subset: random | first) and DEC's x sqrt(2000)
+REUTERS10K_DEFAULTS: dict[str, Any] = {"subset": "random", "seed": 1234, "scale": "sqrt-dim"}
+#: Reuters-4 (RMN-GMM; DEC's REUTERS): DEC's features (scale: unit for unit rows)
+REUTERS4_DEFAULTS: dict[str, Any] = {"scale": "sqrt-dim"}
+#: Reuters-20 (RMN-GMM; DCN's topic selection [code])
+REUTERS20_DEFAULTS: dict[str, Any] = {"scale": "sqrt-dim", "topics": "second-level",
+                                      "drop_largest": 1}
+#: Reuters-20 and the subsets RMN-GMM's Table 5 evaluates: its k largest clusters
+REUTERS20_TOPS = (4, 8, 12, 16, 20)
+
+
+def _reuters20(top: int) -> DatasetSpec:
+    name = "reuters20" if top == 20 else f"reuters20-top{top}"
+    which = "Reuters-20" if top == 20 else f"Reuters-20 cut to its {top} largest clusters"
+    return DatasetSpec(
+        name=name, n_clusters=top, input_shape=(2000,), kind="download", files=RCV1_FILES,
+        params=REUTERS20_DEFAULTS, expected=RCV1_EXPECTED,
+        description=f"RMN-GMM's {which}: the RCV1-v2 documents with exactly one second-level "
+                    f"topic, of the {top} largest such topics after the largest one (DCN's "
+                    "code); labels by size rank; features as reuters4 "
+                    "(stages/data/reuters.py).")
+
+
+DATASETS.update({spec.name: spec for spec in (
+    DatasetSpec(
+        name="reuters10k", n_clusters=4, input_shape=(2000,), kind="download", n_samples=10000,
+        files=RCV1_FILES, params=REUTERS10K_DEFAULTS, expected=RCV1_EXPECTED,
+        description="DEC's REUTERS-10K (SAIP, DEC family): 10,000 random RCV1-v2 documents of "
+                    "exactly one root topic (CCAT, GCAT, MCAT, ECAT -> 0..3), tf-idf of the "
+                    "2,000 stems of highest document frequency, unit rows x sqrt(2000) "
+                    "(stages/data/reuters.py)."),
+    DatasetSpec(
+        name="reuters4", n_clusters=4, input_shape=(2000,), kind="download", n_samples=685071,
+        files=RCV1_FILES, params=REUTERS4_DEFAULTS, expected=RCV1_EXPECTED,
+        description="RMN-GMM's Reuters-4 (DEC's REUTERS): all 685,071 RCV1-v2 documents of "
+                    "exactly one root topic, features as reuters10k; prepared from a sparse "
+                    "matrix, written in row blocks."),
+    *(_reuters20(top) for top in REUTERS20_TOPS),
+)})
 
 
 def dataset_names() -> list[str]:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from stages.artifacts import ChunkedArray
 from stages.data.archives import mat_variable, tar_pickles, zip_members, zip_png_arrays
 from stages.data.idx import read_idx
 from stages.data.registry import CIFAR100_AQUATIC_COARSE, CIFAR100_AQUATIC_FINE, DatasetSpec
@@ -28,19 +29,26 @@ Files = Mapping[str, Path]
 
 @dataclass(frozen=True)
 class Loaded:
-    """Arrays made from the raw files: X float32 (N, C, H, W), y int64 (N,)."""
+    """Arrays made from the raw files: X float32 (N, C, H, W), y int64 (N,). X may be a
+    scipy.sparse matrix (N, D) (the Reuters tf-idf): prepare writes it in dense row blocks.
+
+    ``extra``: arrays stored beside them block by block, in their own order and never read as X
+    (e.g. ``X_unlabelled``, samples for autoencoder training only).
+    """
 
     X: np.ndarray
     y: np.ndarray
     n_clusters: int
     preprocessing: str
+    extra: Mapping[str, ChunkedArray] = field(default_factory=dict)
 
 
 Loader = Callable[[DatasetSpec, Files, Mapping[str, Any]], Loaded]
 
 
 def resolve_params(spec: DatasetSpec, params: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The spec's default params updated with ``params``; unknown keys are a :class:`ConfigError`."""
+    """The spec's default params updated with ``params``; an unknown key is a
+    :class:`ConfigError`."""
     params = dict(params or {})
     unknown = sorted(set(params) - set(spec.params))
     if unknown:
@@ -152,15 +160,19 @@ def _usps(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
                             "(N,256) reshaped row-major to (N,1,16,16)")
 
 
+def _replace_advice(spec: DatasetSpec, path: Path) -> str:
+    """How to replace the wrong raw file ``path`` of ``spec``: by hand if user-supplied."""
+    if spec.kind == "local-folder" and not all(f.pinned for f in spec.files):
+        return (f"Replace it with the right file (from {spec.files[0].url}) in {path.parent}, "
+                f"or set datasets.{spec.name}.source_dir to the folder holding it, then rerun "
+                "fetch.")
+    return f"Delete it and rerun stages.fetch --dataset {spec.name}."
+
+
 def _mismatch(spec: DatasetSpec, path: Path, found: str) -> DataFileError:
     """The error for raw files whose content is not the dataset's: what was expected, where."""
-    if spec.kind == "local-folder" and not all(f.pinned for f in spec.files):
-        fix = (f"Replace it with the right file (from {spec.files[0].url}) in {path.parent}, or "
-               f"set datasets.{spec.name}.source_dir to the folder holding it, then rerun fetch.")
-    else:
-        fix = f"Delete it and rerun stages.fetch --dataset {spec.name}."
     return DataFileError(f"{path}: not the {spec.name} raw file: expected {spec.expected}; "
-                         f"found {found}. {fix}")
+                         f"found {found}. {_replace_advice(spec, path)}")
 
 
 def _check_count(spec: DatasetSpec, path: Path, n: int, what: str) -> None:
@@ -304,6 +316,38 @@ def _synthetic(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Lo
     return Loaded(X, y, int(params["n_clusters"]), description)
 
 
+def _faces(function: str) -> Loader:
+    """Loader ``function`` of :mod:`stages.data.faces`, imported when first called (it imports
+    :class:`Loaded` and the checks from here; the import statement lets stages.codedeps see it)."""
+
+    def load(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
+        from stages.data import faces
+
+        return getattr(faces, function)(spec, files, params)
+
+    return load
+
+
+def _stl10_hog(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
+    """The loader of :mod:`stages.data.stl10`, imported when called (it imports from here)."""
+    from stages.data.stl10 import load_stl10_hog
+
+    return load_stl10_hog(spec, files, params)
+
+
+def _reuters(function: str) -> Loader:
+    """Loader ``function`` of :mod:`stages.data.reuters` (RCV1-v2 tf-idf; X a CSR matrix),
+    imported when first called (it imports from here; the import statement lets
+    stages.codedeps see it)."""
+
+    def load(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
+        from stages.data import reuters
+
+        return getattr(reuters, function)(spec, files, params)
+
+    return load
+
+
 LOADERS: dict[str, Loader] = {
     "mnist5k": _mnist5k,
     "digits": _digits,
@@ -317,6 +361,18 @@ LOADERS: dict[str, Loader] = {
     "usps-11k": _usps_11k,
     "coil20": _coil("coil-20-proc.zip"),
     "coil100": _coil("coil-100.zip"),
+    "cmu-pie": _faces("load_jule_h5"),
+    "cmu-pie-41k": _faces("load_cai_mat"),
+    "ytf": _faces("load_jule_h5"),
+    "frgc": _faces("load_jule_h5"),
+    "stl10-hog": _stl10_hog,
+    "reuters10k": _reuters("load_reuters10k"),
+    "reuters4": _reuters("load_reuters4"),
+    "reuters20": _reuters("load_reuters20"),
+    "reuters20-top4": _reuters("load_reuters20"),
+    "reuters20-top8": _reuters("load_reuters20"),
+    "reuters20-top12": _reuters("load_reuters20"),
+    "reuters20-top16": _reuters("load_reuters20"),
 }
 
 
