@@ -231,7 +231,7 @@ def jobs_after_editing(workflow: Path, relative_path: str) -> set[tuple[str, str
 
 def test_changed_stage_module_reruns_the_jobs_that_use_it(workflow):
     jobs = jobs_after_editing(workflow, "stages/methods/dec.py")
-    users = {"dec", "idec", "dec-conv", "dcec"}
+    users = {"dec", "idec", "dec-conv", "dcec", SWEEP_POINT}
     assert {m for r, m in jobs if r == "finetune"} == users
     assert {r for r, _ in jobs} == {"finetune", "evaluate", "figures", "aggregate", "all"}
     assert "Nothing to be done" in snakemake(workflow, "-n").stdout
