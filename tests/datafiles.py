@@ -81,7 +81,9 @@ class Server:
 
 @pytest.fixture
 def server(tmp_path) -> Iterator[Server]:
-    """A ThreadingHTTPServer on 127.0.0.1 serving tmp_path/www; records every request path."""
+    """A ThreadingHTTPServer on 127.0.0.1 serving tmp_path/www; records every request path. A
+    path under /partial/ announces the whole file but sends half of it and closes the
+    connection (a download cut short)."""
     root = tmp_path / "www"
     root.mkdir()
     seen: list[str] = []
@@ -89,6 +91,15 @@ def server(tmp_path) -> Iterator[Server]:
     class Handler(SimpleHTTPRequestHandler):
         def do_GET(self) -> None:
             seen.append(self.path)
+            if self.path.startswith("/partial/"):
+                data = (root / self.path.lstrip("/")).read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                return
             super().do_GET()
 
         def log_message(self, *args: object) -> None:
@@ -125,3 +136,15 @@ def serve_as(server: Server, monkeypatch, name: str, data: bytes, **changes) -> 
     files = (dataclasses.replace(remote, url=server.url(name, remote.name), fallback_urls=(),
                                  **pin),)
     monkeypatch.setitem(registry.DATASETS, name, dataclasses.replace(spec, files=files, **changes))
+
+
+def examples_config() -> dict:
+    """config.yaml with config/datasets-examples.yaml layered on it as Snakemake layers a
+    --configfile (its own ``update_config``: dicts merged recursively)."""
+    import yaml
+    from snakemake.utils import update_config
+
+    repo = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((repo / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((repo / "config" / "datasets-examples.yaml").read_text()))
+    return config

@@ -492,20 +492,10 @@ def test_cli_bad_dataset_name(tmp_path):
 def test_datasets_examples_config_validates():
     """config/datasets-examples.yaml, layered on config.yaml as Snakemake merges it, is valid
     and runs exactly the datasets of the papers it lists."""
-    import yaml
-
     from stages.config import validate
+    from tests.datafiles import examples_config
 
-    def merge(base: dict, layer: dict) -> None:  # Snakemake's update_config: dicts recursively
-        for key, value in layer.items():
-            if isinstance(value, dict) and isinstance(base.get(key), dict):
-                merge(base[key], value)
-            else:
-                base[key] = value
-
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    layer = yaml.safe_load((ROOT / "config" / "datasets-examples.yaml").read_text())
-    merge(config, layer)
+    config = examples_config()
     validate(config)
     assert config["run_datasets"] == ["cifar10-test", "cifar100-aquatic", "usps-11k", "coil20",
                                       "coil100", "cmu-pie", "cmu-pie-41k", "ytf", "frgc",

@@ -8,10 +8,6 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
-import threading
-from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import h5py
@@ -27,6 +23,7 @@ from stages.data.manifest import fetch_raw
 from stages.data.registry import RCV1_QRELS_FILE, RCV1_VECTOR_FILES, RemoteFile
 from stages.errors import ConfigError, DataFileError, DownloadError
 from stages.prepare import prepare, sample_order
+from tests.datafiles import Server
 
 ROOT = Path(__file__).resolve().parent.parent
 D = 5  # features of the tiny datasets (2,000 in the real ones)
@@ -77,55 +74,6 @@ def corpus_files(weights: np.ndarray) -> dict[str, bytes]:
     qrels = sorted((did, t) for _, did, topics in DOCS for t in topics)
     files[RCV1_QRELS_FILE] = gzip.compress("".join(f"{t} {did} 1\n" for did, t in qrels).encode())
     return files
-
-
-@dataclasses.dataclass
-class Server:
-    root: Path
-    base: str
-    requests: list[str]
-
-    def url(self, folder: str, name: str = "") -> str:
-        return f"{self.base}/{folder}/{name}"
-
-    def put(self, folder: str, name: str, data: bytes) -> None:
-        (self.root / folder).mkdir(parents=True, exist_ok=True)
-        (self.root / folder / name).write_bytes(data)
-
-
-@pytest.fixture
-def server(tmp_path) -> Iterator[Server]:
-    """Serves tmp_path/www; a path under /partial/ announces the whole file but sends half of
-    it and closes the connection (a download cut short)."""
-    root = tmp_path / "www"
-    root.mkdir()
-    seen: list[str] = []
-
-    class Handler(SimpleHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(self.path)
-            if self.path.startswith("/partial/"):
-                data = (root / self.path.lstrip("/")).read_bytes()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data[: len(data) // 2])
-                self.wfile.flush()
-                self.close_connection = True
-                return
-            super().do_GET()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield Server(root, f"http://127.0.0.1:{httpd.server_address[1]}", seen)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def serve(server: Server, monkeypatch, names: list[str], files: dict[str, bytes],
@@ -448,16 +396,9 @@ def test_fully_connected_networks_build_and_run_on_2000_d_vectors(net, arch):
 
 def test_datasets_examples_plan_reuters_with_fully_connected_methods():
     from stages.config import validate
+    from tests.datafiles import examples_config
 
-    def merge(base: dict, layer: dict) -> None:  # Snakemake's update_config
-        for key, value in layer.items():
-            if isinstance(value, dict) and isinstance(base.get(key), dict):
-                merge(base[key], value)
-            else:
-                base[key] = value
-
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    merge(config, yaml.safe_load((ROOT / "config" / "datasets-examples.yaml").read_text()))
+    config = examples_config()
     validate(config)
     names = ["reuters10k", "reuters4", "reuters20", "reuters20-top4", "reuters20-top8",
              "reuters20-top12", "reuters20-top16"]

@@ -14,8 +14,8 @@ import pickle
 import re
 import tarfile
 import zipfile
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import IO, Any
 
 import numpy as np
 
@@ -48,30 +48,40 @@ def _decode_keys(value: Any) -> Any:
     return value
 
 
+def tar_members(path: str | os.PathLike,
+                names: Iterable[str]) -> Iterator[tuple[tarfile.TarInfo, IO[bytes]]]:
+    """The regular-file members ``names`` of the .tar.gz at ``path``, each once, in archive
+    order, as (info, open handle); stops reading once all were found. Tar errors propagate (the
+    caller names the file and what was expected)."""
+    wanted, seen = set(names), set()
+    with tarfile.open(path, "r:gz") as tar:
+        for info in tar:
+            if info.name not in wanted or info.name in seen or not info.isfile():
+                continue
+            handle = tar.extractfile(info)
+            if handle is None:
+                continue
+            seen.add(info.name)
+            yield info, handle
+            if seen == wanted:
+                return
+
+
 def tar_pickles(path: str | os.PathLike, members: Sequence[str],
                 expected: str) -> dict[str, dict[str, Any]]:
     """Unpickle the ``members`` of the .tar.gz at ``path``: ``{member: dict}``, bytes keys decoded.
 
     The pickles are read with ``encoding='bytes'`` (they were written by Python 2).
     """
-    wanted = set(members)
     found: dict[str, dict[str, Any]] = {}
     try:
-        with tarfile.open(path, "r:gz") as tar:
-            for info in tar:
-                if info.name not in wanted or not info.isfile():
-                    continue
-                handle = tar.extractfile(info)
-                if handle is None:
-                    continue
-                with handle:
-                    value = _decode_keys(_ArrayUnpickler(handle, encoding="bytes").load())
-                if not isinstance(value, dict):
-                    raise DataFileError(f"{path}: member {info.name} is a pickled "
-                                        f"{type(value).__name__}, not a dict; expected {expected}.")
-                found[info.name] = value
-                if len(found) == len(wanted):
-                    break
+        for info, handle in tar_members(path, members):
+            with handle:
+                value = _decode_keys(_ArrayUnpickler(handle, encoding="bytes").load())
+            if not isinstance(value, dict):
+                raise DataFileError(f"{path}: member {info.name} is a pickled "
+                                    f"{type(value).__name__}, not a dict; expected {expected}.")
+            found[info.name] = value
     except (tarfile.TarError, OSError, EOFError, pickle.UnpicklingError, ValueError,
             AttributeError, ImportError, IndexError, TypeError) as err:
         reason = " ".join(str(err).split())

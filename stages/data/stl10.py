@@ -41,6 +41,7 @@ from typing import IO, Any
 import numpy as np
 
 from stages.artifacts import ChunkedArray
+from stages.data.archives import tar_members
 from stages.data.registry import DatasetSpec
 from stages.data.sources import Files, Loaded, _mismatch, _need
 from stages.errors import ConfigError, DataFileError
@@ -240,21 +241,13 @@ def _labelled_members(spec: DatasetSpec, path: Path) -> dict[str, np.ndarray]:
     wanted = {_member_name(f"{split}_{kind}.bin") for split in SPLITS for kind in "Xy"}
     found: dict[str, np.ndarray] = {}
     try:
-        with tarfile.open(path, "r:gz") as tar:
-            for info in tar:
-                if info.name not in wanted or not info.isfile():
-                    continue
-                handle = tar.extractfile(info)
-                if handle is None:
-                    continue
-                with handle:
-                    if info.name.endswith("_y.bin"):
-                        found[info.name] = np.frombuffer(handle.read(), dtype=np.uint8)
-                    else:
-                        blocks = _read_records(handle, info.size, spec, path, info.name)
-                        found[info.name] = stl_features_of(blocks)
-                if len(found) == len(wanted):
-                    break
+        for info, handle in tar_members(path, wanted):
+            with handle:
+                if info.name.endswith("_y.bin"):
+                    found[info.name] = np.frombuffer(handle.read(), dtype=np.uint8)
+                else:
+                    blocks = _read_records(handle, info.size, spec, path, info.name)
+                    found[info.name] = stl_features_of(blocks)
     except (tarfile.TarError, OSError, EOFError) as err:
         reason = " ".join(str(err).split())
         raise DataFileError(f"{path}: unreadable ({type(err).__name__}: {reason}); expected "
@@ -301,17 +294,17 @@ def unlabelled_features(spec: DatasetSpec, path: Path) -> ChunkedArray:
     def blocks() -> Iterator[np.ndarray]:
         member = _member_name(UNLABELLED_MEMBER)
         try:
-            with tarfile.open(path, "r:gz") as tar:
-                info = next((i for i in tar if i.name == member and i.isfile()), None)
-                handle = tar.extractfile(info) if info is not None else None
-                if handle is None:
-                    raise _mismatch(spec, path, f"no member {member}")
+            found = False
+            for info, handle in tar_members(path, [member]):
+                found = True
                 if info.size != UNLABELLED_COUNT * IMAGE_BYTES:
                     raise _mismatch(spec, path, f"{member} of {info.size:,} bytes instead of "
                                                 f"{UNLABELLED_COUNT:,} images x {IMAGE_BYTES:,}")
                 with handle:
                     for images in _read_records(handle, info.size, spec, path, member):
                         yield stl_features(images)
+            if not found:
+                raise _mismatch(spec, path, f"no member {member}")
         except (tarfile.TarError, OSError, EOFError) as err:
             reason = " ".join(str(err).split())
             raise DataFileError(f"{path}: unreadable ({type(err).__name__}: {reason}); "
