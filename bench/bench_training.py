@@ -23,6 +23,11 @@ With ``--profile`` it runs once more under ``torch.profiler`` and the top ops by
 ``bench/profiles/<workload>-<dataset>-<threads>t.md`` (where the time goes when a workload is
 far below the matmul rate).
 
+With ``--ops`` it runs once more recording every convolution and matmul call by shape, replays
+each alone, and writes the time per call shape, its GFLOP/s and the rate ceiling they imply to
+``bench/profiles/<workload>-<dataset>-<threads>t-ops.md`` (``bench/op_replay.py``: whether a
+workload below the matmul rate is held back by its kernels' shapes or by everything else).
+
 With ``--flops`` each workload also runs once more under PyTorch's FLOP counter (matmuls and
 convolutions, forward and backward, inside the measured part only): the row gets ``gflop``, the
 achieved ``achieved_gflops`` of the timed run, the fp32 square-matmul throughput
@@ -48,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,18 +63,26 @@ BUILTIN_WORKLOADS = ("sae-pretrain", "cae-pretrain", "dec-finetune", "dcec-finet
                      "dec-clustpy", "depict-pretrain", "depict-joint")
 
 
+def _load(path: Path):
+    """The module in the file at ``path`` (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module   # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
 def _workload_modules() -> dict[str, object]:
     """Workload name -> the ``bench/workloads_*.py`` module that runs it."""
     found: dict[str, object] = {}
     for path in sorted(Path(__file__).resolve().parent.glob("workloads_*.py")):
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = _load(path)
         found.update({name: module for name in module.WORKLOADS})
     return found
 
 
 WORKLOAD_MODULES = _workload_modules()
+OP_REPLAY = _load(Path(__file__).resolve().parent / "op_replay.py")
 WORKLOADS = BUILTIN_WORKLOADS + tuple(WORKLOAD_MODULES)
 COLUMNS = ["date", "host", "device", "threads", "dataset", "workload", "n_samples", "batch_size",
            "steps", "epochs", "seconds", "s_per_epoch", "samples_per_s", "peak_rss_mb",
@@ -93,13 +107,15 @@ def load_dataset(name: str):
 
 
 def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs: int,
-            flops: bool = False, profile: Path | None = None) -> dict:
+            flops: bool = False, profile: Path | None = None, ops: Path | None = None) -> dict:
     """Run one workload in this process and return its measurements.
 
     With ``flops`` the workload runs a second time, untimed, under
     :class:`torch.utils.flop_counter.FlopCounterMode` (matmuls and convolutions, forward and
     backward), and the row gets its GFLOP, the achieved GFLOP/s of the timed run and the fp32
-    matmul throughput measured in this process on the same threads (:func:`matmul_gflops`)."""
+    matmul throughput measured in this process on the same threads (:func:`matmul_gflops`).
+    With ``ops`` a further run records its convolution and matmul calls, replays them
+    (``op_replay.py``) and writes the table to that path."""
     import torch
 
     from stages.device import configure_torch, resolve_device, seed_everything
@@ -134,6 +150,17 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
             f"commit {row['commit']}\n\nProfiled run: {profiled.seconds:.1f} s wall (timed run "
             f"{timed.seconds:.1f} s; the profiler adds overhead). Self time per op, top 15:\n\n"
             + profile_table(profiled.ops, profiled.seconds))
+    if ops is not None:
+        seed_everything(0)
+        recorded = Region(device, record_ops=True)
+        _dispatch(workload, data, x, epochs, recorded)
+        peak = row.get("matmul_gflops") or matmul_gflops(device)
+        replayed = OP_REPLAY.replay(recorded.calls, device)
+        ops.parent.mkdir(parents=True, exist_ok=True)
+        ops.write_text(
+            f"# {workload} on {dataset}: convolutions and matmuls by shape, "
+            f"{describe_device(device)}, {epochs} epoch(s), commit {row['commit']}\n\n"
+            + OP_REPLAY.ops_table(replayed, timed.seconds, peak))
     return row
 
 
@@ -163,10 +190,14 @@ class Region:
     the matmuls and convolutions run inside (``torch.utils.flop_counter``; it slows them, so a
     counting run is not a timed one)."""
 
-    def __init__(self, device, count_flops: bool = False, profile: bool = False):
+    def __init__(self, device, count_flops: bool = False, profile: bool = False,
+                 record_ops: bool = False):
         self.device, self.count_flops, self.profile = device, count_flops, profile
+        self.record_ops = record_ops
         self.seconds, self.flops = 0.0, 0
-        self._counter = self._profiler = None
+        self._counter = self._profiler = self._recorder = None
+        #: with ``record_ops``: (op, args, kwargs) signature -> calls (``op_replay.OpRecorder``)
+        self.calls: Counter = Counter()
         #: with ``profile``: op name -> [self seconds, calls, FLOPs (where the profiler has them)]
         self.ops: dict[str, list[float]] = {}
 
@@ -184,6 +215,9 @@ class Region:
 
             self._counter = FlopCounterMode(display=False)
             self._counter.__enter__()
+        if self.record_ops:
+            self._recorder = OP_REPLAY.OpRecorder()
+            self._recorder.__enter__()
         _sync(self.device)
         self._t0 = time.perf_counter()
         return self
@@ -191,6 +225,10 @@ class Region:
     def __exit__(self, *exc) -> None:
         _sync(self.device)
         self.seconds += time.perf_counter() - self._t0
+        if self._recorder is not None:
+            self._recorder.__exit__(*exc)
+            self.calls.update(self._recorder.calls)
+            self._recorder = None
         if self._counter is not None:
             self._counter.__exit__(*exc)
             self.flops += self._counter.get_total_flops()
@@ -390,14 +428,19 @@ def main() -> None:
     p.add_argument("--profile", action="store_true",
                    help="also profile each workload (a third, untimed run) and write its top ops "
                         "by self time to bench/profiles/<workload>-<dataset>-<threads>t.md")
+    p.add_argument("--ops", action="store_true",
+                   help="also record each workload's convolution and matmul calls, replay each "
+                        "call shape alone and write their times and rates to "
+                        "bench/profiles/<workload>-<dataset>-<threads>t-ops.md")
     p.add_argument("--out", default=str(REPO / "bench" / "results.csv"))
     p.add_argument("--one", nargs=2, metavar=("WORKLOAD", "DATASET"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
-        profile = (REPO / "bench" / "profiles" / f"{args.one[0]}-{args.one[1]}-{args.threads}t.md"
-                   if args.profile else None)
+        stem = REPO / "bench" / "profiles" / f"{args.one[0]}-{args.one[1]}-{args.threads}t"
+        profile = stem.with_name(stem.name + ".md") if args.profile else None
+        ops = stem.with_name(stem.name + "-ops.md") if args.ops else None
         print(json.dumps(run_one(args.one[0], args.one[1], args.device, args.threads,
-                                 args.epochs, flops=args.flops, profile=profile)))
+                                 args.epochs, flops=args.flops, profile=profile, ops=ops)))
         return
     out = Path(args.out)
     upgrade_header(out)
@@ -414,6 +457,8 @@ def main() -> None:
                     cmd.append("--flops")
                 if args.profile:
                     cmd.append("--profile")
+                if args.ops:
+                    cmd.append("--ops")
                 proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
                 row = json.loads(proc.stdout.strip().splitlines()[-1])
                 writer.writerow(row)

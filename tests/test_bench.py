@@ -76,6 +76,42 @@ def test_profile_region_records_each_ops_self_time_and_table():
     assert table.splitlines()[0].startswith("| op |") and "`aten::mm`" in table
 
 
+def test_op_recorder_counts_each_call_signature_and_replay_keeps_its_flops():
+    """A conv layer trained for 3 steps on channels-last maps: forward and backward calls are
+    counted by signature, the replayed FLOPs sum to what the FLOP counter counted in the run,
+    and the table's ceiling is total FLOP over replayed seconds."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    bench = _bench()
+    conv, lin = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Linear(8 * 6 * 6, 5)
+    x = torch.randn(4, 3, 6, 6).contiguous(memory_format=torch.channels_last)
+    region = bench.Region(torch.device("cpu"), record_ops=True)
+
+    def steps():
+        for _ in range(3):
+            lin(torch.relu(conv(x)).flatten(1)).sum().backward()
+
+    with region:
+        steps()
+    with FlopCounterMode(display=False) as counter:
+        steps()
+    names = {key[0].__name__ for key in region.calls}
+    assert {"convolution.default", "convolution_backward.default", "addmm.default",
+            "mm.default"} <= names
+    assert all(count % 3 == 0 for count in region.calls.values())
+    conv_fwd = [key for key in region.calls if key[0].__name__ == "convolution.default"]
+    assert len(conv_fwd) == 1
+    assert conv_fwd[0][1][0].stride == x.stride()        # the layout is part of the signature
+    replayed = bench.OP_REPLAY.replay(region.calls, torch.device("cpu"), min_seconds=0.001)
+    assert sum(r.calls * r.flop for r in replayed) == counter.get_total_flops()
+    assert [r.total_s for r in replayed] == sorted((r.total_s for r in replayed), reverse=True)
+    table = bench.OP_REPLAY.ops_table(replayed, wall_s=1.0, matmul_gflops=100.0, top=2)
+    op_s = sum(r.total_s for r in replayed)
+    ceiling = counter.get_total_flops() / op_s / 1e9
+    assert f"at most at {ceiling:.1f} GFLOP/s" in table
+    assert "(channels last)" in table and f"({len(replayed) - 2} more)" in table
+
+
 @pytest.mark.parametrize("workload", ["dscdan-pretrain", "dscdan-finetune"])
 def test_dscdan_workloads_train_the_configured_paper_recipes(workload, monkeypatch):
     """The DSCDAN workloads time config.yaml's paper recipes (the reproduction run's loss terms
