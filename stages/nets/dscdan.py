@@ -140,7 +140,7 @@ class DualAutoencoder(nn.Module):
         h = x.contiguous(memory_format=torch.channels_last)   # faster convs on CPU (measured)
         middle = h
         for level, conv in enumerate(self.encoder, start=1):
-            h = F.leaky_relu(conv(h), self.leaky_slope)
+            h = F.leaky_relu(conv(h), self.leaky_slope, inplace=True)
             if level == self.middle:
                 middle = h
         phi = h.flatten(1)
@@ -159,10 +159,10 @@ class DualAutoencoder(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, d) -> reconstruction (B, C, H, W)."""
-        h = F.leaky_relu(self.defc(z), self.leaky_slope).view(z.shape[0], *self._map_shape)
+        h = F.leaky_relu(self.defc(z), self.leaky_slope, inplace=True).view(z.shape[0], *self._map_shape)
         h = h.contiguous(memory_format=torch.channels_last)
         for deconv in self.decoder:
-            h = F.leaky_relu(deconv(h), self.leaky_slope)
+            h = F.leaky_relu(deconv(h), self.leaky_slope, inplace=True)
         out = self.out(h)
         return torch.sigmoid(out) if self.output == "sigmoid" else out
 
