@@ -29,11 +29,9 @@ def paper_recipes() -> tuple[dict[str, Any], dict[str, Any]]:
     paper``: what the reproduction run trains."""
     import yaml
 
-    from stages.config import autoencoder_recipe, method_recipe
+    from stages.config import method_and_autoencoder
 
-    config = yaml.safe_load(CONFIG.read_text())
-    config["schedule"] = "paper"
-    return autoencoder_recipe(config, "dscdan"), method_recipe(config, "dscdan")
+    return method_and_autoencoder(yaml.safe_load(CONFIG.read_text()), "dscdan", "paper")
 
 
 def run(workload: str, data, x, epochs: int, region) -> tuple[int, int, float]:

@@ -249,6 +249,16 @@ def autoencoder_recipe(config: dict[str, Any], ae: str) -> dict[str, Any]:
     return resolve_schedule(recipe, config["schedule"])
 
 
+def method_and_autoencoder(config: dict[str, Any], method: str,
+                           schedule: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(autoencoder recipe, method recipe) of ``method`` as a run of ``schedule`` (default the
+    config's own) trains them: what the benchmarks time."""
+    if schedule is not None:
+        config = {**config, "schedule": schedule}
+    recipe = method_recipe(config, method)
+    return autoencoder_recipe(config, recipe["ae"]), recipe
+
+
 def init_recipe(config: dict[str, Any], init: str) -> dict[str, Any]:
     return resolve_schedule({**copy.deepcopy(config["inits"][init]), "name": init},
                             config["schedule"])

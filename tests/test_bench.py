@@ -149,3 +149,44 @@ def test_dscdan_workloads_train_the_configured_paper_recipes(workload, monkeypat
                                                       "steps_per_check")} == {
         k: v for k, v in expected.items() if k not in ("epochs", "max_epochs", "tol",
                                                        "steps_per_check")}
+
+
+@pytest.mark.parametrize("workload", ["saip-dae-pretrain", "saip-hoe", "saip-hoe-cnn-pretrain",
+                                      "saip-hoe-cnn"])
+def test_saip_workloads_train_the_configured_paper_recipes(workload, monkeypatch):
+    """The SAIP workloads time config.yaml's paper recipes (HOE(CNN)'s Adam and output bias,
+    the configured KL reading), not recipes of their own."""
+    import contextlib
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("workloads_saip",
+                                                  REPO / "bench" / "workloads_saip.py")
+    workloads_saip = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(workloads_saip)
+
+    ae, method = workloads_saip.paper_recipes(workload)
+    cnn = "cnn" in workload
+    assert ae["name"] == ("dae-cnn" if cnn else "dae") and ae["epochs"] == 200
+    assert (ae["optimizer"]["name"] == "adam") == cnn and method["kl"] == "p1_p2"
+    from stages.methods import saip, saip_pretrain
+
+    seen = {}
+
+    def spy(real, key, index):
+        def wrapped(*args, **kwargs):
+            seen[key] = args[index]
+            return real(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(saip_pretrain, "pretrain_denoising",
+                        spy(saip_pretrain.pretrain_denoising, "pretrain", 2))
+    monkeypatch.setattr(saip, "finetune", spy(saip.finetune, "finetune", 3))
+    x = torch.rand(300, 1, 28, 28)
+    data = SimpleNamespace(input_shape=(1, 28, 28), n_clusters=3)
+    batch, steps, epochs = workloads_saip.run(workload, data, x, 1, contextlib.nullcontext())
+    assert batch == 256 and steps == 2 and epochs == 1
+    skip = {"epochs", "checkpoint_every", "decay_epochs", "decay_repeats", "tol"}
+    expected = ae if workload.endswith("pretrain") else method
+    used = seen["pretrain" if workload.endswith("pretrain") else "finetune"]
+    assert {k: used[k] for k in expected if k not in skip} == {
+        k: v for k, v in expected.items() if k not in skip}
