@@ -2,7 +2,8 @@
 ``bench_training.py --ops``; not a test).
 
 :class:`OpRecorder` is a ``TorchDispatchMode`` that counts every call of the counted ops
-(:data:`COUNTED`: convolutions and matmuls, forward and backward, as autograd dispatches them)
+(:data:`COUNTED`: convolutions and matmuls, forward and backward, as autograd dispatches them;
+composite ops such as ``linear`` under ``inference_mode`` are decomposed into them first)
 by its exact signature (the shapes, strides and dtypes of its tensors and its other
 arguments). :func:`replay` then runs each distinct call alone on fresh tensors of the same
 layout, times it and counts its FLOPs with PyTorch's FLOP counter. A call run alone finds its
@@ -95,6 +96,13 @@ class OpRecorder(TorchDispatchMode):
         if func in COUNTED:
             key = (func, _freeze(args), tuple(sorted((k, _freeze(v)) for k, v in kwargs.items())))
             self.calls[key] += 1
+        else:
+            # under inference_mode composite ops (conv2d, linear) arrive undecomposed: split
+            # them into the counted ops, as FlopCounterMode does
+            with self:
+                out = func.decompose(*args, **kwargs)
+            if out is not NotImplemented:
+                return out
         return func(*args, **kwargs)
 
 
