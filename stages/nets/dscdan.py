@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stages.nets.dec import keras_init_
+from stages.nets.layout import channels_last
 from stages.nets.shapes import check_dscdan_input, conv_output_size, transposed_output_padding
 
 #: [recon] Table 2 as (kernel, channels, stride) per encoder layer, by image side; the strides
@@ -137,7 +138,7 @@ class DualAutoencoder(nn.Module):
                                                  torch.Tensor]:
         """x (B, C, H, W) -> (middle map (B, c_mid, h_mid, w_mid), phi (B, F) the flattened last
         map, mu (B, d), logvar (B, d))."""
-        h = x.contiguous(memory_format=torch.channels_last)   # faster convs on CPU (measured)
+        h = channels_last(x)   # faster convs on CPU (measured)
         middle = h
         for level, conv in enumerate(self.encoder, start=1):
             h = F.leaky_relu(conv(h), self.leaky_slope, inplace=True)
@@ -161,7 +162,7 @@ class DualAutoencoder(nn.Module):
         """z (B, d) -> reconstruction (B, C, H, W)."""
         h = F.leaky_relu(self.defc(z), self.leaky_slope, inplace=True)
         h = h.view(z.shape[0], *self._map_shape)
-        h = h.contiguous(memory_format=torch.channels_last)
+        h = channels_last(h)
         for deconv in self.decoder:
             h = F.leaky_relu(deconv(h), self.leaky_slope, inplace=True)
         out = self.out(h)

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from stages.nets.dec import keras_init_
+from stages.nets.layout import channels_last
 from stages.nets.shapes import check_saip_cnn_input
 
 
@@ -87,20 +88,15 @@ class SaipConvAutoencoder(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> z: (B, embedding_dim) in (0, 1).
 
-        The maps are kept channels-last (a training step 24% faster on one CPU thread,
-        measured). A one-channel input is both layouts at once, so the first convolution's
-        output would come out channels-first, where max-pooling it is 7x slower (measured):
-        it is converted after the first layer."""
-        h = self.encoder[0](x.contiguous(memory_format=torch.channels_last))
-        h = h.contiguous(memory_format=torch.channels_last)
-        for layer in self.encoder[1:]:
-            h = layer(h)
-        return h
+        The maps are kept channels-last (:func:`~stages.nets.layout.channels_last`; a training
+        step 24% faster on one CPU thread, and max-pooling the first map 7x faster than
+        channels-first, measured)."""
+        return self.encoder(channels_last(x))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z: (B, embedding_dim) -> x_hat: (B, C, H, W) in (0, 1)."""
         h = self.decoder_fc(z).view(z.shape[0], *self._code_shape)
-        h = h.contiguous(memory_format=torch.channels_last)
+        h = channels_last(h)
         if not self.mean_output_bias:
             return self.decoder_conv(h)
         return torch.sigmoid(self.decoder_conv[:-1](h) + self.output_bias)
