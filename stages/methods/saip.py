@@ -249,8 +249,7 @@ class SaipClusterer(nn.Module):
     def assign_all(self, x: torch.Tensor,
                    batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Embeddings h (N, d) of x (N, ...) and (P1, P2), each (N, K), with f over all of x;
-        encoded ``batch_size`` at a time (256: HOE(CNN)'s 64-channel 28x28 maps of a batch stay
-        in cache; the pass over mnist5k took 1.9 s at 256, 2.8 s at 4,096 on one thread)."""
+        x is encoded ``batch_size`` samples at a time."""
         h = map_batches(self.autoencoder.encode, x, batch_size)
         p1, p2 = assignments(h, self.centres, self.distance)
         return h, p1, p2
