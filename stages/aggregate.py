@@ -75,6 +75,11 @@ _REUTERS20_NOTE = ("RMN-GMM's Reuters-20 on its {k} largest clusters (Table 5, w
 DATASET_NOTES: dict[str, str] = {
     "mnist5k": ("mnist5k is a 5,000-image subset of MNIST; it is compared against the "
                 "papers' figures for the 10,000-image MNIST-test set."),
+    "fashion": ("fashion is all 70,000 Fashion-MNIST images. Its k-means, DEC and IDEC rows are "
+                "the RMN-GMM paper's (Tables 3-4) and the DSCDAN paper's (Table 3): neither DEC "
+                "paper reports Fashion, so these are other authors' runs of the public code, "
+                "with pretraining of their own; they are the nearest published reference for "
+                "the shared-SAE dec and idec rows, not the same recipe."),
     "usps": ("USPS is 9,298 images (train + test) in the DCEC and DSCDAN papers and 11,000 "
              "in DEPICT and RMN-GMM; check that the paper row used the same data."),
     "cmu-pie": ("cmu-pie is JULE's 2,856-image CMU-PIE subset (DEPICT's Tables 2-3); RMN-GMM "

@@ -265,6 +265,10 @@ def test_reference_file() -> None:
     digits = depict[depict.index.get_level_values("dataset").isin(["MNIST-full", "MNIST-test",
                                                                     "USPS"])]
     assert len(digits) == 6 * 6  # six methods x (3 digit datasets x ACC, NMI)
+    fashion = ref[ref.dataset == "Fashion-MNIST"].set_index(["paper", "method", "metric"])
+    assert fashion.loc[("rmn-gmm", "dec", "acc"), "value"] == 58.7      # issue: DEC family
+    assert fashion.loc[("dscdan", "idec", "nmi"), "value"] == 55.7
+    assert fashion.loc[("dscdan", "kmeans", "acc"), "value"] == 47.4
     ref = ref[ref.paper == "dcec"]
     value = ref.set_index(["method", "dataset", "metric"])["value"]
     assert value[("dcec", "MNIST-test", "acc")] == 85.29
