@@ -155,7 +155,7 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
         recorded = Region(device, record_ops=True)
         _dispatch(workload, data, x, epochs, recorded)
         peak = row.get("matmul_gflops") or matmul_gflops(device)
-        replayed = OP_REPLAY.replay(recorded.calls, device)
+        replayed = OP_REPLAY.replay(recorded.calls, lambda: _sync(device))
         ops.parent.mkdir(parents=True, exist_ok=True)
         ops.write_text(
             f"# {workload} on {dataset}: convolutions and matmuls by shape, "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,21 +131,23 @@ class Replayed:
         return self.flop / self.seconds / 1e9 if self.seconds else 0.0
 
 
-def replay(calls: Counter, device: torch.device, min_seconds: float = 0.05) -> list[Replayed]:
+def replay(calls: Counter, sync: Callable[[], None] = lambda: None,
+           min_seconds: float = 0.05) -> list[Replayed]:
     """Run each recorded call alone (warm-up, then repeated for at least ``min_seconds``) on
-    fresh tensors of its layout; returns them sorted by total replayed time, largest first."""
+    fresh tensors of its layout, ``sync`` waiting for the device around the timed part;
+    returns them sorted by total replayed time, largest first."""
     out = []
     for (func, args, kwargs), count in calls.items():
         real_args, real_kwargs = _thaw(args), {k: _thaw(v) for k, v in kwargs}
         with torch.no_grad():
             with FlopCounterMode(display=False) as counter:
                 func(*real_args, **real_kwargs)
-            _sync(device)
+            sync()
             reps, t0 = 0, time.perf_counter()
             while time.perf_counter() - t0 < min_seconds or reps < 3:
                 func(*real_args, **real_kwargs)
                 reps += 1
-            _sync(device)
+            sync()
             seconds = (time.perf_counter() - t0) / reps
         shapes = ", ".join(str(a) for a in args if isinstance(a, TensorSpec))
         out.append(Replayed(str(func).removeprefix("aten."), shapes, count,
@@ -186,8 +189,3 @@ def ops_table(replayed: list[Replayed], wall_s: float, matmul_gflops: float,
                      f"{sum(r.total_s for r in rest):.2f} | "
                      f"{100 * sum(r.total_s for r in rest) / wall_s:.1f}% |")
     return "\n".join(lines) + "\n"
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

@@ -106,7 +106,7 @@ def test_op_recorder_counts_each_call_signature_and_replay_keeps_its_flops():
     conv_fwd = [key for key in region.calls if key[0].__name__ == "convolution.default"]
     assert len(conv_fwd) == 1 and region.calls[conv_fwd[0]] == 4   # 3 steps + 1 inference
     assert conv_fwd[0][1][0].stride == x.stride()        # the layout is part of the signature
-    replayed = bench.OP_REPLAY.replay(region.calls, torch.device("cpu"), min_seconds=0.001)
+    replayed = bench.OP_REPLAY.replay(region.calls, min_seconds=0.001)
     assert sum(r.calls * r.flop for r in replayed) == counter.get_total_flops()
     assert [r.total_s for r in replayed] == sorted((r.total_s for r in replayed), reverse=True)
     table = bench.OP_REPLAY.ops_table(replayed, wall_s=1.0, matmul_gflops=100.0, top=2)
@@ -114,6 +114,21 @@ def test_op_recorder_counts_each_call_signature_and_replay_keeps_its_flops():
     ceiling = counter.get_total_flops() / op_s / 1e9
     assert f"at most at {ceiling:.1f} GFLOP/s" in table
     assert "(channels last)" in table and f"({len(replayed) - 2} more)" in table
+
+
+def _spy_recipes(monkeypatch, pretrain: tuple, finetune: tuple) -> dict:
+    """Wrap a family's pretraining function (module, name) and its ``finetune``; the returned
+    dict gets the recipe each was called with (``pretrain``: 3rd argument, ``finetune``: 4th)."""
+    seen: dict = {}
+    for key, (module, name), index in (("pretrain", pretrain, 2), ("finetune", finetune, 3)):
+        real = getattr(module, name)
+
+        def wrapped(*args, _real=real, _key=key, _index=index, **kwargs):
+            seen[_key] = args[_index]
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapped)
+    return seen
 
 
 @pytest.mark.parametrize("workload", ["dscdan-pretrain", "dscdan-finetune"])
@@ -131,18 +146,9 @@ def test_dscdan_workloads_train_the_configured_paper_recipes(workload, monkeypat
     ae, method = workloads_dscdan.paper_recipes()
     assert ae["batch_size"] == 100 and ae["local_mi_weight"] == 0 and ae["epochs"] == 100
     assert method["batch_size"] == 1024 and method["max_epochs"] == 500
-    seen = {}
     from stages.methods import dscdan, dscdan_pretrain
 
-    def spy(real, key):
-        def wrapped(*args, **kwargs):
-            seen[key] = args[2] if key == "pretrain" else args[3]
-            return real(*args, **kwargs)
-        return wrapped
-
-    monkeypatch.setattr(dscdan_pretrain, "pretrain_dscdan",
-                        spy(dscdan_pretrain.pretrain_dscdan, "pretrain"))
-    monkeypatch.setattr(dscdan, "finetune", spy(dscdan.finetune, "finetune"))
+    seen = _spy_recipes(monkeypatch, (dscdan_pretrain, "pretrain_dscdan"), (dscdan, "finetune"))
     x = torch.rand(64, 1, 28, 28)
     data = SimpleNamespace(input_shape=(1, 28, 28), n_clusters=3)
     batch, steps, epochs = workloads_dscdan.run(workload, data, x, 1, contextlib.nullcontext())
@@ -174,17 +180,7 @@ def test_saip_workloads_train_the_configured_paper_recipes(workload, monkeypatch
     assert (ae["optimizer"]["name"] == "adam") == cnn and method["kl"] == "p1_p2"
     from stages.methods import saip, saip_pretrain
 
-    seen = {}
-
-    def spy(real, key, index):
-        def wrapped(*args, **kwargs):
-            seen[key] = args[index]
-            return real(*args, **kwargs)
-        return wrapped
-
-    monkeypatch.setattr(saip_pretrain, "pretrain_denoising",
-                        spy(saip_pretrain.pretrain_denoising, "pretrain", 2))
-    monkeypatch.setattr(saip, "finetune", spy(saip.finetune, "finetune", 3))
+    seen = _spy_recipes(monkeypatch, (saip_pretrain, "pretrain_denoising"), (saip, "finetune"))
     x = torch.rand(300, 1, 28, 28)
     data = SimpleNamespace(input_shape=(1, 28, 28), n_clusters=3)
     batch, steps, epochs = workloads_saip.run(workload, data, x, 1, contextlib.nullcontext())
