@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import importlib.util
 import json
 import platform
@@ -84,7 +85,16 @@ def _workload_modules() -> dict[str, object]:
 WORKLOAD_MODULES = _workload_modules()
 OP_REPLAY = _load(Path(__file__).resolve().parent / "op_replay.py")
 WORKLOADS = BUILTIN_WORKLOADS + tuple(WORKLOAD_MODULES)
-COLUMNS = ["date", "host", "device", "threads", "dataset", "workload", "n_samples", "batch_size",
+#: workloads that train no network: ``precision`` does not apply, they run once (at "32")
+NO_NETWORK = frozenset(w for w in WORKLOADS if w.startswith("knn"))
+
+
+def precisions_of(workload: str, precisions: list[str]) -> list[str]:
+    """The precisions ``workload`` is run at: all of ``precisions``, or "32" alone for a
+    workload that trains no network."""
+    return ["32"] if workload in NO_NETWORK else list(precisions)
+COLUMNS = ["date", "host", "device", "threads", "dataset", "workload", "precision", "n_samples",
+           "batch_size",
            "steps", "epochs", "seconds", "s_per_epoch", "samples_per_s", "peak_rss_mb",
            "peak_gpu_mb", "torch", "gflop", "achieved_gflops", "matmul_gflops", "of_matmul",
            "commit"]
@@ -107,13 +117,18 @@ def load_dataset(name: str):
 
 
 def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs: int,
-            flops: bool = False, profile: Path | None = None, ops: Path | None = None) -> dict:
-    """Run one workload in this process and return its measurements.
+            flops: bool = False, profile: Path | None = None, ops: Path | None = None,
+            precision: str = "32", clustpy_epochs: tuple[int, int] = (100, 150),
+            limit: int | None = None) -> dict:
+    """Run one workload at ``precision`` (``32`` | ``bf16-mixed``, stages/precision.py) in
+    this process and return its measurements (``dec-clustpy``: ``clustpy_epochs`` pretraining
+    and clustering epochs; ``limit``: the first ``limit`` samples only, for a smoke run).
 
     With ``flops`` the workload runs a second time, untimed, under
     :class:`torch.utils.flop_counter.FlopCounterMode` (matmuls and convolutions, forward and
-    backward), and the row gets its GFLOP, the achieved GFLOP/s of the timed run and the fp32
-    matmul throughput measured in this process on the same threads (:func:`matmul_gflops`).
+    backward), and the row gets its GFLOP, the achieved GFLOP/s of the timed run and the
+    matmul throughput of the precision's dtype (fp32, or bf16 under ``bf16-mixed``) measured in
+    this process on the same threads (:func:`matmul_gflops`).
     With ``ops`` a further run records its convolution and matmul calls, replays them
     (``op_replay.py``) and writes the table to that path."""
     import torch
@@ -125,25 +140,29 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
     configure_torch(threads, device)
     seed_everything(0)
     data = load_dataset(dataset)
+    if limit:
+        data = dataclasses.replace(data, X=data.X[:limit], y=data.y[:limit])
     x = torch.as_tensor(data.X, device=device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     timed = Region(device)
-    measured = _dispatch(workload, data, x, epochs, timed)
-    row = _row(workload, dataset, device, threads, x, *measured, timed.seconds)
+    measured = _dispatch(workload, data, x, epochs, timed, precision, clustpy_epochs)
+    row = {**_row(workload, dataset, device, threads, x, *measured, timed.seconds),
+           "precision": precision}
+    dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float32
     if flops:
         seed_everything(0)
         counted = Region(device, count_flops=True)
-        _dispatch(workload, data, x, epochs, counted)
+        _dispatch(workload, data, x, epochs, counted, precision)
         gflop = counted.flops / 1e9
-        peak = matmul_gflops(device)
+        peak = matmul_gflops(device, dtype)
         achieved = gflop / timed.seconds
         row.update(gflop=round(gflop, 1), achieved_gflops=round(achieved, 1),
                    matmul_gflops=round(peak, 1), of_matmul=round(achieved / peak, 3))
     if profile is not None:
         seed_everything(0)
         profiled = Region(device, profile=True)
-        _dispatch(workload, data, x, epochs, profiled)
+        _dispatch(workload, data, x, epochs, profiled, precision)
         profile.parent.mkdir(parents=True, exist_ok=True)
         profile.write_text(
             f"# {workload} on {dataset}, {describe_device(device)}, {epochs} epoch(s), "
@@ -153,8 +172,8 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
     if ops is not None:
         seed_everything(0)
         recorded = Region(device, record_ops=True)
-        _dispatch(workload, data, x, epochs, recorded)
-        peak = row.get("matmul_gflops") or matmul_gflops(device)
+        _dispatch(workload, data, x, epochs, recorded, precision)
+        peak = row.get("matmul_gflops") or matmul_gflops(device, dtype)
         replayed = OP_REPLAY.replay(recorded.calls, lambda: _sync(device))
         ops.parent.mkdir(parents=True, exist_ok=True)
         ops.write_text(
@@ -164,13 +183,14 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
     return row
 
 
-def matmul_gflops(device, n: int = 2048, seconds: float = 2.0) -> float:
-    """fp32 throughput of square (n, n) matmuls on ``device`` with the current threads, in
-    GFLOP/s (2 n^3 per product), timed for about ``seconds`` after a warm-up."""
+def matmul_gflops(device, dtype=None, n: int = 2048, seconds: float = 2.0) -> float:
+    """Throughput of square (n, n) matmuls in ``dtype`` (default fp32) on ``device`` with the
+    current threads, in GFLOP/s (2 n^3 per product), timed for about ``seconds`` after a
+    warm-up."""
     import torch
 
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
+    a = torch.randn(n, n, device=device, dtype=dtype or torch.float32)
+    b = torch.randn(n, n, device=device, dtype=dtype or torch.float32)
     for _ in range(2):
         a @ b
     _sync(device)
@@ -258,17 +278,19 @@ def profile_table(ops: dict[str, list[float]], wall_s: float, top: int = 15) -> 
     return "\n".join(lines) + "\n"
 
 
-def _dispatch(workload: str, data, x, epochs: int, region: Region) -> tuple[int, int, float]:
-    """Run ``workload`` once, its measured part inside ``region``: (batch_size, steps, epochs)."""
+def _dispatch(workload: str, data, x, epochs: int, region: Region, precision: str = "32",
+              clustpy_epochs: tuple[int, int] = (100, 150)) -> tuple[int, int, float]:
+    """Run ``workload`` once at ``precision``, its measured part inside ``region``:
+    (batch_size, steps, epochs)."""
     if workload in WORKLOAD_MODULES:
-        return WORKLOAD_MODULES[workload].run(workload, data, x, epochs, region)
+        return WORKLOAD_MODULES[workload].run(workload, data, x, epochs, region, precision)
     if workload.startswith("depict"):
-        return _run_depict(workload, data, x, epochs, region)
-    return _run_dec_family(workload, data, x, epochs, region)
+        return _run_depict(workload, data, x, epochs, region, precision)
+    return _run_dec_family(workload, data, x, epochs, region, precision, clustpy_epochs)
 
 
-def _run_dec_family(workload: str, data, x, epochs: int, region: Region,
-                    ) -> tuple[int, int, float]:
+def _run_dec_family(workload: str, data, x, epochs: int, region: Region, precision: str,
+                    clustpy_epochs: tuple[int, int] = (100, 150)) -> tuple[int, int, float]:
     """The DEC family's workloads: (batch, steps, epochs); fine-tuning workloads measure the
     fine-tuning only (``dec-clustpy``: the whole of DEC, k-means included)."""
     from stages.init import kmeans_init
@@ -285,20 +307,22 @@ def _run_dec_family(workload: str, data, x, epochs: int, region: Region,
                  else {"name": "adam", "lr": 0.001})
     batch = 256
     spe = steps_per_epoch(x.shape[0], batch)
+    loop = {"checkpoint_every": 10**9, "precision": precision}  # no checkpoints
     finetune = {"reconstruction_weight": 0.0 if workload.startswith("dec") else 1.0,
                 "clustering_weight": 1.0 if workload.startswith("dec") else 0.1,
                 "update_interval": 140, "tol": 0.0, "batch_size": batch, "lr": 0.001,
-                "shuffle": False, "checkpoint_every": 10**9}
+                "shuffle": False, **loop}
     if workload.endswith("pretrain"):
         with region:
             res = pretrain_autoencoder(model, x, {"epochs": epochs, "batch_size": batch,
-                                                  "optimizer": optimizer}, seed=0,
+                                                  "optimizer": optimizer, **loop}, seed=0,
                                        log_every=spe)
         return batch, res.steps, res.steps / spe
 
     def clustering(pre_epochs: int, pre_optimizer: dict, clu_epochs: int) -> int:
         pretrain_autoencoder(model, x, {"epochs": pre_epochs, "batch_size": batch,
-                                        "optimizer": pre_optimizer}, seed=0, log_every=spe)
+                                        "optimizer": pre_optimizer, **loop}, seed=0,
+                             log_every=spe)
         z = map_batches(model.encode, x).cpu().numpy()
         centres, _ = kmeans_init(z, data.n_clusters, 20, 0)
         res = dec.finetune(model, x, {"centres": centres},
@@ -307,11 +331,12 @@ def _run_dec_family(workload: str, data, x, epochs: int, region: Region,
         return res.info["steps"]
 
     if workload == "dec-clustpy":
+        pre, clu = clustpy_epochs
         with region:
-            steps = clustering(100, {"name": "adam", "lr": 0.001}, 150)
-        return batch, steps + 100 * spe, 100 + 150
-    pretrain_autoencoder(model, x, {"epochs": 1, "batch_size": batch, "optimizer": optimizer},
-                         seed=0, log_every=spe)
+            steps = clustering(pre, {"name": "adam", "lr": 0.001}, clu)
+        return batch, steps + pre * spe, pre + clu
+    pretrain_autoencoder(model, x, {"epochs": 1, "batch_size": batch, "optimizer": optimizer,
+                                    **loop}, seed=0, log_every=spe)
     z = map_batches(model.encode, x).cpu().numpy()
     centres, _ = kmeans_init(z, data.n_clusters, 20, 0)
     with region:
@@ -328,7 +353,7 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def _run_depict(workload: str, data, x, epochs: int, region: Region,
+def _run_depict(workload: str, data, x, epochs: int, region: Region, precision: str,
                 ) -> tuple[int, int, float]:
     """DEPICT's MdA pretraining or joint phase: (batch, steps, epochs)."""
     import torch
@@ -344,7 +369,7 @@ def _run_depict(workload: str, data, x, epochs: int, region: Region,
     model = model.to(device)
     recipe = {"epochs": epochs, "batch_size": batch, "optimizer": {"lr": 1e-4},
               "patience": 10**9, "validation_fraction": 0.1, "hidden_weight": 1.0,
-              "checkpoint_every": 10**9}
+              "checkpoint_every": 10**9, "precision": precision}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     if workload == "depict-pretrain":
@@ -356,7 +381,8 @@ def _run_depict(workload: str, data, x, epochs: int, region: Region,
                                   10, 0)
     params = {"initial_q": "labels", "reconstruction_weight": 1.0, "hidden_weight": 1.0,
               "target": "sqrt", "tol": 0.0,
-              "max_epochs": epochs, "batch_size": batch, "lr": 1e-4, "checkpoint_every": 10**9}
+              "max_epochs": epochs, "batch_size": batch, "lr": 1e-4, "checkpoint_every": 10**9,
+              "precision": precision}
     with region:
         res = depict.finetune(model, x, {"centres": centres, "labels": labels}, params, seed=0,
                               log_every=10**9)
@@ -392,7 +418,8 @@ def _commit() -> str:
         head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                               capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain",
-                                "--untracked-files=no", "--", ".", ":!bench/results.csv"],
+                                "--untracked-files=no", "--", ".", ":!bench/results.csv",
+                                ":!bench/clustpy.csv"],
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return ""
@@ -409,6 +436,9 @@ def upgrade_header(path: Path) -> None:
         header = rows[0].keys() if rows else []
     if list(header) == COLUMNS or not rows:
         return
+    for row in rows:
+        if "precision" not in row:  # rows from before the column were all fp32
+            row["precision"] = "32"
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
@@ -432,15 +462,29 @@ def main() -> None:
                    help="also record each workload's convolution and matmul calls, replay each "
                         "call shape alone and write their times and rates to "
                         "bench/profiles/<workload>-<dataset>-<threads>t-ops.md")
+    p.add_argument("--precisions", nargs="+", default=["32", "bf16-mixed"],
+                   choices=["32", "bf16-mixed"],
+                   help="each workload is run at each, one after the other (default: both)")
     p.add_argument("--out", default=str(REPO / "bench" / "results.csv"))
     p.add_argument("--one", nargs=2, metavar=("WORKLOAD", "DATASET"), help=argparse.SUPPRESS)
+    p.add_argument("--precision", default="32", help=argparse.SUPPRESS)
+    p.add_argument("--clustpy-epochs", nargs=2, type=int, default=[100, 150],
+                   metavar=("PRETRAIN", "CLUSTERING"),
+                   help="dec-clustpy's schedule (default ClustPy's: 100 150)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="the first N samples of each dataset only (a smoke run, not a measurement)")
     args = p.parse_args()
     if args.one:
-        stem = REPO / "bench" / "profiles" / f"{args.one[0]}-{args.one[1]}-{args.threads}t"
+        suffix = "" if args.precision == "32" else f"-{args.precision}"
+        stem = (REPO / "bench" / "profiles"
+                / f"{args.one[0]}-{args.one[1]}-{args.threads}t{suffix}")
         profile = stem.with_name(stem.name + ".md") if args.profile else None
         ops = stem.with_name(stem.name + "-ops.md") if args.ops else None
         print(json.dumps(run_one(args.one[0], args.one[1], args.device, args.threads,
-                                 args.epochs, flops=args.flops, profile=profile, ops=ops)))
+                                 args.epochs, flops=args.flops, profile=profile, ops=ops,
+                                 precision=args.precision,
+                                 clustpy_epochs=tuple(args.clustpy_epochs),
+                                 limit=args.limit)))
         return
     out = Path(args.out)
     upgrade_header(out)
@@ -451,24 +495,34 @@ def main() -> None:
             writer.writeheader()
         for dataset in args.datasets:
             for workload in args.workloads:
-                cmd = [sys.executable, __file__, "--one", workload, dataset, "--device",
-                       args.device, "--threads", str(args.threads), "--epochs", str(args.epochs)]
-                if args.flops:
-                    cmd.append("--flops")
-                if args.profile:
-                    cmd.append("--profile")
-                if args.ops:
-                    cmd.append("--ops")
-                proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-                row = json.loads(proc.stdout.strip().splitlines()[-1])
-                writer.writerow(row)
-                f.flush()
-                flops = (f"  {row['achieved_gflops']} GFLOP/s = {100 * row['of_matmul']:.0f}% "
-                         f"of matmul ({row['matmul_gflops']})" if "of_matmul" in row else "")
-                print(f"{dataset:8s} {workload:15s} {row['seconds']:8.1f} s "
-                      f"{row['s_per_epoch']:7.2f} s/epoch "
-                      f"{row['samples_per_s']:9.0f} samples/s  peak {row['peak_rss_mb']} MB RSS "
-                      f"{row['peak_gpu_mb']} MB GPU{flops}", flush=True)
+                for precision in precisions_of(workload, args.precisions):
+                    run_and_print(args, workload, dataset, precision, writer)
+                    f.flush()
+
+
+def run_and_print(args: argparse.Namespace, workload: str, dataset: str, precision: str,
+                  writer: csv.DictWriter) -> None:
+    """Run one workload at one precision in a fresh subprocess, write its row, print a line."""
+    cmd = [sys.executable, __file__, "--one", workload, dataset, "--device",
+           args.device, "--threads", str(args.threads), "--epochs", str(args.epochs),
+           "--precision", precision, "--clustpy-epochs", *map(str, args.clustpy_epochs)]
+    if args.limit:
+        cmd += ["--limit", str(args.limit)]
+    if args.flops:
+        cmd.append("--flops")
+    if args.profile:
+        cmd.append("--profile")
+    if args.ops:
+        cmd.append("--ops")
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    writer.writerow(row)
+    flops = (f"  {row['achieved_gflops']} GFLOP/s = {100 * row['of_matmul']:.0f}% "
+             f"of matmul ({row['matmul_gflops']})" if "of_matmul" in row else "")
+    print(f"{dataset:8s} {workload:15s} {precision:10s} {row['seconds']:8.1f} s "
+          f"{row['s_per_epoch']:7.2f} s/epoch "
+          f"{row['samples_per_s']:9.0f} samples/s  peak {row['peak_rss_mb']} MB RSS "
+          f"{row['peak_gpu_mb']} MB GPU{flops}", flush=True)
 
 
 if __name__ == "__main__":

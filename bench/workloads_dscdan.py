@@ -34,9 +34,11 @@ def paper_recipes() -> tuple[dict[str, Any], dict[str, Any]]:
     return method_and_autoencoder(yaml.safe_load(CONFIG.read_text()), "dscdan", "paper")
 
 
-def run(workload: str, data, x, epochs: int, region) -> tuple[int, int, float]:
+def run(workload: str, data, x, epochs: int, region, precision: str = "32",
+        ) -> tuple[int, int, float]:
     """Run ``workload``: returns (batch_size, steps, epochs); the timed
     part runs inside ``region`` (``bench_training.Region``)."""
+    loop = {"checkpoint_every": 10**9, "precision": precision}  # no checkpoints
     import numpy as np
 
     from stages.methods import dscdan, dscdan_pretrain, knn_graph
@@ -47,7 +49,7 @@ def run(workload: str, data, x, epochs: int, region) -> tuple[int, int, float]:
     ae_recipe, method = paper_recipes()
     model = build_network(ae_recipe["net"], data.input_shape, ae_recipe["arch"]).to(device)
     if workload == "dscdan-pretrain":
-        recipe = {**ae_recipe, "epochs": epochs, "checkpoint_every": 10**9}
+        recipe = {**ae_recipe, "epochs": epochs, **loop}
         with region:
             res = dscdan_pretrain.pretrain_dscdan(model, x, recipe, seed=0, log_every=10**9)
         return int(recipe["batch_size"]), res.steps, epochs
@@ -57,7 +59,7 @@ def run(workload: str, data, x, epochs: int, region) -> tuple[int, int, float]:
         spe = math.ceil(x.shape[0] / batch)
         centres = z[np.random.default_rng(0).choice(len(z), data.n_clusters, replace=False)]
         params = {**method, "steps_per_check": spe, "tol": 0.0, "max_epochs": epochs,
-                  "checkpoint_every": 10**9}
+                  **loop}
         with region:
             res = dscdan.finetune(model, x, {"centres": centres}, params, seed=0, log_every=spe)
         return batch, res.info["steps"], res.info["steps"] / spe

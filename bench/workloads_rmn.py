@@ -13,9 +13,11 @@ from __future__ import annotations
 WORKLOADS = ("rmn-rbm", "rmn-dae", "rmn-joint")
 
 
-def run(workload: str, data, x, epochs: int, region) -> tuple[int, int, float]:
+def run(workload: str, data, x, epochs: int, region, precision: str = "32",
+        ) -> tuple[int, int, float]:
     """Run ``workload``; returns (batch size, steps, epochs); the timed
     part runs inside ``region`` (``bench_training.Region``)."""
+    loop = {"checkpoint_every": 10**9, "precision": precision}  # no checkpoints
 
     from stages.methods import rmn, rmn_pretrain
     from stages.methods.gmm_init import gmm_arrays
@@ -27,7 +29,7 @@ def run(workload: str, data, x, epochs: int, region) -> tuple[int, int, float]:
     recipe = {"batch_size": 256, "optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9},
               "noise": 0.2, "augment": x.dim() == 4, "reconstruction": "sum",
               "gaussian_rbm_lr": 0.001, "layer_epochs": epochs, "epochs": 0,
-              "checkpoint_every": 10**9}
+              **loop}
     if workload == "rmn-rbm":
         with region:
             res = rmn_pretrain.pretrain_rbm(model, x, recipe, seed=0, log_every=10**9)
@@ -41,7 +43,7 @@ def run(workload: str, data, x, epochs: int, region) -> tuple[int, int, float]:
     z = map_batches(model.encode, x).cpu().numpy()
     init = gmm_arrays(z, data.n_clusters, {}, seed=0)
     params = {"eta": "auto", "epochs": epochs, "lr": 0.01, "encoder_lr": 1e-5,
-              "batch_size": 128, "checkpoint_every": 10**9}
+              "batch_size": 128, **loop}
     with region:
         res = rmn.finetune(model, x, init, params, seed=0, log_every=10**9)
     return 128, res.info["steps"], epochs

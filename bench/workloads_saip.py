@@ -32,9 +32,11 @@ def paper_recipes(workload: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return method_and_autoencoder(yaml.safe_load(CONFIG.read_text()), method, "paper")
 
 
-def run(workload: str, data, x, epochs: int, region) -> tuple[int, int, float]:
+def run(workload: str, data, x, epochs: int, region, precision: str = "32",
+        ) -> tuple[int, int, float]:
     """(batch_size, steps, epochs) of ``workload`` on ``x`` (N, ...) on the device; the timed
     part runs inside ``region`` (``bench_training.Region``)."""
+    loop = {"checkpoint_every": 10**9, "precision": precision}  # no checkpoints
     from stages.init import kmeans_init
     from stages.methods import saip
     from stages.methods.saip_pretrain import pretrain_denoising
@@ -43,7 +45,7 @@ def run(workload: str, data, x, epochs: int, region) -> tuple[int, int, float]:
 
     ae, method = paper_recipes(workload)
     model = build_network(ae["net"], data.input_shape, ae.get("arch", {})).to(x.device)
-    ae = {**ae, "checkpoint_every": 10**9}
+    ae = {**ae, **loop}
     if workload.endswith("pretrain"):
         batch = int(ae["batch_size"])
         with region:
@@ -55,7 +57,7 @@ def run(workload: str, data, x, epochs: int, region) -> tuple[int, int, float]:
     batch = int(method["batch_size"])
     spe = steps_per_epoch(x.shape[0], batch)
     params = {**method, "decay_epochs": epochs, "decay_repeats": 1, "tol": 0.0,
-              "checkpoint_every": 10**9}
+              **loop}
     with region:
         res = saip.finetune(model, x, {"centres": centres}, params, seed=0, log_every=spe)
     return batch, res.info["steps"], res.info["steps"] / spe

@@ -239,6 +239,8 @@ def method_recipe(config: dict[str, Any], method: str) -> dict[str, Any]:
     head = recipe.get("head")
     merged = {**copy.deepcopy(config.get("head_defaults", {}).get(head, {})), **recipe}
     merged["name"] = method
+    if merged["family"] != "baseline":  # shallow baselines train no network
+        merged["precision"] = str(config.get("precision", "32"))  # schema: 32, bf16-mixed
     return resolve_schedule(merged, config["schedule"])
 
 
@@ -246,6 +248,7 @@ def autoencoder_recipe(config: dict[str, Any], ae: str) -> dict[str, Any]:
     """The resolved recipe of autoencoder ``ae`` (schedule applied)."""
     recipe = copy.deepcopy(config["autoencoders"][ae])
     recipe["name"] = ae
+    recipe["precision"] = str(config.get("precision", "32"))
     return resolve_schedule(recipe, config["schedule"])
 
 

@@ -48,12 +48,11 @@ def resolve_device(requested: str = "auto") -> torch.device:
 
 
 def configure_torch(threads: int | None, device: torch.device) -> None:
-    """Set the CPU thread count (from the rule's ``threads``) and fast GPU matmul (TF32)."""
+    """Set the CPU thread count (from the rule's ``threads``). TF32 on CUDA is a matter of
+    the recipe's precision (:func:`stages.precision.use_precision`), off under ``32``."""
+    del device  # kept in the signature: every stage calls it with its device
     if threads:
         torch.set_num_threads(int(threads))
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
 
 
 def seed_everything(seed: int) -> None:

@@ -16,6 +16,7 @@ from stages.cli import main_for
 from stages.data import read_dataset
 from stages.device import configure_torch, describe, resolve_device
 from stages.models import load_model
+from stages.precision import use_precision
 from stages.train import map_batches
 
 
@@ -36,6 +37,9 @@ def run(args: argparse.Namespace) -> None:
     data = read_dataset(args.data)
     model, payload = load_model(args.model, device)
     model.eval()
+    # the autoencoder embeds at the precision it was pretrained at (32 for files without one)
+    recipe = payload["meta"].get("provenance", {}).get("config", {})
+    use_precision(model, recipe.get("precision", "32"), device)
     z = map_batches(model.encode, torch.as_tensor(data.X, device=device))
     meta = payload["meta"]
     timings = {"pretrain": meta["wall_s"], "embed": time.perf_counter() - t0}

@@ -31,6 +31,7 @@ from stages.device import configure_torch, describe, resolve_device, seed_everyt
 from stages.errors import DataFileError
 from stages.methods import head_module
 from stages.models import load_model, save_model
+from stages.precision import use_precision
 from stages.provenance import provenance
 from stages.train import Checkpointer, StageClock
 
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> None:
     configure_torch(args.threads, device)
     seed_everything(args.seed)
     autoencoder, payload = load_model(args.model, device)
+    use_precision(autoencoder, recipe.get("precision", "32"), device)
     x = torch.as_tensor(data.X, device=device)
     result = importlib.import_module(module).finetune(
         autoencoder, x, init, recipe, seed=args.seed, y_true=data.y,

@@ -25,6 +25,7 @@ from stages.methods import pretrain_objective
 from stages.methods.common import reconstruction_mse
 from stages.models import save_model
 from stages.nets import EMBEDDING_IS_N_CLUSTERS, UNIT_INPUT, build_network
+from stages.precision import use_precision
 from stages.provenance import provenance
 from stages.train import (
     Checkpointer,
@@ -34,6 +35,7 @@ from stages.train import (
     PeriodicHook,
     StageClock,
     ValidationMonitor,
+    loop_settings,
     make_optimizer,
     run_loop,
     steps_per_epoch,
@@ -101,7 +103,7 @@ def train_epochs(model: torch.nn.Module, loss_fn: LossFn, n_samples: int, device
     spe = steps_per_epoch(n_samples, recipe["batch_size"])
     cfg = LoopConfig(batch_size=recipe["batch_size"], max_steps=recipe["epochs"] * spe,
                      shuffle=True, seed=seed, log_every=min(log_every, spe),
-                     checkpoint_every=recipe.get("checkpoint_every", 1000))
+                     **loop_settings(recipe))
     return run_loop(model, make_optimizer(list(model.parameters()), recipe["optimizer"]), loss_fn,
                     n_samples, cfg, device, hook=hook, checkpoint=checkpoint, desc=desc)
 
@@ -130,6 +132,7 @@ def run(args: argparse.Namespace) -> None:
     if recipe["net"] in EMBEDDING_IS_N_CLUSTERS:
         arch.setdefault("embedding_dim", data.n_clusters)  # [paper] embedding = #clusters
     model = build_network(recipe["net"], data.input_shape, arch).to(device)
+    use_precision(model, recipe.get("precision", "32"), device)
     x = torch.as_tensor(x_train, device=device)
     out = Path(args.out_dir)
     checkpoint = Checkpointer(out / "checkpoint.pt", clock, key=args.job_key)

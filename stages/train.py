@@ -24,7 +24,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +33,7 @@ from torch import nn
 
 from stages.artifacts import atomic_path, remove_partial_writes
 from stages.errors import ConfigError, DataFileError, NonFiniteLossError
+from stages.precision import check_precision, use_precision
 
 log = logging.getLogger("stages.train")
 
@@ -67,7 +67,8 @@ class LoopConfig:
         seed: seeds the per-epoch permutations.
         log_every: steps between host syncs (finiteness check, history row, progress).
         checkpoint_every: steps between checkpoints (rounded up to a multiple of log_every).
-        autocast_bf16: run the forward pass under bf16 autocast on CUDA.
+        precision: ``32`` or ``bf16-mixed`` (:mod:`stages.precision`), applied to the model's
+            layers when the loop starts.
     """
 
     batch_size: int
@@ -76,7 +77,14 @@ class LoopConfig:
     seed: int = 0
     log_every: int = 50
     checkpoint_every: int = 1000
-    autocast_bf16: bool = False
+    precision: str = "32"
+
+
+def loop_settings(recipe: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`LoopConfig` fields a stage recipe carries besides its schedule: the
+    checkpoint cadence the stage command sets and the recipe's ``precision``."""
+    return {"checkpoint_every": int(recipe.get("checkpoint_every", 1000)),
+            "precision": check_precision(recipe.get("precision", "32"))}
 
 
 @dataclass
@@ -272,6 +280,7 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn
     good checkpoint when a loss term is NaN or Inf.
     """
     checkpoint = checkpoint or Checkpointer(None)
+    use_precision(model, cfg.precision, device)
     ckpt_every = max(cfg.log_every, math.ceil(cfg.checkpoint_every / cfg.log_every) * cfg.log_every)
     spe = steps_per_epoch(n_samples, cfg.batch_size)
     history: list[dict[str, Any]] = []
@@ -310,8 +319,6 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn
     sums: dict[str, torch.Tensor] = {}
     n_in_window = 0
     bar = _progress(cfg.max_steps, step, desc)
-    amp = (torch.autocast("cuda", dtype=torch.bfloat16)
-           if cfg.autocast_bf16 and device.type == "cuda" else nullcontext())
     stopped = False
     last_line = time.monotonic()
     model.train()
@@ -321,8 +328,7 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn
                 stopped = True
                 break
             idx = batch_indices(step, n_samples, cfg, device)
-            with amp:
-                terms = loss_fn(idx)
+            terms = loss_fn(idx)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()

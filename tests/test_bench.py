@@ -45,10 +45,13 @@ def test_upgrade_header_keeps_the_old_rows(tmp_path):
     assert list(rows[0]) == bench.COLUMNS
     assert rows[0]["workload"] == "sae-pretrain" and rows[0]["seconds"] == "4.55"
     assert rows[0]["gflop"] == ""
+    assert rows[0]["precision"] == "32"  # rows from before the column were fp32
 
 
-def test_matmul_throughput_is_positive():
-    assert _bench().matmul_gflops(torch.device("cpu"), n=64, seconds=0.05) > 0
+def test_matmul_throughput_is_positive_in_fp32_and_bf16():
+    cpu = torch.device("cpu")
+    assert _bench().matmul_gflops(cpu, n=64, seconds=0.05) > 0
+    assert _bench().matmul_gflops(cpu, torch.bfloat16, n=64, seconds=0.05) > 0
 
 
 def test_samples_per_second_count_the_workloads_passes_over_its_data():
@@ -113,7 +116,11 @@ def test_op_recorder_counts_each_call_signature_and_replay_keeps_its_flops():
     op_s = sum(r.total_s for r in replayed)
     ceiling = counter.get_total_flops() / op_s / 1e9
     assert f"at most at {ceiling:.1f} GFLOP/s" in table
-    assert "(channels last)" in table and f"({len(replayed) - 2} more)" in table
+    assert f"({len(replayed) - 2} more)" in table
+    # which calls make the top 2 depends on their timings: the layout is checked in the full table
+    full = bench.OP_REPLAY.ops_table(replayed, wall_s=1.0, matmul_gflops=100.0,
+                                     top=len(replayed))
+    assert "(channels last)" in full
 
 
 def _spy_recipes(monkeypatch, pretrain: tuple, finetune: tuple) -> dict:
@@ -190,3 +197,54 @@ def test_saip_workloads_train_the_configured_paper_recipes(workload, monkeypatch
     used = seen["pretrain" if workload.endswith("pretrain") else "finetune"]
     assert {k: used[k] for k in expected if k not in skip} == {
         k: v for k, v in expected.items() if k not in skip}
+
+
+def test_the_gpu_check_smoke_runs_every_part_and_each_workload_at_its_precision(
+        tmp_path, monkeypatch):
+    """``bench/gpu_check.sh --device cpu --smoke`` (CI runs it here, so that it cannot rot):
+    the CUDA tests (skipped without a GPU), every workload at 32 and bf16-mixed with every
+    training loop of it at that precision (the kNN graphs once, the approximate one left out),
+    the workflow's dcec, and one CSV of them."""
+    import sys
+
+    import stages.train
+
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "bench" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    import bench_training  # as gpu_check imports it (bench/ on sys.path)
+
+    current: list[tuple[str, str]] = []
+    seen: dict[tuple[str, str], set] = {}
+    run_one, use_precision = bench_training.run_one, stages.train.use_precision
+
+    def spy_run_one(workload, *args, precision="32", **kwargs):
+        current[:] = [(workload, precision)]
+        seen[(workload, precision)] = set()
+        return run_one(workload, *args, precision=precision, **kwargs)
+
+    def spy_precision(model, precision, device):
+        seen[current[0]].add(precision)
+        return use_precision(model, precision, device)
+
+    monkeypatch.setattr(bench_training, "run_one", spy_run_one)
+    monkeypatch.setattr(stages.train, "use_precision", spy_precision)
+    rows = gpu_check.cuda_tests("cpu") + gpu_check.workloads("cpu", smoke=True)
+    rows += gpu_check.dcec_paper("cpu", smoke=True)
+    assert sys.modules["bench_training"] is bench_training
+    assert all(r["status"] in ("ok", "skipped") for r in rows), [
+        r for r in rows if r["status"] not in ("ok", "skipped")]
+    bench = _bench()
+    expected = {(w, p) for w in bench.WORKLOADS if w != "knn-approx"
+                for p in bench.precisions_of(w, ["32", "bf16-mixed"])}
+    assert {(r["name"], r["precision"]) for r in rows if r["part"] == "bench"} == expected
+    assert set(seen) == expected
+    for (workload, precision), precisions in seen.items():
+        assert precisions == (set() if workload in bench.NO_NETWORK else {precision}), workload
+    (dcec,) = [r for r in rows if r["part"] == "workflow"]
+    assert 0 < dcec["acc"] <= 1 and "pretrain" in dcec["detail"]
+    out = gpu_check.write_rows(rows, tmp_path / "gpu_check.csv")
+    with out.open(newline="") as f:
+        written = list(csv.DictReader(f))
+    assert [r["name"] for r in written] == [r["name"] for r in rows]
+    assert {r["part"] for r in written} == {"tests", "bench", "workflow"}

@@ -9,10 +9,12 @@ import logging
 import pytest
 import torch
 import torch.serialization
+from torch import nn
 
 from stages.device import configure_torch, describe, resolve_device
 from stages.errors import ConfigError
 from stages.models import load_model, save_model
+from stages.precision import use_precision
 from stages.train import Checkpointer, LoopConfig, run_loop
 
 
@@ -82,16 +84,21 @@ def test_unknown_device_names_the_valid_choices(gpus, requested: str) -> None:
         resolve_device(requested)
 
 
-def test_a_gpu_device_turns_tf32_on_and_is_described_by_its_name(gpus, monkeypatch) -> None:
+def test_tf32_is_on_only_under_bf16_mixed_on_a_gpu_and_a_gpu_is_described_by_its_name(
+        gpus, monkeypatch) -> None:
     gpus(1)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
     before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     try:  # torch.backends' flags are properties: set and restored by hand
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-        configure_torch(None, torch.device("cpu"))
+        configure_torch(None, resolve_device("auto"))  # threads only: precision decides TF32
         assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
-        configure_torch(None, resolve_device("auto"))
+        use_precision(nn.Linear(2, 2), "bf16-mixed", torch.device("cpu"))
+        assert not torch.backends.cuda.matmul.allow_tf32  # a CPU model leaves CUDA alone
+        use_precision(nn.Linear(2, 2), "bf16-mixed", torch.device("cuda"))
         assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        use_precision(nn.Linear(2, 2), "32", torch.device("cuda"))
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
     assert describe(torch.device("cuda")) == "cuda (NVIDIA H200)"

@@ -31,7 +31,14 @@ from stages.methods.common import (
     target_update_row,
     to_device,
 )
-from stages.train import Checkpointer, LoopConfig, make_optimizer, map_batches, run_loop
+from stages.train import (
+    Checkpointer,
+    LoopConfig,
+    loop_settings,
+    make_optimizer,
+    map_batches,
+    run_loop,
+)
 
 
 def student_t_assign(z: torch.Tensor, centres: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
@@ -156,7 +163,7 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
     share_row = initial_gradient_shares(model, x, gamma, w_rec, int(params["batch_size"]))
     cfg = LoopConfig(batch_size=int(params["batch_size"]), max_steps=int(params["max_iter"]),
                      shuffle=bool(params.get("shuffle", False)), seed=seed, log_every=log_every,
-                     checkpoint_every=int(params.get("checkpoint_every", 1000)))
+                     **loop_settings(params))
     result = run_loop(model, optimizer, loss_fn, x.shape[0], cfg, device, hook=hook,
                       checkpoint=checkpoint, desc="finetune")
     model.eval()

@@ -52,6 +52,7 @@ from stages.train import (
     Checkpointer,
     EarlyStopping,
     LoopConfig,
+    loop_settings,
     make_optimizer,
     map_batches,
     run_loop,
@@ -220,7 +221,7 @@ def warm_start(model: DepictClusterer, x: torch.Tensor, pseudo_labels: torch.Ten
 
     cfg = LoopConfig(batch_size=batch, max_steps=int(params["warm_start_epochs"]) * spe,
                      shuffle=True, seed=seed, log_every=min(log_every, spe),
-                     checkpoint_every=int(params.get("checkpoint_every", 1000)))
+                     **loop_settings(params))
     optimizer = make_optimizer(list(model.parameters()),
                                {"name": "adam", "lr": float(params["lr"])})
     result = run_loop(model, optimizer, loss_fn, train_idx.shape[0], cfg, x.device,
@@ -295,7 +296,7 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
 
     cfg = LoopConfig(batch_size=batch, max_steps=int(params["max_epochs"]) * spe, shuffle=True,
                      seed=seed, log_every=min(log_every, spe),
-                     checkpoint_every=int(params.get("checkpoint_every", 1000)))
+                     **loop_settings(params))
     result = run_loop(model, optimizer, loss_fn, x.shape[0], cfg, device, hook=hook,
                       checkpoint=checkpoint, desc="finetune depict")
     model.eval()

@@ -31,6 +31,7 @@ from stages.train import (
     LoopConfig,
     LoopResult,
     chain_results,
+    loop_settings,
     make_optimizer,
     run_loop,
     steps_per_epoch,
@@ -70,7 +71,7 @@ def _fit_early_stopped(params: list[nn.Parameter], model: nn.Module, x: torch.Te
                                               "lr": float(recipe["optimizer"]["lr"])})
     cfg = LoopConfig(batch_size=batch, max_steps=epochs * spe, shuffle=True, seed=seed,
                      log_every=min(log_every, spe),
-                     checkpoint_every=int(recipe.get("checkpoint_every", 1000)))
+                     **loop_settings(recipe))
     result = run_loop(model, optimizer, lambda idx: {"loss": loss_fn(x[train_idx[idx]])},
                       train_idx.shape[0], cfg, x.device, hook=stopper, checkpoint=checkpoint,
                       desc=f"pretrain {phase}")

@@ -57,7 +57,14 @@ from stages.methods.dscdan_losses import (
     spectral_loss,
 )
 from stages.nets.dec import keras_init_
-from stages.train import Checkpointer, LoopConfig, make_optimizer, map_batches, run_loop
+from stages.train import (
+    Checkpointer,
+    LoopConfig,
+    loop_settings,
+    make_optimizer,
+    map_batches,
+    run_loop,
+)
 
 PREDICT_RULES = ("softmax", "spectral-kmeans")
 BANDWIDTHS = ("batch", "global")
@@ -321,7 +328,7 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
 
     cfg = LoopConfig(batch_size=batch, max_steps=int(params["max_epochs"]) * period,
                      shuffle=True, seed=seed, log_every=min(log_every, period),
-                     checkpoint_every=int(params.get("checkpoint_every", 1000)))
+                     **loop_settings(params))
     optimizer = make_optimizer(list(model.parameters()),
                                {"name": "adam", "lr": float(params["lr"])})
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):

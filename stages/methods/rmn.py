@@ -70,6 +70,7 @@ from stages.methods.common import (
 from stages.train import (
     Checkpointer,
     LoopConfig,
+    loop_settings,
     make_optimizer,
     map_batches,
     phase_steps,
@@ -451,7 +452,7 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
 
     cfg = LoopConfig(batch_size=batch, max_steps=phase_steps(params, "", spe), shuffle=True,
                      seed=seed, log_every=min(log_every, spe),
-                     checkpoint_every=int(params.get("checkpoint_every", 1000)))
+                     **loop_settings(params))
     result = run_loop(model, optimizer, loss_fn, x.shape[0], cfg, device, hook=monitor,
                       scheduler=scheduler, checkpoint=checkpoint, desc="finetune rmn")
     model.eval()

@@ -46,6 +46,7 @@ from stages.train import (
     LoopConfig,
     LoopResult,
     chain_results,
+    loop_settings,
     make_optimizer,
     phase_steps,
     run_loop,
@@ -213,7 +214,7 @@ def _sgd_phase(model: nn.Module, params: list[nn.Parameter], loss_fn, n_samples:
     cfg = LoopConfig(batch_size=batch, max_steps=phase_steps(recipe, length, spe), shuffle=True,
                      seed=seed,
                      log_every=min(log_every, spe),
-                     checkpoint_every=int(recipe.get("checkpoint_every", 1000)))
+                     **loop_settings(recipe))
     result = run_loop(model, optimizer, loss_fn, n_samples, cfg, device, scheduler=scheduler,
                       checkpoint=checkpoint, desc=f"pretrain {phase}")
     for row in result.history:

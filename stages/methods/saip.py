@@ -58,6 +58,7 @@ from stages.methods.common import (
 from stages.train import (
     Checkpointer,
     LoopConfig,
+    loop_settings,
     make_optimizer,
     map_batches,
     run_loop,
@@ -358,7 +359,7 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
                 for name, term in saip_kl_parts(*model(x[:batch_size]), kl, detach).items()})
     cfg = LoopConfig(batch_size=batch_size, max_steps=ep * re * spe, shuffle=True, seed=seed,
                      log_every=min(log_every, spe),
-                     checkpoint_every=int(params.get("checkpoint_every", 1000)))
+                     **loop_settings(params))
     result = run_loop(model, optimizer, loss_fn, x.shape[0], cfg, device, hook=hook,
                       scheduler=scheduler, checkpoint=checkpoint, desc="finetune saip")
     model.eval()
