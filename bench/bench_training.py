@@ -30,9 +30,15 @@ workload below the matmul rate is held back by its kernels' shapes or by everyth
 
 With ``--flops`` each workload also runs once more under PyTorch's FLOP counter (matmuls and
 convolutions, forward and backward, inside the measured part only): the row gets ``gflop``, the
-achieved ``achieved_gflops`` of the timed run, the fp32 square-matmul throughput
-``matmul_gflops`` measured in the same process on the same threads, and their ratio
-``of_matmul``.
+achieved ``achieved_gflops`` of the timed run, the square-matmul throughput ``matmul_gflops``
+of the run's dtype (fp32 at ``32``, bf16 at ``bf16-mixed``) measured in the same process on the
+same threads, and their ratio ``of_matmul``.
+
+Every workload runs at each of ``--precisions`` (default ``32 bf16-mixed``, one after the
+other, each in its own subprocess; stages/precision.py), the kNN graphs, which train no
+network, once. ``--limit N`` takes the first N samples (smoke runs); ``--clustpy-epochs P C``
+sets ``dec-clustpy``'s schedule. ``bench/clustpy_compare.py`` times ClustPy's DEC beside it;
+``bench/gpu_check.sh`` is the first run to make on a GPU.
 
 Rows are appended to ``bench/results.csv``. Run from the repository root:
 
@@ -454,7 +460,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=5, help="epochs per measurement (not clustpy)")
     p.add_argument("--flops", action="store_true",
                    help="also count each workload's GFLOP (a second, untimed run) and measure "
-                        "the fp32 matmul throughput on the same threads")
+                        "the matmul throughput of each precision's dtype on the same threads")
     p.add_argument("--profile", action="store_true",
                    help="also profile each workload (a third, untimed run) and write its top ops "
                         "by self time to bench/profiles/<workload>-<dataset>-<threads>t.md")

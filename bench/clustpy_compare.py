@@ -8,9 +8,10 @@ ratios to ``bench/clustpy.csv``.
 
 ClustPy is not a dependency: install it beside the package (``pip install --no-deps clustpy``;
 its DEC needs only torch, NumPy, scikit-learn and tqdm). Where it is not installed, the script
-says so and times ours only. ClustPy imports torchvision at module level but its DEC never calls
-it; where torchvision cannot be imported (the CPU torch wheel of this project's machines), an
-empty ``torchvision`` module is put in its place for the ClustPy subprocess only.
+says so and times ours only. ClustPy imports torchvision when ``clustpy.deep`` loads (for
+type annotations) but its DEC never calls it; where torchvision cannot be imported (beside
+the CPU torch wheel of this project's machines), empty stand-in modules take its place in the
+ClustPy subprocess only.
 
     python bench/clustpy_compare.py --threads 2
     python bench/clustpy_compare.py --threads 2 --precisions bf16-mixed --pretrain-epochs 10 \\
@@ -45,6 +46,21 @@ def clustpy_version() -> str | None:
         return None
 
 
+def _stand_in_torchvision(types) -> None:
+    """Empty ``torchvision``, ``torchvision.models`` and ``torchvision.models._api`` modules:
+    ClustPy 0.0.3 imports the package and its ``Weights``/``WeightsEnum`` classes (type
+    annotations of its convolutional and ResNet autoencoders) when ``clustpy.deep`` loads; DEC
+    with its default fully connected autoencoder calls none of it."""
+    root = types.ModuleType("torchvision")
+    models = types.ModuleType("torchvision.models")
+    api = types.ModuleType("torchvision.models._api")
+    api.Weights = type("Weights", (), {})
+    api.WeightsEnum = type("WeightsEnum", (), {})
+    root.models, models._api = models, api
+    sys.modules.update({"torchvision": root, "torchvision.models": models,
+                        "torchvision.models._api": api})
+
+
 def time_clustpy(dataset: str, threads: int, pretrain_epochs: int, clustering_epochs: int,
                  ) -> float:
     """Wall seconds of ``clustpy.deep.DEC(...).fit(X)`` on the dataset's (N, D) samples, in this
@@ -59,7 +75,7 @@ def time_clustpy(dataset: str, threads: int, pretrain_epochs: int, clustering_ep
     try:
         importlib.import_module("torchvision")
     except Exception:  # noqa: BLE001 - any import failure: ClustPy's DEC does not use it
-        sys.modules["torchvision"] = types.ModuleType("torchvision")
+        _stand_in_torchvision(types)
     from bench_training import load_dataset
     from clustpy.deep import DEC
     from threadpoolctl import threadpool_limits

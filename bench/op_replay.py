@@ -165,8 +165,8 @@ def ops_table(replayed: list[Replayed], wall_s: float, matmul_gflops: float,
     ceiling = flop / op_s / 1e9 if op_s else 0.0
     lines = [
         f"Timed run {wall_s:.2f} s, {flop / 1e9:.1f} GFLOP ({flop / 1e9 / wall_s:.1f} GFLOP/s, "
-        f"{100 * flop / 1e9 / wall_s / matmul_gflops:.0f}% of the fp32 matmul rate "
-        f"{matmul_gflops:.1f} GFLOP/s measured in the same process).",
+        f"{100 * flop / 1e9 / wall_s / matmul_gflops:.0f}% of the matmul rate "
+        f"{matmul_gflops:.1f} GFLOP/s of the run's dtype measured in the same process).",
         "",
         f"Its {sum(r.calls for r in replayed)} convolution and matmul calls ({len(replayed)} "
         f"distinct signatures), each replayed alone: {op_s:.2f} s ({100 * op_s / wall_s:.0f}% of "

