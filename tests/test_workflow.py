@@ -138,7 +138,7 @@ def test_full_run_writes_tables_and_figures(workflow):
     assert (history["kind"] == "target").sum() == 2  # one monitoring row per epoch
     history = pd.read_csv(workflow / "results/finetune/synthetic/dscdan/seed0/history.csv")
     assert {"spectral", "kl", "mi_global", "mi_local", "relative", "plain"} <= set(history.columns)
-    assert (history["kind"] == "check").sum() == 2  # one check before each group of 3 steps
+    assert (history["kind"] == "check").sum() == 6  # one check before each group of 3 steps
     terms = pd.read_csv(workflow / "results/pretrain/synthetic/dscdan-convae/seed0/history.csv")
     assert "plain" in terms.columns and "mi_global" not in terms.columns
     with h5py.File(workflow / "results/init/synthetic/dscdan/seed0/knn3.h5") as graph:
