@@ -506,22 +506,34 @@ def main() -> None:
                     f.flush()
 
 
+def run_in_subprocess(workload: str, dataset: str, *, device: str = "auto", threads: int = 2,
+                      epochs: int = 5, precision: str = "32", flops: bool = False,
+                      profile: bool = False, ops: bool = False,
+                      clustpy_epochs: tuple[int, int] = (100, 150),
+                      limit: int | None = None) -> dict:
+    """:func:`run_one` in a fresh subprocess (so that its peak memory is its own): its row.
+    Raises RuntimeError with the end of the subprocess's stderr when it fails."""
+    cmd = [sys.executable, __file__, "--one", workload, dataset, "--device", device,
+           "--threads", str(threads), "--epochs", str(epochs), "--precision", precision,
+           "--clustpy-epochs", *map(str, clustpy_epochs)]
+    if limit:
+        cmd += ["--limit", str(limit)]
+    cmd += [flag for flag, on in (("--flops", flops), ("--profile", profile), ("--ops", ops))
+            if on]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{workload} on {dataset} at {precision}: "
+                           + " ".join(proc.stderr.strip()[-600:].split()))
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def run_and_print(args: argparse.Namespace, workload: str, dataset: str, precision: str,
                   writer: csv.DictWriter) -> None:
     """Run one workload at one precision in a fresh subprocess, write its row, print a line."""
-    cmd = [sys.executable, __file__, "--one", workload, dataset, "--device",
-           args.device, "--threads", str(args.threads), "--epochs", str(args.epochs),
-           "--precision", precision, "--clustpy-epochs", *map(str, args.clustpy_epochs)]
-    if args.limit:
-        cmd += ["--limit", str(args.limit)]
-    if args.flops:
-        cmd.append("--flops")
-    if args.profile:
-        cmd.append("--profile")
-    if args.ops:
-        cmd.append("--ops")
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    row = run_in_subprocess(workload, dataset, device=args.device, threads=args.threads,
+                            epochs=args.epochs, precision=precision, flops=args.flops,
+                            profile=args.profile, ops=args.ops,
+                            clustpy_epochs=tuple(args.clustpy_epochs), limit=args.limit)
     writer.writerow(row)
     flops = (f"  {row['achieved_gflops']} GFLOP/s = {100 * row['of_matmul']:.0f}% "
              f"of matmul ({row['matmul_gflops']})" if "of_matmul" in row else "")
@@ -529,7 +541,6 @@ def run_and_print(args: argparse.Namespace, workload: str, dataset: str, precisi
           f"{row['s_per_epoch']:7.2f} s/epoch "
           f"{row['samples_per_s']:9.0f} samples/s  peak {row['peak_rss_mb']} MB RSS "
           f"{row['peak_gpu_mb']} MB GPU{flops}", flush=True)
-
 
 if __name__ == "__main__":
     main()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import subprocess
 import sys
 import time
@@ -93,11 +92,12 @@ def time_clustpy(dataset: str, threads: int, pretrain_epochs: int, clustering_ep
 def time_ours(dataset: str, threads: int, precision: str, pretrain_epochs: int,
               clustering_epochs: int) -> float:
     """Wall seconds of our ``dec-clustpy`` workload at ``precision`` (a fresh subprocess)."""
-    cmd = [sys.executable, str(REPO / "bench" / "bench_training.py"), "--one", "dec-clustpy",
-           dataset, "--device", "cpu", "--threads", str(threads), "--precision", precision,
-           "--clustpy-epochs", str(pretrain_epochs), str(clustering_epochs)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return float(json.loads(proc.stdout.strip().splitlines()[-1])["seconds"])
+    from bench_training import run_in_subprocess
+
+    row = run_in_subprocess("dec-clustpy", dataset, device="cpu", threads=threads,
+                            precision=precision,
+                            clustpy_epochs=(pretrain_epochs, clustering_epochs))
+    return float(row["seconds"])
 
 
 def main() -> None:

@@ -119,13 +119,10 @@ def workloads(device: str, smoke: bool) -> list[dict]:
 
 def _measured_run(workload: str, dataset: str, device: str, precision: str) -> dict:
     """One epoch of ``workload`` in a fresh subprocess (its own peak memory), FLOPs counted."""
-    cmd = [sys.executable, str(REPO / "bench" / "bench_training.py"), "--one", workload,
-           dataset, "--device", device, "--threads", "2", "--precision", precision,
-           "--epochs", "1", "--flops"]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr.strip()[-300:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    from bench_training import run_in_subprocess
+
+    return run_in_subprocess(workload, dataset, device=device, threads=2, epochs=1,
+                             precision=precision, flops=True)
 
 
 def _smoke_run(workload: str, dataset: str, device: str, precision: str) -> dict:

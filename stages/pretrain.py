@@ -25,7 +25,6 @@ from stages.methods import pretrain_objective
 from stages.methods.common import reconstruction_mse
 from stages.models import save_model
 from stages.nets import EMBEDDING_IS_N_CLUSTERS, UNIT_INPUT, build_network
-from stages.precision import use_precision
 from stages.provenance import provenance
 from stages.train import (
     Checkpointer,
@@ -132,7 +131,6 @@ def run(args: argparse.Namespace) -> None:
     if recipe["net"] in EMBEDDING_IS_N_CLUSTERS:
         arch.setdefault("embedding_dim", data.n_clusters)  # [paper] embedding = #clusters
     model = build_network(recipe["net"], data.input_shape, arch).to(device)
-    use_precision(model, recipe.get("precision", "32"), device)
     x = torch.as_tensor(x_train, device=device)
     out = Path(args.out_dir)
     checkpoint = Checkpointer(out / "checkpoint.pt", clock, key=args.job_key)
