@@ -37,8 +37,11 @@ same threads, and their ratio ``of_matmul``.
 Every workload runs at each of ``--precisions`` (default ``32 bf16-mixed``, one after the
 other, each in its own subprocess; stages/precision.py), the kNN graphs, which train no
 network, once. ``--limit N`` takes the first N samples (smoke runs); ``--clustpy-epochs P C``
-sets ``dec-clustpy``'s schedule. ``bench/clustpy_compare.py`` times ClustPy's DEC beside it;
-``bench/gpu_check.sh`` is the first run to make on a GPU.
+sets ``dec-clustpy``'s schedule. ``--compile on`` (or ``both``: off, then on) runs the
+training loops' losses through ``torch.compile`` (LoopConfig.compile): a one-epoch untimed
+warm-up in the same process compiles first (its wall seconds are ``compile_warmup_s``), so the
+timed run measures compiled steps from a warm cache. ``bench/clustpy_compare.py`` times
+ClustPy's DEC beside it; ``bench/gpu_check.sh`` is the first run to make on a GPU.
 
 Rows are appended to ``bench/results.csv``. Run from the repository root:
 
@@ -103,7 +106,7 @@ COLUMNS = ["date", "host", "device", "threads", "dataset", "workload", "precisio
            "batch_size",
            "steps", "epochs", "seconds", "s_per_epoch", "samples_per_s", "peak_rss_mb",
            "peak_gpu_mb", "torch", "gflop", "achieved_gflops", "matmul_gflops", "of_matmul",
-           "commit"]
+           "commit", "compile", "compile_warmup_s"]
 
 
 def load_dataset(name: str):
@@ -125,10 +128,13 @@ def load_dataset(name: str):
 def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs: int,
             flops: bool = False, profile: Path | None = None, ops: Path | None = None,
             precision: str = "32", clustpy_epochs: tuple[int, int] = (100, 150),
-            limit: int | None = None) -> dict:
+            limit: int | None = None, compile: bool = False) -> dict:
     """Run one workload at ``precision`` (``32`` | ``bf16-mixed``, stages/precision.py) in
     this process and return its measurements (``dec-clustpy``: ``clustpy_epochs`` pretraining
     and clustering epochs; ``limit``: the first ``limit`` samples only, for a smoke run).
+
+    With ``compile`` the losses run through ``torch.compile``; a one-epoch run, untimed,
+    compiles first (``compile_warmup_s``: its wall seconds, compilation included).
 
     With ``flops`` the workload runs a second time, untimed, under
     :class:`torch.utils.flop_counter.FlopCounterMode` (matmuls and convolutions, forward and
@@ -151,15 +157,21 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
     x = torch.as_tensor(data.X, device=device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    warmup_s: float | str = ""
+    if compile:
+        warm = Region(device)
+        _dispatch(workload, data, x, 1, warm, precision, (1, 1), compile)
+        warmup_s = round(warm.seconds, 2)
+        seed_everything(0)
     timed = Region(device)
-    measured = _dispatch(workload, data, x, epochs, timed, precision, clustpy_epochs)
+    measured = _dispatch(workload, data, x, epochs, timed, precision, clustpy_epochs, compile)
     row = {**_row(workload, dataset, device, threads, x, *measured, timed.seconds),
-           "precision": precision}
+           "precision": precision, "compile": int(compile), "compile_warmup_s": warmup_s}
     dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float32
     if flops:
         seed_everything(0)
         counted = Region(device, count_flops=True)
-        _dispatch(workload, data, x, epochs, counted, precision)
+        _dispatch(workload, data, x, epochs, counted, precision, compile=compile)
         gflop = counted.flops / 1e9
         peak = matmul_gflops(device, dtype)
         achieved = gflop / timed.seconds
@@ -168,7 +180,7 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
     if profile is not None:
         seed_everything(0)
         profiled = Region(device, profile=True)
-        _dispatch(workload, data, x, epochs, profiled, precision)
+        _dispatch(workload, data, x, epochs, profiled, precision, compile=compile)
         profile.parent.mkdir(parents=True, exist_ok=True)
         profile.write_text(
             f"# {workload} on {dataset}, {describe_device(device)}, {epochs} epoch(s), "
@@ -178,7 +190,7 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
     if ops is not None:
         seed_everything(0)
         recorded = Region(device, record_ops=True)
-        _dispatch(workload, data, x, epochs, recorded, precision)
+        _dispatch(workload, data, x, epochs, recorded, precision, compile=compile)
         peak = row.get("matmul_gflops") or matmul_gflops(device, dtype)
         replayed = OP_REPLAY.replay(recorded.calls, lambda: _sync(device))
         ops.parent.mkdir(parents=True, exist_ok=True)
@@ -285,18 +297,22 @@ def profile_table(ops: dict[str, list[float]], wall_s: float, top: int = 15) -> 
 
 
 def _dispatch(workload: str, data, x, epochs: int, region: Region, precision: str = "32",
-              clustpy_epochs: tuple[int, int] = (100, 150)) -> tuple[int, int, float]:
-    """Run ``workload`` once at ``precision``, its measured part inside ``region``:
+              clustpy_epochs: tuple[int, int] = (100, 150), compile: bool = False,
+              ) -> tuple[int, int, float]:
+    """Run ``workload`` once at ``precision`` (its training loops' losses through
+    ``torch.compile`` with ``compile``), its measured part inside ``region``:
     (batch_size, steps, epochs)."""
     if workload in WORKLOAD_MODULES:
-        return WORKLOAD_MODULES[workload].run(workload, data, x, epochs, region, precision)
+        return WORKLOAD_MODULES[workload].run(workload, data, x, epochs, region, precision,
+                                              compile=compile)
     if workload.startswith("depict"):
-        return _run_depict(workload, data, x, epochs, region, precision)
-    return _run_dec_family(workload, data, x, epochs, region, precision, clustpy_epochs)
+        return _run_depict(workload, data, x, epochs, region, precision, compile)
+    return _run_dec_family(workload, data, x, epochs, region, precision, clustpy_epochs, compile)
 
 
 def _run_dec_family(workload: str, data, x, epochs: int, region: Region, precision: str,
-                    clustpy_epochs: tuple[int, int] = (100, 150)) -> tuple[int, int, float]:
+                    clustpy_epochs: tuple[int, int] = (100, 150), compile: bool = False,
+                    ) -> tuple[int, int, float]:
     """The DEC family's workloads: (batch, steps, epochs); fine-tuning workloads measure the
     fine-tuning only (``dec-clustpy``: the whole of DEC, k-means included)."""
     from stages.init import kmeans_init
@@ -313,7 +329,7 @@ def _run_dec_family(workload: str, data, x, epochs: int, region: Region, precisi
                  else {"name": "adam", "lr": 0.001})
     batch = 256
     spe = steps_per_epoch(x.shape[0], batch)
-    loop = {"checkpoint_every": 10**9, "precision": precision}  # no checkpoints
+    loop = {"checkpoint_every": 10**9, "precision": precision, "compile": compile}  # no ckpts
     finetune = {"reconstruction_weight": 0.0 if workload.startswith("dec") else 1.0,
                 "clustering_weight": 1.0 if workload.startswith("dec") else 0.1,
                 "update_interval": 140, "tol": 0.0, "batch_size": batch, "lr": 0.001,
@@ -360,7 +376,7 @@ def _sync(device) -> None:
 
 
 def _run_depict(workload: str, data, x, epochs: int, region: Region, precision: str,
-                ) -> tuple[int, int, float]:
+                compile: bool = False) -> tuple[int, int, float]:
     """DEPICT's MdA pretraining or joint phase: (batch, steps, epochs)."""
     import torch
 
@@ -375,7 +391,7 @@ def _run_depict(workload: str, data, x, epochs: int, region: Region, precision: 
     model = model.to(device)
     recipe = {"epochs": epochs, "batch_size": batch, "optimizer": {"lr": 1e-4},
               "patience": 10**9, "validation_fraction": 0.1, "hidden_weight": 1.0,
-              "checkpoint_every": 10**9, "precision": precision}
+              "checkpoint_every": 10**9, "precision": precision, "compile": compile}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     if workload == "depict-pretrain":
@@ -388,7 +404,7 @@ def _run_depict(workload: str, data, x, epochs: int, region: Region, precision: 
     params = {"initial_q": "labels", "reconstruction_weight": 1.0, "hidden_weight": 1.0,
               "target": "sqrt", "tol": 0.0,
               "max_epochs": epochs, "batch_size": batch, "lr": 1e-4, "checkpoint_every": 10**9,
-              "precision": precision}
+              "precision": precision, "compile": compile}
     with region:
         res = depict.finetune(model, x, {"centres": centres, "labels": labels}, params, seed=0,
                               log_every=10**9)
@@ -445,6 +461,8 @@ def upgrade_header(path: Path) -> None:
     for row in rows:
         if "precision" not in row:  # rows from before the column were all fp32
             row["precision"] = "32"
+        if not row.get("compile"):  # rows from before the column were not compiled
+            row["compile"] = "0"
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
@@ -471,9 +489,13 @@ def main() -> None:
     p.add_argument("--precisions", nargs="+", default=["32", "bf16-mixed"],
                    choices=["32", "bf16-mixed"],
                    help="each workload is run at each, one after the other (default: both)")
+    p.add_argument("--compile", choices=["off", "on", "both"], default="off",
+                   help="the training losses through torch.compile: off (default), on, or both "
+                        "(each workload off, then on)")
     p.add_argument("--out", default=str(REPO / "bench" / "results.csv"))
     p.add_argument("--one", nargs=2, metavar=("WORKLOAD", "DATASET"), help=argparse.SUPPRESS)
     p.add_argument("--precision", default="32", help=argparse.SUPPRESS)
+    p.add_argument("--compiled", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--clustpy-epochs", nargs=2, type=int, default=[100, 150],
                    metavar=("PRETRAIN", "CLUSTERING"),
                    help="dec-clustpy's schedule (default ClustPy's: 100 150)")
@@ -481,7 +503,8 @@ def main() -> None:
                    help="the first N samples of each dataset only (a smoke run, not a measurement)")
     args = p.parse_args()
     if args.one:
-        suffix = "" if args.precision == "32" else f"-{args.precision}"
+        suffix = ("" if args.precision == "32" else f"-{args.precision}") + (
+            "-compiled" if args.compiled else "")
         stem = (REPO / "bench" / "profiles"
                 / f"{args.one[0]}-{args.one[1]}-{args.threads}t{suffix}")
         profile = stem.with_name(stem.name + ".md") if args.profile else None
@@ -490,7 +513,7 @@ def main() -> None:
                                  args.epochs, flops=args.flops, profile=profile, ops=ops,
                                  precision=args.precision,
                                  clustpy_epochs=tuple(args.clustpy_epochs),
-                                 limit=args.limit)))
+                                 limit=args.limit, compile=args.compiled)))
         return
     out = Path(args.out)
     upgrade_header(out)
@@ -502,7 +525,11 @@ def main() -> None:
         for dataset in args.datasets:
             for workload in args.workloads:
                 for precision in precisions_of(workload, args.precisions):
-                    run_and_print(args, workload, dataset, precision, writer)
+                    for compile in {"off": [False], "on": [True],
+                                    "both": [False, True]}[args.compile]:
+                        if compile and workload in NO_NETWORK:
+                            continue
+                        run_and_print(args, workload, dataset, precision, writer, compile)
                     f.flush()
 
 
@@ -510,7 +537,7 @@ def run_in_subprocess(workload: str, dataset: str, *, device: str = "auto", thre
                       epochs: int = 5, precision: str = "32", flops: bool = False,
                       profile: bool = False, ops: bool = False,
                       clustpy_epochs: tuple[int, int] = (100, 150),
-                      limit: int | None = None) -> dict:
+                      limit: int | None = None, compile: bool = False) -> dict:
     """:func:`run_one` in a fresh subprocess (so that its peak memory is its own): its row.
     Raises RuntimeError with the end of the subprocess's stderr when it fails."""
     cmd = [sys.executable, __file__, "--one", workload, dataset, "--device", device,
@@ -518,8 +545,8 @@ def run_in_subprocess(workload: str, dataset: str, *, device: str = "auto", thre
            "--clustpy-epochs", *map(str, clustpy_epochs)]
     if limit:
         cmd += ["--limit", str(limit)]
-    cmd += [flag for flag, on in (("--flops", flops), ("--profile", profile), ("--ops", ops))
-            if on]
+    cmd += [flag for flag, on in (("--flops", flops), ("--profile", profile), ("--ops", ops),
+                                  ("--compiled", compile)) if on]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{workload} on {dataset} at {precision}: "
@@ -528,16 +555,19 @@ def run_in_subprocess(workload: str, dataset: str, *, device: str = "auto", thre
 
 
 def run_and_print(args: argparse.Namespace, workload: str, dataset: str, precision: str,
-                  writer: csv.DictWriter) -> None:
-    """Run one workload at one precision in a fresh subprocess, write its row, print a line."""
+                  writer: csv.DictWriter, compile: bool = False) -> None:
+    """Run one workload at one precision (compiled or not) in a fresh subprocess, write its
+    row, print a line."""
     row = run_in_subprocess(workload, dataset, device=args.device, threads=args.threads,
                             epochs=args.epochs, precision=precision, flops=args.flops,
                             profile=args.profile, ops=args.ops,
-                            clustpy_epochs=tuple(args.clustpy_epochs), limit=args.limit)
+                            clustpy_epochs=tuple(args.clustpy_epochs), limit=args.limit,
+                            compile=compile)
     writer.writerow(row)
     flops = (f"  {row['achieved_gflops']} GFLOP/s = {100 * row['of_matmul']:.0f}% "
              f"of matmul ({row['matmul_gflops']})" if "of_matmul" in row else "")
-    print(f"{dataset:8s} {workload:15s} {precision:10s} {row['seconds']:8.1f} s "
+    compiled = f" compiled (warm-up {row['compile_warmup_s']} s)" if compile else ""
+    print(f"{dataset:8s} {workload:15s} {precision:10s}{compiled} {row['seconds']:8.1f} s "
           f"{row['s_per_epoch']:7.2f} s/epoch "
           f"{row['samples_per_s']:9.0f} samples/s  peak {row['peak_rss_mb']} MB RSS "
           f"{row['peak_gpu_mb']} MB GPU{flops}", flush=True)

@@ -34,11 +34,11 @@ def paper_recipes() -> tuple[dict[str, Any], dict[str, Any]]:
     return method_and_autoencoder(yaml.safe_load(CONFIG.read_text()), "dscdan", "paper")
 
 
-def run(workload: str, data, x, epochs: int, region, precision: str = "32",
-        ) -> tuple[int, int, float]:
+def run(workload: str, data, x, epochs: int, region, precision: str = "32", *,
+        compile: bool = False) -> tuple[int, int, float]:
     """Run ``workload``: returns (batch_size, steps, epochs); the timed
     part runs inside ``region`` (``bench_training.Region``)."""
-    loop = {"checkpoint_every": 10**9, "precision": precision}  # no checkpoints
+    loop = {"checkpoint_every": 10**9, "precision": precision, "compile": compile}  # no ckpts
     import numpy as np
 
     from stages.methods import dscdan, dscdan_pretrain, knn_graph

@@ -13,11 +13,11 @@ from __future__ import annotations
 WORKLOADS = ("rmn-rbm", "rmn-dae", "rmn-joint")
 
 
-def run(workload: str, data, x, epochs: int, region, precision: str = "32",
-        ) -> tuple[int, int, float]:
+def run(workload: str, data, x, epochs: int, region, precision: str = "32", *,
+        compile: bool = False) -> tuple[int, int, float]:
     """Run ``workload``; returns (batch size, steps, epochs); the timed
     part runs inside ``region`` (``bench_training.Region``)."""
-    loop = {"checkpoint_every": 10**9, "precision": precision}  # no checkpoints
+    loop = {"checkpoint_every": 10**9, "precision": precision, "compile": compile}  # no ckpts
 
     from stages.methods import rmn, rmn_pretrain
     from stages.methods.gmm_init import gmm_arrays

@@ -32,11 +32,11 @@ def paper_recipes(workload: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return method_and_autoencoder(yaml.safe_load(CONFIG.read_text()), method, "paper")
 
 
-def run(workload: str, data, x, epochs: int, region, precision: str = "32",
-        ) -> tuple[int, int, float]:
+def run(workload: str, data, x, epochs: int, region, precision: str = "32", *,
+        compile: bool = False) -> tuple[int, int, float]:
     """(batch_size, steps, epochs) of ``workload`` on ``x`` (N, ...) on the device; the timed
     part runs inside ``region`` (``bench_training.Region``)."""
-    loop = {"checkpoint_every": 10**9, "precision": precision}  # no checkpoints
+    loop = {"checkpoint_every": 10**9, "precision": precision, "compile": compile}  # no ckpts
     from stages.init import kmeans_init
     from stages.methods import saip
     from stages.methods.saip_pretrain import pretrain_denoising

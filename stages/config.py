@@ -241,6 +241,7 @@ def method_recipe(config: dict[str, Any], method: str) -> dict[str, Any]:
     merged["name"] = method
     if merged["family"] != "baseline":  # shallow baselines train no network
         merged["precision"] = str(config.get("precision", "32"))  # schema: 32, bf16-mixed
+        merged.update(_compile_setting(config))
     return resolve_schedule(merged, config["schedule"])
 
 
@@ -249,7 +250,15 @@ def autoencoder_recipe(config: dict[str, Any], ae: str) -> dict[str, Any]:
     recipe = copy.deepcopy(config["autoencoders"][ae])
     recipe["name"] = ae
     recipe["precision"] = str(config.get("precision", "32"))
+    recipe.update(_compile_setting(config))
     return resolve_schedule(recipe, config["schedule"])
+
+
+def _compile_setting(config: dict[str, Any]) -> dict[str, bool]:
+    """``{"compile": True}`` when the config turns ``compile`` on, else nothing: a recipe (and
+    the key of its jobs) carries the setting only when it is on, so runs made before the
+    option existed stay up to date."""
+    return {"compile": True} if config.get("compile", False) else {}
 
 
 def method_and_autoencoder(config: dict[str, Any], method: str,

@@ -69,6 +69,8 @@ class LoopConfig:
         checkpoint_every: steps between checkpoints (rounded up to a multiple of log_every).
         precision: ``32`` or ``bf16-mixed`` (:mod:`stages.precision`), applied to the model's
             layers when the loop starts.
+        compile: run ``loss_fn`` (its forward and, through AOTAutograd, its backward) as
+            ``torch.compile`` graphs (:func:`compiled_loss`); off by default (bench/README).
     """
 
     batch_size: int
@@ -78,13 +80,22 @@ class LoopConfig:
     log_every: int = 50
     checkpoint_every: int = 1000
     precision: str = "32"
+    compile: bool = False
 
 
 def loop_settings(recipe: dict[str, Any]) -> dict[str, Any]:
     """The :class:`LoopConfig` fields a stage recipe carries besides its schedule: the
-    checkpoint cadence the stage command sets and the recipe's ``precision``."""
+    checkpoint cadence the stage command sets, the recipe's ``precision`` and ``compile``."""
     return {"checkpoint_every": int(recipe.get("checkpoint_every", 1000)),
-            "precision": check_precision(recipe.get("precision", "32"))}
+            "precision": check_precision(recipe.get("precision", "32")),
+            "compile": bool(recipe.get("compile", False))}
+
+
+def compiled_loss(loss_fn: LossFn) -> LossFn:
+    """``loss_fn`` through ``torch.compile`` with static shapes (an epoch's smaller last batch
+    is a second graph). Parameters stay those of the eager modules, so optimisers, hooks,
+    checkpoints and ``state_dict`` keys are unchanged; what dynamo cannot trace runs eagerly."""
+    return torch.compile(loss_fn, dynamic=False)
 
 
 @dataclass
@@ -287,6 +298,7 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn
     """
     checkpoint = checkpoint or Checkpointer(None)
     use_precision(model, cfg.precision, device)
+    step_loss = compiled_loss(loss_fn) if cfg.compile else loss_fn
     ckpt_every = max(cfg.log_every, math.ceil(cfg.checkpoint_every / cfg.log_every) * cfg.log_every)
     spe = steps_per_epoch(n_samples, cfg.batch_size)
     history: list[dict[str, Any]] = []
@@ -334,7 +346,7 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn
                 stopped = True
                 break
             idx = batch_indices(step, n_samples, cfg, device)
-            terms = loss_fn(idx)
+            terms = step_loss(idx)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()

@@ -153,3 +153,16 @@ def test_pretrain_and_embed_run_at_the_recipe_precision(tmp_path: Path) -> None:
     assert z.dtype == np.float32
     np.testing.assert_array_equal(z, mixed)  # embedded in bf16, as pretrained
     assert not np.array_equal(z, fp32)
+
+
+def test_compile_reaches_every_trained_recipe_only_when_it_is_on() -> None:
+    default = _config()
+    assert "compile" not in stage_config.method_recipe(default, "dec")  # job keys unchanged
+    assert "compile" not in stage_config.autoencoder_recipe(default, "sae")
+    config = _config(compile=True)
+    assert stage_config.method_recipe(config, "dcec")["compile"] is True
+    assert stage_config.autoencoder_recipe(config, "cae")["compile"] is True
+    assert loop_settings(stage_config.method_recipe(config, "dec"))["compile"] is True
+    assert "compile" not in stage_config.method_recipe(config, "kmeans")
+    with pytest.raises(WorkflowError, match="is not of type 'boolean'"):
+        _config(compile="yes")

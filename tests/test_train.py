@@ -268,3 +268,38 @@ def test_a_corrupt_phase_checkpoint_costs_only_that_phase(tmp_path):
     assert (a.resumed_from, b.resumed_from) == (30, None)
     for got, want in zip(model.parameters(), reference.parameters(), strict=True):
         assert torch.equal(got, want)
+
+
+def test_a_compiled_loss_trains_like_the_eager_one_and_checkpoints_the_same_weights(tmp_path):
+    import torch._dynamo
+
+    def problem():
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(100, 5, generator=gen)
+        y = x @ torch.arange(5.0)
+        torch.manual_seed(1)
+        model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+
+        def loss_fn(idx):
+            mse = ((model(x[idx]).squeeze(1) - y[idx]) ** 2).mean()
+            return {"loss": mse, "mse": mse}
+
+        return model, torch.optim.SGD(model.parameters(), lr=1e-2), loss_fn
+
+    # batch 32 of 100: three full batches and one of 4 per epoch, i.e. two static graphs
+    cfg = LoopConfig(batch_size=32, max_steps=8, shuffle=True, seed=0, log_every=4)
+    eager, opt, loss_fn = problem()
+    run_loop(eager, opt, loss_fn, 100, cfg, torch.device("cpu"))
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    compiled, opt, loss_fn = problem()
+    ckpt = Checkpointer(tmp_path / "ckpt.pt")
+    res = run_loop(compiled, opt, loss_fn, 100, LoopConfig(**{**cfg.__dict__, "compile": True}),
+                   torch.device("cpu"), checkpoint=ckpt)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # it did compile
+    assert res.steps == 8
+    for (name, a), (other, b) in zip(eager.state_dict().items(), compiled.state_dict().items(),
+                                     strict=True):
+        assert name == other  # the compiled loop trains the eager modules, names unchanged
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert ckpt.load()["model"].keys() == eager.state_dict().keys()
