@@ -94,7 +94,13 @@ def loop_settings(recipe: dict[str, Any]) -> dict[str, Any]:
 def compiled_loss(loss_fn: LossFn) -> LossFn:
     """``loss_fn`` through ``torch.compile`` with static shapes (an epoch's smaller last batch
     is a second graph). Parameters stay those of the eager modules, so optimisers, hooks,
-    checkpoints and ``state_dict`` keys are unchanged; what dynamo cannot trace runs eagerly."""
+    checkpoints and ``state_dict`` keys are unchanged. What dynamo cannot trace, and any graph
+    the compiler fails on (torch 2.13's inductor fails on DSCDAN's fine-tuning loss), runs
+    eagerly, with the compiler's warning in the log: compiling is a speed option and must not
+    end a stage."""
+    import torch._dynamo
+
+    torch._dynamo.config.suppress_errors = True
     return torch.compile(loss_fn, dynamic=False)
 
 

@@ -46,6 +46,33 @@ def test_upgrade_header_keeps_the_old_rows(tmp_path):
     assert rows[0]["workload"] == "sae-pretrain" and rows[0]["seconds"] == "4.55"
     assert rows[0]["gflop"] == ""
     assert rows[0]["precision"] == "32"  # rows from before the column were fp32
+    assert rows[0]["compile"] == "0"  # nor were they compiled
+
+
+def test_the_summary_takes_each_workloads_latest_row_and_pairs_eager_with_compiled(tmp_path):
+    spec = importlib.util.spec_from_file_location("summary", REPO / "bench" / "summary.py")
+    summary = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summary)
+    import pandas as pd
+
+    rows = pd.DataFrame([
+        # workload, precision, compile, s/epoch, gflop, achieved, matmul, share, warm-up, commit
+        ("sae-pretrain", "32", None, 4.0, 100.0, 25.0, 80.0, 0.3125, None, "aaa"),  # old row
+        ("sae-pretrain", "32", 0, 2.0, 100.0, 50.0, 80.0, 0.625, None, "bbb"),
+        ("sae-pretrain", "32", 1, 1.6, 100.0, 62.5, 80.0, 0.78125, 9.0, "bbb"),
+        ("knn-exact", "32", 0, 0.2, 0.0, 0.0, 80.0, 0.0, None, "bbb"),
+        ("sae-pretrain", "bf16-mixed", 0, 1.0, 100.0, 100.0, 300.0, 0.333, None, "bbb"),
+    ], columns=["workload", "precision", "compile", "s_per_epoch", "gflop", "achieved_gflops",
+                "matmul_gflops", "of_matmul", "compile_warmup_s", "commit"])
+    rows = rows.assign(dataset="mnist5k", threads=1)
+    latest = summary.latest_rows(rows, threads=1)
+    assert len(latest) == 4 and list(latest["workload"]).count("sae-pretrain") == 3
+    table = summary.throughput_table(latest)
+    assert "| sae-pretrain | 32 | no | 2.000 | 100.0 | 50.0 | 80.0 | 62% |" in table
+    assert "| knn-exact | 32 | no | 0.200 |  |  | 80.0 |  |" in table  # no matmuls: no share
+    assert "| sae-pretrain | 32 | 2.000 | 1.600 | 1.25× | 9.0 |" in summary.compile_table(latest)
+    assert "bf16-mixed" not in summary.compile_table(latest)  # no compiled row to pair with
+    assert summary.latest_rows(rows, commit="aaa")["s_per_epoch"].tolist() == [4.0]
 
 
 def test_matmul_throughput_is_positive_in_fp32_and_bf16():
