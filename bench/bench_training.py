@@ -37,10 +37,13 @@ same threads, and their ratio ``of_matmul``.
 Every workload runs at each of ``--precisions`` (default ``32 bf16-mixed``, one after the
 other, each in its own subprocess; stages/precision.py), the kNN graphs, which train no
 network, once. ``--limit N`` takes the first N samples (smoke runs); ``--clustpy-epochs P C``
-sets ``dec-clustpy``'s schedule. ``--compile on`` (or ``both``: off, then on) runs the
-training loops' losses through ``torch.compile`` (LoopConfig.compile): a one-epoch untimed
-warm-up in the same process compiles first (its wall seconds are ``compile_warmup_s``), so the
-timed run measures compiled steps from a warm cache. ``bench/clustpy_compare.py`` times
+sets ``dec-clustpy``'s schedule. Before its timed run every workload runs once for one epoch,
+untimed, in the same process (``warmup_s``: its wall seconds), so that the timed epochs are
+the steady state a long stage runs in, not the process's first steps (thread pools, first
+allocations, kernel set-up: up to 40% of a 2-epoch run of the MLP workloads); ``--no-warmup``
+times the cold run, as rows before the column did. ``--compile on`` (or ``both``: off, then
+on) runs the training loops' losses through ``torch.compile`` (LoopConfig.compile); the
+warm-up compiles, so the timed run measures compiled steps. ``bench/clustpy_compare.py`` times
 ClustPy's DEC beside it; ``bench/gpu_check.sh`` is the first run to make on a GPU.
 
 Rows are appended to ``bench/results.csv``. Run from the repository root:
@@ -106,7 +109,7 @@ COLUMNS = ["date", "host", "device", "threads", "dataset", "workload", "precisio
            "batch_size",
            "steps", "epochs", "seconds", "s_per_epoch", "samples_per_s", "peak_rss_mb",
            "peak_gpu_mb", "torch", "gflop", "achieved_gflops", "matmul_gflops", "of_matmul",
-           "commit", "compile", "compile_warmup_s"]
+           "commit", "compile", "warmup_s"]
 
 
 def load_dataset(name: str):
@@ -128,13 +131,13 @@ def load_dataset(name: str):
 def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs: int,
             flops: bool = False, profile: Path | None = None, ops: Path | None = None,
             precision: str = "32", clustpy_epochs: tuple[int, int] = (100, 150),
-            limit: int | None = None, compile: bool = False) -> dict:
+            limit: int | None = None, compile: bool = False, warmup: bool = True) -> dict:
     """Run one workload at ``precision`` (``32`` | ``bf16-mixed``, stages/precision.py) in
     this process and return its measurements (``dec-clustpy``: ``clustpy_epochs`` pretraining
     and clustering epochs; ``limit``: the first ``limit`` samples only, for a smoke run).
 
-    With ``compile`` the losses run through ``torch.compile``; a one-epoch run, untimed,
-    compiles first (``compile_warmup_s``: its wall seconds, compilation included).
+    With ``warmup`` a one-epoch run, untimed, comes first (``warmup_s``: its wall seconds,
+    compilation included). With ``compile`` the losses run through ``torch.compile``.
 
     With ``flops`` the workload runs a second time, untimed, under
     :class:`torch.utils.flop_counter.FlopCounterMode` (matmuls and convolutions, forward and
@@ -158,7 +161,7 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     warmup_s: float | str = ""
-    if compile:
+    if warmup:
         warm = Region(device)
         _dispatch(workload, data, x, 1, warm, precision, (1, 1), compile)
         warmup_s = round(warm.seconds, 2)
@@ -166,7 +169,7 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
     timed = Region(device)
     measured = _dispatch(workload, data, x, epochs, timed, precision, clustpy_epochs, compile)
     row = {**_row(workload, dataset, device, threads, x, *measured, timed.seconds),
-           "precision": precision, "compile": int(compile), "compile_warmup_s": warmup_s}
+           "precision": precision, "compile": int(compile), "warmup_s": warmup_s}
     dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float32
     if flops:
         seed_everything(0)
@@ -463,6 +466,8 @@ def upgrade_header(path: Path) -> None:
             row["precision"] = "32"
         if not row.get("compile"):  # rows from before the column were not compiled
             row["compile"] = "0"
+        if "compile_warmup_s" in row:  # the column's first name
+            row["warmup_s"] = row.pop("compile_warmup_s")
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
@@ -496,6 +501,8 @@ def main() -> None:
     p.add_argument("--one", nargs=2, metavar=("WORKLOAD", "DATASET"), help=argparse.SUPPRESS)
     p.add_argument("--precision", default="32", help=argparse.SUPPRESS)
     p.add_argument("--compiled", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--no-warmup", action="store_true",
+                   help="time each workload's first run in its process (no untimed epoch first)")
     p.add_argument("--clustpy-epochs", nargs=2, type=int, default=[100, 150],
                    metavar=("PRETRAIN", "CLUSTERING"),
                    help="dec-clustpy's schedule (default ClustPy's: 100 150)")
@@ -513,7 +520,8 @@ def main() -> None:
                                  args.epochs, flops=args.flops, profile=profile, ops=ops,
                                  precision=args.precision,
                                  clustpy_epochs=tuple(args.clustpy_epochs),
-                                 limit=args.limit, compile=args.compiled)))
+                                 limit=args.limit, compile=args.compiled,
+                                 warmup=not args.no_warmup)))
         return
     out = Path(args.out)
     upgrade_header(out)
@@ -537,7 +545,8 @@ def run_in_subprocess(workload: str, dataset: str, *, device: str = "auto", thre
                       epochs: int = 5, precision: str = "32", flops: bool = False,
                       profile: bool = False, ops: bool = False,
                       clustpy_epochs: tuple[int, int] = (100, 150),
-                      limit: int | None = None, compile: bool = False) -> dict:
+                      limit: int | None = None, compile: bool = False,
+                      warmup: bool = True) -> dict:
     """:func:`run_one` in a fresh subprocess (so that its peak memory is its own): its row.
     Raises RuntimeError with the end of the subprocess's stderr when it fails."""
     cmd = [sys.executable, __file__, "--one", workload, dataset, "--device", device,
@@ -546,7 +555,7 @@ def run_in_subprocess(workload: str, dataset: str, *, device: str = "auto", thre
     if limit:
         cmd += ["--limit", str(limit)]
     cmd += [flag for flag, on in (("--flops", flops), ("--profile", profile), ("--ops", ops),
-                                  ("--compiled", compile)) if on]
+                                  ("--compiled", compile), ("--no-warmup", not warmup)) if on]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{workload} on {dataset} at {precision}: "
@@ -562,11 +571,11 @@ def run_and_print(args: argparse.Namespace, workload: str, dataset: str, precisi
                             epochs=args.epochs, precision=precision, flops=args.flops,
                             profile=args.profile, ops=args.ops,
                             clustpy_epochs=tuple(args.clustpy_epochs), limit=args.limit,
-                            compile=compile)
+                            compile=compile, warmup=not args.no_warmup)
     writer.writerow(row)
     flops = (f"  {row['achieved_gflops']} GFLOP/s = {100 * row['of_matmul']:.0f}% "
              f"of matmul ({row['matmul_gflops']})" if "of_matmul" in row else "")
-    compiled = f" compiled (warm-up {row['compile_warmup_s']} s)" if compile else ""
+    compiled = f" compiled (warm-up {row['warmup_s']} s)" if compile else ""
     print(f"{dataset:8s} {workload:15s} {precision:10s}{compiled} {row['seconds']:8.1f} s "
           f"{row['s_per_epoch']:7.2f} s/epoch "
           f"{row['samples_per_s']:9.0f} samples/s  peak {row['peak_rss_mb']} MB RSS "

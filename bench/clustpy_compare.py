@@ -95,7 +95,7 @@ def time_ours(dataset: str, threads: int, precision: str, pretrain_epochs: int,
     from bench_training import run_in_subprocess
 
     row = run_in_subprocess("dec-clustpy", dataset, device="cpu", threads=threads,
-                            precision=precision,
+                            precision=precision, warmup=False,  # ClustPy's run is cold too
                             clustpy_epochs=(pretrain_epochs, clustering_epochs))
     return float(row["seconds"])
 

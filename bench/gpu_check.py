@@ -130,7 +130,7 @@ def _smoke_run(workload: str, dataset: str, device: str, precision: str) -> dict
     from bench_training import run_one
 
     return run_one(workload, dataset, device, 2, 1, precision=precision, clustpy_epochs=(1, 1),
-                   limit=256)
+                   limit=256, warmup=False)
 
 
 def dcec_paper(device: str, smoke: bool) -> list[dict]:

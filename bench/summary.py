@@ -3,7 +3,7 @@
 against the matmul throughput of its dtype measured in the same process.
 
     python bench/summary.py --threads 1 --commit f72baf4          # the fp32/bf16 table
-    python bench/summary.py --threads 1 --commit db06cc5 --compile  # eager against compiled
+    python bench/summary.py --threads 1 --commit db06cc5 6f42423 --compile  # eager vs compiled
 
 ``--compile`` pairs each workload's eager and compiled rows of the same precision and adds the
 compiled run's speed-up per epoch and its warm-up (compilation included).
@@ -19,15 +19,17 @@ import pandas as pd
 RESULTS = Path(__file__).resolve().parent / "results.csv"
 
 
-def latest_rows(results: pd.DataFrame, threads: int | None = None, commit: str | None = None,
-                dataset: str = "mnist5k") -> pd.DataFrame:
+def latest_rows(results: pd.DataFrame, threads: int | None = None,
+                commit: str | list[str] | None = None, dataset: str = "mnist5k") -> pd.DataFrame:
     """The last row of every (workload, precision, compile) among the rows of ``dataset`` made
-    on ``threads`` threads by a commit starting with ``commit``, in the file's workload order."""
+    on ``threads`` threads by a commit starting with ``commit`` (or any of a list), in the
+    file's workload order."""
     rows = results[results["dataset"] == dataset]
     if threads is not None:
         rows = rows[rows["threads"] == threads]
     if commit:
-        rows = rows[rows["commit"].astype(str).str.startswith(commit)]
+        prefixes = (commit,) if isinstance(commit, str) else tuple(commit)
+        rows = rows[rows["commit"].astype(str).str.startswith(prefixes)]
     rows = rows.assign(compile=rows["compile"].fillna(0).astype(int))
     order = {name: i for i, name in enumerate(dict.fromkeys(rows["workload"]))}
     last = rows.groupby(["workload", "precision", "compile"], sort=False).tail(1)
@@ -66,7 +68,7 @@ def compile_table(rows: pd.DataFrame) -> str:
             continue
         e, c = float(eager["s_per_epoch"].iloc[-1]), float(compiled["s_per_epoch"].iloc[-1])
         lines.append(f"| {workload} | {precision} | {e:.3f} | {c:.3f} | {e / c:.2f}× "
-                     f"| {_num(compiled['compile_warmup_s'].iloc[-1])} |")
+                     f"| {_num(compiled['warmup_s'].iloc[-1])} |")
     return "\n".join(lines)
 
 
@@ -74,7 +76,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--results", default=str(RESULTS))
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--commit", default=None, help="rows of commits starting with this only")
+    p.add_argument("--commit", nargs="+", default=None,
+                   help="rows of commits starting with one of these only")
     p.add_argument("--dataset", default="mnist5k")
     p.add_argument("--compile", action="store_true", help="eager against compiled instead")
     args = p.parse_args()

@@ -63,7 +63,7 @@ def test_the_summary_takes_each_workloads_latest_row_and_pairs_eager_with_compil
         ("knn-exact", "32", 0, 0.2, 0.0, 0.0, 80.0, 0.0, None, "bbb"),
         ("sae-pretrain", "bf16-mixed", 0, 1.0, 100.0, 100.0, 300.0, 0.333, None, "bbb"),
     ], columns=["workload", "precision", "compile", "s_per_epoch", "gflop", "achieved_gflops",
-                "matmul_gflops", "of_matmul", "compile_warmup_s", "commit"])
+                "matmul_gflops", "of_matmul", "warmup_s", "commit"])
     rows = rows.assign(dataset="mnist5k", threads=1)
     latest = summary.latest_rows(rows, threads=1)
     assert len(latest) == 4 and list(latest["workload"]).count("sae-pretrain") == 3
