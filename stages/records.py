@@ -1,6 +1,8 @@
 """Reproduction records: the ``schedule: paper`` rows kept in ``docs/reproduction/``.
 
     python -m stages.records append RUN/results/tables/all.csv --config config/reproduce-X.yaml
+    python -m stages.records append RUN/.../all.csv --config config/reproduce-X-bf16.yaml \
+        --variant-of config/reproduce-X.yaml
     python -m stages.records table
 
 ``append`` adds a finished run's rows of ``all.csv`` to ``docs/reproduction/all.csv`` and
@@ -8,19 +10,27 @@ rebuilds ``paper_vs_ours.md`` beside it. It refuses, writing nothing, a row whos
 not ``paper``, whose commit is missing or is not an ancestor of this checkout's HEAD, or that is
 already recorded (same dataset, method, seed and config; ``--replace`` replaces it). ``table``
 only rebuilds ``paper_vs_ours.md`` from the recorded rows, with :mod:`stages.aggregate`.
+
+A run made to check a variant of a recorded run (the same methods and seeds under another
+precision, say) is appended with ``--variant-of`` the recorded run's config. Its rows carry that
+config in the ``variant_of`` column; they are left out of ``paper_vs_ours.md`` (which compares
+the reference runs with the papers) and compared with their reference in ``variants.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import subprocess
 from pathlib import Path
 
 import pandas as pd
+from scipy import stats
 
 from stages.aggregate import (
     DEFAULT_REFERENCE,
+    _md_table,
     load_reference,
     paper_vs_ours,
     summary_table,
@@ -35,6 +45,9 @@ log = logging.getLogger("stages.records")
 REPO = Path(__file__).resolve().parent.parent
 RECORDS = REPO / "docs" / "reproduction"
 KEY = ["dataset", "method", "seed", "config"]
+#: the columns variants.md compares: ACC, NMI (sqrt) and the wall time of each stage
+VARIANT_METRICS = ("acc", "nmi_sqrt")
+VARIANT_TIMES = ("wall_s_pretrain", "wall_s_finetune")
 
 
 def is_ancestor(commit: str, repo: Path = REPO) -> bool:
@@ -68,22 +81,105 @@ def check_rows(rows: pd.DataFrame, source: str | Path, repo: Path = REPO) -> Non
                             + "; ".join(problems))
 
 
+def reference_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``table`` that are not variants of another config (``variant_of`` empty)."""
+    if "variant_of" not in table.columns:
+        return table
+    return table[table["variant_of"].isna() | (table["variant_of"].astype(str) == "")]
+
+
+def _spread(values: pd.Series) -> str:
+    """``mean ± std [min, max]`` in percent (1 decimal) of a column of fractions."""
+    v = 100 * values.astype(float)
+    text = f"{v.mean():.1f}"
+    if len(v) > 1:
+        text += f" ± {v.std(ddof=1):.1f} [{v.min():.1f}, {v.max():.1f}]"
+    return text
+
+
+def variant_comparison(table: pd.DataFrame) -> str:
+    """Markdown: each variant config's runs beside the runs of the config it is a variant of.
+
+    Per (variant, dataset, method): the seeds both configs ran, ACC and NMI (sqrt) of each as
+    ``mean ± std [min, max]`` over those seeds, Δ of the means, whether the variant's mean lies
+    inside the reference's [min, max] over seeds, Welch's t-test p of the ACC, and the
+    reference's over the variant's mean wall seconds per stage (pretraining, fine-tuning;
+    > 1: the variant is faster).
+    """
+    lines = ["# Variants beside the runs they vary", "",
+             "Each variant config ran the same methods and seeds as a recorded reference run, "
+             "with one thing changed (its config file says what). ACC and NMI (sqrt, the DCEC "
+             "code's) in percent: mean ± sample std [min, max] over the seeds both ran. "
+             "\"inside\": the variant's mean lies inside the reference's [min, max] over seeds; "
+             "p: Welch's two-sided t-test of the two sets of ACC over seeds. "
+             "Speed-up: the reference's mean wall seconds over the variant's, per stage (a stage "
+             "shared by several methods, such as one autoencoder, is counted in each). The two "
+             "runs were made in different sittings, whatever else the machine ran: "
+             "bench/results.csv holds the controlled, same-process speed comparison.", ""]
+    if "variant_of" not in table.columns:
+        return "\n".join(lines + ["No variant runs are recorded.", ""])
+    variants = table[~table.index.isin(reference_rows(table).index)]
+    if variants.empty:
+        return "\n".join(lines + ["No variant runs are recorded.", ""])
+    for (config, base), block in variants.groupby(["config", "variant_of"], sort=True):
+        lines += [f"## `{config}` beside `{base}`", ""]
+        rows = []
+        reference = table[table["config"] == base]
+        for (dataset, method), ours in block.groupby(["dataset", "method"], sort=False):
+            ref = reference[(reference["dataset"] == dataset) & (reference["method"] == method)]
+            seeds = sorted(set(ours["seed"]) & set(ref["seed"]))
+            if not seeds:
+                rows.append([str(dataset), str(method), "0", *["—"] * 8])
+                continue
+            a = ref[ref["seed"].isin(seeds)]
+            b = ours[ours["seed"].isin(seeds)]
+            cells = [str(dataset), str(method), str(len(seeds))]
+            for metric in VARIANT_METRICS:
+                cells += [_spread(a[metric]), _spread(b[metric]),
+                          f"{100 * (b[metric].mean() - a[metric].mean()):+.1f}"]
+            inside = a["acc"].min() <= b["acc"].mean() <= a["acc"].max()
+            cells.append("yes" if inside else "no")
+            if len(seeds) > 1:
+                test = stats.ttest_ind(b["acc"].astype(float), a["acc"].astype(float),
+                                       equal_var=False)
+                cells.append("—" if math.isnan(test.pvalue) else f"{test.pvalue:.2f}")
+            else:
+                cells.append("—")
+            for col in VARIANT_TIMES:
+                if col in a and col in b and b[col].mean() > 0 and a[col].notna().all():
+                    cells.append(f"{a[col].mean() / b[col].mean():.2f}×")
+                else:
+                    cells.append("—")
+            rows.append(cells)
+        header = ["dataset", "method", "seeds", "ACC reference", "ACC variant", "Δ ACC",
+                  "NMI reference", "NMI variant", "Δ NMI", "ACC inside", "p (Welch, ACC)",
+                  "speed-up pretraining", "speed-up fine-tuning"]
+        lines += _md_table(header, rows) + [""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def rebuild_table(records: Path = RECORDS,
                   reference: str | Path | None = DEFAULT_REFERENCE) -> Path:
-    """Write ``records/paper_vs_ours.md`` from ``records/all.csv``; return its path."""
+    """Write ``records/paper_vs_ours.md`` (reference rows) and ``records/variants.md`` from
+    ``records/all.csv``; return the path of the first."""
     runs = pd.read_csv(records / "all.csv")
     ref = load_reference(reference) if reference else None
-    text = paper_vs_ours(summary_table(runs), ref)
+    text = paper_vs_ours(summary_table(reference_rows(runs)), ref)
     header = ("<!-- Generated by `python -m stages.records table` from all.csv; do not edit. -->"
               "\n\n")
     out = records / "paper_vs_ours.md"
     write_text(header + text, out)
+    if "variant_of" in runs.columns:
+        write_text(header + variant_comparison(runs), records / "variants.md")
     return out
 
 
 def append(run_table: str | Path, config: str, *, records: Path = RECORDS,
-           replace: bool = False, repo: Path = REPO) -> int:
-    """Add the rows of ``run_table`` (a run's all.csv) made with ``config``; return how many."""
+           replace: bool = False, repo: Path = REPO, variant_of: str | None = None) -> int:
+    """Add the rows of ``run_table`` (a run's all.csv) made with ``config``; return how many.
+
+    ``variant_of``: the config of recorded rows these rows are a variant of (see module).
+    """
     path = Path(run_table)
     if not path.exists():
         raise DataFileError(f"{path}: not found; pass the all.csv of a finished run "
@@ -98,6 +194,15 @@ def append(run_table: str | Path, config: str, *, records: Path = RECORDS,
     rows.insert(list(rows.columns).index("schedule") + 1, "config", config)
     target = records / "all.csv"
     old = pd.read_csv(target) if target.exists() else rows.iloc[:0]
+    if variant_of is not None:
+        if variant_of == config:
+            raise ConfigError(f"--variant-of {variant_of}: a config cannot be a variant of "
+                              "itself; name the config of the recorded run it varies")
+        if "config" not in old.columns or not (old["config"] == variant_of).any():
+            known = sorted(set(old["config"])) if "config" in old.columns else []
+            raise ConfigError(f"--variant-of {variant_of}: no recorded rows were made with it; "
+                              f"recorded configs: {known}. Record the reference run first.")
+    rows.insert(list(rows.columns).index("config") + 1, "variant_of", variant_of)
     clash = old.merge(rows[KEY], on=KEY, how="inner")
     if len(clash) and not replace:
         raise DataFileError(f"{target}: already holds {clash[KEY].to_dict('records')}; pass "
@@ -122,13 +227,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the config file layered on config.yaml, e.g. "
                           "config/reproduce-dec.yaml")
     add.add_argument("--replace", action="store_true", help="replace rows already recorded")
+    add.add_argument("--variant-of", metavar="CONFIG",
+                     help="the config of recorded rows this run is a variant of (e.g. "
+                          "config/reproduce-dec.yaml for a bf16-mixed rerun); compared in "
+                          "variants.md, left out of paper_vs_ours.md")
     sub.add_parser("table", help="rebuild docs/reproduction/paper_vs_ours.md")
     return parser
 
 
 def run(args: argparse.Namespace) -> None:
     if args.command == "append":
-        n = append(args.table, args.config, replace=args.replace)
+        n = append(args.table, args.config, replace=args.replace, variant_of=args.variant_of)
         log.info("recorded %d row(s) in %s", n, RECORDS / "all.csv")
     else:
         log.info("wrote %s", rebuild_table())

@@ -87,3 +87,40 @@ def test_append_refuses_and_writes_nothing(tmp_path, repo, problem):
     with pytest.raises(error, match=message):
         records.append(table, config, records=out, repo=root)
     assert not out.exists()
+
+
+def test_a_variant_run_is_compared_with_its_reference_and_kept_out_of_the_paper_table(tmp_path,
+                                                                                       repo):
+    root, head, _ = repo
+    out = tmp_path / "records"
+    (root / "config" / "reproduce-dec-bf16.yaml").write_text("precision: bf16-mixed\n")
+    _git(root, "add", ".")
+    _git(root, "commit", "-q", "-m", "bf16")
+    head = _git(root, "rev-parse", "HEAD")
+    with pytest.raises(ConfigError, match="Record the reference run first"):
+        records.append(_run_table(tmp_path / "v" / "all.csv", head, seeds=(0, 1, 2)),
+                       "config/reproduce-dec-bf16.yaml", records=out, repo=root,
+                       variant_of="config/reproduce-dec.yaml")
+    assert not (out / "all.csv").exists()
+    records.append(_run_table(tmp_path / "r" / "all.csv", head, seeds=(0, 1, 2)),
+                   "config/reproduce-dec.yaml", records=out, repo=root)
+    before = (out / "paper_vs_ours.md").read_text()
+    variant = pd.read_csv(tmp_path / "v" / "all.csv")
+    variant["acc"] = [0.70, 0.61, 0.62]        # mean 0.643: outside the reference's [0.60, 0.62]
+    variant["wall_s_pretrain"] = 5.0           # half the reference's 10 s
+    variant.to_csv(tmp_path / "v" / "all.csv", index=False)
+    with pytest.raises(ConfigError, match="variant of itself"):
+        records.append(tmp_path / "v" / "all.csv", "config/reproduce-dec.yaml", records=out,
+                       repo=root, variant_of="config/reproduce-dec.yaml")
+    records.append(tmp_path / "v" / "all.csv", "config/reproduce-dec-bf16.yaml", records=out,
+                   repo=root, variant_of="config/reproduce-dec.yaml")
+    table = pd.read_csv(out / "all.csv")
+    assert table["variant_of"].isna().sum() == 3
+    assert (table["variant_of"] == "config/reproduce-dec.yaml").sum() == 3
+    assert (out / "paper_vs_ours.md").read_text() == before  # 3 reference seeds, not 6
+    md = (out / "variants.md").read_text()
+    assert "## `config/reproduce-dec-bf16.yaml` beside `config/reproduce-dec.yaml`" in md
+    row = next(x for x in md.splitlines() if x.startswith("| mnist5k | dec | 3 |")).split(" | ")
+    assert row[3] == "61.0 ± 1.0 [60.0, 62.0]" and row[4] == "64.3 ± 4.9 [61.0, 70.0]"
+    assert row[5] == "+3.3" and row[9] == "no" and row[11] == "2.00×"
+    assert 0 < float(row[10]) < 1
