@@ -3,6 +3,7 @@
 against the matmul throughput of its dtype measured in the same process.
 
     python bench/summary.py --threads 1 --commit f72baf4          # the fp32/bf16 table
+    python bench/summary.py --threads 2 --commit fe3e1d2 --flops  # rows with FLOPs only
     python bench/summary.py --threads 1 --commit db06cc5 6f42423 --compile  # eager vs compiled
 
 ``--compile`` pairs each workload's eager and compiled rows of the same precision and adds the
@@ -20,11 +21,15 @@ RESULTS = Path(__file__).resolve().parent / "results.csv"
 
 
 def latest_rows(results: pd.DataFrame, threads: int | None = None,
-                commit: str | list[str] | None = None, dataset: str = "mnist5k") -> pd.DataFrame:
+                commit: str | list[str] | None = None, dataset: str = "mnist5k",
+                flops: bool = False) -> pd.DataFrame:
     """The last row of every (workload, precision, compile) among the rows of ``dataset`` made
     on ``threads`` threads by a commit starting with ``commit`` (or any of a list), in the
-    file's workload order."""
+    file's workload order; with ``flops``, among the rows of runs that counted FLOPs only
+    (those with a measured matmul throughput)."""
     rows = results[results["dataset"] == dataset]
+    if flops:
+        rows = rows[rows["matmul_gflops"].notna()]
     if threads is not None:
         rows = rows[rows["threads"] == threads]
     if commit:
@@ -80,8 +85,11 @@ def main() -> None:
                    help="rows of commits starting with one of these only")
     p.add_argument("--dataset", default="mnist5k")
     p.add_argument("--compile", action="store_true", help="eager against compiled instead")
+    p.add_argument("--flops", action="store_true",
+                   help="rows of runs that counted FLOPs (bench_training.py --flops) only")
     args = p.parse_args()
-    rows = latest_rows(pd.read_csv(args.results), args.threads, args.commit, args.dataset)
+    rows = latest_rows(pd.read_csv(args.results), args.threads, args.commit, args.dataset,
+                       args.flops)
     if rows.empty:
         raise SystemExit(f"{args.results}: no rows of {args.dataset} with threads={args.threads} "
                          f"and commit {args.commit!r}; drop a filter or run bench_training.py")

@@ -73,6 +73,12 @@ def test_the_summary_takes_each_workloads_latest_row_and_pairs_eager_with_compil
     assert "| sae-pretrain | 32 | 2.000 | 1.600 | 1.25× | 9.0 |" in summary.compile_table(latest)
     assert "bf16-mixed" not in summary.compile_table(latest)  # no compiled row to pair with
     assert summary.latest_rows(rows, commit="aaa")["s_per_epoch"].tolist() == [4.0]
+    later = pd.concat([rows, rows.iloc[[1]].assign(s_per_epoch=3.0, gflop=None,
+                                                   achieved_gflops=None, matmul_gflops=None,
+                                                   of_matmul=None)])  # a run without --flops
+    assert summary.latest_rows(later, threads=1)["s_per_epoch"].tolist()[0] == 3.0
+    counted = summary.latest_rows(later, threads=1, flops=True)
+    assert counted["s_per_epoch"].tolist()[0] == 2.0 and counted["gflop"].notna().all()
 
 
 def test_matmul_throughput_is_positive_in_fp32_and_bf16():
