@@ -10,9 +10,6 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-conda: "envs/stages.yaml"  # every rule's environment under --sdm conda (profiles/slurm-conda)
-
-
 if workflow.basedir not in sys.path:  # the stages package, when not pip-installed
     sys.path.insert(0, workflow.basedir)
 
@@ -32,6 +29,15 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    dataset=alternatives(DATASETS),
+    seed=r"\d+",
+    ae=alternatives(config["autoencoders"]),
+    init=alternatives(config["inits"]),
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/cluster.smk"
@@ -39,10 +45,10 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         "results/tables/all.csv",
         "results/tables/summary.csv",
         "results/tables/paper_vs_ours.md",
         "results/tables/sweeps.csv",
         expand_runs("results/figures/{dataset}/{method}/seed{seed}.png"),
-    default_target: True

@@ -138,7 +138,7 @@ def dcec_paper(device: str, smoke: bool) -> list[dict]:
     synthetic data at the quick schedule), in a copy of the workflow."""
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         wd = Path(tmp)
-        for name in ("Snakefile", "workflow", "stages", "profiles"):
+        for name in ("Snakefile", "workflow", "stages", "profiles", "envs"):
             src = REPO / name
             if src.is_dir():
                 shutil.copytree(src, wd / name, ignore=shutil.ignore_patterns("__pycache__"))

@@ -70,7 +70,7 @@ def planned_jobs(workdir: Path) -> set[tuple[str, str]]:
 @pytest.fixture(scope="module")
 def workflow(tmp_path_factory) -> Path:
     wd = tmp_path_factory.mktemp("wf")
-    for name in ("Snakefile", "workflow", "stages", "profiles"):
+    for name in ("Snakefile", "workflow", "stages", "profiles", "envs"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(
             src, wd / name, **({"ignore": shutil.ignore_patterns("__pycache__")}

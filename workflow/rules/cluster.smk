@@ -7,17 +7,19 @@ rule init:
         code=lambda w: sources("stages.init", *stage_config.init_modules(config, w.init)),
     output:
         "results/init/{dataset}/{ae}/seed{seed}/{init}.h5",
-    params:
-        recipe=lambda w: quoted(stage_config.init_recipe(config, w.init)),
-        upstream=upstream_of("init"),
-    threads: THREADS
-    resources:
-        mem_mb=4000,
-        runtime=30,
     log:
         "logs/init/{dataset}/{ae}/seed{seed}/{init}.log",
     benchmark:
         "benchmarks/init/{dataset}/{ae}/seed{seed}/{init}.tsv"
+    conda:
+        CONDA_ENV
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        recipe=lambda w: quoted(stage_config.init_recipe(config, w.init)),
+        upstream=upstream_of("init"),
     shell:
         "python -m stages.init --embedding {input.embedding} --params {params.recipe}"
         " --seed {wildcards.seed} --threads {threads} --out {output} 2> {log}"
@@ -38,28 +40,30 @@ rule finetune:
     output:
         labels="results/finetune/{dataset}/{method}/seed{seed}/labels.h5",
         history="results/finetune/{dataset}/{method}/seed{seed}/history.csv",
+    log:
+        "logs/finetune/{dataset}/{method}/seed{seed}.log",
+    benchmark:
+        "benchmarks/finetune/{dataset}/{method}/seed{seed}.tsv"
     wildcard_constraints:
-        method=_alternatives(DEEP_METHODS),
-    params:
-        recipe=lambda w: quoted(recipe(w.method)),
-        out_dir=lambda w, output: str(Path(output.labels).parent),
-        upstream=upstream_of("finetune"),
-        job_key=lambda w: job_key(config, "finetune", w.dataset, method=w.method),
+        method=alternatives(DEEP_METHODS),
+    conda:
+        CONDA_ENV
     threads: THREADS
     resources:
         gpu=GPU,
         mem_mb=8000,
         runtime=240,
-    log:
-        "logs/finetune/{dataset}/{method}/seed{seed}.log",
-    benchmark:
-        "benchmarks/finetune/{dataset}/{method}/seed{seed}.tsv"
+    params:
+        recipe=lambda w: quoted(recipe(w.method)),
+        out_dir=lambda w, output: str(Path(output.labels).parent),
+        upstream=upstream_of("finetune"),
+        job_key=lambda w: job_key(config, "finetune", w.dataset, method=w.method),
     shell:
         "python -m stages.finetune --data {input.data} --model {input.model}"
         " --embedding {input.embedding} --init {input.init} --params {params.recipe}"
-        " --seed {wildcards.seed} --out-dir {params.out_dir} --device {DEVICE}"
-        " --threads {threads} --log-every {config[log_every]}"
-        " --checkpoint-every {config[checkpoint_every]} --job-key {params.job_key} 2> {log}"
+        " --seed {wildcards.seed} --out-dir {params.out_dir} --device $STAGES_DEVICE"
+        " --threads {threads} --log-every $STAGES_LOG_EVERY"
+        " --checkpoint-every $STAGES_CHECKPOINT_EVERY --job-key {params.job_key} 2> {log}"
 
 
 rule baseline:
@@ -68,19 +72,21 @@ rule baseline:
         code=lambda w: sources("stages.baseline", *stage_config.method_modules(config, w.method)),
     output:
         labels="results/finetune/{dataset}/{method}/seed{seed}/labels.h5",
-    wildcard_constraints:
-        method=_alternatives(BASELINES),
-    params:
-        recipe=lambda w: quoted(recipe(w.method)),
-        upstream=upstream_of("baseline"),
-    threads: THREADS
-    resources:
-        mem_mb=8000,
-        runtime=60,
     log:
         "logs/baseline/{dataset}/{method}/seed{seed}.log",
     benchmark:
         "benchmarks/baseline/{dataset}/{method}/seed{seed}.tsv"
+    wildcard_constraints:
+        method=alternatives(BASELINES),
+    conda:
+        CONDA_ENV
+    threads: THREADS
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        recipe=lambda w: quoted(recipe(w.method)),
+        upstream=upstream_of("baseline"),
     shell:
         "python -m stages.baseline --data {input.data} --params {params.recipe}"
         " --seed {wildcards.seed} --out {output.labels} --threads {threads} 2> {log}"

@@ -1,5 +1,7 @@
-# Helpers shared by the rule files: config checks, recipes passed to the stages, code inputs.
+# Helpers for the rule files (config checks, recipes passed to the stages, code inputs).
 import json
+import os
+import re
 import shlex
 from pathlib import Path
 
@@ -20,20 +22,27 @@ DATASETS = sorted(stage_config.selected_datasets(config))
 METHODS = sorted({m for _, m, _ in RUNS})
 DEEP_METHODS = [m for m in METHODS if config["methods"][m]["family"] != "baseline"]
 BASELINES = [m for m in METHODS if config["methods"][m]["family"] == "baseline"]
-DEVICE = config["device"]
 THREADS = config["threads"]
 GPU = 1 if config["gpu_resources"] else 0
 
 
-def _alternatives(names):
-    return "|".join(map(__import__("re").escape, names)) or "(?!x)x"
+# Every rule's software environment under `--sdm conda` (the same requirements as pyproject.toml).
+CONDA_ENV = "../../envs/stages.yaml"
+
+# Operational settings reach the stages as environment variables, not params: Snakemake compares
+# params to decide what is stale, and changing where or how verbosely a job runs must rerun
+# nothing (README, Reliability). Set here, they hold in every job, local or on a SLURM node,
+# since each job's Snakemake reads this file again.
+os.environ.update(
+    STAGES_DEVICE=str(config["device"]),
+    STAGES_LOG_EVERY=str(config["log_every"]),
+    STAGES_CHECKPOINT_EVERY=str(config["checkpoint_every"]),
+)
 
 
-wildcard_constraints:
-    dataset=_alternatives(DATASETS),
-    seed=r"\d+",
-    ae=_alternatives(config["autoencoders"]),
-    init=_alternatives(config["inits"]),
+def alternatives(names):
+    """A wildcard constraint matching exactly one of ``names``."""
+    return "|".join(map(re.escape, names)) or "(?!x)x"
 
 
 def expand_runs(pattern):
@@ -64,8 +73,6 @@ def init_of(method):
     return config["methods"][method]["init"]
 
 
-
-
 from stages.upstream import job_key, results_key, upstream_key  # noqa: E402
 
 
@@ -81,3 +88,17 @@ def upstream_of(stage):
 def upstream_of_results(wildcards):
     """The aggregate job's params: the upstream keys of every run."""
     return results_key(config)
+
+
+def finetune_history(w):
+    """The fine-tuning history of deep methods (baselines have none)."""
+    if config["methods"][w.method]["family"] == "baseline":
+        return []
+    return [f"results/finetune/{w.dataset}/{w.method}/seed{w.seed}/history.csv"]
+
+
+def pretrain_history(w):
+    """The pretraining history of a deep method's autoencoder (baselines have none)."""
+    if config["methods"][w.method]["family"] == "baseline":
+        return []
+    return [f"results/pretrain/{w.dataset}/{ae_of(w.method)}/seed{w.seed}/history.csv"]

@@ -12,25 +12,27 @@ rule pretrain:
     output:
         model="results/pretrain/{dataset}/{ae}/seed{seed}/model.pt",
         history="results/pretrain/{dataset}/{ae}/seed{seed}/history.csv",
-    params:
-        recipe=lambda w: quoted(stage_config.autoencoder_recipe(config, w.ae)),
-        out_dir=lambda w, output: str(Path(output.model).parent),
-        upstream=upstream_of("pretrain"),
-        job_key=lambda w: job_key(config, "pretrain", w.dataset, ae=w.ae),
+    log:
+        "logs/pretrain/{dataset}/{ae}/seed{seed}.log",
+    benchmark:
+        "benchmarks/pretrain/{dataset}/{ae}/seed{seed}.tsv"
+    conda:
+        CONDA_ENV
     threads: THREADS
     resources:
         gpu=GPU,
         mem_mb=8000,
         runtime=240,
-    log:
-        "logs/pretrain/{dataset}/{ae}/seed{seed}.log",
-    benchmark:
-        "benchmarks/pretrain/{dataset}/{ae}/seed{seed}.tsv"
+    params:
+        recipe=lambda w: quoted(stage_config.autoencoder_recipe(config, w.ae)),
+        out_dir=lambda w, output: str(Path(output.model).parent),
+        upstream=upstream_of("pretrain"),
+        job_key=lambda w: job_key(config, "pretrain", w.dataset, ae=w.ae),
     shell:
         "python -m stages.pretrain --data {input.data} --params {params.recipe}"
-        " --seed {wildcards.seed} --out-dir {params.out_dir} --device {DEVICE}"
-        " --threads {threads} --log-every {config[log_every]}"
-        " --checkpoint-every {config[checkpoint_every]} --job-key {params.job_key} 2> {log}"
+        " --seed {wildcards.seed} --out-dir {params.out_dir} --device $STAGES_DEVICE"
+        " --threads {threads} --log-every $STAGES_LOG_EVERY"
+        " --checkpoint-every $STAGES_CHECKPOINT_EVERY --job-key {params.job_key} 2> {log}"
 
 
 rule embed:
@@ -42,17 +44,19 @@ rule embed:
         ),
     output:
         "results/embed/{dataset}/{ae}/seed{seed}.h5",
-    params:
-        upstream=upstream_of("embed"),
+    log:
+        "logs/embed/{dataset}/{ae}/seed{seed}.log",
+    benchmark:
+        "benchmarks/embed/{dataset}/{ae}/seed{seed}.tsv"
+    conda:
+        CONDA_ENV
     threads: THREADS
     resources:
         gpu=GPU,
         mem_mb=8000,
         runtime=20,
-    log:
-        "logs/embed/{dataset}/{ae}/seed{seed}.log",
-    benchmark:
-        "benchmarks/embed/{dataset}/{ae}/seed{seed}.tsv"
+    params:
+        upstream=upstream_of("embed"),
     shell:
         "python -m stages.embed --data {input.data} --model {input.model} --out {output}"
-        " --device {DEVICE} --threads {threads} 2> {log}"
+        " --device $STAGES_DEVICE --threads {threads} 2> {log}"
