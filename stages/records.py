@@ -31,6 +31,7 @@ from scipy import stats
 from stages.aggregate import (
     DEFAULT_REFERENCE,
     _md_table,
+    _pct,
     load_reference,
     paper_vs_ours,
     summary_table,
@@ -90,11 +91,10 @@ def reference_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 def _spread(values: pd.Series) -> str:
     """``mean ± std [min, max]`` in percent (1 decimal) of a column of fractions."""
-    v = 100 * values.astype(float)
-    text = f"{v.mean():.1f}"
-    if len(v) > 1:
-        text += f" ± {v.std(ddof=1):.1f} [{v.min():.1f}, {v.max():.1f}]"
-    return text
+    v = values.astype(float)
+    if len(v) < 2:
+        return _pct(v.mean())
+    return f"{_pct(v.mean(), v.std(ddof=1))} [{100 * v.min():.1f}, {100 * v.max():.1f}]"
 
 
 def variant_comparison(table: pd.DataFrame) -> str:
@@ -116,11 +116,12 @@ def variant_comparison(table: pd.DataFrame) -> str:
              "shared by several methods, such as one autoencoder, is counted in each). The two "
              "runs were made in different sittings, whatever else the machine ran: "
              "bench/results.csv holds the controlled, same-process speed comparison.", ""]
-    if "variant_of" not in table.columns:
-        return "\n".join(lines + ["No variant runs are recorded.", ""])
     variants = table[~table.index.isin(reference_rows(table).index)]
     if variants.empty:
         return "\n".join(lines + ["No variant runs are recorded.", ""])
+    header = ["dataset", "method", "seeds", "ACC reference", "ACC variant", "Δ ACC",
+              "NMI reference", "NMI variant", "Δ NMI", "ACC inside", "p (Welch, ACC)",
+              "speed-up pretraining", "speed-up fine-tuning"]
     for (config, base), block in variants.groupby(["config", "variant_of"], sort=True):
         lines += [f"## `{config}` beside `{base}`", ""]
         rows = []
@@ -129,7 +130,7 @@ def variant_comparison(table: pd.DataFrame) -> str:
             ref = reference[(reference["dataset"] == dataset) & (reference["method"] == method)]
             seeds = sorted(set(ours["seed"]) & set(ref["seed"]))
             if not seeds:
-                rows.append([str(dataset), str(method), "0", *["—"] * 8])
+                rows.append([str(dataset), str(method), "0", *["—"] * (len(header) - 3)])
                 continue
             a = ref[ref["seed"].isin(seeds)]
             b = ours[ours["seed"].isin(seeds)]
@@ -151,9 +152,6 @@ def variant_comparison(table: pd.DataFrame) -> str:
                 else:
                     cells.append("—")
             rows.append(cells)
-        header = ["dataset", "method", "seeds", "ACC reference", "ACC variant", "Δ ACC",
-                  "NMI reference", "NMI variant", "Δ NMI", "ACC inside", "p (Welch, ACC)",
-                  "speed-up pretraining", "speed-up fine-tuning"]
         lines += _md_table(header, rows) + [""]
     return "\n".join(lines).rstrip() + "\n"
 

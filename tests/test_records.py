@@ -124,3 +124,13 @@ def test_a_variant_run_is_compared_with_its_reference_and_kept_out_of_the_paper_
     assert row[3] == "61.0 ± 1.0 [60.0, 62.0]" and row[4] == "64.3 ± 4.9 [61.0, 70.0]"
     assert row[5] == "+3.3" and row[9] == "no" and row[11] == "2.00×"
     assert 0 < float(row[10]) < 1
+
+
+def test_a_variant_method_without_reference_seeds_gets_a_full_row_of_dashes():
+    ref = pd.DataFrame({"dataset": ["d"], "method": ["dec"], "seed": [0], "config": ["a.yaml"],
+                        "variant_of": [None], "acc": [0.5], "nmi_sqrt": [0.4]})
+    var = ref.assign(method="idec", config="b.yaml", variant_of="a.yaml")
+    md = records.variant_comparison(pd.concat([ref, var], ignore_index=True))
+    header = next(x for x in md.splitlines() if x.startswith("| dataset |"))
+    row = next(x for x in md.splitlines() if x.startswith("| d | idec | 0 |"))
+    assert row.count("|") == header.count("|") and row.count("—") == 10
