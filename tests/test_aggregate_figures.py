@@ -14,6 +14,7 @@ import pytest
 
 from stages import aggregate, evaluate, figures
 from stages.artifacts import read_json, write_arrays, write_json
+from stages.data.registry import dataset_names
 from stages.errors import DataFileError
 from stages.metrics import METRIC_KEYS, all_metrics
 
@@ -263,12 +264,25 @@ def test_reference_file() -> None:
     assert depict[("depict-sda", "MNIST-test", "nmi")] == 35.3
     assert depict[("depict-convae-acpic", "MNIST-test", "acc")] == 94.2
     digits = depict[depict.index.get_level_values("dataset").isin(["MNIST-full", "MNIST-test",
-                                                                    "USPS"])]
+                                                                    "USPS-11k"])]
     assert len(digits) == 6 * 6  # six methods x (3 digit datasets x ACC, NMI)
     fashion = ref[ref.dataset == "Fashion-MNIST"].set_index(["paper", "method", "metric"])
     assert fashion.loc[("rmn-gmm", "dec", "acc"), "value"] == 58.7      # issue: DEC family
     assert fashion.loc[("dscdan", "idec", "nmi"), "value"] == 55.7
     assert fashion.loc[("dscdan", "kmeans", "acc"), "value"] == 47.4
+    # USPS: 9,298 images in DCEC and DSCDAN, Roweis' 11,000 in DEPICT and RMN-GMM
+    assert set(ref[ref.dataset == "USPS"].paper) == {"dcec", "dscdan"}
+    assert set(ref[ref.dataset == "USPS-11k"].paper) == {"depict", "rmn-gmm"}
+    # issue 19's datasets: every dataset a paper reports has a column our datasets map to
+    assert set(aggregate.DATASET_TO_PAPER.values()) <= set(ref.dataset)
+    assert set(dataset_names()) - set(aggregate.DATASET_TO_PAPER) == {"digits", "synthetic"}
+    keyed = ref.set_index(["paper", "method", "dataset", "metric"])["value"]
+    assert keyed[("saip", "saip-hoe", "CIFAR-10", "acc")] == 22.06           # Table IV
+    assert keyed[("saip", "saip-hit", "CIFAR-100-aquatic", "nmi")] == 13.85  # Table V
+    assert ("saip", "lrr", "CIFAR-10", "acc") not in keyed.index            # copy error
+    assert keyed[("rmn-gmm", "rmn-gmm", "COIL-20", "acc")] == 94.6           # Table 3
+    assert keyed[("rmn-gmm", "deepgmm", "COIL-100", "nmi")] == 51.0          # Table 4
+    assert len(keyed.xs("COIL-20", level="dataset")) == 22 * 2               # 22 rows x ACC, NMI
     ref = ref[ref.paper == "dcec"]
     value = ref.set_index(["method", "dataset", "metric"])["value"]
     assert value[("dcec", "MNIST-test", "acc")] == 85.29
