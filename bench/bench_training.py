@@ -318,10 +318,10 @@ def _run_dec_family(workload: str, data, x, epochs: int, region: Region, precisi
                     ) -> tuple[int, int, float]:
     """The DEC family's workloads: (batch, steps, epochs); fine-tuning workloads measure the
     fine-tuning only (``dec-clustpy``: the whole of DEC, k-means included)."""
-    from stages.init import kmeans_init
-    from stages.methods import dec
+    from stages.methods.dec import head as dec
+    from stages.methods.shared.kmeans import kmeans_init
+    from stages.methods.shared.reconstruction import pretrain_autoencoder
     from stages.nets import build_network
-    from stages.pretrain import pretrain_autoencoder
     from stages.train import map_batches, steps_per_epoch
 
     device = x.device
@@ -383,8 +383,9 @@ def _run_depict(workload: str, data, x, epochs: int, region: Region, precision: 
     """DEPICT's MdA pretraining or joint phase: (batch, steps, epochs)."""
     import torch
 
-    from stages.init import kmeans_init
-    from stages.methods import depict, depict_pretrain
+    from stages.methods.depict import head as depict
+    from stages.methods.depict import pretrain as depict_pretrain
+    from stages.methods.shared.kmeans import kmeans_init
     from stages.nets import build_network
     from stages.train import map_batches
 

@@ -41,7 +41,9 @@ def run(workload: str, data, x, epochs: int, region, precision: str = "32", *,
     loop = {"checkpoint_every": 10**9, "precision": precision, "compile": compile}  # no ckpts
     import numpy as np
 
-    from stages.methods import dscdan, dscdan_pretrain, knn_graph
+    from stages.methods.dscdan import head as dscdan
+    from stages.methods.dscdan import knn_graph
+    from stages.methods.dscdan import pretrain as dscdan_pretrain
     from stages.nets import build_network
     from stages.train import map_batches
 

@@ -19,8 +19,9 @@ def run(workload: str, data, x, epochs: int, region, precision: str = "32", *,
     part runs inside ``region`` (``bench_training.Region``)."""
     loop = {"checkpoint_every": 10**9, "precision": precision, "compile": compile}  # no ckpts
 
-    from stages.methods import rmn, rmn_pretrain
-    from stages.methods.gmm_init import gmm_arrays
+    from stages.methods.rmn import head as rmn
+    from stages.methods.rmn import pretrain as rmn_pretrain
+    from stages.methods.rmn.gmm_init import gmm_arrays
     from stages.nets import build_network
     from stages.train import map_batches
 

@@ -37,9 +37,9 @@ def run(workload: str, data, x, epochs: int, region, precision: str = "32", *,
     """(batch_size, steps, epochs) of ``workload`` on ``x`` (N, ...) on the device; the timed
     part runs inside ``region`` (``bench_training.Region``)."""
     loop = {"checkpoint_every": 10**9, "precision": precision, "compile": compile}  # no ckpts
-    from stages.init import kmeans_init
-    from stages.methods import saip
-    from stages.methods.saip_pretrain import pretrain_denoising
+    from stages.methods.saip import head as saip
+    from stages.methods.saip.pretrain import pretrain_denoising
+    from stages.methods.shared.kmeans import kmeans_init
     from stages.nets import build_network
     from stages.train import map_batches, steps_per_epoch
 

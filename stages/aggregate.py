@@ -31,6 +31,7 @@ from typing import Any
 
 import pandas as pd
 
+from stages import methods as registry
 from stages.artifacts import atomic_path, read_json
 from stages.cli import json_arg, main_for
 from stages.errors import DataFileError
@@ -130,30 +131,11 @@ DATASET_NOTES: dict[str, str] = {
                  "dec-public."),
 }
 
-#: Notes on published rows, printed under the tables when the method appears.
-METHOD_NOTES: dict[str, str] = {
-    "dscdan-convae-mi-rs": ("DSCDAN's Table 4 prints its MNIST columns as 'ACC NMI', but its "
-                            "last row matches Table 3 only when read as (NMI, ACC); the ablation "
-                            "rows (dscdan-convae*) are read that way."),
-    "dec-public": ("dec-public is DEC† of the DCEC paper, obtained with DEC's public code and "
-                   "its own pretraining; it is not comparable to the shared-SAE dec row."),
-    "sec": "sec is Spectral Embedded Clustering, reported by the DCEC paper for MNIST-full only.",
-    "depict-convae-kmeans": ("depict-convae-kmeans (k-means++ on the MdA embeddings, as the "
-                             "DEPICT code starts its MNIST-full runs) has no published row; "
-                             "depict-convae-acpic is the paper's Deep-ConvAE + AC-PIC (MdA)."),
-    "rmn-gmm": ("rmn-gmm, deepgmm, aef-gmm and aef-kmeans: the RMN-GMM paper reports MNIST with "
-                "all 70,000 images (the MNIST-full rows), not MNIST-test."),
-}
+#: Notes on published rows, printed under the tables when the method appears (each family's)
+METHOD_NOTES: dict[str, str] = dict(registry.METHOD_NOTES)
 
 #: NMI variant the paper of each method family reported (methods.md §0.1).
-FAMILY_NMI_VARIANT: dict[str, str] = {
-    "dec": "nmi_sqrt",
-    "saip": "nmi_sqrt",
-    "baseline": "nmi_sqrt",
-    "dscdan": "nmi_max",
-    "depict": "nmi_max",
-    "rmn-gmm": "nmi_max",
-}
+FAMILY_NMI_VARIANT: dict[str, str] = dict(registry.FAMILY_NMI_VARIANT)
 
 #: NMI variant each paper (the reference CSV's ``paper`` column) reported. A row compared
 #: against a paper uses that paper's variant; otherwise the family's; else sqrt.

@@ -12,7 +12,7 @@ import time
 from stages.artifacts import write_arrays
 from stages.cli import json_arg, limit_threads, main_for
 from stages.data import read_dataset
-from stages.methods.baselines import cluster_raw
+from stages.methods.shared.baselines import cluster_raw
 from stages.provenance import provenance
 
 

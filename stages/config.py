@@ -14,19 +14,26 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
 from stages.data.registry import dataset_names, get_dataset_spec
 from stages.errors import ConfigError
 from stages.methods import (
     BASELINE_MODULE,
+    CONFIG_CHECKS,
+    FAMILIES,
     HEAD_INIT,
     HEAD_NETWORKS,
+    HEADS,
     OBJECTIVE_NETWORK,
+    PRETRAIN_OBJECTIVES,
+    STEP_COUNTED_OBJECTIVES,
     head_module,
     init_algorithm,
     pretrain_objective,
 )
+from stages.methods.family import resolve
 from stages.nets import check_network_input, network_module, network_names
 
 SCHEDULES = ("quick", "paper")
@@ -97,42 +104,95 @@ SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "conf
 
 
 @cache
-def recipe_keys(section: str = "methods") -> frozenset[str]:
-    """The options an entry of ``section`` (methods, and head_defaults like it; autoencoders;
-    inits) may set: the schema's list."""
-    schema = yaml.safe_load(SCHEMA.read_text())
-    return frozenset(schema["properties"][section]["additionalProperties"]["properties"])
+def _schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA.read_text())
 
 
 @cache
+def recipe_keys(section: str = "methods") -> frozenset[str]:
+    """The options every entry of ``section`` (methods, autoencoders, inits) may set: the
+    schema's list. A method's head and an autoencoder's objective add their own
+    (:func:`option_schema`)."""
+    return frozenset(_schema()["properties"][section]["additionalProperties"]["properties"])
+
+
+@cache
+def _family_options() -> dict[str, dict[str, dict[str, Any]]]:
+    """``{"heads": {head: properties}, "objectives": {...}, "baseline": {...}}`` of every
+    family's ``options`` file."""
+    out: dict[str, dict[str, dict[str, Any]]] = {"heads": {}, "objectives": {}}
+    for family in FAMILIES.values():
+        for kind, fragments in family.option_schemas().items():
+            out.setdefault(kind, {}).update(fragments)
+    return out
+
+
+def option_schema(section: str, name: str) -> dict[str, Any]:
+    """The JSON schema of an entry of ``section`` ("methods" or "autoencoders") whose head
+    (``name`` "baseline" for the shallow baselines) or objective is ``name``: the shared
+    properties and that head's or objective's, no others."""
+    kind = "heads" if section == "methods" else "objectives"
+    entry = _schema()["properties"][section]["additionalProperties"]
+    own = _family_options()[kind].get(name, {})
+    return {"type": "object", "properties": {**entry["properties"], **own},
+            "additionalProperties": False, "definitions": _schema().get("definitions", {})}
+
+
+def entry_options(section: str, entry: dict[str, Any]) -> frozenset[str]:
+    """The options an entry of ``section`` (methods, autoencoders, inits) may set: the shared
+    ones and those of its head (a method) or objective (an autoencoder)."""
+    if section == "inits":
+        return recipe_keys("inits")
+    if section == "methods":
+        owner = "baseline" if entry.get("family") == "baseline" else entry.get("head", "")
+    else:
+        owner = entry.get("objective", "reconstruction")
+    return frozenset(option_schema(section, owner)["properties"])
+
+
 def top_level_keys() -> tuple[frozenset[str], frozenset[str]]:
     """The schema's top-level keys and the keys of a ``datasets`` entry."""
-    schema = yaml.safe_load(SCHEMA.read_text())
-    props = schema["properties"]
+    props = _schema()["properties"]
     return (frozenset(props),
             frozenset(props["datasets"]["additionalProperties"]["properties"]))
 
 
-#: pretraining objectives whose phases may be counted in steps (``steps``, ``layer_steps``,
-#: ``lr_step_steps``) instead of epochs: RMN-GMM's Table 1 gives iterations
-STEP_COUNTED_OBJECTIVES = ("rmn-rbm", "rmn-sda")
+def _method_head(config: dict[str, Any], recipe: dict[str, Any]) -> str | None:
+    """The head whose options a method recipe may set ("baseline" for a shallow baseline)."""
+    return "baseline" if recipe.get("family") == "baseline" else recipe.get("head")
+
+
+def _option_places(config: dict[str, Any]) -> list[tuple[str, dict[str, Any], str, str | None]]:
+    """(where, entry, section, head or objective) of every method, ``head_defaults`` and
+    autoencoder entry whose head or objective is registered (an unknown one is reported by
+    :func:`validate` by its name)."""
+    places = [(f"methods.{name}", entry, "methods", _method_head(config, entry))
+              for name, entry in (config.get("methods") or {}).items() if isinstance(entry, dict)]
+    places += [(f"head_defaults.{head}", entry, "methods", head)
+               for head, entry in (config.get("head_defaults") or {}).items()
+               if isinstance(entry, dict)]
+    places += [(f"autoencoders.{name}", entry, "autoencoders",
+                entry.get("objective", "reconstruction"))
+               for name, entry in (config.get("autoencoders") or {}).items()
+               if isinstance(entry, dict)]
+    known = {"methods": {*HEADS, "baseline"}, "autoencoders": set(PRETRAIN_OBJECTIVES)}
+    return [place for place in places if place[3] in known[place[2]]]
 
 
 def check_recipe_keys(config: dict[str, Any]) -> None:
     """ConfigError naming an unknown key anywhere in the configuration (top level, a
-    ``datasets`` entry, an autoencoder, init, method recipe or ``head_defaults`` entry), where
-    it is, and the valid keys. Run before the schema, whose messages do not list them."""
+    ``datasets`` entry, an init, a method recipe or ``head_defaults`` entry by its head's
+    options, an autoencoder by its objective's), where it is, and the valid keys. Run before
+    the schema, whose messages do not list them."""
     top, dataset_keys = top_level_keys()
     places = [("the top level", config, top)]
     places += [(f"datasets.{name}", entry, dataset_keys)
                for name, entry in (config.get("datasets") or {}).items()
                if isinstance(entry, dict)]
-    places += [(f"{section}.{name}", entry, recipe_keys(section))
-              for section in ("autoencoders", "inits", "methods")
-              for name, entry in (config.get(section) or {}).items() if isinstance(entry, dict)]
-    places += [(f"head_defaults.{head}", entry, recipe_keys("methods"))
-               for head, entry in (config.get("head_defaults") or {}).items()
-               if isinstance(entry, dict)]
+    places += [(f"inits.{name}", entry, recipe_keys("inits"))
+               for name, entry in (config.get("inits") or {}).items() if isinstance(entry, dict)]
+    places += [(where, entry, frozenset(option_schema(section, owner or "")["properties"]))
+               for where, entry, section, owner in _option_places(config)]
     for where, entry, valid in places:
         unknown = sorted(set(entry) - valid)
         if unknown:
@@ -140,9 +200,22 @@ def check_recipe_keys(config: dict[str, Any]) -> None:
                               f"valid options: {_choices(valid)}")
 
 
+def check_recipe_options(config: dict[str, Any]) -> None:
+    """ConfigError when a method, ``head_defaults`` or autoencoder entry breaks its head's or
+    objective's option schema (a type, a range, a choice), naming the entry, the option and
+    the rule. A ``{paper: A, quick: B}`` value is checked as A and as B."""
+    for where, entry, section, owner in _option_places(config):
+        validator = jsonschema.Draft7Validator(option_schema(section, owner or ""))
+        errors = [e for schedule in SCHEDULES
+                  for e in validator.iter_errors(resolve_schedule(entry, schedule))]
+        error = jsonschema.exceptions.best_match(errors)
+        if error is not None:
+            path = ".".join(str(p) for p in error.absolute_path)
+            raise ConfigError(f"{where}{'.' + path if path else ''}: {error.message}")
+
+
 def validate(config: dict[str, Any]) -> None:
     """Raise :class:`ConfigError` on the first inconsistency, naming the value and valid choices."""
-    check_recipe_keys(config)
     methods = config["methods"]
     for name, recipe in methods.items():
         family = recipe["family"]
@@ -174,12 +247,6 @@ def validate(config: dict[str, Any]) -> None:
             raise ConfigError(f"method '{name}': head '{recipe['head']}' needs an init with "
                               f"algorithm '{needed}', but '{recipe['init']}' has algorithm "
                               f"'{algorithm}'")
-        bandwidth = {**config.get("head_defaults", {}).get(recipe["head"], {}),
-                     **recipe}.get("bandwidth")
-        if bandwidth == "global" and algorithm != "knn-graph":
-            raise ConfigError(f"method '{name}': bandwidth 'global' needs an init with algorithm "
-                              f"'knn-graph' (its graph's sigma), but init '{recipe['init']}' has "
-                              f"'{algorithm}'")
     for init_name, init in config["inits"].items():
         try:
             init_algorithm(init["algorithm"])
@@ -208,11 +275,10 @@ def validate(config: dict[str, Any]) -> None:
         if needed is not None and ae["net"] != needed:
             raise ConfigError(f"autoencoder '{ae_name}': objective '{objective}' needs net "
                               f"'{needed}', not '{ae['net']}'")
-        activation = ae.get("arch", {}).get("activation", "sigmoid")
-        if objective == "rmn-rbm" and activation != "sigmoid":
-            raise ConfigError(f"autoencoder '{ae_name}': objective 'rmn-rbm' unrolls RBMs into "
-                              f"logistic layers and needs arch.activation 'sigmoid', not "
-                              f"'{activation}'; use objective 'rmn-sda' for other activations")
+    check_recipe_keys(config)  # after the names: a head or objective's options need its name
+    check_recipe_options(config)
+    for check in CONFIG_CHECKS:  # the families' own checks
+        resolve(check)(config)
     selected_datasets(config)
     for dataset, entry in config["datasets"].items():
         if dataset not in dataset_names():

@@ -1,10 +1,7 @@
 """Initialise a clustering head on the embeddings: ``python -m stages.init``.
 
 The recipe's ``algorithm`` names a function in ``stages.methods.INIT_ALGORITHMS``; its arrays
-are written to ``--out`` with the upstream timings. ``kmeans``: scikit-learn k-means with
-``n_init`` restarts (DCEC's code: 20) on Z (N, d); writes ``centres`` (K, d) float32 and
-``labels`` (N,) int64. The other algorithms live with their methods (``gmm``, ``knn-graph``,
-``acpic``: :mod:`stages.methods`).
+are written to ``--out`` with the upstream timings.
 """
 
 from __future__ import annotations
@@ -12,10 +9,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import time
-from typing import Any
-
-import numpy as np
-from sklearn.cluster import KMeans
 
 from stages.artifacts import read_arrays, write_arrays
 from stages.cli import json_arg, limit_threads, main_for
@@ -32,20 +25,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--threads", type=int, default=None)
     return p
-
-
-def kmeans_init(z: np.ndarray, n_clusters: int, n_init: int,
-                seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """k-means on z (N, d) -> (centres (K, d) float32, labels (N,) int64)."""
-    km = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed).fit(z)
-    return km.cluster_centers_.astype(np.float32), km.labels_.astype(np.int64)
-
-
-def kmeans_arrays(z: np.ndarray, n_clusters: int, recipe: dict[str, Any],
-                  seed: int) -> dict[str, np.ndarray]:
-    """The ``kmeans`` init: ``centres`` (K, d) and ``labels`` (N,) of :func:`kmeans_init`."""
-    centres, labels = kmeans_init(z, n_clusters, int(recipe.get("n_init", 20)), seed)
-    return {"centres": centres, "labels": labels}
 
 
 def run(args: argparse.Namespace) -> None:

@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from stages.config import autoencoder_recipe, init_recipe, method_recipe, recipe_keys
+from stages.config import autoencoder_recipe, entry_options, init_recipe, method_recipe
 from stages.errors import ConfigError
 
 #: separator of a sweep point's name from its base and between its key=value pairs
@@ -140,14 +140,18 @@ def _check_entry(name: str, entry: Any, config: Mapping[str, Any]) -> None:
                               f"{values!r}")
 
 
-def _check_key(key: str, recipe: Mapping[str, Any], where: str) -> None:
-    """The first part of a grid key must be an option its section accepts (the schema's list)."""
+def _check_key(key: str, recipe: Mapping[str, Any], config: Mapping[str, Any],
+               where: str) -> None:
+    """The first part of a grid key must be an option its entry accepts (the shared options
+    and those of the method's head, the autoencoder's objective)."""
     target, path = _split_key(key)
     section = "methods" if target == "methods" else _TARGETS[target][0]
     if recipe.get("family") == "baseline" and target != "methods":
         raise ConfigError(f"{where}: the baseline {recipe.get('name', '')!r} has no "
                           f"autoencoder or init to sweep; sweep its own options")
-    valid = recipe_keys(section)
+    entry = recipe if target == "methods" else \
+        config.get(section, {}).get(recipe.get(target, ""), {})
+    valid = entry_options(section, dict(entry))
     if path[0] not in valid:
         raise ConfigError(f"{where}: {path[0]!r} is not an option of {section}; valid options: "
                           f"{', '.join(sorted(valid))}")
@@ -167,7 +171,7 @@ def sweep_points(config: Mapping[str, Any]) -> list[SweepPoint]:
         base_recipe = {"name": base, **config["methods"][base]}
         grid = entry["grid"]
         for key in grid:
-            _check_key(key, base_recipe, f"sweeps.{name}.grid.{key}")
+            _check_key(key, base_recipe, config, f"sweeps.{name}.grid.{key}")
         for combo in itertools.product(*grid.values()):
             values = dict(zip(grid, combo, strict=True))
             where = f"sweeps.{name}"

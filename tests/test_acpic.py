@@ -1,4 +1,4 @@
-"""AC-PIC (stages/methods/acpic.py) against hand-computed path integrals and against a dense,
+"""AC-PIC (stages/methods/depict/acpic.py) against hand-computed path integrals and against a dense,
 all-pairs re-implementation of the graph-agglomerative-clustering toolbox's procedure."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from sklearn.metrics import adjusted_rand_score
 
 from stages.methods import init_algorithm
-from stages.methods.acpic import (
+from stages.methods.depict.acpic import (
     acpic,
     acpic_arrays,
     conditional_path_integral,
@@ -17,7 +17,7 @@ from stages.methods.acpic import (
     path_integral,
     transition_graph,
 )
-from stages.methods.knn_graph import exact_knn
+from stages.methods.shared.knn import exact_knn
 
 
 def _dense_toolbox(z: np.ndarray, n_clusters: int, k: int, a: float, zeta: float) -> np.ndarray:
@@ -152,7 +152,7 @@ def test_arrays_and_registry():
     for k in range(2):
         assert np.allclose(out["centres"][k], z[out["labels"] == k].mean(axis=0), atol=1e-6)
     assert out["centres"].dtype == np.float32
-    assert init_algorithm("acpic") == ("stages.methods.acpic", "acpic_arrays")
+    assert init_algorithm("acpic") == ("stages.methods.depict.acpic", "acpic_arrays")
 
 
 @pytest.mark.parametrize("n_clusters", [0, 41])

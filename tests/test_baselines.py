@@ -1,4 +1,4 @@
-"""The shallow baselines on raw inputs (stages.methods.baselines, run by stages.baseline) on
+"""The shallow baselines on raw inputs (stages.methods.shared.baselines, run by stages.baseline) on
 small separable data: labels, clusters used, accuracy, determinism, bad options."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from stages import config as stage_config
 from stages.artifacts import read_arrays, write_arrays
 from stages.cli import main_for
 from stages.errors import ConfigError
-from stages.methods.baselines import cluster_raw
+from stages.methods.shared.baselines import cluster_raw
 from stages.metrics import cluster_acc
 
 REPO = Path(__file__).resolve().parents[1]

@@ -186,7 +186,8 @@ def test_dscdan_workloads_train_the_configured_paper_recipes(workload, monkeypat
     ae, method = workloads_dscdan.paper_recipes()
     assert ae["batch_size"] == 100 and ae["local_mi_weight"] == 0 and ae["epochs"] == 100
     assert method["batch_size"] == 1024 and method["max_epochs"] == 500
-    from stages.methods import dscdan, dscdan_pretrain
+    from stages.methods.dscdan import head as dscdan
+    from stages.methods.dscdan import pretrain as dscdan_pretrain
 
     seen = _spy_recipes(monkeypatch, (dscdan_pretrain, "pretrain_dscdan"), (dscdan, "finetune"))
     x = torch.rand(64, 1, 28, 28)
@@ -218,7 +219,8 @@ def test_saip_workloads_train_the_configured_paper_recipes(workload, monkeypatch
     cnn = "cnn" in workload
     assert ae["name"] == ("dae-cnn" if cnn else "dae") and ae["epochs"] == 200
     assert (ae["optimizer"]["name"] == "adam") == cnn and method["kl"] == "p1_p2"
-    from stages.methods import saip, saip_pretrain
+    from stages.methods.saip import head as saip
+    from stages.methods.saip import pretrain as saip_pretrain
 
     seen = _spy_recipes(monkeypatch, (saip_pretrain, "pretrain_denoising"), (saip, "finetune"))
     x = torch.rand(300, 1, 28, 28)

@@ -77,10 +77,6 @@ def test_semantic_errors_name_value_and_choices(config, edit, message):
     lambda c: c.update(seeds=[]),
     lambda c: c.update(device="gpu0"),
     lambda c: c["autoencoders"]["sae"].update(epochs={"paper": 400}),
-    lambda c: c["methods"]["dec"].update(tol=2),
-    lambda c: c["methods"]["rmn-gmm"].update(separation_distance="cosine"),
-    lambda c: c["methods"]["rmn-gmm"].update(reconstruction="max"),
-    lambda c: c["methods"]["rmn-gmm"].update(reconstruction_weight=-1),
     lambda c: c.update(unknown_key=1),
 ])
 def test_schema_rejects_malformed_values(config, edit):
@@ -90,10 +86,41 @@ def test_schema_rejects_malformed_values(config, edit):
         schema_validate(bad, SCHEMA)
 
 
+@pytest.mark.parametrize("edit,message", [
+    (lambda c: c["methods"]["dec"].update(tol=2),
+     r"methods\.dec\.tol: 2 is greater than the maximum of 1"),
+    (lambda c: c["methods"]["rmn-gmm"].update(separation_distance="cosine"),
+     r"methods\.rmn-gmm\.separation_distance: 'cosine' is not one of"),
+    (lambda c: c["methods"]["rmn-gmm"].update(reconstruction="max"),
+     r"methods\.rmn-gmm\.reconstruction: 'max' is not one of \['mean', 'sum'\]"),
+    (lambda c: c["methods"]["rmn-gmm"].update(reconstruction_weight=-1),
+     r"methods\.rmn-gmm\.reconstruction_weight: -1 is less than the minimum of 0"),
+    (lambda c: c["head_defaults"]["saip"].update(lr_decay={"paper": 0.9, "quick": 2}),
+     r"head_defaults\.saip\.lr_decay: 2 is greater than the maximum of 1"),
+    (lambda c: c["autoencoders"]["sae"].update(validation_fraction=1.5),
+     r"autoencoders\.sae\.validation_fraction: 1\.5 is greater than or equal to the maximum"),
+    (lambda c: c["methods"]["saip-hoe"].update(predict="spectral-kmeans"),
+     r"methods\.saip-hoe\.predict: 'spectral-kmeans' is not one of \['p1', 'p2'\]"),
+])
+def test_head_and_objective_options_are_checked_by_their_own_schema(config, edit, message):
+    """Each head's and objective's options come from its family's options.yaml; a value out of
+    its range or choices (in either schedule) is named with the rule it breaks."""
+    bad = copy.deepcopy(config)
+    edit(bad)
+    with pytest.raises(ConfigError, match=message):
+        cfg.validate(bad)
+
+
+def test_dscdan_may_predict_by_spectral_kmeans(config):
+    ok = copy.deepcopy(config)
+    ok["methods"]["dscdan"]["predict"] = "spectral-kmeans"
+    cfg.validate(ok)
+
+
 def test_method_modules_follow_the_recipe(config):
-    assert cfg.method_modules(config, "dcec") == ["stages.nets.dec", "stages.methods.dec"]
+    assert cfg.method_modules(config, "dcec") == ["stages.nets.dec", "stages.methods.dec.head"]
     assert cfg.method_modules(config, "sae-kmeans") == ["stages.nets.dec"]
-    assert cfg.method_modules(config, "gmm") == ["stages.methods.baselines"]
+    assert cfg.method_modules(config, "gmm") == ["stages.methods.shared.baselines"]
 
 
 def test_command_line_seeds_become_integers(config):
@@ -117,7 +144,8 @@ def test_unknown_recipe_options_are_errors_naming_key_place_and_choices(config, 
     broken = copy.deepcopy(config)
     section, name = where.split(".")
     broken[section][name]["learning_rate"] = 5
-    valid = {"autoencoders": r"\bbatch_size\b", "inits": r"\bn_init\b"}.get(section, r"\blr\b")
+    valid = {"autoencoders.sae": r"\bbatch_size\b", "inits.kmeans": r"\bn_init\b",
+             "methods.kmeans": r"\bn_init\b"}.get(where, r"\blr\b")  # a baseline: its own
     with pytest.raises(ConfigError, match=rf"{where}: unknown option\(s\) 'learning_rate'; "
                                           rf"valid options: .*{valid}"):
         cfg.validate(broken)
@@ -173,18 +201,19 @@ def test_depict_recipes(config):
     assert cfg.autoencoder_recipe(paper, "depict")["epochs"] == 4000
     assert cfg.autoencoder_recipe(paper, "depict")["patience"] == 100
     assert cfg.autoencoder_modules(config, "depict") == ["stages.nets.depict",
-                                                         "stages.methods.depict_pretrain"]
-    assert cfg.autoencoder_modules(config, "sae") == ["stages.nets.dec", "stages.pretrain"]
+                                                         "stages.methods.depict.pretrain"]
+    assert cfg.autoencoder_modules(config, "sae") == ["stages.nets.dec",
+                                                      "stages.methods.shared.reconstruction"]
 
 
 def test_code_inputs_follow_imports(tmp_path):
     from stages.codedeps import module_closure, module_files
 
-    closure = module_closure(["stages.finetune", "stages.methods.depict"])
+    closure = module_closure(["stages.finetune", "stages.methods.depict.head"])
     # imported directly or through other modules; registries (package __init__) left out
-    assert {"stages.train", "stages.metrics", "stages.methods.common", "stages.models",
+    assert {"stages.train", "stages.metrics", "stages.methods.shared.common", "stages.models",
             "stages.errors"} <= set(closure)
-    assert "stages.methods" not in closure and "stages.methods.dec" not in closure
+    assert "stages.methods" not in closure and "stages.methods.dec.head" not in closure
     assert all(f.endswith(".py") for f in module_files(["stages.embed"]))
     # a toy package: a -> b -> c, the package __init__ followed but not listed
     pkg = tmp_path / "stages"

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from stages.methods.common import kl_divergence, target_distribution
-from stages.methods.dec import ClusteringAutoencoder, TargetUpdate, student_t_assign
+from stages.methods.dec.head import ClusteringAutoencoder, ClusteringHook, student_t_assign
+from stages.methods.shared.common import kl_divergence, target_distribution
 from stages.nets import build_network
 
 
@@ -48,7 +48,7 @@ def _hook(period=3, tol=0.01):
     ae = build_network("sae", (4,), {"hidden": [8, 2]})
     model = ClusteringAutoencoder(ae, torch.randn(3, 2))
     x = torch.randn(50, 4)
-    return TargetUpdate(model, x, np.zeros(50, dtype=np.int64), period, tol), model
+    return ClusteringHook(model, x, np.zeros(50, dtype=np.int64), period, tol), model
 
 
 def test_target_update_stop_rule():
@@ -74,7 +74,7 @@ def test_target_update_state_round_trip():
 
 
 def test_reconstruction_reductions():
-    from stages.methods.common import reconstruction_mse
+    from stages.methods.shared.common import reconstruction_mse
 
     x = torch.zeros(2, 1, 2, 2)
     x_hat = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]], [[[2.0, 0.0], [0.0, 0.0]]]])
@@ -107,7 +107,7 @@ def test_sae_fan_in_uniform_init_of_dec_keras():
 def test_pretraining_records_held_out_reconstruction():
     """validation_fraction trains on the rest only and records the held-out per-pixel MSE once
     per epoch; without it nothing is held out."""
-    from stages.pretrain import pretrain_autoencoder
+    from stages.methods.shared.reconstruction import pretrain_autoencoder
 
     torch.manual_seed(0)
     x = torch.rand(50, 1, 4, 4)

@@ -12,9 +12,11 @@ import torch.nn.functional as F
 
 from stages.data.synthetic import make_synthetic
 from stages.errors import ConfigError
-from stages.methods import depict, depict_losses, depict_pretrain
+from stages.methods.depict import head as depict
+from stages.methods.depict import losses as depict_losses
+from stages.methods.depict import pretrain as depict_pretrain
+from stages.methods.shared.reconstruction import check_unit_range
 from stages.nets import build_network, check_network_input
-from stages.pretrain import check_unit_range
 from stages.train import Checkpointer, EarlyStopping, LoopConfig, run_loop, validation_split
 
 

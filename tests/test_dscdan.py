@@ -10,8 +10,9 @@ from sklearn.neighbors import NearestNeighbors
 
 from stages.config import validate
 from stages.errors import ConfigError
-from stages.methods import dscdan
-from stages.methods.dscdan_losses import (
+from stages.methods.dscdan import head as dscdan
+from stages.methods.dscdan.knn_graph import approximate_knn, exact_knn, knn_graph, knn_graph_arrays
+from stages.methods.dscdan.losses import (
     gaussian_kl,
     jsd_mi_loss,
     knn_affinity,
@@ -19,8 +20,7 @@ from stages.methods.dscdan_losses import (
     orthonormalize,
     spectral_loss,
 )
-from stages.methods.dscdan_pretrain import pretrain_dscdan
-from stages.methods.knn_graph import approximate_knn, exact_knn, knn_graph, knn_graph_arrays
+from stages.methods.dscdan.pretrain import pretrain_dscdan
 from stages.nets import build_network
 from stages.train import Checkpointer
 
@@ -128,7 +128,7 @@ def test_batch_affinity_is_the_symmetrised_knn_gaussian():
 
 
 def test_dual_reconstruction_paper_and_code_readings():
-    from stages.methods.dscdan_losses import dual_reconstruction
+    from stages.methods.dscdan.losses import dual_reconstruction
 
     x = torch.zeros(2, 1, 2, 2)
     clean = torch.ones(2, 1, 2, 2)          # |x - clean|^2 = 4 per sample
@@ -315,7 +315,7 @@ def test_config_checks():
 
 
 def test_loss_change_predicts_all_samples_once_per_pass_of_training_data():
-    from stages.methods.dscdan import LossChange
+    from stages.methods.dscdan.head import ClusteringHook
 
     class Encoder(torch.nn.Module):
         calls = 0
@@ -333,7 +333,7 @@ def test_loss_change_predicts_all_samples_once_per_pass_of_training_data():
             return torch.softmax(z[:, :2], dim=1)
 
     x = torch.randn(30, 4)
-    hook = LossChange(Counting(), x, None, period=2, tol=0.0, predict_every=3)
+    hook = ClusteringHook(Counting(), x, None, period=2, tol=0.0, predict_every=3)
     for step in range(0, 12, 2):
         hook.add(torch.tensor(1.0))
         assert hook(step) is False  # tol 0: never stops

@@ -37,12 +37,12 @@ from stages.methods import (
     HEADS,
     INIT_ALGORITHMS,
     PRETRAIN_OBJECTIVES,
-    dscdan,
     head_module,
     init_algorithm,
-    saip,
 )
 from stages.methods import pretrain_objective as objective_function
+from stages.methods.dscdan import head as dscdan
+from stages.methods.saip import head as saip
 from stages.nets import EMBEDDING_IS_N_CLUSTERS, build_network
 from stages.train import Checkpointer, map_batches
 
@@ -371,7 +371,7 @@ def _gmm_posterior_argmax(arrays: dict, z: np.ndarray) -> np.ndarray:
 def _acpic_dense(arrays: dict, z: np.ndarray) -> np.ndarray:
     """AC-PIC's partition has no formula in its arrays: it is rebuilt by the dense all-pairs
     toolbox procedure of tests/test_acpic.py (20 neighbours, a = 1, z = 0.01, the defaults),
-    numbered as stages.methods.acpic numbers it (by each cluster's first point); the centres
+    numbered as stages.methods.depict.acpic numbers it (by each cluster's first point); the centres
     are the clusters' means."""
     from test_acpic import _dense_toolbox
     labels = _dense_toolbox(z, int(arrays["centres"].shape[0]), 20, 1.0, 0.01)

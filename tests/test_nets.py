@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from stages.errors import ConfigError
-from stages.nets import build_network, check_network_input
+from stages.nets import NETWORKS, build_network, check_network_input
+from stages.nets.autoencoder import Autoencoder
 
 
 @pytest.mark.parametrize("shape,code", [((1, 28, 28), (128, 3, 3)), ((1, 16, 16), (128, 2, 2))])
@@ -50,3 +51,19 @@ def test_unknown_arch_options_are_errors_naming_the_valid_ones():
     with pytest.raises(ConfigError, match=r"net 'sae': unknown arch option\(s\) 'hiden'; "
                                           r"valid options: .*\bhidden\b"):
         build_network("sae", (1, 8, 8), {"hiden": [3]})
+
+
+@pytest.mark.parametrize("net", sorted(NETWORKS))
+def test_every_network_offers_the_autoencoder_interface(net):
+    """encode/decode/forward agree, and encoder/decoder hold disjoint parts of the weights."""
+    model = build_network(net, (1, 28, 28)).eval()
+    assert isinstance(model, Autoencoder)
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        z, x_hat = model(x)
+        assert torch.allclose(model.encode(x), z) and torch.allclose(model.decode(z), x_hat)
+    assert x_hat.shape == x.shape and z.shape[0] == 3
+    enc = {id(p) for p in model.encoder.parameters()}
+    dec = {id(p) for p in model.decoder.parameters()}
+    assert enc and dec and not enc & dec
+    assert enc | dec <= {id(p) for p in model.parameters()}

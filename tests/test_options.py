@@ -30,12 +30,16 @@ import yaml
 from scipy.spatial.distance import cdist
 
 from stages import config as stage_config
-from stages import pretrain as pretrain_module
 from stages.data.synthetic import make_synthetic
 from stages.device import seed_everything
-from stages.init import kmeans_arrays
-from stages.methods import dec, depict, dscdan, rmn, saip
-from stages.methods.saip_pretrain import pretrain_denoising
+from stages.methods.dec import head as dec
+from stages.methods.depict import head as depict
+from stages.methods.dscdan import head as dscdan
+from stages.methods.rmn import head as rmn
+from stages.methods.saip import head as saip
+from stages.methods.saip.pretrain import pretrain_denoising
+from stages.methods.shared import reconstruction as pretrain_module
+from stages.methods.shared.kmeans import kmeans_arrays
 from stages.nets import build_network
 from stages.train import LoopResult, map_batches
 

@@ -13,9 +13,9 @@ from sklearn.mixture import GaussianMixture
 
 from stages.config import validate
 from stages.errors import ConfigError, DataFileError
-from stages.methods import rmn_pretrain as rp
-from stages.methods.gmm_init import gmm_arrays
-from stages.methods.rmn import (
+from stages.methods.rmn import pretrain as rp
+from stages.methods.rmn.gmm_init import gmm_arrays
+from stages.methods.rmn.head import (
     RMN,
     distance_scale,
     finetune,
@@ -509,7 +509,7 @@ def test_reference_rows_of_the_rmn_gmm_paper():
 
 
 def test_interrupted_finetune_resumes_to_the_same_result(tmp_path, monkeypatch):
-    from stages.methods import rmn as rmn_module
+    from stages.methods.rmn import head as rmn_module
 
     x, state, init = _tiny_autoencoder_and_gmm()
     params = {"eta": 0.01, "epochs": 3, "lr": 0.01, "encoder_lr": 0.01, "batch_size": 32,

@@ -7,9 +7,9 @@ import torch
 from scipy.spatial.distance import cdist
 
 from stages.errors import ConfigError
-from stages.methods import saip
-from stages.methods.noise import corrupt
-from stages.methods.saip_pretrain import pretrain_denoising
+from stages.methods.saip import head as saip
+from stages.methods.saip.pretrain import pretrain_denoising
+from stages.methods.shared.noise import corrupt
 from stages.nets import build_network, check_network_input
 
 
@@ -154,7 +154,7 @@ def _model(n=60, k=3, seed=0):
 def test_stop_rule_fires_when_fewer_than_tol_labels_change():
     model, x = _model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    hook = saip.AssignmentMonitor(model, x, np.zeros(60, dtype=np.int64), 5, 0.0003, opt)
+    hook = saip.ClusteringHook(model, x, np.zeros(60, dtype=np.int64), 5, 0.0003, opt)
     assert hook(0) is False                 # first epoch: nothing to compare with
     assert hook(5) is True                  # same weights: 0 % changed
     assert hook.rows[-1]["delta_label"] == 0.0 and hook.rows[-1]["lr"] == 0.1
@@ -304,11 +304,10 @@ def test_config_recipes_and_schedules():
     assert (paper["decay_epochs"], paper["decay_repeats"], paper["lr_decay"]) == (300, 10, 0.9)
     assert cfg.autoencoder_recipe(config, "dae")["epochs"] == 200
     assert cfg.method_modules(config, "saip-hoe-cnn") == ["stages.nets.saip",
-                                                          "stages.methods.saip"]
+                                                          "stages.methods.saip.head"]
 
 
 def test_config_rejects_saip_on_depict_net_and_unknown_distance():
-    from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate as schema_validate
 
     from stages import config as cfg
@@ -320,5 +319,7 @@ def test_config_rejects_saip_on_depict_net_and_unknown_distance():
         cfg.validate(config)
     config, schema = _config()
     config["methods"]["saip-hoe"]["distance"] = "chebyshev"
-    with pytest.raises(WorkflowError):
-        schema_validate(config, schema)
+    with pytest.raises(ConfigError, match=r"methods\.saip-hoe\.distance: 'chebyshev' is not one "
+                                          r"of \['euclidean', 'cosine', 'correlation'"):
+        cfg.validate(config)
+    schema_validate(config, schema)  # the shared schema leaves a head's options to its family

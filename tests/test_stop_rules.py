@@ -14,8 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stages.methods import depict, dscdan, saip
-from stages.methods.dec import TargetUpdate
+from stages.methods.dec.head import ClusteringHook
+from stages.methods.depict import head as depict
+from stages.methods.dscdan import head as dscdan
+from stages.methods.saip import head as saip
 from stages.nets import build_network
 from stages.train import EarlyStopping
 
@@ -67,13 +69,13 @@ def _indices() -> torch.Tensor:
     return torch.arange(N).unsqueeze(1)
 
 
-def _dec_hook(model: SetLabels) -> TargetUpdate:
-    return TargetUpdate(model, _indices(), None, period=1, tol=TOL)
+def _dec_hook(model: SetLabels) -> ClusteringHook:
+    return ClusteringHook(model, _indices(), None, period=1, tol=TOL)
 
 
-def _saip_hook(model: SetLabels) -> saip.AssignmentMonitor:
+def _saip_hook(model: SetLabels) -> saip.ClusteringHook:
     optimizer = torch.optim.SGD([model.weight], lr=0.1)
-    return saip.AssignmentMonitor(model, _indices(), None, period=1, tol=TOL,
+    return saip.ClusteringHook(model, _indices(), None, period=1, tol=TOL,
                                   optimizer=optimizer)
 
 
@@ -104,7 +106,7 @@ def test_depict_q_change_rule_stops_below_tol_only():
     assert change > 0
     for tol, stops in [(change * 1.001, True), (change * 0.999, False)]:
         model = SetLabels()
-        hook = depict.TargetRefresh(model, _indices(), None, period=1, tol=tol, rule="dec")
+        hook = depict.ClusteringHook(model, _indices(), None, period=1, tol=tol, rule="dec")
         hook.p_epoch = torch.as_tensor(p0, dtype=torch.float32)
         assert hook(0) is False
         hook.p_epoch = torch.as_tensor(p1, dtype=torch.float32)  # what the loss stored
@@ -117,7 +119,7 @@ def test_depict_q_change_rule_stops_below_tol_only():
 def test_dscdan_loss_change_rule_compares_the_means_of_two_checks(delta, stops):
     """DSCDAN: |mean loss of a check - that of the previous check| < tol; the mean is over the
     check's steps (here 1 and 3 + 2 delta, mean 2 + delta), not its last step's loss."""
-    hook = dscdan.LossChange(SetLabels(), _indices(), None, period=2, tol=TOL)
+    hook = dscdan.ClusteringHook(SetLabels(), _indices(), None, period=2, tol=TOL)
     for loss in (2.0, 2.0):
         hook.add(torch.tensor(loss))
     assert hook(2) is False                   # nothing to compare with
@@ -139,17 +141,17 @@ def test_dscdan_stop_window_compares_averages_of_checks_and_resumes():
             hook.add(torch.tensor(mean + 0.5))
             decisions.append(hook(2 * (start + k + 1)))
         return decisions
-    hook = dscdan.LossChange(SetLabels(), _indices(), None, period=2, tol=TOL, window=3)
+    hook = dscdan.ClusteringHook(SetLabels(), _indices(), None, period=2, tol=TOL, window=3)
     assert feed(hook, [2.0, 4.0, 3.0, 4.0, 2.0], 0) == [False] * 5
-    resumed = dscdan.LossChange(SetLabels(), _indices(), None, period=2, tol=TOL, window=3)
+    resumed = dscdan.ClusteringHook(SetLabels(), _indices(), None, period=2, tol=TOL, window=3)
     resumed.load_state_dict(hook.state_dict())
     for h in (hook, resumed):
         assert feed(h, [3.0], 5) == [True]
         assert h.rows[-1]["check_loss_change"] == pytest.approx(0.0)
-    one = dscdan.LossChange(SetLabels(), _indices(), None, period=2, tol=TOL, window=1)
+    one = dscdan.ClusteringHook(SetLabels(), _indices(), None, period=2, tol=TOL, window=1)
     assert feed(one, [2.0, 4.0, 3.0, 4.0, 2.0, 3.0], 0) == [False] * 6   # the code's rule
     with pytest.raises(ValueError, match="stop_window"):
-        dscdan.LossChange(SetLabels(), _indices(), None, period=2, tol=TOL, window=0)
+        dscdan.ClusteringHook(SetLabels(), _indices(), None, period=2, tol=TOL, window=0)
 
 
 def _scripted_stopper(losses: list[float], patience: int) -> tuple[EarlyStopping, nn.Linear]:

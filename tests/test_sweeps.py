@@ -93,7 +93,7 @@ def test_names_are_unique_for_distinct_values():
      "'optimiser' is not an option of autoencoders"),
     ({"s": {"method": "dec", "grid": {"lr": []}}}, "expected a non-empty list of values"),
     ({"s": {"method": "dec", "grid": {}}}, "expected a mapping of option -> list of values"),
-    ({"s": {"method": "dec", "grid": {"predict": ["a b"]}}}, "cannot name a grid point"),
+    ({"s": {"method": "dec", "grid": {"tol": ["a b"]}}}, "cannot name a grid point"),
     ({"s": {"method": "dec", "grid": {"optimizer": [{"name": "sgd"}]}}},
      "a nested option: a dotted key"),
     ({"s": {"method": "kmeans", "grid": {"ae.epochs": [1]}}}, "has no autoencoder or init"),

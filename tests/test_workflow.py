@@ -230,7 +230,7 @@ def jobs_after_editing(workflow: Path, relative_path: str) -> set[tuple[str, str
 
 
 def test_changed_stage_module_reruns_the_jobs_that_use_it(workflow):
-    jobs = jobs_after_editing(workflow, "stages/methods/dec.py")
+    jobs = jobs_after_editing(workflow, "stages/methods/dec/head.py")
     users = {"dec", "idec", "dec-conv", "dcec", SWEEP_POINT}
     assert {m for r, m in jobs if r == "finetune"} == users
     assert {r for r, _ in jobs} == {"finetune", "evaluate", "figures", "aggregate", "all"}
@@ -239,24 +239,24 @@ def test_changed_stage_module_reruns_the_jobs_that_use_it(workflow):
 
 def test_edited_depict_modules_rerun_only_the_jobs_that_run_them(workflow):
     # the joint phase: DEPICT's fine-tuning jobs, not its pretraining nor ConvAE + k-means
-    jobs = jobs_after_editing(workflow, "stages/methods/depict.py")
+    jobs = jobs_after_editing(workflow, "stages/methods/depict/head.py")
     assert {r for r, _ in jobs} == {"finetune", "evaluate", "figures", "aggregate", "all"}
     assert {m for r, m in jobs if r == "finetune"} == {"depict", "depict-sda", "depict-rda"}
     # the pretraining objectives: the three DEPICT autoencoders and everything downstream
-    jobs = jobs_after_editing(workflow, "stages/methods/depict_pretrain.py")
+    jobs = jobs_after_editing(workflow, "stages/methods/depict/pretrain.py")
     assert {m for r, m in jobs if r == "pretrain"} == {"depict", "depict-sda", "depict-rda"}
     assert {m for r, m in jobs if r == "finetune"} == set(DEPICT_METHODS)
     # the losses both use
-    jobs = jobs_after_editing(workflow, "stages/methods/depict_losses.py")
+    jobs = jobs_after_editing(workflow, "stages/methods/depict/losses.py")
     assert {m for r, m in jobs if r == "pretrain"} == {"depict", "depict-sda", "depict-rda"}
     assert "Nothing to be done" in snakemake(workflow, "-n").stdout
 
 
 def test_edited_saip_modules_rerun_only_the_jobs_that_run_them(workflow):
-    jobs = jobs_after_editing(workflow, "stages/methods/saip.py")
+    jobs = jobs_after_editing(workflow, "stages/methods/saip/head.py")
     assert {r for r, _ in jobs} == {"finetune", "evaluate", "figures", "aggregate", "all"}
     assert {m for r, m in jobs if r == "finetune"} == set(SAIP_METHODS) - {"saip-dae-kmeans"}
-    jobs = jobs_after_editing(workflow, "stages/methods/saip_pretrain.py")
+    jobs = jobs_after_editing(workflow, "stages/methods/saip/pretrain.py")
     assert {m for r, m in jobs if r == "pretrain"} == {"dae", "dae-cnn"}
     assert {m for r, m in jobs if r == "finetune"} == set(SAIP_METHODS)
     jobs = jobs_after_editing(workflow, "stages/nets/saip.py")
@@ -264,29 +264,29 @@ def test_edited_saip_modules_rerun_only_the_jobs_that_run_them(workflow):
     assert {m for r, m in jobs if r == "finetune"} == {"saip-hoe-cnn"}
 def test_edited_rmn_modules_rerun_only_the_jobs_that_run_them(workflow):
     # the RMN head: RMN-GMM and DeepGMM fine-tuning, not AEF+KM / AEF+GMM nor the pretraining
-    jobs = jobs_after_editing(workflow, "stages/methods/rmn.py")
+    jobs = jobs_after_editing(workflow, "stages/methods/rmn/head.py")
     assert {r for r, _ in jobs} == {"finetune", "evaluate", "figures", "aggregate", "all"}
     assert {m for r, m in jobs if r == "finetune"} == {"rmn-gmm", "deepgmm"}
     # the gmm init: its init job and the three methods that start from it
-    jobs = jobs_after_editing(workflow, "stages/methods/gmm_init.py")
+    jobs = jobs_after_editing(workflow, "stages/methods/rmn/gmm_init.py")
     assert {r for r, _ in jobs} == {"init", "finetune", "evaluate", "figures", "aggregate", "all"}
     assert {m for r, m in jobs if r == "finetune"} == {"aef-gmm", "rmn-gmm", "deepgmm"}
     # stage 1: the rmn autoencoder and every method on it
-    jobs = jobs_after_editing(workflow, "stages/methods/rmn_pretrain.py")
+    jobs = jobs_after_editing(workflow, "stages/methods/rmn/pretrain.py")
     assert {m for r, m in jobs if r == "pretrain"} == {"rmn"}
     assert {m for r, m in jobs if r == "finetune"} == set(RMN_METHODS)
 def test_edited_dscdan_modules_rerun_only_the_jobs_that_run_them(workflow):
     # the clustering phase: only the full model's fine-tuning
-    jobs = jobs_after_editing(workflow, "stages/methods/dscdan.py")
+    jobs = jobs_after_editing(workflow, "stages/methods/dscdan/head.py")
     assert {m for r, m in jobs if r == "finetune"} == {"dscdan"}
     assert {r for r, _ in jobs} == {"finetune", "evaluate", "figures", "aggregate", "all"}
     # the pretraining objective: the four dual autoencoders and every DSCDAN method
-    jobs = jobs_after_editing(workflow, "stages/methods/dscdan_pretrain.py")
+    jobs = jobs_after_editing(workflow, "stages/methods/dscdan/pretrain.py")
     assert {m for r, m in jobs if r == "pretrain"} == {"dscdan", "dscdan-convae",
                                                       "dscdan-convae-mi", "dscdan-convae-rs"}
     assert {m for r, m in jobs if r == "finetune"} == set(DSCDAN_METHODS)
     # the graph init: the knn3 jobs' methods only
-    jobs = jobs_after_editing(workflow, "stages/methods/knn_graph.py")
+    jobs = jobs_after_editing(workflow, "stages/methods/dscdan/knn_graph.py")
     assert {r for r, _ in jobs} == {"init", "finetune", "evaluate", "figures", "aggregate", "all"}
     assert {m for r, m in jobs if r == "finetune"} == {"dscdan", "dscdan-convae-mi-rs"}
     assert "Nothing to be done" in snakemake(workflow, "-n").stdout

@@ -1,66 +1,59 @@
-"""Clustering heads: which module fine-tunes each kind of method.
+"""The registry of method families: what each name in a recipe refers to.
 
-A method recipe in ``config.yaml`` names a ``head``; the finetune stage looks it up here. The
-workflow lists the head's module file as an input of the jobs that use it, so editing it reruns
-exactly those jobs.
+Each family package (``stages/methods/<family>/``) declares its networks, pretraining
+objectives, init algorithms, heads, option schemas, config checks and report notes in one
+``FAMILY`` (:mod:`stages.methods.family`); this module finds them and merges them into the
+look-up tables below. A new family is a new folder: nothing here changes.
 """
 
 from __future__ import annotations
 
 from stages.errors import ConfigError
+from stages.methods.family import Family, discover, merged
+
+#: recipe ``family`` -> its declaration
+FAMILIES: dict[str, Family] = {f.name: f for f in discover(__name__)}
+_ALL = list(FAMILIES.values())
 
 #: head name -> module holding ``finetune(...)``; ``None``: no fine-tuning, the init labels stand
-HEADS: dict[str, str | None] = {
-    "none": None,
-    "dec": "stages.methods.dec",
-    "depict": "stages.methods.depict",
-    "saip": "stages.methods.saip",
-    "rmn": "stages.methods.rmn",
-    "dscdan": "stages.methods.dscdan",
-}
-
-#: heads that only work on some networks: head -> nets (DEPICT's head needs its own network;
-#: SAIP trains ``net.encoder``, which the DEPICT network does not have)
-HEAD_NETWORKS: dict[str, frozenset[str]] = {
-    "depict": frozenset({"depict"}),
-    "dscdan": frozenset({"dscdan"}),
-    "saip": frozenset({"sae", "cae", "saip-cnn"}),
-}
-
+HEADS: dict[str, str | None] = {"none": None,
+                                **{k: h.module for k, h in merged(_ALL, "heads").items()}}
+#: heads that only work on some networks: head -> nets
+HEAD_NETWORKS: dict[str, frozenset[str]] = {k: h.networks for k, h in merged(_ALL, "heads").items()
+                                            if h.networks is not None}
 #: heads that need the arrays of one init algorithm: head -> algorithm
-HEAD_INIT: dict[str, str] = {"rmn": "gmm"}
+HEAD_INIT: dict[str, str] = {k: h.init for k, h in merged(_ALL, "heads").items() if h.init}
+#: head -> the family declaring it
+HEAD_FAMILY: dict[str, str] = {k: f.name for f in _ALL for k in f.heads}
 
-#: pretraining objective (an autoencoder recipe's ``objective``) -> (module, function) with
-#: signature ``f(model, x, recipe, *, seed, log_every, checkpoint) -> stages.train.LoopResult``
+#: pretraining objective -> (module, function); see :class:`stages.methods.family.Objective`
 PRETRAIN_OBJECTIVES: dict[str, tuple[str, str]] = {
-    "reconstruction": ("stages.pretrain", "pretrain_autoencoder"),
-    "depict-mda": ("stages.methods.depict_pretrain", "pretrain_mda"),
-    "depict-sda": ("stages.methods.depict_pretrain", "pretrain_sda"),
-    "depict-rda": ("stages.methods.depict_pretrain", "pretrain_rda"),
-    "denoising": ("stages.methods.saip_pretrain", "pretrain_denoising"),
-    "rmn-rbm": ("stages.methods.rmn_pretrain", "pretrain_rbm"),
-    "rmn-sda": ("stages.methods.rmn_pretrain", "pretrain_sda"),
-    "dscdan": ("stages.methods.dscdan_pretrain", "pretrain_dscdan"),
-}
-
+    k: (o.module, o.function) for k, o in merged(_ALL, "objectives").items()}
 #: objectives that only work on one network: objective -> net
-OBJECTIVE_NETWORK: dict[str, str] = {name: "depict" for name in PRETRAIN_OBJECTIVES
-                                     if name.startswith("depict-")}
-OBJECTIVE_NETWORK.update({"rmn-rbm": "rmn-sae", "rmn-sda": "rmn-sae", "dscdan": "dscdan"})
+OBJECTIVE_NETWORK: dict[str, str] = {k: o.network for k, o in merged(_ALL, "objectives").items()
+                                     if o.network}
+#: objectives whose phases may be counted in steps (``steps``, ``layer_steps``,
+#: ``lr_step_steps``) instead of epochs
+STEP_COUNTED_OBJECTIVES: tuple[str, ...] = tuple(
+    k for k, o in merged(_ALL, "objectives").items() if o.counts_steps)
+#: objective -> the family declaring it
+OBJECTIVE_FAMILY: dict[str, str] = {k: f.name for f in _ALL for k in f.objectives}
+
+#: init algorithm -> (module, function); see :class:`stages.methods.family.Init`
+INIT_ALGORITHMS: dict[str, tuple[str, str]] = {
+    k: (i.module, i.function) for k, i in merged(_ALL, "inits").items()}
 
 #: shallow baselines clustering raw inputs, all in one module
-BASELINE_MODULE = "stages.methods.baselines"
+BASELINE_MODULE: str = next(f.baseline_module for f in _ALL if f.baseline_module)
 
-#: init algorithm (an init recipe's ``algorithm``) -> (module, function) with signature
-#: ``f(z (N, d) float32, n_clusters, recipe, seed) -> dict[str, np.ndarray]``; the dict always
-#: holds ``labels`` (N,) int64 (the prediction of the methods without fine-tuning) and whatever
-#: the heads that use it read (``centres`` (K, d) for k-means)
-INIT_ALGORITHMS: dict[str, tuple[str, str]] = {
-    "kmeans": ("stages.init", "kmeans_arrays"),
-    "gmm": ("stages.methods.gmm_init", "gmm_arrays"),
-    "knn-graph": ("stages.methods.knn_graph", "knn_graph_arrays"),
-    "acpic": ("stages.methods.acpic", "acpic_arrays"),
-}
+#: config checks of every family, ``"module:function"`` called with the whole configuration
+CONFIG_CHECKS: tuple[str, ...] = tuple(c for f in _ALL for c in f.checks)
+
+#: method -> note printed under the tables of ``paper_vs_ours.md``
+METHOD_NOTES: dict[str, str] = merged(_ALL, "method_notes")
+
+#: NMI variant the paper of each family reported (methods.md §0.1)
+FAMILY_NMI_VARIANT: dict[str, str] = {f.name: f.nmi_variant for f in _ALL}
 
 
 def head_module(head: str) -> str | None:

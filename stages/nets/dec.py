@@ -4,7 +4,7 @@
   internal layers, linear input, embedding and output layers [paper].
   SAIP's DAE (Peng et al. 2020) is the same network with ``centre_input`` on (the paper's
   "decentralization"); ``embedding_activation`` / ``output_activation`` ``sigmoid`` give the
-  literal reading of its HOE(CNN) paragraph (see ``stages/methods/saip_pretrain.py``).
+  literal reading of its HOE(CNN) paragraph (see ``stages/methods/saip/pretrain.py``).
 * :class:`ConvAutoencoder` (CAE): conv32(5,s2)-conv64(5,s2)-conv128(3,s2)-FC10, mirrored decoder
   with transposed convolutions; 'same' padding except conv3, which is 'valid' when H % 8 != 0
   (MNIST 28 -> 14 -> 7 -> 3), as in the authors' Keras code. No BatchNorm, no dropout [paper].
@@ -155,6 +155,11 @@ class ConvAutoencoder(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> z: (B, embedding_dim)."""
         return self.encoder(x)
+
+    @property
+    def decoder(self) -> nn.ModuleList:
+        """The decoding layers (decoder_fc, decoder_conv)."""
+        return nn.ModuleList([self.decoder_fc, self.decoder_conv])
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z: (B, embedding_dim) -> x_hat: (B, C, H, W)."""

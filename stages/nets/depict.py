@@ -133,6 +133,16 @@ class DepictAutoencoder(nn.Module):
         h1_hat = self.decoder_layer(2, h2_hat)
         return [self.decoder_layer(1, h1_hat), h1_hat, h2_hat]
 
+    @property
+    def encoder(self) -> nn.ModuleList:
+        """The encoding layers (conv1, conv2, fc), for heads that train the encoder only."""
+        return nn.ModuleList([self.conv1, self.conv2, self.fc])
+
+    @property
+    def decoder(self) -> nn.ModuleList:
+        """The decoding layers (defc, deconv2, deconv1)."""
+        return nn.ModuleList([self.defc, self.deconv2, self.deconv1])
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Clean embedding: x (B, C, H, W) in [0, 1] -> z (B, K)."""
         return self.encoder_activations(x)[-1]

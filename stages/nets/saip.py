@@ -93,6 +93,11 @@ class SaipConvAutoencoder(nn.Module):
         channels-first, measured)."""
         return self.encoder(channels_last(x))
 
+    @property
+    def decoder(self) -> nn.ModuleList:
+        """The decoding layers (decoder_fc, decoder_conv)."""
+        return nn.ModuleList([self.decoder_fc, self.decoder_conv])
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z: (B, embedding_dim) -> x_hat: (B, C, H, W) in (0, 1)."""
         h = self.decoder_fc(z).view(z.shape[0], *self._code_shape)

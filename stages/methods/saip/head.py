@@ -9,7 +9,7 @@ second assignment: ``euclidean`` (HOMO), ``cosine`` (HOE), ``correlation`` (HOT)
    :func:`decay_factor` (Table II's lr rule);
 2. :class:`SaipClusterer`, an ``nn.Module`` holding the encoder and the centres Omega;
 3. :func:`finetune`, the driver: :func:`stages.train.run_loop` with a per-epoch
-   :class:`AssignmentMonitor` (the stop rule) and a step-wise lr scheduler.
+   :class:`ClusteringHook` (the stop rule) and a step-wise lr scheduler.
 
 The paper's formulas are OCR-garbled; the reconstructions of methods.md §4.2 are used:
 z_ij is a distance ([recon] cosine and correlation as 1 - similarity, as scipy's);
@@ -48,16 +48,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from stages.errors import ConfigError
-from stages.methods.common import (
+from stages.methods.shared.common import (
     FinetuneResult,
     gradient_shares,
     target_distribution,
     target_update_row,
     to_device,
 )
+from stages.nets.autoencoder import Autoencoder
 from stages.train import (
     Checkpointer,
     LoopConfig,
+    PeriodicHook,
     loop_settings,
     make_optimizer,
     map_batches,
@@ -263,7 +265,7 @@ class SaipClusterer(nn.Module):
         return (p1 if which == "p1" else p2).argmax(dim=1), h
 
 
-class AssignmentMonitor:
+class ClusteringHook(PeriodicHook):
     """Once per epoch: predictions on all data, SAIP's label-free signals and the stop rule.
 
     Stops when fewer than ``tol`` of the predictions (argmax of ``predict``: P1 or P2) changed
@@ -314,7 +316,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, steps_per_decay: int, decay
         optimizer, lambda step: decay_factor(step, steps_per_decay, decay, repeats))
 
 
-def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray],
+def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarray],
              params: dict[str, Any], *, seed: int, y_true: np.ndarray | None = None,
              checkpoint: Checkpointer | None = None, log_every: int = 20) -> FinetuneResult:
     """Train the encoder and the centres on Eq. 5 in the reading ``params["kl"]``.
@@ -343,7 +345,7 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
     spe = steps_per_epoch(x.shape[0], batch_size)
     ep, re = int(params["decay_epochs"]), int(params["decay_repeats"])
     scheduler = make_scheduler(optimizer, ep * spe, float(params["lr_decay"]), re)
-    hook = AssignmentMonitor(model, x, y_true, spe, float(params["tol"]), optimizer, kl=kl,
+    hook = ClusteringHook(model, x, y_true, spe, float(params["tol"]), optimizer, kl=kl,
                              predict=predict)
 
     def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:

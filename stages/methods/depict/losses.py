@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from stages.methods.common import target_distribution
+from stages.methods.shared.common import target_distribution
 
 #: target rule -> (power, frequency exponent) of :func:`target_distribution`
 TARGET_RULES: dict[str, tuple[float, float]] = {

@@ -6,7 +6,7 @@ clustering network trained jointly with the pretrained dual autoencoder.
   whose last factor W_orth is kept as a buffer for prediction [code];
 * :class:`DscdanClusterer`: the dual autoencoder (with its MI discriminators), the spectral
   network and the cluster means m_k of Eq. 19;
-* :class:`LossChange`: the stop rule [code]: every ``steps_per_check`` steps (the code's "epoch"
+* :class:`ClusteringHook`: the stop rule [code]: every ``steps_per_check`` steps (the code's "epoch"
   of 10 random batches) the mean loss of those steps is compared with the previous one;
 * :func:`finetune`: Eq. 20 through :func:`stages.train.run_loop`.
 
@@ -47,8 +47,7 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from torch import nn
 
-from stages.methods.common import FinetuneResult, gradient_shares, target_update_row, to_device
-from stages.methods.dscdan_losses import (
+from stages.methods.dscdan.losses import (
     autoencoder_terms,
     knn_affinity,
     loss_weights,
@@ -56,10 +55,18 @@ from stages.methods.dscdan_losses import (
     orthonormalize,
     spectral_loss,
 )
+from stages.methods.shared.common import (
+    FinetuneResult,
+    gradient_shares,
+    target_update_row,
+    to_device,
+)
+from stages.nets.autoencoder import Autoencoder
 from stages.nets.dec import keras_init_
 from stages.train import (
     Checkpointer,
     LoopConfig,
+    PeriodicHook,
     loop_settings,
     make_optimizer,
     map_batches,
@@ -177,7 +184,7 @@ def code_signals(codes: torch.Tensor) -> dict[str, Any]:
             "code_max_variance": float(variance.max()), "mi_chance": MI_CHANCE}
 
 
-class LossChange:
+class ClusteringHook(PeriodicHook):
     """A :class:`stages.train.PeriodicHook`: every ``period`` steps, the mean loss of the last
     ``period`` steps (summed on the device by :meth:`add`) is compared with the previous mean;
     training stops when they differ by less than ``tol`` [code]. With ``window`` W > 1 the
@@ -277,7 +284,7 @@ def predict(model: DscdanClusterer, x: torch.Tensor, rule: str, n_clusters: int,
     return labels.astype(np.int64), z.cpu().numpy().astype(np.float32)
 
 
-def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray],
+def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarray],
              params: dict[str, Any], *, seed: int, y_true: np.ndarray | None = None,
              checkpoint: Checkpointer | None = None, log_every: int = 20) -> FinetuneResult:
     """DSCDAN's clustering phase (Eq. 20) on a pretrained dual autoencoder.
@@ -317,7 +324,7 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
     model.to(device)
     period = int(params.get("steps_per_check", 10))
     samples_per_check = period * batch
-    hook = LossChange(model, x, y_true, period=period, tol=float(params.get("tol", 1e-4)),
+    hook = ClusteringHook(model, x, y_true, period=period, tol=float(params.get("tol", 1e-4)),
                       predict_every=math.ceil(x.shape[0] / samples_per_check),
                       window=int(params.get("stop_window", 1)))
 

@@ -1,9 +1,9 @@
 """DSCDAN's pretraining objective, Eq. 13 = Eq. 12 + Eq. 10 (Yang et al., CVPR 2019, Sect. 3.1).
 
 The per-batch terms that pretraining and the clustering phase share are in
-:func:`stages.methods.dscdan_losses.autoencoder_terms`: the dual reconstruction (Eq. 12) and the
+:func:`stages.methods.dscdan.losses.autoencoder_terms`: the dual reconstruction (Eq. 12) and the
 two MI estimates of Eq. 10. Pretraining adds KL(p(z|x) || N(0, I)); the clustering phase
-replaces it by Eq. 19 (:mod:`stages.methods.dscdan`).
+replaces it by Eq. 19 (:mod:`stages.methods.dscdan.head`).
 
 The ablations of Table 4 are this objective with terms switched off by their weights in the
 autoencoder recipe: ``mi_weight`` (beta, 0.01 [paper]), ``kl_weight`` (gamma, 1 [paper]),
@@ -28,8 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from stages.methods.dscdan_losses import autoencoder_terms, gaussian_kl, loss_weights
-from stages.pretrain import train_epochs
+from stages.methods.dscdan.losses import autoencoder_terms, gaussian_kl, loss_weights
+from stages.methods.shared.reconstruction import train_epochs
 from stages.train import Checkpointer, LoopResult
 
 

@@ -1,7 +1,7 @@
 """DSCDAN's pure loss functions (Yang et al., CVPR 2019, Eqs. 10-19).
 
 No state, no training: each takes tensors and returns tensors, so pretraining
-(:mod:`stages.methods.dscdan_pretrain`) and the clustering phase (:mod:`stages.methods.dscdan`)
+(:mod:`stages.methods.dscdan.pretrain`) and the clustering phase (:mod:`stages.methods.dscdan.head`)
 share them, and the tests check them on hand-built inputs.
 
 Choices where the paper is silent ([default] unless marked):

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from stages.methods.common import (
+from stages.methods.shared.common import (
     FinetuneResult,
     gradient_shares,
     kl_divergence,
@@ -31,9 +31,11 @@ from stages.methods.common import (
     target_update_row,
     to_device,
 )
+from stages.nets.autoencoder import Autoencoder
 from stages.train import (
     Checkpointer,
     LoopConfig,
+    PeriodicHook,
     loop_settings,
     make_optimizer,
     map_batches,
@@ -74,7 +76,7 @@ class ClusteringAutoencoder(nn.Module):
         return student_t_assign(self.autoencoder.encode(x), self.centres, self.alpha)
 
 
-class TargetUpdate:
+class ClusteringHook(PeriodicHook):
     """DEC's periodic step: q on all points, P = target(q), labels, and the stop rule.
 
     Adds a history row per update with the label change and, for monitoring only, ACC/NMI
@@ -123,7 +125,7 @@ def initial_gradient_shares(model: ClusteringAutoencoder, x: torch.Tensor, gamma
     return gradient_shares(model, terms)
 
 
-def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray],
+def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarray],
              params: dict[str, Any], *, seed: int, y_true: np.ndarray | None = None,
              checkpoint: Checkpointer | None = None, log_every: int = 20) -> FinetuneResult:
     """Fine-tune ``autoencoder`` with a DEC clustering layer.
@@ -146,7 +148,7 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
     # [code] DEC-keras: SGD(0.01, 0.9) via ``optimizer``; IDEC and DCEC: Adam(lr)
     optimizer = make_optimizer(trainable, params.get("optimizer")
                                or {"name": "adam", "lr": float(params["lr"])})
-    hook = TargetUpdate(model, x, y_true, int(params["update_interval"]), float(params["tol"]))
+    hook = ClusteringHook(model, x, y_true, int(params["update_interval"]), float(params["tol"]))
 
     def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
         xb = x[idx]

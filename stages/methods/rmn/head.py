@@ -60,16 +60,18 @@ import torch
 from torch import nn
 
 from stages.errors import DataFileError
-from stages.methods.common import (
+from stages.methods.shared.common import (
     FinetuneResult,
     gradient_shares,
     reconstruction_mse,
     target_update_row,
     to_device,
 )
+from stages.nets.autoencoder import Autoencoder
 from stages.train import (
     Checkpointer,
     LoopConfig,
+    PeriodicHook,
     loop_settings,
     make_optimizer,
     map_batches,
@@ -270,7 +272,7 @@ class RMNClusterer(nn.Module):
         return self.rmn.predict(self.autoencoder.encode(x))
 
 
-class Monitor:
+class ClusteringHook(PeriodicHook):
     """Once per ``period`` steps: labels and mean log-likelihood of all points, for the history,
     with the component weights, the smallest variance, the largest centre norm, the centre
     separation (mean squared distance between centres) and the code scale (mean per-dimension
@@ -355,7 +357,7 @@ def rescale_code(autoencoder: nn.Module, x: torch.Tensor, means: torch.Tensor,
 
 
 
-def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray],
+def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarray],
              params: dict[str, Any], *, seed: int, y_true: np.ndarray | None = None,
              checkpoint: Checkpointer | None = None, log_every: int = 20) -> FinetuneResult:
     """Jointly optimise the encoder and the RMN (stage 3).
@@ -418,8 +420,8 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=max(1, phase_steps(params, "lr_step", spe, default_epochs=10 ** 9)),
         gamma=0.1)
-    monitor = Monitor(model, x, y_true, period=max(1, int(params.get("monitor_every_epochs", 1))
-                                                   * spe))
+    every = max(1, int(params.get("monitor_every_epochs", 1)))
+    monitor = ClusteringHook(model, x, y_true, period=every * spe)
 
     first = x[:batch]  # the trained network's gradient shares at the start (GMM steps aside)
     y_first = autoencoder.encode(first)

@@ -29,9 +29,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stages.methods.common import reconstruction_mse
-from stages.methods.noise import corrupt
-from stages.pretrain import train_epochs
+from stages.methods.shared.common import reconstruction_mse
+from stages.methods.shared.noise import corrupt
+from stages.methods.shared.reconstruction import train_epochs
 from stages.train import Checkpointer, LoopResult
 
 

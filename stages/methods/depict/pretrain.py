@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stages.methods.depict_losses import layerwise_reconstruction
+from stages.methods.depict.losses import layerwise_reconstruction
 from stages.train import (
     Checkpointer,
     EarlyStopping,

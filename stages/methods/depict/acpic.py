@@ -39,9 +39,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from stages.methods.knn_graph import exact_knn
+from stages.methods.shared.knn import exact_knn
 
-log = logging.getLogger("stages.methods.acpic")
+log = logging.getLogger("stages.methods.depict.acpic")
 
 
 def transition_graph(indices: np.ndarray, distances: np.ndarray, a: float = 1.0) -> sp.csr_matrix:
@@ -49,7 +49,7 @@ def transition_graph(indices: np.ndarray, distances: np.ndarray, a: float = 1.0)
 
     Args:
         indices, distances: each point's K nearest neighbours (N, K), nearest first, excluding
-            the point itself (:func:`stages.methods.knn_graph.exact_knn`).
+            the point itself (:func:`stages.methods.shared.knn.exact_knn`).
         a: σ² = a x mean squared distance to the K neighbours.
     """
     n, k = indices.shape

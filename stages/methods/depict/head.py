@@ -1,11 +1,11 @@
 """DEPICT (Ghasedi Dizaji et al., ICCV 2017): the soft-max clustering layer and the joint phase.
 
 * :class:`DepictClusterer`: the autoencoder with the soft-max clustering layer of Eq. 1;
-* :class:`TargetRefresh`: Q refreshed once per epoch (Algorithm 1, lines 4-5) and the stop rule;
+* :class:`ClusteringHook`: Q refreshed once per epoch (Algorithm 1, lines 4-5) and the stop rule;
 * :func:`finetune`: the joint phase (Algorithm 1, Eq. 12).
 
-The pure functions are in :mod:`stages.methods.depict_losses`, the reconstruction-only phases
-(MdA, and the SdA / RdA ablations of Table 3) in :mod:`stages.methods.depict_pretrain`, so that
+The pure functions are in :mod:`stages.methods.depict.losses`, the reconstruction-only phases
+(MdA, and the SdA / RdA ablations of Table 3) in :mod:`stages.methods.depict.pretrain`, so that
 editing the joint phase does not rerun the pretraining.
 
 Choices where the paper is silent ([code]: the authors' Theano code, [default]: ours):
@@ -35,23 +35,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stages.methods.common import (
-    FinetuneResult,
-    gradient_shares,
-    target_update_row,
-    to_device,
-)
-from stages.methods.depict_losses import (
+from stages.methods.depict.losses import (
     depict_target,
     layerwise_reconstruction,
     q_change,
     soft_cross_entropy,
 )
+from stages.methods.shared.common import (
+    FinetuneResult,
+    gradient_shares,
+    target_update_row,
+    to_device,
+)
 from stages.metrics import nmi
+from stages.nets.autoencoder import Autoencoder
 from stages.train import (
     Checkpointer,
     EarlyStopping,
     LoopConfig,
+    PeriodicHook,
     loop_settings,
     make_optimizer,
     map_batches,
@@ -91,7 +93,7 @@ class DepictClusterer(nn.Module):
 
 # ---------------------------------------------------------------------------- the joint phase
 
-class TargetRefresh:
+class ClusteringHook(PeriodicHook):
     """Algorithm 1, lines 4-5: once per epoch, Q from the clean P stored during the epoch.
 
     At step 0, Q is ``initial_q`` when given (one-hot k-means labels), else computed from a
@@ -234,7 +236,7 @@ def warm_start(model: DepictClusterer, x: torch.Tensor, pseudo_labels: torch.Ten
     return sorted(rows, key=lambda r: r["step"])
 
 
-def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray],
+def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarray],
              params: dict[str, Any], *, seed: int, y_true: np.ndarray | None = None,
              checkpoint: Checkpointer | None = None, log_every: int = 20) -> FinetuneResult:
     """DEPICT's joint phase (Algorithm 1) on a pretrained DEPICT autoencoder.
@@ -279,7 +281,7 @@ def finetune(autoencoder: nn.Module, x: torch.Tensor, init: dict[str, np.ndarray
             checkpoint = checkpoint or Checkpointer(None)
             warm_rows = warm_start(model, x, pseudo, params, seed=seed, log_every=log_every,
                                    checkpoint=checkpoint.phase("warmstart"))
-    hook = TargetRefresh(model, x, y_true, period=spe, tol=float(params["tol"]),
+    hook = ClusteringHook(model, x, y_true, period=spe, tol=float(params["tol"]),
                          rule=str(params.get("target", "dec")), initial_q=initial_q)
     optimizer = make_optimizer(list(model.parameters()),
                                {"name": "adam", "lr": float(params["lr"])})

@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from stages.errors import ConfigError
-from stages.methods.common import reconstruction_mse
-from stages.methods.noise import corrupt
+from stages.methods.shared.common import reconstruction_mse
+from stages.methods.shared.noise import corrupt
 from stages.train import (
     Checkpointer,
     LoopConfig,
