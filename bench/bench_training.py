@@ -120,7 +120,7 @@ def load_dataset(name: str):
     if prepared.exists():
         return read_dataset(prepared)
     from stages.data.manifest import fetch_raw
-    from stages.prepare import prepare
+    from stages.data.preparation import prepare
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
     fetch_raw(name, tmp / "raw")

@@ -68,7 +68,7 @@ def prepared(dataset: str) -> Path:
     """``results/data/{dataset}.h5`` of this checkout, fetched and prepared once if missing
     (the bench reads it from there instead of preparing it in every subprocess)."""
     from stages.data.manifest import fetch_raw
-    from stages.prepare import prepare
+    from stages.data.preparation import prepare
 
     out = REPO / "results" / "data" / f"{dataset}.h5"
     if not out.exists():

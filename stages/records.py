@@ -28,7 +28,9 @@ from pathlib import Path
 import pandas as pd
 from scipy import stats
 
-from stages.aggregate import (
+from stages.cli import main_for
+from stages.errors import ConfigError, DataFileError
+from stages.tables import (
     DEFAULT_REFERENCE,
     _md_table,
     _pct,
@@ -38,8 +40,6 @@ from stages.aggregate import (
     write_table,
     write_text,
 )
-from stages.cli import main_for
-from stages.errors import ConfigError, DataFileError
 
 log = logging.getLogger("stages.records")
 

@@ -21,7 +21,7 @@ from stages.artifacts import read_arrays
 from stages.data import registry
 from stages.data.dataset import Dataset, read_dataset
 from stages.data.manifest import fetch_raw
-from stages.prepare import prepare
+from stages.data.preparation import prepare
 
 
 def fetch_prepare_in_file_order(tmp_path: Path, name: str, source_dir: Path | None = None,

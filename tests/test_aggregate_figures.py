@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages import aggregate, evaluate, figures
+from stages import aggregate, evaluate, figures, plots, runs, tables
 from stages.artifacts import read_json, write_arrays, write_json
 from stages.data.registry import dataset_names
 from stages.errors import DataFileError
@@ -101,7 +101,7 @@ def test_evaluate_writes_json(tmp_path: Path, data_file: Path) -> None:
 def test_evaluate_records_extra_clusters(tmp_path: Path, data_file: Path) -> None:
     y = _y(data_file)
     labels = _labels_file(tmp_path, y, n_pred=K + 2, flip=60)
-    record = evaluate.evaluate(data_file, labels)
+    record = runs.evaluate(data_file, labels)
     assert record["n_predicted_clusters"] == K + 2 > record["n_clusters"]
     assert record["warnings"]
 
@@ -168,7 +168,7 @@ def test_aggregate_tables(tmp_path: Path, metric_files: list[Path]) -> None:
     runs = pd.read_csv(out / "all.csv")
     assert list(runs.columns) == [
         "dataset", "method", "family", "seed", "schedule", *METRIC_KEYS,
-        *aggregate.DIAGNOSTIC_COLUMNS, "wall_s_pretrain", "wall_s_embed",
+        *tables.DIAGNOSTIC_COLUMNS, "wall_s_pretrain", "wall_s_embed",
         "wall_s_init", "wall_s_finetune", "wall_s_fit", "wall_s_total", "device", "n",
         "n_clusters", "n_predicted_clusters", "config_hash", "commit"]
     assert runs.schedule.tolist() == ["paper"] * 5 and runs.sharper_than_start.all()
@@ -204,7 +204,7 @@ def test_aggregate_tables(tmp_path: Path, metric_files: list[Path]) -> None:
 
 def test_aggregate_mnist5k_note(tmp_path: Path) -> None:
     path = _metrics_json(tmp_path, "mnist5k", "dcec", "dec", 0, 0.8, 0.7)
-    paths = aggregate.aggregate([path], tmp_path / "tables")
+    paths = tables.aggregate([path], tmp_path / "tables")
     md = paths["paper_vs_ours"].read_text()
     assert "## mnist5k (paper column: MNIST-test)" in md and "5,000-image" in md
 
@@ -212,7 +212,7 @@ def test_aggregate_mnist5k_note(tmp_path: Path) -> None:
 def test_paper_vs_ours_compares_ari_and_precision_where_published(tmp_path: Path) -> None:
     # ari = acc - 0.1 = 0.7, pair precision 0.7 (see _metrics_json)
     path = _metrics_json(tmp_path, "mnist5k", "saip-hoe", "saip", 0, 0.8, 0.7)
-    md = aggregate.aggregate([path], tmp_path / "tables")["paper_vs_ours"].read_text()
+    md = tables.aggregate([path], tmp_path / "tables")["paper_vs_ours"].read_text()
     line = next(x for x in md.splitlines() if x.startswith("| saip-hoe | saip | 1 | 70.0 |"))
     # SAIP Table III, mnist-test: ARI 64.93, precision 67.82
     assert "| 70.0 | 64.9 | +5.1 | 70.0 | 67.8 | +2.2 |" in line
@@ -223,20 +223,20 @@ def test_paper_vs_ours_compares_ari_and_precision_where_published(tmp_path: Path
 def test_quick_rows_show_no_delta_and_say_so(tmp_path: Path) -> None:
     paths = [_metrics_json(tmp_path, "mnist5k", "dcec", "dec", 0, 0.8, 0.7, schedule="quick"),
              _metrics_json(tmp_path, "mnist5k", "dec", "dec", 0, 0.7, 0.6)]
-    md = aggregate.aggregate(paths, tmp_path / "tables")["paper_vs_ours"].read_text()
+    md = tables.aggregate(paths, tmp_path / "tables")["paper_vs_ours"].read_text()
     head = "\n".join(md.splitlines()[:4])
     assert "schedule quick are not comparable with the papers" in head
     dcec = next(x for x in md.splitlines() if x.startswith("| dcec | dec | quick | 1 |"))
     assert dcec.endswith("| 85.3 | 83.6 | — | — |")  # the paper's numbers, no difference
     dec = next(x for x in md.splitlines() if x.startswith("| dec | dec | paper | 1 |"))
     assert "| -0.3 |" not in dec and dec.split("|")[-3].strip().startswith(("+", "-"))
-    alone = aggregate.aggregate(paths[1:], tmp_path / "paper")["paper_vs_ours"].read_text()
+    alone = tables.aggregate(paths[1:], tmp_path / "paper")["paper_vs_ours"].read_text()
     assert "not comparable with the papers" not in alone
 
 
 def test_aggregate_rejects_duplicates(tmp_path: Path, metric_files: list[Path]) -> None:
     with pytest.raises(DataFileError, match="same run"):
-        aggregate.aggregate([metric_files[0], metric_files[0]], tmp_path / "tables")
+        tables.aggregate([metric_files[0], metric_files[0]], tmp_path / "tables")
     assert not (tmp_path / "tables" / "all.csv").exists()
 
 
@@ -245,12 +245,12 @@ def test_aggregate_rejects_incomplete_json(tmp_path: Path) -> None:
     path.write_text(json.dumps({"dataset": "mnist", "method": "dec", "seed": 0,
                                 "metrics": {"acc": 0.5}}))
     with pytest.raises(DataFileError, match="nmi_max"):
-        aggregate.aggregate([path], tmp_path / "tables")
+        tables.aggregate([path], tmp_path / "tables")
 
 
 def test_reference_file() -> None:
-    ref = aggregate.load_reference(aggregate.DEFAULT_REFERENCE)
-    assert list(ref.columns) == list(aggregate.REFERENCE_COLUMNS)
+    ref = tables.load_reference(tables.DEFAULT_REFERENCE)
+    assert list(ref.columns) == list(tables.REFERENCE_COLUMNS)
     assert set(ref.paper) == {"dcec", "depict", "dscdan", "saip", "rmn-gmm"}
     assert set(ref.metric) == {"acc", "nmi", "ari", "pair_precision"}
     assert {"MNIST-full", "MNIST-test", "USPS", "Fashion-MNIST"} <= set(ref.dataset)
@@ -274,8 +274,8 @@ def test_reference_file() -> None:
     assert set(ref[ref.dataset == "USPS"].paper) == {"dcec", "dscdan"}
     assert set(ref[ref.dataset == "USPS-11k"].paper) == {"depict", "rmn-gmm"}
     # issue 19's datasets: every dataset a paper reports has a column our datasets map to
-    assert set(aggregate.DATASET_TO_PAPER.values()) <= set(ref.dataset)
-    assert set(dataset_names()) - set(aggregate.DATASET_TO_PAPER) == {"digits", "synthetic"}
+    assert set(tables.DATASET_TO_PAPER.values()) <= set(ref.dataset)
+    assert set(dataset_names()) - set(tables.DATASET_TO_PAPER) == {"digits", "synthetic"}
     keyed = ref.set_index(["paper", "method", "dataset", "metric"])["value"]
     assert keyed[("saip", "saip-hoe", "CIFAR-10", "acc")] == 22.06           # Table IV
     assert keyed[("saip", "saip-hit", "CIFAR-100-aquatic", "nmi")] == 13.85  # Table V
@@ -297,14 +297,14 @@ def test_reference_validation(tmp_path: Path) -> None:
     bad.write_text("paper,method,dataset,metric,value,source\n"
                    "x,m,D,acc,—,T1\n")
     with pytest.raises(DataFileError, match="non-numeric"):
-        aggregate.load_reference(bad)
+        tables.load_reference(bad)
     bad.write_text("paper,method,dataset,metric,value,source\n"
                    "x,m,D,acc,1,T1\nx,m,D,acc,2,T1\n")
     with pytest.raises(DataFileError, match="duplicated"):
-        aggregate.load_reference(bad)
+        tables.load_reference(bad)
     bad.write_text("paper,method,value\nx,m,1\n")
     with pytest.raises(DataFileError, match="missing column"):
-        aggregate.load_reference(bad)
+        tables.load_reference(bad)
 
 
 # --------------------------------------------------------------------------- figures
@@ -321,16 +321,16 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 def _built(monkeypatch: pytest.MonkeyPatch) -> list:
-    """Every Figure that figures.build_figure returns from now on (make_figure and the CLI
+    """Every Figure that plots.build_figure returns from now on (make_figure and the CLI
     draw through it), so a test can look inside the figure that was saved."""
     built: list = []
-    original = figures.build_figure
+    original = plots.build_figure
 
     def recording(*args, **kwargs):
         built.append(original(*args, **kwargs))
         return built[-1]
 
-    monkeypatch.setattr(figures, "build_figure", recording)
+    monkeypatch.setattr(plots, "build_figure", recording)
     return built
 
 
@@ -394,7 +394,7 @@ def test_figure_with_embedding_and_histories(tmp_path: Path, data_file: Path,
     assert _n_colours(true_map) == K
     # labels are y + 1 (mod K) but for the first few: the matched colour of a point's cluster is
     # its class's colour exactly where it was predicted right
-    idx = figures.subset_indices(y.size, 100, 0)
+    idx = plots.subset_indices(y.size, 100, 0)
     same = (np.abs(true_map.get_facecolors() - pred_map.get_facecolors()).sum(1) == 0)
     np.testing.assert_array_equal(same, pred_labels[idx] == (y[idx] + 1) % K)
 
@@ -441,7 +441,7 @@ def test_figure_diagnostics_and_validation_panels(tmp_path: Path, data_file: Pat
         "val_mse": [np.nan, 0.05] * 6,
     }).to_csv(pre, index=False)
     # 4 points: t-SNE is skipped (too few), the maps show the embedding's first two coordinates
-    fig = figures.build_figure(data_file, labels, history_path=hist, pretrain_history_path=pre,
+    fig = plots.build_figure(data_file, labels, history_path=hist, pretrain_history_path=pre,
                                n_points=4, seed=0)
     assert tuple(fig.get_size_inches()) == (10, 13.5)  # three rows of 4.5 in
     # maps; fine-tuning (no ACC/NMI columns: no twin); pretraining + held-out twin; diagnostics
@@ -482,7 +482,7 @@ def test_figure_raw_baseline(tmp_path: Path, data_file: Path,
     empty.write_text("step,loss,acc,nmi,delta_label\n")  # a method without fine-tuning
     out = tmp_path / "figures" / "raw.png"
     built = _built(monkeypatch)
-    figures.make_figure(data_file, labels, out, history_path=empty, n_points=80, seed=1)
+    plots.make_figure(data_file, labels, out, history_path=empty, n_points=80, seed=1)
     assert _is_png(out) and _png_size(out) == (1000, 450)  # one row: no curves to draw
     (fig,) = built
     assert [ax.get_title() for ax in fig.axes] == [
@@ -506,29 +506,29 @@ def test_figure_of_a_collapsed_embedding_is_drawn_not_crashed(
     write_arrays(labels, arrays, attrs)
     out = tmp_path / "figures" / "collapsed.png"
     built = _built(monkeypatch)
-    figures.make_figure(data_file, labels, out, n_points=60, seed=0)
+    plots.make_figure(data_file, labels, out, n_points=60, seed=0)
     assert _is_png(out)
     (fig,) = built
     assert fig.axes[0].get_title() == f"embedding ({problem}: no t-SNE): true labels"
     # drawn as the first two coordinates, zeros where not finite
     np.testing.assert_array_equal(fig.axes[0].collections[0].get_offsets(),
                                   np.full((60, 2), 0.5 if value == 0.5 else 0.0))
-    assert figures.degenerate(arrays["embedding"]) is not None
-    assert figures.degenerate(np.arange(12.0).reshape(6, 2)) is None
+    assert plots.degenerate(arrays["embedding"]) is not None
+    assert plots.degenerate(np.arange(12.0).reshape(6, 2)) is None
 
 
 def test_figure_missing_history_is_an_error(tmp_path: Path, data_file: Path) -> None:
     labels = _labels_file(tmp_path, _y(data_file))
     out = tmp_path / "figures" / "x.png"
     with pytest.raises(DataFileError, match="history not found"):
-        figures.make_figure(data_file, labels, out, history_path=tmp_path / "nope.csv")
+        plots.make_figure(data_file, labels, out, history_path=tmp_path / "nope.csv")
     assert not out.exists()
 
 
 def test_matched_colours() -> None:
     y = np.array([0, 0, 1, 1, 2, 2])
     c = np.array([5, 5, 3, 3, 9, 7])
-    true_c, pred_c = figures.matched_colours(y, c)
+    true_c, pred_c = plots.matched_colours(y, c)
     assert true_c.tolist() == [0, 0, 1, 1, 2, 2]
     assert pred_c[:4].tolist() == [0, 0, 1, 1]
     assert sorted(pred_c[4:].tolist()) == [2, 3]  # one cluster matched to class 2, one extra

@@ -15,9 +15,9 @@ from stages.artifacts import read_arrays, write_arrays
 from stages.data.dataset import Dataset, read_dataset
 from stages.data.idx import read_idx, write_idx
 from stages.data.manifest import fetch_raw, verify_manifest
+from stages.data.preparation import prepare
 from stages.data.registry import DATASETS, RCV1_FIGSHARE, dataset_names, get_dataset_spec
 from stages.errors import ConfigError, DataFileError, DownloadError
-from stages.prepare import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 IDX_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",

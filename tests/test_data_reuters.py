@@ -20,9 +20,9 @@ from stages.artifacts import read_arrays
 from stages.data import registry, reuters, sources
 from stages.data.dataset import read_dataset
 from stages.data.manifest import fetch_raw
+from stages.data.preparation import prepare, sample_order
 from stages.data.registry import RCV1_QRELS_FILE, RCV1_VECTOR_FILES, RemoteFile
 from stages.errors import ConfigError, DataFileError, DownloadError
-from stages.prepare import prepare, sample_order
 from tests.datafiles import Server
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -384,10 +384,10 @@ def test_fully_connected_networks_take_the_features_convolutional_ones_refuse():
 
 
 def test_paper_numbers_are_mapped_to_stl10():
-    from stages import aggregate
+    from stages import tables
 
-    assert aggregate.DATASET_TO_PAPER[NAME] == "STL-10"
-    ref = aggregate.load_reference(aggregate.DEFAULT_REFERENCE)
+    assert tables.DATASET_TO_PAPER[NAME] == "STL-10"
+    ref = tables.load_reference(tables.DEFAULT_REFERENCE)
     stl = ref[ref.dataset == "STL-10"].set_index(["method", "metric"])["value"]
     assert set(ref[ref.dataset == "STL-10"].paper) == {"rmn-gmm"}
     assert len(stl) == 22 * 2  # Tables 3 and 4: 22 rows, ACC and NMI

@@ -19,9 +19,9 @@ from stages.data import registry
 from stages.data.dataset import read_dataset
 from stages.data.download import MIRROR_ENV, candidate_urls, fetch_remote_file
 from stages.data.manifest import fetch_raw
+from stages.data.preparation import prepare
 from stages.data.registry import RemoteFile
 from stages.errors import DataFileError, DownloadError
-from stages.prepare import prepare
 from tests.datafiles import Server
 from tests.datafiles import serve_as as _serve_as
 from tests.datafiles import tar_gz as _tar_gz

@@ -495,9 +495,9 @@ def test_stage_one_counts_steps_whatever_the_dataset_size():
 
 
 def test_reference_rows_of_the_rmn_gmm_paper():
-    from stages import aggregate
+    from stages import tables
 
-    ref = aggregate.load_reference(aggregate.DEFAULT_REFERENCE)
+    ref = tables.load_reference(tables.DEFAULT_REFERENCE)
     ref = ref[ref.paper == "rmn-gmm"].set_index(["method", "dataset", "metric"])["value"]
     assert ref[("rmn-gmm", "MNIST-full", "acc")] == 98.7
     assert ref[("rmn-gmm", "MNIST-full", "nmi")] == 96.0
@@ -505,7 +505,7 @@ def test_reference_rows_of_the_rmn_gmm_paper():
     assert ref[("aef-gmm", "MNIST-full", "nmi")] == 59.0
     assert ref[("aef-kmeans", "MNIST-full", "acc")] == 80.0
     assert ref[("rmn-gmm", "Fashion-MNIST", "acc")] == 63.5
-    assert aggregate.nmi_variant("rmn-gmm", "rmn-gmm") == "nmi_max"
+    assert tables.nmi_variant("rmn-gmm", "rmn-gmm") == "nmi_max"
 
 
 def test_interrupted_finetune_resumes_to_the_same_result(tmp_path, monkeypatch):

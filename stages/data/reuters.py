@@ -1,74 +1,15 @@
 """Reuters (RCV1-v2) as tf-idf vectors: ``reuters10k``, ``reuters4``, ``reuters20`` (and its
 top-k subsets ``reuters20-top4`` ... ``reuters20-top16``).
 
-**Protocol followed.** DEC's own code (piiswrong/dec, dec/dec.py ``make_reuters_data`` and
-``make_reuters_idf_data``; DEC-keras and IDEC, ``datasets.py`` ``make_reuters_data``, are the same
-up to the subset, below) [code]:
-
-* labels: the qrels file ``rcv1-v2.topics.qrels``; a document is kept when exactly one of the
-  four root topics CCAT, GCAT, MCAT, ECAT is among its topics (documents with two or more are
-  deleted), labelled CCAT 0, GCAT 1, MCAT 2, ECAT 3 (``cat_to_cid``): 685,071 documents (DEC's
-  paper; RMN-GMM's Reuters-4, sizes 299,612 / 54,695 / 163,135 / 167,629);
-* documents in the order of the LYRL2004 files test_pt0, test_pt1, test_pt2, test_pt3, train;
-* features: the 2,000 most frequent stems of those documents (``CountVectorizer(
-  max_features=2000)`` fitted on all 685,071), then ``TfidfTransformer(norm='l2',
-  sublinear_tf=True)``, then ``x sqrt(2000)``;
-* REUTERS-10K: a random permutation of the 685,071, its first 10,000 (make_reuters_idf_data:
-  ``np.random.permutation``, then ``X[:N]``, N = 10000; the paper: "a random subset of 10000
-  examples"). That function sets no seed itself; make_reuters_data and DEC-keras seed
-  ``np.random.seed(1234)``, so the draw here is ``np.random.RandomState(seed)`` with 1234.
-  Param ``subset: random`` [code DEC], ``seed`` recorded (default 1234); ``subset: first``
-  [code DEC-keras / IDEC]: their ``x[:10000]`` before the permutation, the first 10,000 in file
-  order (all from test_pt0).
-
-**Where this departs from DEC's code, and why.** DEC reads the token files
-``lyrl2004_tokens_*.dat`` (stemmed, stop-worded text). No checksum of those is published
-anywhere we found; scikit-learn pins (SHA-256) the LYRL2004 *vector* files of the same 804,414
-documents and the qrels file, so this loader reads those (stages/data/registry.py) and rebuilds
-DEC's features from them:
-
-* "most frequent" is read as **document frequency**: the vectors hold a weight per (document,
-  stem) but not the count, so the 2,000 stems are the ones present in the most of the selected
-  documents (ties: the lower term id), not the largest summed counts that ``CountVectorizer``
-  ranks by; stems are LYRL2004's term ids 1..47,236, the columns in term-id order
-  (CountVectorizer's are alphabetical; the order is immaterial to the fully connected networks);
-* the **tf-idf weights are LYRL2004's own** (scikit-learn: "cosine-normalized, log TF-IDF
-  vectors", their idf LYRL2004's), not sklearn's smoothed idf refitted on the 685,071; the log
-  (sublinear) tf is the same. Each row restricted to the 2,000 columns is made unit-length again
-  (DEC's ``norm='l2'`` over its 2,000 features; a document with none of them stays zero), then
-  scaled.
-
-**Scale** (param ``scale``): ``sqrt-dim``, unit rows x sqrt(2000) [code DEC], the default
-of all three (DEC's file is what DEC, IDEC and SAIP clustered; RMN-GMM says only "tf-idf
-features"); ``unit``: unit rows, values in [0, 1]. RMN-GMM's rows run on them as the
-``*-vec`` methods of config/datasets-examples.yaml (linear output, Gaussian visible units, no
-image augmentation).
-
-**Reuters-20** (RMN-GMM: "365,968 documents from 20 non-root topics", the clusters "sorted in a
-descending order based on the cluster size", evaluated on "the first 4, 8, 12, 16, and 20
-clusters"; its Table 5 is DCN's RCV1-v2 protocol). DCN's code (boyangumn/DCN, pre_rcv1.py)
-[code]: the topics whose parent is one of the four roots (``topics: second-level``; the
-children listed in LYRL2004's hierarchy, below), the documents with exactly one of them, the
-topics ranked by how many such documents they have, the largest dropped ("removed, due to its
-huge size": ``drop_largest: 1``), the next k kept; label = rank (0 = the largest kept). The
-printed reading is one param away: ``drop_largest: 0`` and ``topics: non-root`` (exactly one
-non-root topic of any level). The 2,000 stems are those of the kept documents (DCN picks the
-features per subset). Not followed from DCN's script, which is a scratch state: its 3,000
-columns (the paper and RMN-GMM say 2,000), its ranking by summed weights and its raw
-(not re-normalised) weights; and its topic mask as written, which flags sklearn's i-th
-(alphabetical) topic by line i+1 of ``rcv1.topics.hier.orig``, a file not in that order (each
-root precedes its children there), so the set it really kept cannot be rebuilt from the code.
-The documents kept are recorded in the preprocessing text with the paper's 365,968 beside
-them; ``reuters20-top{k}`` are the same
-dataset cut to its k largest clusters (named datasets, so that each is compared with its own
-column of RMN-GMM's Table 5).
-
-**Memory.** The vectors are parsed one file at a time (scikit-learn's svmlight parser, float32)
-into a sparse matrix of the kept documents; the loader returns X as a CSR float32 matrix and
-``stages.prepare`` writes it densely in row blocks, in its fixed order. Measured on synthetic
-files of RCV1's size (804,414 documents of about 75 stems, the real document and term counts):
-prepare of reuters4 took 50 s and 1.6 GB of peak memory (reuters20: 39 s, 0.8 GB); the
-prepared reuters4.h5 is 5.5 GB.
+Rebuilds DEC's features [code DEC] from the pinned LYRL2004 vector files and the qrels
+(stages/data/registry.py): the documents with exactly one root topic (CCAT, GCAT, MCAT, ECAT ->
+0..3) in file order, the 2,000 stems present in the most of them (document frequency), their
+LYRL2004 tf-idf weights with each row re-normalised over those stems, x sqrt(2000) (param
+``scale``: ``sqrt-dim``; ``unit`` drops the factor). REUTERS-10K: the first 10,000 of a
+``RandomState(1234)`` permutation (``subset: random`` [code DEC]; ``first``: file order [code
+DEC-keras / IDEC]). Reuters-20: DCN's topic selection [code] (params ``topics``,
+``drop_largest``), labels by topic size. X is returned as CSR float32. The full protocol, the
+departures from DEC's and DCN's code and the memory measured: docs/notes/reuters.md.
 """
 
 from __future__ import annotations

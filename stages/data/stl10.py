@@ -1,34 +1,15 @@
 """STL-10 as HOG + 8x8 colour map features (``stl10-hog``, the RMN-GMM paper's STL-10).
 
-RMN-GMM (Wang & Jiang, Neurocomputing 2021, Sect. 4.1): "Following [Doersch et al. 2012], we
-calculate both the HOG features and the 8x8 color map of each image, and take the concatenation
-of them as the input (with the dimensionality of 1,428)". The feature is DEC's "STL-HOG" (Xie et
-al. 2016, Table 1: 13,000 points, 10 classes, 1,428 dims), built by ``load_stl`` in DEC's code
-(piiswrong/dec, dec/dec.py), which this module follows [code]:
-
-* HOG: ``features.hog(image)`` with its default ``sbin = 8``, a Cython port of Felzenszwalb's
-  ``features.cc`` (DEC imports ``features``, built by dec/setup_features.py from a
-  ``features.pyx`` it does not ship; the public port with this exact output is
-  cvondrick/pyvision, vision/features.pyx). Per pixel, the colour channel with the largest
-  gradient (centred differences) votes with its magnitude for one of 9 contrast-insensitive
-  orientations (0, 20, ..., 160 degrees), bilinearly into the 4 nearest 8x8 cells. Each interior
-  cell is normalised by the energy of each of the 4 2x2-cell blocks around it, clipped at 0.2, and
-  gives 13 numbers: the 9 orientations summed over the 4 normalisations x 0.5, and 4 texture
-  energies (each normalisation summed over orientations x 0.2357). A 96x96 image has 12x12 cells,
-  10x10 interior ones: 10 x 10 x 13 = 1,300 numbers, in (row, column, feature) order.
-* colour map: ``cv2.resize(image, (8, 8))`` (bilinear; for 96 -> 8 each pixel is the mean of the
-  2x2 pixels at the centre of its 12x12 block, rounded half up), converted by
-  ``cv2.cvtColor(..., CV_RGB2YCrCb)`` (OpenCV's 8-bit integer formula); the Cr and Cb channels
-  are kept: 8 x 8 x 2 = 128 numbers, in (row, column, channel) order. 1,300 + 128 = 1,428.
-* scaling: ``(hog - 0.2) * 10`` and ``(crcb - 128) / 10``, concatenated in that order.
-
-The archive ``stl10_binary.tar.gz`` holds ``stl10_binary/{train,test}_{X,y}.bin`` and
-``unlabeled_X.bin``: uint8 images of 3 x 96 x 96 bytes (the red, green, blue planes, each
-stored column-major) and uint8 labels 1..10. The labelled set is train (5,000) then test (8,000);
-labels 1..10 -> 0..9. The 100,000 unlabelled images (param ``unlabelled``, default off: their
-features take minutes and 571 MB) become ``X_unlabelled`` float32 (100,000, 1,428), computed and
-written block by block, for autoencoder training only (:func:`stages.data.dataset.
-pretraining_inputs`); no evaluation reads them.
+RMN-GMM (Wang & Jiang, Neurocomputing 2021, Sect. 4.1) clusters DEC's "STL-HOG" (Xie et al.
+2016, Table 1: 13,000 points, 10 classes, 1,428 dims); this module computes it as ``load_stl``
+in DEC's code (piiswrong/dec, dec/dec.py) does [code], in NumPy: Felzenszwalb's HOG with 8-pixel
+cells (:func:`hog_features`, 10 x 10 interior cells x 13 = 1,300), then the Cr and Cb channels of
+an 8x8 bilinear thumbnail (:func:`colour_map`, 128), scaled ``(hog - 0.2) * 10`` and
+``(crcb - 128) / 10`` (:func:`stl_features`). From ``stl10_binary.tar.gz``: X (13,000, 1,428)
+float32, train (5,000) then test (8,000), labels 1..10 -> 0..9. Param ``unlabelled`` (default
+off) adds ``X_unlabelled`` (100,000, 1,428) float32, the unlabelled images' features computed
+and written block by block, for autoencoder training only
+(:func:`stages.data.dataset.pretraining_inputs`); no evaluation reads them.
 """
 
 from __future__ import annotations
@@ -78,13 +59,28 @@ _YCC_SHIFT = 14
 
 
 def decode_images(raw: bytes | np.ndarray) -> np.ndarray:
-    """STL-10 records (n x 27,648 bytes) -> images (n, 96, 96, 3) uint8, (row, column, RGB)."""
+    """STL-10 records (n x 27,648 bytes) -> images (n, 96, 96, 3) uint8, (row, column, RGB).
+
+    A record (``{train,test}_X.bin``, ``unlabeled_X.bin``) is 3 x 96 x 96 bytes: the red, green
+    and blue planes, each stored column-major; ``{train,test}_y.bin`` hold uint8 labels 1..10.
+    """
     planes = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3, SIDE, SIDE)  # (n, c, col, row)
     return planes.transpose(0, 3, 2, 1)
 
 
 def hog_features(images: np.ndarray, sbin: int = SBIN) -> np.ndarray:
     """Felzenszwalb HOG with 13 features per cell, as ``features.hog`` computes it.
+
+    DEC calls ``features.hog(image)`` with its default ``sbin = 8``, a Cython port of
+    Felzenszwalb's ``features.cc`` (built by dec/setup_features.py from a ``features.pyx`` DEC
+    does not ship; the public port with this exact output is cvondrick/pyvision,
+    vision/features.pyx). Per pixel, the colour channel with the largest gradient (centred
+    differences) votes with its magnitude for one of 9 contrast-insensitive orientations (0, 20,
+    ..., 160 degrees), bilinearly into the 4 nearest cells. Each interior cell is normalised by
+    the energy of each of the 4 2x2-cell blocks around it, clipped at 0.2, and gives 13 numbers:
+    the 9 orientations summed over the 4 normalisations x 0.5, and 4 texture energies (each
+    normalisation summed over orientations x 0.2357). A 96x96 image has 12x12 cells, 10x10
+    interior ones: 10 x 10 x 13 = 1,300 numbers, in (row, column, feature) order.
 
     Args:
         images: (n, H, W, 3) uint8 (or any real dtype), (row, column, channel).
@@ -162,6 +158,10 @@ def _snap_orientation(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
 
 def colour_map(images: np.ndarray) -> np.ndarray:
     """The 8x8 Cr, Cb map of ``cv2.resize`` (bilinear) then ``cvtColor(CV_RGB2YCrCb)``.
+
+    As DEC's ``cv2.resize(image, (8, 8))``: for 96 -> 8 each pixel is the mean of the 2x2 pixels
+    at the centre of its 12x12 block, rounded half up; then OpenCV's 8-bit integer YCrCb formula.
+    The Cr and Cb channels are kept: 8 x 8 x 2 = 128 numbers, in (row, column, channel) order.
 
     Args:
         images: (n, 96, 96, 3) uint8 RGB.

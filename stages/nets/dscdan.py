@@ -8,21 +8,19 @@ train, so that the pretrain stage saves it in one file and the finetune stage ge
   YTF-sized 55x55 images the 4-layer stack with 5x5 kernels), 'same' padding, LeakyReLU(0.2)
   [code], then Flatten and two linear heads ``mu`` and ``logvar`` of size 120 [paper] / two heads
   [code]; the clean code is z = mu(x);
-* the noisy transformer psi: z_hat = mu + exp(logvar / 2) * eps, eps ~ N(0, I) ([code], the
+* noisy transformer psi: z_hat = mu + exp(logvar / 2) * eps, eps ~ N(0, I) ([code], the
   default), or the paper's multiplicative Gaussian noise z_hat = mu * eps, eps ~ N(1, s^2)
   (``noise: multiplicative``, s = ``noise_std``, [default] 0.2);
 * decoder D, shared by z and z_hat: Linear(120 -> last feature map), LeakyReLU, transposed convs
   mirroring the encoder (channels reversed) and a final stride-1 transposed conv to the input
-  channels. The code ends with a sigmoid; [default] the output is linear (``output: linear``),
-  because with the sigmoid and Adam 1e-3 the reconstruction stalled at an all-black image
-  (per-sample SSE 88 on mnist5k for 200 steps, the codes' scale growing to ~20) while the linear
-  output reached SSE 14 in 150 steps (measured); ``output: sigmoid`` restores the code's;
-* the global MI discriminator T1 on [phi(x); z] (phi: the flattened last encoder map),
+  channels; [default] linear output (``output: linear``; ``output: sigmoid`` is the code's);
+* global MI discriminator T1 on [phi(x); z] (phi: the flattened last encoder map),
   FC(120)-ReLU x3 - FC(1) [default, the code's width];
-* the local MI discriminator T2 on the middle encoder map C (output of enc-2; of enc-1 for the
+* local MI discriminator T2 on the middle encoder map C (output of enc-2; of enc-1 for the
   2-layer stack) with z tiled over its grid: 1x1 conv(120)-ReLU x2 - 1x1 conv(1) [default].
 
-Glorot-uniform weights, zero biases (Keras defaults, as in the authors' code).
+Glorot-uniform weights, zero biases (Keras defaults, as in the authors' code). Why the linear
+output, measured: docs/notes/dscdan.md.
 """
 
 from __future__ import annotations

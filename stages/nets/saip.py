@@ -11,15 +11,10 @@ layer (the embedding) and the last decoder layer (the reconstruction), which are
   the encoder had there, followed by a 5x5 'same' convolution: FC(1024)-FC(32*h*w)-up-conv(64,5)
   -up-conv(C,5)-sigmoid.
 * Glorot-uniform weights and zero biases, as the other networks here (Keras defaults).
-* [default, measured] ``mean_output_bias``: a per-pixel bias (C, H, W) before the output sigmoid,
-  started at the logit of the training data's mean image (:meth:`set_input_mean`), the
-  paper's "decentralization" applied to the output, as the MLP DAE adds its input mean back.
-  Without it the decoder's only way to the mean image is a large constant code: on mnist5k the
-  sigmoid embedding saturated within 30 Adam steps (pre-activation mean 0 -> 12), every
-  recipe tried (Adam 1e-3 or 1e-4, SGD 0.1 or 1, centred inputs, a linear embedding) stayed at
-  or above the mean image's held-out error (0.068) for 10 epochs, and the 200-epoch run ended
-  with a constant embedding (per-dimension std 1e-7). With it: 0.033 after 9 epochs, every
-  embedding dimension's std 0.19 or more.
+* [default] ``mean_output_bias``: a per-pixel bias (C, H, W) before the output sigmoid, started
+  at the logit of the training data's mean image (:meth:`set_input_mean`), the paper's
+  "decentralization" applied to the output, as the MLP DAE adds its input mean back; why,
+  measured: docs/notes/saip.md.
 """
 
 from __future__ import annotations

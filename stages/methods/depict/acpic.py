@@ -4,29 +4,11 @@ AC-PIC (Zhang, Zhao and Wang, Pattern Recognition 46(11), 2013) is the clusterin
 authors' code runs on the MdA embeddings of MNIST-test and USPS to start Q (their
 ``predict_ac_mpi``: the graph-agglomerative-clustering toolbox's ``gacCluster`` with the path
 descriptor, K = 20, a = 1, z = 0.01); on MNIST-full, FRGC, YTF and CMU-PIE it runs k-means.
-
-The algorithm, as the toolbox computes it:
-
-1. A directed K-nearest-neighbour graph on the squared Euclidean distances d²: w_ij =
-   exp(-d²_ij / σ²) for j among i's K neighbours, w_ii = 1, with σ² = a x the mean of d² over
-   every point's K neighbours, doubled until exp(-d²/σ²) >= 1e-5 for every point's nearest
-   neighbour. P = D⁻¹ W, the row-normalised transition matrix.
-2. Initial clusters: the connected components of the graph linking each point to its nearest
-   neighbour.
-3. The path integral of a cluster C is S_C = 1ᵀ (I - z P_CC)⁻¹ 1 / |C|² (the toolbox's
-   ``gacPathEntropy``); the conditional one of C_a inside C_a ∪ C_b, S_{a|ab}, is the same sum
-   over C_a's rows and columns of (I - z P_UU)⁻¹, U = C_a ∪ C_b (``gacPathCondEntropy``).
-   Clusters are merged greedily, the pair with the largest increment
-   S_{a|ab} - S_a + S_{b|ab} - S_b first, until K clusters remain.
-
-Two things differ from the toolbox's Python port in how, not in what, is computed: the
-increment is exactly zero for two clusters without an edge between them (I - z P_UU is then
-block-diagonal), so only pairs joined by an edge are scored, in a heap; and
-(I - z P_UU)⁻¹ [1_a, 1_b] is computed by the fixed-point iteration x <- b + z P_UU x on the
-sparse graph (converging as zᵏ, z = 0.01) instead of a dense inverse of the N x N matrix. If the
-graph falls apart into more than K components, the remaining clusters have no positive
-increment left; each of those merges joins the smallest cluster with the one whose mean is
-nearest to it, and the number of such merges is returned (``disconnected_merges``).
+As the toolbox computes it: a K-nearest-neighbour transition matrix P (:func:`transition_graph`),
+initial clusters from nearest-neighbour links (:func:`nearest_neighbour_clusters`), then greedy
+merges of the pair with the largest path-integral increment (:func:`path_integral`,
+:func:`conditional_path_integral`, :func:`acpic`) until K clusters remain. :func:`acpic_arrays`
+is the init's entry point: labels (N,) and the clusters' means (K, d).
 """
 
 from __future__ import annotations
@@ -46,6 +28,10 @@ log = logging.getLogger("stages.methods.depict.acpic")
 
 def transition_graph(indices: np.ndarray, distances: np.ndarray, a: float = 1.0) -> sp.csr_matrix:
     """Step 1: the row-normalised K-nearest-neighbour transition matrix P (N, N), CSR.
+
+    A directed graph on the squared Euclidean distances d²: w_ij = exp(-d²_ij / σ²) for j among
+    i's K neighbours, w_ii = 1, with σ² = a x the mean of d² over every point's K neighbours,
+    doubled until exp(-d²/σ²) >= 1e-5 for every point's nearest neighbour; P = D⁻¹ W.
 
     Args:
         indices, distances: each point's K nearest neighbours (N, K), nearest first, excluding
@@ -86,7 +72,8 @@ def _solve(p_uu: sp.csr_matrix, b: np.ndarray, zeta: float) -> np.ndarray:
 
 
 def path_integral(p: sp.csr_matrix, cluster: np.ndarray, zeta: float) -> float:
-    """S_C = 1ᵀ (I - zeta P_CC)⁻¹ 1 / |C|² for the index array ``cluster``."""
+    """S_C = 1ᵀ (I - zeta P_CC)⁻¹ 1 / |C|² for the index array ``cluster`` (the toolbox's
+    ``gacPathEntropy``)."""
     sub = p[cluster][:, cluster]
     x = _solve(sub, np.ones((cluster.size, 1)), zeta)
     return float(x.sum()) / cluster.size ** 2
@@ -94,7 +81,8 @@ def path_integral(p: sp.csr_matrix, cluster: np.ndarray, zeta: float) -> float:
 
 def conditional_path_integral(p: sp.csr_matrix, a: np.ndarray, b: np.ndarray,
                               zeta: float) -> float:
-    """S_{a|ab} + S_{b|ab}: each cluster's path integral inside the merged cluster a ∪ b."""
+    """S_{a|ab} + S_{b|ab}: each cluster's path integral inside the merged cluster U = a ∪ b,
+    the sums over its own rows and columns of (I - zeta P_UU)⁻¹ (``gacPathCondEntropy``)."""
     u = np.concatenate([a, b])
     rhs = np.zeros((u.size, 2))
     rhs[:a.size, 0] = 1.0
@@ -106,6 +94,17 @@ def conditional_path_integral(p: sp.csr_matrix, a: np.ndarray, b: np.ndarray,
 def acpic(z: np.ndarray, n_clusters: int, n_neighbors: int = 20, a: float = 1.0,
           zeta: float = 0.01) -> tuple[np.ndarray, int]:
     """AC-PIC labels (N,) int64 in 0..K-1 of the points z (N, d), and the disconnected merges.
+
+    Clusters are merged greedily, the pair with the largest increment
+    S_{a|ab} - S_a + S_{b|ab} - S_b first, until K clusters remain. Two things differ from the
+    toolbox's Python port in how, not in what, is computed: the increment is exactly zero for
+    two clusters without an edge between them (I - z P_UU is then block-diagonal), so only pairs
+    joined by an edge are scored, in a heap; and (I - z P_UU)⁻¹ [1_a, 1_b] is computed by the
+    fixed-point iteration x <- b + z P_UU x on the sparse graph (converging as zᵏ, z = 0.01)
+    instead of a dense inverse of the N x N matrix. If the graph falls apart into more than K
+    components, the remaining clusters have no positive increment left; each of those merges
+    joins the smallest cluster with the one whose mean is nearest to it, and their number is
+    returned (``disconnected_merges`` of :func:`acpic_arrays`).
 
     Raises:
         ValueError: when K is not between 1 and the number of points.

@@ -1,26 +1,21 @@
 """DEPICT (Ghasedi Dizaji et al., ICCV 2017): the soft-max clustering layer and the joint phase.
 
-* :class:`DepictClusterer`: the autoencoder with the soft-max clustering layer of Eq. 1;
-* :class:`ClusteringHook`: Q refreshed once per epoch (Algorithm 1, lines 4-5) and the stop rule;
-* :func:`finetune`: the joint phase (Algorithm 1, Eq. 12).
-
-The pure functions are in :mod:`stages.methods.depict.losses`, the reconstruction-only phases
-(MdA, and the SdA / RdA ablations of Table 3) in :mod:`stages.methods.depict.pretrain`, so that
-editing the joint phase does not rerun the pretraining.
-
-Choices where the paper is silent ([code]: the authors' Theano code, [default]: ours):
+:class:`DepictClusterer` (the autoencoder with Eq. 1's soft-max clustering layer),
+:class:`ClusteringHook` (Q refreshed once per epoch, Algorithm 1 lines 4-5, and the stop rule)
+and :func:`finetune` (the joint phase, Algorithm 1, Eq. 12). The pure functions are in
+:mod:`stages.methods.depict.losses`, the reconstruction-only phases (MdA; SdA / RdA of Table 3)
+in :mod:`stages.methods.depict.pretrain`. Choices where the paper is silent ([code]: the
+authors' Theano code, [default]: ours):
 
 * Adam lr 1e-4 [paper], batch 100 [code].
-* Q starts from the k-means labels (Algorithm 1, line 1). By default [code] the first M-step
-  runs to convergence with Q fixed to them (a warm start, early-stopped on the NMI between
-  held-out predictions and the k-means labels, never the true ones), then Q is refreshed from the
-  network. Without it the initial soft-max is near uniform, the 1e-7 stop rule fires at once and
-  SdA / RdA collapse to one cluster (measured on mnist5k).
-* Q is refreshed once per epoch [code] from the clean soft-max outputs stored while training that
-  epoch; stop when mean((Q_t - Q_{t-1})^2) < 1e-7 [code] or at the epoch cap. ``target: dec``
-  (default) is the code's p^2/f, ``target: sqrt`` the paper's Eq. 7. ``hidden_weight`` weighs the
-  hidden layers' reconstruction terms (default 0.1 [code], paper 1).
-* The soft-max layer has a bias; its weights start as the unit-norm k-means centres [code].
+* Q starts from the init's labels (Algorithm 1, line 1); by default (``initial_q: warm-start``)
+  [code] the first M-step runs with Q fixed to them (early-stopped on the NMI between held-out
+  predictions and those labels, never the true ones), then Q is refreshed from the network.
+* Q refreshed once per epoch [code] from the clean soft-max outputs of that epoch; stop when
+  mean((Q_t - Q_{t-1})^2) < 1e-7 [code] or at the epoch cap. ``target: dec`` (default) is the
+  code's p^2/f, ``target: sqrt`` Eq. 7; ``hidden_weight`` weighs the hidden layers'
+  reconstruction terms (0.1 [code], paper 1).
+* The soft-max layer has a bias; its weights start as the unit-norm init centres [code].
 * SdA and RdA fine-tune with the clustering loss only (``reconstruction_weight: 0``), as the
   paper describes them ("the encoder pathway is then fine-tuned using the clustering objective").
 """

@@ -1,39 +1,30 @@
 """DSCDAN's clustering phase (Yang et al., CVPR 2019, Sect. 3.2, Eq. 20): the deep spectral
 clustering network trained jointly with the pretrained dual autoencoder.
 
-* :class:`SpectralClusteringNet`: four fully connected layers with ReLU [paper], widths
-  1024-1024-512-K and a soft-max output [code], then the orthonormalisation layer (Eqs. 17-18)
-  whose last factor W_orth is kept as a buffer for prediction [code];
-* :class:`DscdanClusterer`: the dual autoencoder (with its MI discriminators), the spectral
-  network and the cluster means m_k of Eq. 19;
-* :class:`ClusteringHook`: the stop rule [code]: every ``steps_per_check`` steps (the code's "epoch"
-  of 10 random batches) the mean loss of those steps is compared with the previous one;
-* :func:`finetune`: Eq. 20 through :func:`stages.train.run_loop`.
+:class:`SpectralClusteringNet` (four fully connected ReLU layers [paper], 1024-1024-512-K and a
+soft-max [code], then the orthonormalisation of Eqs. 17-18, its last factor W_orth kept for
+prediction [code]); :class:`DscdanClusterer` (the dual autoencoder with its MI discriminators,
+the spectral net and the cluster means m_k of Eq. 19); :class:`ClusteringHook` (the stop rule);
+:func:`finetune` (Eq. 20 on :func:`stages.train.run_loop`). Each step on a batch of m codes
+z = mu(x): L_r (Eq. 12) + beta MI (Eq. 10) + gamma Eq. 19 (the mixture KL, pi(x) = p(y|z)) + L_c
+(Eq. 16), W the batch's kNN affinity (Eq. 14), Y = pi W_orth. Choices where the paper is silent:
 
-Each step on a batch of m codes z = mu(x): L_r (Eq. 12) + beta * MI (Eq. 10) + gamma * Eq. 19
-(the mixture KL with the soft-max pi(x) = p(y|z)) + L_c (Eq. 16), with W the batch's kNN
-affinity of Eq. 14 and Y = pi W_orth. Choices where the paper is silent:
+* [code] Adam lr 1e-3, batch 1024; every ``steps_per_check`` = 10 steps (the code's "epoch" of
+  10 random batches) their mean loss is compared with the previous check's: stop when it
+  changes by less than 1e-4, or after 500 checks;
+* [default] m_k start at the init stage's k-means ``centres`` (the code: zero); q(y) uniform;
+* [code] gradients pass through W_orth (``orth_gradient: false``: a constant, as SpectralNet
+  and the spec's default);
+* [default] W a constant, from the clean codes mu, 3 neighbours excluding self, per-batch median
+  bandwidth (``bandwidth: global``: the init graph's);
+* [code] L_c / m, weight 1 (``spectral_normalisation: m2``: Eq. 16's 1/m^2 [paper]);
+* [code] both reconstructions x ``reconstruction_scale`` 5, the plain term on the noisy
+  reconstruction (``plain_reconstruction: noisy``, weight 1), the relative term 0.5, KL (Eq. 19)
+  1.5, MI 0.001 (``head_defaults.dscdan``; the paper's values are one line away there);
+* [code] prediction argmax pi(x); ``predict: spectral-kmeans``: k-means on Y of all points
+  (SpectralNet's rule).
 
-* [code] Adam lr 1e-3, batch 1024, stop when |loss_t - loss_{t-1}| < 1e-4 over checks of 10
-  steps, at most 500 checks;
-* [default] m_k start at the k-means centres of the pretrained codes (the init stage's
-  ``centres``; the code starts them at zero); q(y) uniform;
-* [code] gradients pass through the Cholesky factor W_orth (``orth_gradient: false`` treats it
-  as a constant, as SpectralNet and the spec's default do). With it detached, the soft-max
-  collapsed onto one cluster on mnist5k within 60 steps (every sample predicted the same, a
-  degenerate result seen without labels): a constant pi lowers both L_c and the categorical
-  term of Eq. 19 when the loss cannot see the normalisation; through the factor, all 10 clusters
-  stayed in use (measured, quick autoencoder, 100 steps of 256);
-* [default] W is a constant, from the clean codes mu, 3 neighbours excluding self, per-batch
-  median bandwidth (``bandwidth: global`` takes the init graph's);
-* [code] L_c divided by m (``K.sum(W * Dy) / 1024`` at batch 1024; ``spectral_normalisation:
-  m2`` for Eq. 16's 1/m^2 [paper]), weight 1;
-* [code] the autoencoder terms as in the code's clustering phase: both reconstructions times
-  ``reconstruction_scale`` 5, the plain term on the noisy reconstruction
-  (``plain_reconstruction: noisy``, weight 1) and the relative term at 0.5, KL (Eq. 19) at 1.5,
-  MI at 0.001 (``head_defaults.dscdan``; the paper's values are one line away there);
-* prediction [code]: argmax of the soft-max pi(x); ``predict: spectral-kmeans`` runs k-means
-  on the orthonormalised outputs Y = pi W_orth of all points (SpectralNet's rule).
+Why the [code] and [default] choices, with the measurements: docs/notes/dscdan.md.
 """
 
 from __future__ import annotations

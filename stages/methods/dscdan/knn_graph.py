@@ -1,21 +1,15 @@
-"""k-nearest-neighbour graph of the latent codes: the ``knn-graph`` init algorithm (DSCDAN,
-Yang et al., CVPR 2019, Eq. 14 and Sect. 4.3: "probabilistic K-nearest neighbors ... the number
-of neighbors is set to 3").
+"""The ``knn-graph`` init: the k-nearest-neighbour graph of the latent codes (DSCDAN, Yang et
+al., CVPR 2019, Eq. 14 and Sect. 4.3: "probabilistic K-nearest neighbors ... the number of
+neighbors is set to 3").
 
-* :func:`exact_knn`: blockwise ``torch.cdist`` + ``topk`` (rows in blocks, never the N x N
-  matrix), on any torch device;
-* :func:`approximate_knn`: pynndescent's NN-descent, used beyond ``approximate_above`` points
-  (10^5 [default], the design's threshold);
-* :func:`gaussian_affinity`: W_ij = exp(-d_ij^2 / (2 sigma^2)) on the kNN edges, sigma the median
-  over all points of the distance to the ``scale_neighbor``-th neighbour (SpectralNet's rule,
-  ``scale_nbr = 2`` [code]);
-* :func:`knn_graph_arrays`: the init stage's entry point; it also runs k-means on the codes, whose
-  labels are the prediction of the "ConvAE + k-means" ablations and whose centres start the
-  cluster means m_k of Eq. 19 [default] (the code starts them at zero).
-
-A point is never its own neighbour [default]. The fine-tuning stage builds its affinities per
-mini-batch as the paper does; the global graph's bandwidth can replace the per-batch one
-(``bandwidth: global`` in the method recipe).
+:func:`knn_graph`: exact neighbours (blockwise ``torch.cdist`` + ``topk``, never the N x N
+matrix) up to ``approximate_above`` = 10^5 points [default], pynndescent beyond; a point is never
+its own neighbour [default]. :func:`gaussian_affinity`: W_ij = exp(-d_ij^2 / (2 sigma^2)) on the
+kNN edges, sigma the median distance to the ``scale_neighbor``-th neighbour (SpectralNet's
+``scale_nbr = 2`` [code]). :func:`knn_graph_arrays`: the init's entry point, adding k-means on
+the codes: the labels of the "ConvAE + k-means" ablations and the start of Eq. 19's cluster
+means m_k [default] (the code: zero). Fine-tuning builds its affinities per mini-batch [paper];
+``bandwidth: global`` in the method recipe uses this graph's sigma instead.
 """
 
 from __future__ import annotations

@@ -1,22 +1,16 @@
-"""DSCDAN's pure loss functions (Yang et al., CVPR 2019, Eqs. 10-19).
+"""DSCDAN's pure loss functions (Yang et al., CVPR 2019, Eqs. 10-19): tensors in, tensors out,
+shared by pretraining (:mod:`stages.methods.dscdan.pretrain`) and the clustering phase
+(:mod:`stages.methods.dscdan.head`). Choices where the paper is silent ([default] unless marked):
 
-No state, no training: each takes tensors and returns tensors, so pretraining
-(:mod:`stages.methods.dscdan.pretrain`) and the clustering phase (:mod:`stages.methods.dscdan.head`)
-share them, and the tests check them on hand-built inputs.
-
-Choices where the paper is silent ([default] unless marked):
-
-* the Jensen-Shannon MI estimator is written with softplus: -log sigmoid(t) = softplus(-t),
+* the Jensen-Shannon MI estimator with softplus: -log sigmoid(t) = softplus(-t),
   -log(1 - sigmoid(t)) = softplus(t); positives (x_i, z_i), negatives (x_i, z_pi(i));
-* reconstruction terms sum over pixels and average over the batch (the Frobenius norms of
-  Eq. 12 per sample, as the code's ``K.sum(K.mean(., 0))``), times ``reconstruction_scale``
-  ([code] ``lamb`` = 5; [paper] 1);
-* the mini-batch affinity of Eq. 14 keeps each point's ``k`` nearest neighbours excluding itself,
-  with the SpectralNet bandwidth (median over the batch of the distance to the
-  ``scale_neighbor``-th neighbour), symmetrised, zero diagonal, no gradient;
-* the spectral loss of Eq. 16 divides by m^2 [paper] or by m [code] (``normalise``);
-* the orthonormalisation of Eqs. 17-18 runs its K x K Cholesky in float64 with a jitter relative
-  to the trace, so it never fails inside the training loop (see :func:`orthonormalize`).
+* reconstruction terms summed over pixels, mean over the batch (Eq. 12's Frobenius norms per
+  sample, the code's ``K.sum(K.mean(., 0))``), x ``reconstruction_scale`` ([code] 5; [paper] 1);
+* Eq. 14's mini-batch affinity: each point's ``k`` nearest neighbours excluding itself, the
+  SpectralNet bandwidth (batch median distance to the ``scale_neighbor``-th neighbour),
+  symmetrised, zero diagonal, no gradient;
+* Eq. 16 divided by m^2 [paper] or by m [code] (``normalise``);
+* Eqs. 17-18's K x K Cholesky in float64 with a trace-relative jitter (:func:`orthonormalize`).
 """
 
 from __future__ import annotations

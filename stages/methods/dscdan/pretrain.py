@@ -1,24 +1,16 @@
 """DSCDAN's pretraining objective, Eq. 13 = Eq. 12 + Eq. 10 (Yang et al., CVPR 2019, Sect. 3.1).
 
-The per-batch terms that pretraining and the clustering phase share are in
-:func:`stages.methods.dscdan.losses.autoencoder_terms`: the dual reconstruction (Eq. 12) and the
-two MI estimates of Eq. 10. Pretraining adds KL(p(z|x) || N(0, I)); the clustering phase
-replaces it by Eq. 19 (:mod:`stages.methods.dscdan.head`).
-
-The ablations of Table 4 are this objective with terms switched off by their weights in the
-autoencoder recipe: ``mi_weight`` (beta, 0.01 [paper]), ``kl_weight`` (gamma, 1 [paper]),
-``relative_weight`` (the relative term of Eq. 12, 1 [paper]), ``plain_weight`` (delta,
-0.5 [paper]) and ``reconstruction_scale`` (the factor on both reconstruction terms). ConvAE:
-plain reconstruction only (the code's mean and log-variance heads are then unused and the code
-is deterministic). +MI: Eq. 10 in full, MI and KL. +RS: the relative term and [default] the KL
-term, without which the encoder could shrink the noise to nothing and the relative term would
-vanish. +MI+RS: Eq. 13.
-
-[code] Adam lr 1e-3, batch 100, 100 epochs; [code] both reconstruction terms times
-``reconstruction_scale`` = 5 (the code's ``lamb``; [paper] 1: without it the posterior
-collapsed to the prior, KL 0.41 nats and mean sigma^2 0.99 after 250 steps, MI at chance); the
-MI pairs use the sampled z_hat [code]; negative pairs pair x_i with z_pi(i) for a random
-permutation pi of the batch [paper].
+The per-batch terms shared with the clustering phase, the dual reconstruction (Eq. 12) and the
+two MI estimates of Eq. 10, are :func:`stages.methods.dscdan.losses.autoencoder_terms`;
+pretraining adds KL(p(z|x) || N(0, I)), which the clustering phase replaces by Eq. 19.
+Table 4's ablations switch terms off by their weights in the autoencoder recipe: ``mi_weight``
+(beta, 0.01 [paper]), ``kl_weight`` (gamma, 1 [paper]), ``relative_weight`` (1 [paper]),
+``plain_weight`` (delta, 0.5 [paper]), ``reconstruction_scale`` (on both reconstruction terms).
+ConvAE: plain reconstruction only (deterministic code); +MI: Eq. 10 in full, MI and KL; +RS: the
+relative term and [default] the KL term; +MI+RS: Eq. 13. [code] Adam lr 1e-3, batch 100, 100
+epochs, ``reconstruction_scale`` = 5 (the code's ``lamb``; [paper] 1); the MI pairs use the
+sampled z_hat [code]; negatives pair x_i with z_pi(i), pi a random permutation [paper]. Why the
+scale and the KL in +RS, measured: docs/notes/dscdan.md.
 """
 
 from __future__ import annotations

@@ -1,53 +1,18 @@
 """RMN-GMM's third stage (Wang & Jiang, Neurocomputing 2021, Sect. 3 and 4.3) and DeepGMM (η = 0).
 
-Three layers, as the other heads:
-
-1. pure functions: the G layer's Gaussian log-likelihoods (:func:`log_gaussians`), the GMM
-   log-likelihood and posteriors computed in log space, the neighbour sets n(k)
-   (:func:`neighbour_sets`), the centre separation S(μ) and the ascent directions of the paper's
-   Eqs. 10-12 (:func:`gmm_directions`);
-2. :class:`RMN`, the Λ layer: an ``nn.Module`` holding μ (K, D), σ² (K, D), ω (K,) and their
-   momentum buffers, updated by hand (they are buffers, not autograd parameters);
-3. :func:`finetune`, the driver that plugs the objective into :func:`stages.train.run_loop`.
-
-Objective (Eq. 5, batch mean): ``O = mean_b log p(y_b | λ) + η Σ_k Σ_{j∈n(k)} |μ_k − μ_j|²`` with
-y = f_θ(x), maximised. The encoder gets Eq. 8 by autograd on ``−mean_b log p(y_b | λ)`` (SGD,
-batch 128 [paper], momentum 0.9 [default]); the GMM parameters take the paper's directions,
-Eqs. 10-12 averaged over the batch, as manual ascent steps with lr 0.01 [paper], the same lr
-steps and momentum [default, methods.md §5.2], from the same batch and the same parameter values
-as the encoder's step. The encoder's lr is ``encoder_lr`` (config default 1e-5 [default]): at
-the paper's 0.01 the mixture weights drained into one or two components within 4 epochs on
-mnist5k, at 1e-3 the smallest weight fell to 0.003, and on features from a short stage 1 even
-1e-4 lowered the full-data log-likelihood (measured; label-free criteria, the weights and the
-likelihood). The step of a
-representation scales with the width of the layer below (2,000 logistic units) over σ, so the
-stable rate depends on the scale of the learned code, which the paper does not give.
-Eq. 11 is used as written (not the true gradient), variances are clamped to ``min_variance``,
-weights clipped to ``min_weight`` (1e-8) and renormalised onto the simplex
-[default: the paper does not handle the constraints]. The variance floor is 0.01 [default;
-methods.md suggests 1e-6]: a manual step of Eq. 10 or 11 with rate lr and momentum m is stable
-only while lr·ω_k/σ²_kd < 2(1 + m), i.e. σ² > ~2.6e-3·ω_k at the paper's lr 0.01, and the
-encoder, pulling each cluster together, drives variances below that; with a 1e-6 floor the
-means and variances diverged within 40 steps on mnist5k (measured), so the floor keeps the
-updates inside the stable range. The init GMM's smaller variances are raised to the floor.
-n(k): the ⌊K/2⌋ nearest other centres by Euclidean distance [paper: "half of the number of
-clusters"; the "normalized distance" is undefined, a global normalisation does not change the
-ranking], recomputed every
-iteration [default]. The distance inside S(μ) is Eq. 4's "normalized distance", taken as
-|μ_k − μ_j|² divided by the mean squared distance over all pairs of centres (a constant within
-each step) [default, ``separation_distance: normalized``]; Eq. 5's plain squared distance
-(``euclidean``) grows without bound when the centres move apart: with η = 0.01 on mnist5k the
-centre norms went from 3.6 to ~3,000 and one component took every point (measured, label-free:
-the weights and the full-data log-likelihood), while the normalised term left the mixture near
-the data. Before stage 3 the code is rescaled to unit mean per-dimension variance
-(the last encoder layer divided by s, the GMM mapped to (μ/s, σ²/s²): the same clustering)
-[default, ``standardise``]: the paper's fixed rates and the variance floor assume a code scale
-the paper does not give, and a short stage 1 gave codes with variances near 1e-6, far below
-the floor. η: ``auto`` = 0.01 for K ≤ 10, else 0.001 [default: the paper picks η with
-labels]; DeepGMM is η = 0 [paper]. No stopping rule: a fixed number of iterations (50k [paper],
-given in epochs in the config). Prediction: argmax posterior p(c_k | y) [default]. The decoder
-is not used [paper] unless ``reconstruction_weight`` > 0, an option beyond the paper that keeps
-stage 1's reconstruction loss beside the likelihood (as IDEC does beside DEC's loss).
+Maximises Eq. 5, batch mean: ``mean_b log p(y_b | λ) + η Σ_k Σ_{j∈n(k)} dis(μ_k, μ_j)``,
+y = f_θ(x). The encoder by autograd on ``−mean_b log p(y_b | λ)`` (Eq. 8; SGD, batch 128 [paper],
+momentum 0.9, lr ``encoder_lr`` 1e-5 [default]); the Λ layer :class:`RMN` (μ, σ² (K, D), ω (K,)
+and momentum buffers, not autograd parameters) by Eqs. 10-12 (:func:`gmm_directions`, Eq. 11 as
+written) as manual ascent steps on the same batch, lr 0.01 [paper], the same lr steps and
+momentum [default, methods.md §5.2]. [default]s: variances clamped to ``min_variance`` 0.01,
+weights to ``min_weight`` 1e-8 and renormalised; n(k) the ⌊K/2⌋ nearest other centres [paper],
+Euclidean, every iteration; dis = |μ_k − μ_j|² / its mean over all centre pairs
+(``separation_distance: normalized``; ``euclidean``: Eq. 5's); the code first rescaled to unit
+mean per-dimension variance, the GMM with it (``standardise``); η ``auto`` = 0.01 for K ≤ 10,
+else 0.001 (DeepGMM: η = 0 [paper]); prediction argmax p(c_k | y). A fixed number of iterations
+(50k [paper]); the decoder unused [paper] unless ``reconstruction_weight`` > 0 (beyond the
+paper, as IDEC). The measurements behind the defaults: docs/notes/rmn.md.
 """
 
 from __future__ import annotations

@@ -1,32 +1,20 @@
-"""RMN-GMM's first training stage (Wang & Jiang, Neurocomputing 2021, Sect. 4.3, Table 1), as
-pretraining objectives of the pretrain stage:
+"""RMN-GMM's first training stage (Wang & Jiang, Neurocomputing 2021, Sect. 4.3, Table 1): the
+pretraining objectives ``rmn-rbm`` (:func:`pretrain_rbm` [paper]: four greedy CD-1 RBMs of 500,
+500, 2000 and 10 hidden units, unrolled into :class:`stages.nets.rmn.RBMAutoencoder`) and
+``rmn-sda`` (:func:`pretrain_sda`, methods.md §5.3: greedy denoising autoencoders instead), each
+followed by all eight layers fine-tuned as a denoising autoencoder on DEC-DA-augmented images.
 
-* :func:`pretrain_rbm` (objective ``rmn-rbm``) [paper]: step 1 trains four RBMs greedily (the
-  hidden layer of RBM i is the visible layer of RBM i+1; 500, 500, 2000 and 10 hidden units), step
-  2 unrolls them into the encoder and the decoder of :class:`stages.nets.rmn.RBMAutoencoder`,
-  step 3 fine-tunes all eight layers as a denoising autoencoder with DEC-DA's augmentation;
-* :func:`pretrain_sda` (objective ``rmn-sda``), the substitute of methods.md §5.3: step 1 is
-  greedy layer-wise denoising autoencoders instead of RBMs, steps 2-3 are the same.
-
-Every phase runs through :func:`stages.train.run_loop` with SGD (lr 0.01 divided by 10 every
-``lr_step_epochs``, batch 256, no weight decay [paper]; momentum 0.9 [default]) and its own
-checkpoint (``checkpoint-rbm1.pt``, ..., ``checkpoint-finetune.pt``), so a restarted job skips
-finished phases.
-
-RBM details the paper leaves open [default, Hinton & Salakhutdinov 2006; Hinton's practical
-guide]: CD-1; Bernoulli hidden units, Gaussian (linear, unit-variance) hidden units in the top
-RBM; Bernoulli visible units (Gaussian when the network's output is linear, e.g. tf-idf); the
-positive and negative statistics use hidden probabilities, the reconstruction uses visible
-probabilities; weights drawn from N(0, 0.01²), biases 0. CD-1 runs as a surrogate loss
-``mean F(v0) - mean F(v1)`` (free energies, v1 detached) whose gradient is exactly the CD-1
-update. "Dropout rate 20%" [paper] drops hidden units in both CD phases (Srivastava et al. 2014,
-Sect. 8); unrolled, the encoder keeps the RBM's weights (dropping hidden units does not change
-p(h | v)) and the decoder's, which leave the dropped units, are scaled by the retain
-probability, as at test time there.
-Stage-1 corruption of the denoising fine-tune and of the SdA layers: masking noise at the same
-rate [default]. Augmentation: random rotation within ±10° and shifts within ±10 % of the width
-and height, border pixels repeated (DEC-DA's Keras ImageDataGenerator with its default
-``fill_mode='nearest'``) [code]; the autoencoder reconstructs the clean augmented image.
+Every phase: :func:`stages.train.run_loop`, SGD lr 0.01 divided by 10 every ``lr_step_epochs``,
+batch 256, no weight decay [paper], momentum 0.9 [default], its own checkpoint
+(``checkpoint-rbm1.pt`` ... ``checkpoint-finetune.pt``; a restarted job skips finished phases).
+RBMs [default, Hinton & Salakhutdinov 2006; Hinton's practical guide]: CD-1 as a surrogate loss
+(:func:`cd1`); Bernoulli hidden units, Gaussian in the top RBM; Bernoulli visible units
+(Gaussian for a linear output); weights N(0, 0.01²), biases 0; "dropout rate 20%" [paper] drops
+hidden units in both CD phases (Srivastava et al. 2014, Sect. 8), and unrolled, the decoder's
+weights are scaled by the retain probability. Corruption: masking noise at the same rate
+[default]; augmentation (:func:`augment_images`): rotation within ±10°, shifts within ±10 %,
+border pixels repeated (Keras' ``fill_mode='nearest'``) [code DEC-DA]; the target is the clean
+augmented image.
 """
 
 from __future__ import annotations

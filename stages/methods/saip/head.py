@@ -1,40 +1,27 @@
 """SAIP: deep clustering with the sample-assignment invariance prior (Peng et al., TNNLS 2020).
 
-One head for the four variants and HOE(CNN); the recipe's ``distance`` picks the metric of the
-second assignment: ``euclidean`` (HOMO), ``cosine`` (HOE), ``correlation`` (HOT), ``cityblock``
-(HIT). Three layers, as ClustPy keeps them:
+One head for the four variants and HOE(CNN); ``distance`` picks the metric of the second
+assignment: ``euclidean`` (HOMO), ``cosine`` (HOE), ``correlation`` (HOT), ``cityblock`` (HIT).
+Pure functions :func:`pairwise_distance` (Eqs. 7-11), :func:`q1_assign` (Eq. 7),
+:func:`q2_assign` (Eq. 8), :func:`sharpen` (Eq. 6), :func:`saip_loss` (Eq. 5) and
+:func:`decay_factor` (Table II's lr rule); :class:`SaipClusterer` (the encoder and the centres
+Omega); :func:`finetune`, :func:`stages.train.run_loop` with a per-epoch :class:`ClusteringHook`
+(the stop rule) and a step-wise lr scheduler. Formulas as methods.md §4.2 reconstructs them:
+z_ij a distance ([recon] cosine and correlation as 1 - similarity, as scipy's); Q1 =
+max(0, u_i - z_ij), u_i the mean Euclidean distance of sample i to the centres; Q2 =
+(1 + z_ij)^-1 normalised over j, z not squared [recon]; P = (Q^2 / f_j) normalised over j, r = 2
+[paper]. ``kl`` (:data:`KL_READINGS`): ``p1_p2`` KL(P1 || P2), Eq. 4 as printed, the default
+(docs/reproduction/saip-reading.md); ``p2_p1`` KL(P2 || P1), Theorem 1's proof, P1's zeros
+clipped to 1e-7; ``symmetric``, the sum. Choices ([default] unless marked):
 
-1. pure functions: :func:`pairwise_distance` (Eqs. 7-11, batched), :func:`q1_assign` (Eq. 7),
-   :func:`q2_assign` (Eq. 8), :func:`sharpen` (Eq. 6), :func:`saip_loss` (Eq. 5),
-   :func:`decay_factor` (Table II's lr rule);
-2. :class:`SaipClusterer`, an ``nn.Module`` holding the encoder and the centres Omega;
-3. :func:`finetune`, the driver: :func:`stages.train.run_loop` with a per-epoch
-   :class:`ClusteringHook` (the stop rule) and a step-wise lr scheduler.
-
-The paper's formulas are OCR-garbled; the reconstructions of methods.md §4.2 are used:
-z_ij is a distance ([recon] cosine and correlation as 1 - similarity, as scipy's);
-Q1 = max(0, u_i - z_ij) with u_i the mean Euclidean distance of sample i to the centres;
-Q2 = (1 + z_ij)^-1 normalised over j, with z not squared [recon];
-P = (Q^2 / f_j) normalised over j, r = 2 [paper]. The loss has three readings (``kl``, see
-:data:`KL_READINGS`): ``p1_p2`` KL(P1 || P2), Eq. 4 as printed, finite where P1 is zero (the
-default, chosen without labels: docs/reproduction/saip-reading.md); ``p2_p1`` KL(P2 || P1),
-Theorem 1's proof, where P1's exact zeros (Q1 is sparse by design) are clipped to 1e-7 and
-carry no gradient; ``symmetric``, Eq. 4 summed over both ordered pairs of the assignments.
-Choices where the paper is silent ([default] unless marked):
-
-* f_j = sum_i Qbar_ij over the current mini-batch, Qbar = Q row-normalised (Algorithm 1 computes
-  P1 and P2 in the forward pass); P2 is recomputed every mini-batch, there is no periodic target.
-* gradients flow through both P1 and P2 (Algorithm 1 updates {Theta, Omega} on Eq. 5);
-  ``detach_target: true`` treats P2 as a fixed target (DEC-style), in every reading.
-* Only the encoder and Omega are trained; the decoder is discarded [paper].
-* SGD with momentum 0.9 and weight decay as in the DAE [paper: "SGD with weights decay and
-  momentum"]; lr 1e-4 (Table II's exponent is illegible), batch 256, lr multiplied by de = 0.9
-  every ep = 300 epochs at most re - 1 = 9 times (mnist-test) [paper, Table II].
-* Stop when fewer than ``tol`` = 0.03 % of the predictions change between two consecutive
-  epochs [paper] or after ep * re epochs. Predictions are taken once per epoch on the whole
-  dataset with the current weights.
-* Prediction = argmax P1 (Eq. 12) with f over the whole dataset; ``predict: p2`` gives the
-  argmax of P2 for the paper's Table VI comparison.
+* f_j = sum_i of Q row-normalised, over the mini-batch; P1 and P2 recomputed every mini-batch.
+* gradients through both P1 and P2 (Algorithm 1); ``detach_target: true`` fixes P2.
+* only the encoder and Omega are trained; the decoder is discarded [paper].
+* SGD, momentum 0.9 and the DAE's weight decay [paper]; lr 1e-4, batch 256; lr x de = 0.9 every
+  ep = 300 epochs at most re - 1 = 9 times (mnist-test) [paper, Table II].
+* stop when fewer than ``tol`` = 0.03 % of the predictions (once per epoch, all data) change
+  [paper] or after ep * re epochs; prediction = argmax P1 (Eq. 12) with f over the whole
+  dataset, ``predict: p2`` the argmax of P2 (Table VI).
 """
 
 from __future__ import annotations
