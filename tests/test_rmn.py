@@ -566,7 +566,8 @@ def test_rescaled_code_keeps_the_clustering():
 
 def test_reconstruction_weight_trains_the_decoder_beside_the_likelihood():
     x, state, init = _tiny_autoencoder_and_gmm()
-    params = {"eta": 0.01, "epochs": 2, "lr": 0.01, "encoder_lr": 0.01, "batch_size": 32}
+    params = {"eta": 0.01, "epochs": 2, "lr": 0.01, "encoder_lr": 0.01, "batch_size": 32,
+              "standardise": True}
 
     def decoder_after(**extra) -> tuple[dict[str, torch.Tensor], object]:
         model = RBMAutoencoder((4,), hidden=(8, 2))

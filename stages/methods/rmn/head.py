@@ -8,8 +8,8 @@ written) as manual ascent steps on the same batch, lr 0.01 [paper], the same lr 
 momentum [default, methods.md §5.2]. [default]s: variances clamped to ``min_variance`` 0.01,
 weights to ``min_weight`` 1e-8 and renormalised; n(k) the ⌊K/2⌋ nearest other centres [paper],
 Euclidean, every iteration; dis = |μ_k − μ_j|² / its mean over all centre pairs
-(``separation_distance: normalized``; ``euclidean``: Eq. 5's); the code first rescaled to unit
-mean per-dimension variance, the GMM with it (``standardise``); η ``auto`` = 0.01 for K ≤ 10,
+(``separation_distance: normalized``; ``euclidean``: Eq. 5's); with ``standardise`` the code is
+first rescaled to unit mean per-dimension variance, the GMM with it; η ``auto`` = 0.01 for K ≤ 10,
 else 0.001 (DeepGMM: η = 0 [paper]); prediction argmax p(c_k | y). A fixed number of iterations
 (50k [paper]); the decoder unused [paper] unless ``reconstruction_weight`` > 0 (beyond the
 paper, as IDEC). The measurements behind the defaults: docs/notes/rmn.md.
@@ -336,7 +336,7 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
             epochs), ``batch_size``, ``lr`` (of the GMM
             parameters, and of the encoder unless ``encoder_lr`` is given), ``encoder_lr``,
             ``momentum``, ``min_variance``, ``min_weight``, ``monitor_every_epochs``,
-            ``standardise`` (:func:`rescale_code` first; default true),
+            ``standardise`` (:func:`rescale_code` first; default false),
             ``separation_distance`` (``euclidean`` or ``normalized``, :func:`distance_scale`),
             ``reconstruction_weight`` (default 0 [paper]: the decoder is not used in stage 3;
             w > 0 adds ``w * reconstruction_mse(decode(y), x, reconstruction)`` to the loss
@@ -353,7 +353,7 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
     means, variances, weights = (torch.as_tensor(init[k], device=device)
                                  for k in ("means", "variances", "weights"))
     scale = 1.0
-    if params.get("standardise", True):
+    if params.get("standardise", False):
         autoencoder.eval()
         scale, means, variances = rescale_code(autoencoder, x, means, variances)
     rmn = RMN(means, variances, weights, min_variance=float(params.get("min_variance", 0.01)),
