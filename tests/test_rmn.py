@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from sklearn.mixture import GaussianMixture
 
+from stages import config as cfg
 from stages.config import validate
 from stages.errors import ConfigError, DataFileError
 from stages.methods.rmn import pretrain as rp
@@ -31,6 +34,8 @@ from stages.methods.rmn.head import (
 from stages.nets import build_network
 from stages.nets.rmn import RBMAutoencoder
 from stages.train import Checkpointer
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _random_gmm(k: int = 4, d: int = 3, seed: int = 0):
@@ -593,3 +598,20 @@ def test_reconstruction_weight_trains_the_decoder_beside_the_likelihood():
 
     with pytest.raises(ValueError, match="unknown reduction 'max'"):
         decoder_after(reconstruction_weight=1.0, reconstruction="max")
+
+
+def test_the_relu_stacked_denoising_recipe_pretrains_with_relu_units():
+    """config.yaml's rmn-sda-relu (DEC's Caffe SDAE units): greedy denoising layers and the
+    fine-tune run with ReLU hidden units and a linear code, and its method validates."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg.validate(config)
+    recipe = cfg.autoencoder_recipe(config, "rmn-sda-relu")
+    assert cfg.method_recipe(config, "rmn-gmm-relu")["ae"] == "rmn-sda-relu"
+    recipe = {**recipe, "arch": {**recipe["arch"], "hidden": [16, 3]}, "layer_steps": 3,
+              "steps": 3, "augment": False, "batch_size": 16}
+    model = build_network("rmn-sae", (1, 8, 8), recipe["arch"])
+    assert any(isinstance(m, torch.nn.ReLU) for m in model.encoder)
+    x = torch.rand(64, 1, 8, 8)
+    result = rp.pretrain_sda(model, x, recipe, seed=0, log_every=1)
+    losses = [row["loss"] for row in result.history if "loss" in row]
+    assert losses and all(math.isfinite(v) for v in losses)
