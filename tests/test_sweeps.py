@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from stages.aggregate import sweep_table
+from stages.tables import sweep_table
 from stages.config import method_recipe, validate
 from stages.errors import ConfigError
 from stages.sweeps import expand_sweeps, format_value, sweep_index, sweep_points
