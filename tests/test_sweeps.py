@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from stages.tables import sweep_table
 from stages.config import method_recipe, validate
 from stages.errors import ConfigError
 from stages.sweeps import expand_sweeps, format_value, sweep_index, sweep_points
+from stages.tables import sweep_table
 
 REPO = Path(__file__).resolve().parents[1]
 
