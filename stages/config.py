@@ -143,11 +143,7 @@ def entry_options(section: str, entry: dict[str, Any]) -> frozenset[str]:
     ones and those of its head (a method) or objective (an autoencoder)."""
     if section == "inits":
         return recipe_keys("inits")
-    if section == "methods":
-        owner = "baseline" if entry.get("family") == "baseline" else entry.get("head", "")
-    else:
-        owner = entry.get("objective", "reconstruction")
-    return frozenset(option_schema(section, owner)["properties"])
+    return frozenset(option_schema(section, _owner(section, entry) or "")["properties"])
 
 
 def top_level_keys() -> tuple[frozenset[str], frozenset[str]]:
@@ -157,22 +153,24 @@ def top_level_keys() -> tuple[frozenset[str], frozenset[str]]:
             frozenset(props["datasets"]["additionalProperties"]["properties"]))
 
 
-def _method_head(config: dict[str, Any], recipe: dict[str, Any]) -> str | None:
-    """The head whose options a method recipe may set ("baseline" for a shallow baseline)."""
-    return "baseline" if recipe.get("family") == "baseline" else recipe.get("head")
+def _owner(section: str, entry: dict[str, Any]) -> str | None:
+    """Whose options an entry may set: a method's head ("baseline" for a shallow baseline),
+    an autoencoder's objective."""
+    if section == "methods":
+        return "baseline" if entry.get("family") == "baseline" else entry.get("head")
+    return entry.get("objective", "reconstruction")
 
 
 def _option_places(config: dict[str, Any]) -> list[tuple[str, dict[str, Any], str, str | None]]:
     """(where, entry, section, head or objective) of every method, ``head_defaults`` and
     autoencoder entry whose head or objective is registered (an unknown one is reported by
     :func:`validate` by its name)."""
-    places = [(f"methods.{name}", entry, "methods", _method_head(config, entry))
+    places = [(f"methods.{name}", entry, "methods", _owner("methods", entry))
               for name, entry in (config.get("methods") or {}).items() if isinstance(entry, dict)]
     places += [(f"head_defaults.{head}", entry, "methods", head)
                for head, entry in (config.get("head_defaults") or {}).items()
                if isinstance(entry, dict)]
-    places += [(f"autoencoders.{name}", entry, "autoencoders",
-                entry.get("objective", "reconstruction"))
+    places += [(f"autoencoders.{name}", entry, "autoencoders", _owner("autoencoders", entry))
                for name, entry in (config.get("autoencoders") or {}).items()
                if isinstance(entry, dict)]
     known = {"methods": {*HEADS, "baseline"}, "autoencoders": set(PRETRAIN_OBJECTIVES)}

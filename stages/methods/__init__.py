@@ -14,28 +14,30 @@ from stages.methods.family import Family, discover, merged
 #: recipe ``family`` -> its declaration
 FAMILIES: dict[str, Family] = {f.name: f for f in discover(__name__)}
 _ALL = list(FAMILIES.values())
+_HEADS = merged(_ALL, "heads")
+_OBJECTIVES = merged(_ALL, "objectives")
 
 #: head name -> module holding ``finetune(...)``; ``None``: no fine-tuning, the init labels stand
 HEADS: dict[str, str | None] = {"none": None,
-                                **{k: h.module for k, h in merged(_ALL, "heads").items()}}
+                                **{k: h.module for k, h in _HEADS.items()}}
 #: heads that only work on some networks: head -> nets
-HEAD_NETWORKS: dict[str, frozenset[str]] = {k: h.networks for k, h in merged(_ALL, "heads").items()
+HEAD_NETWORKS: dict[str, frozenset[str]] = {k: h.networks for k, h in _HEADS.items()
                                             if h.networks is not None}
 #: heads that need the arrays of one init algorithm: head -> algorithm
-HEAD_INIT: dict[str, str] = {k: h.init for k, h in merged(_ALL, "heads").items() if h.init}
+HEAD_INIT: dict[str, str] = {k: h.init for k, h in _HEADS.items() if h.init}
 #: head -> the family declaring it
 HEAD_FAMILY: dict[str, str] = {k: f.name for f in _ALL for k in f.heads}
 
 #: pretraining objective -> (module, function); see :class:`stages.methods.family.Objective`
 PRETRAIN_OBJECTIVES: dict[str, tuple[str, str]] = {
-    k: (o.module, o.function) for k, o in merged(_ALL, "objectives").items()}
+    k: (o.module, o.function) for k, o in _OBJECTIVES.items()}
 #: objectives that only work on one network: objective -> net
-OBJECTIVE_NETWORK: dict[str, str] = {k: o.network for k, o in merged(_ALL, "objectives").items()
+OBJECTIVE_NETWORK: dict[str, str] = {k: o.network for k, o in _OBJECTIVES.items()
                                      if o.network}
 #: objectives whose phases may be counted in steps (``steps``, ``layer_steps``,
 #: ``lr_step_steps``) instead of epochs
 STEP_COUNTED_OBJECTIVES: tuple[str, ...] = tuple(
-    k for k, o in merged(_ALL, "objectives").items() if o.counts_steps)
+    k for k, o in _OBJECTIVES.items() if o.counts_steps)
 #: objective -> the family declaring it
 OBJECTIVE_FAMILY: dict[str, str] = {k: f.name for f in _ALL for k in f.objectives}
 
