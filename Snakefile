@@ -10,6 +10,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 if workflow.basedir not in sys.path:  # the stages package, when not pip-installed
     sys.path.insert(0, workflow.basedir)
 
@@ -42,6 +45,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/cluster.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/paper.smk"
 
 
 rule all:
@@ -51,4 +55,5 @@ rule all:
         "results/tables/summary.csv",
         "results/tables/paper_vs_ours.md",
         "results/tables/sweeps.csv",
+        "results/paper/all",
         expand_runs("results/figures/{dataset}/{method}/seed{seed}.png"),

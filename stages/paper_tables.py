@@ -12,12 +12,14 @@ the seeds and schedules of our numbers and which of our datasets fill which colu
 
 from __future__ import annotations
 
+import html
 import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -29,6 +31,11 @@ log = logging.getLogger("stages.paper_tables")
 
 #: column labels of the reference CSV's metrics
 METRIC_LABELS = {"acc": "ACC", "nmi": "NMI", "ari": "ARI", "pair_precision": "Precision"}
+#: the papers, in the order the README and the report list them
+PAPERS: tuple[str, ...] = ("dcec", "depict", "dscdan", "saip", "rmn-gmm")
+#: the paper each method family reproduces (a sweep's tables go under its base's paper)
+FAMILY_PAPER: dict[str, str] = {"dec": "dcec", "depict": "depict", "dscdan": "dscdan",
+                                "saip": "saip", "rmn-gmm": "rmn-gmm"}
 #: what is printed for a number we do not have
 EMPTY = "—"
 
@@ -46,7 +53,7 @@ class PaperTable:
 
     @property
     def slug(self) -> str:
-        return re.sub(r"[^a-z0-9]+", "-", self.source.lower()).strip("-")
+        return _slug(self.source)
 
 
 def _ours_for(summary: pd.DataFrame, paper_dataset: str, method: str) -> pd.Series | None:
@@ -165,10 +172,107 @@ def to_latex(table: PaperTable) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _slug(source: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", source.lower()).strip("-")
+
+
+def to_html(table: PaperTable) -> str:
+    """A standalone HTML page of the table (for the Snakemake report)."""
+    header = ["Method", *[f"{d} {METRIC_LABELS.get(m, m)}" for d, m in table.columns]]
+    body = [[method, *map(cell_text, cells)] for method, cells in table.rows]
+    frame = pd.DataFrame(body, columns=header)
+    notes = "".join(f"<p>{html.escape(note)}</p>" for note in table.notes)
+    return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(table.paper)}"
+            f" {html.escape(table.source)}</title></head><body><h1>{html.escape(table.paper)}, "
+            f"{html.escape(table.source)}</h1>{frame.to_html(index=False, border=1)}{notes}"
+            "</body></html>\n")
+
+
+#: the formats every table is written in
+FORMATS: tuple[tuple[str, Any], ...] = ((".md", to_markdown), (".tex", to_latex),
+                                        (".html", to_html))
+
+
+def sweep_sources(sweeps: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[str, str]]]:
+    """Per paper, the (sweep, table source) of every sweep whose base method's family reproduces
+    that paper. ``sweeps``: :func:`stages.sweeps.sweep_index` rows with the base method's
+    ``family`` added."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for sweep in dict.fromkeys(row["sweep"] for row in sweeps):
+        family = next(row["family"] for row in sweeps if row["sweep"] == sweep)
+        paper = FAMILY_PAPER.get(family)
+        if paper is not None:
+            out.setdefault(paper, []).append((sweep, f"Sweep {sweep}"))
+    return out
+
+
+def table_files(reference_path: str | Path, out_dir: str | Path,
+                sweeps: Sequence[Mapping[str, Any]] = ()) -> dict[str, list[str]]:
+    """Per paper, the files :func:`write_paper_tables` writes (every format of every table)."""
+    reference = load_reference(reference_path)
+    sources = {paper: list(dict.fromkeys(reference[reference.paper == paper].source))
+               for paper in dict.fromkeys(reference.paper)}
+    for paper, entries in sweep_sources(sweeps).items():
+        sources.setdefault(paper, []).extend(source for _, source in entries)
+    return {paper: [str(Path(out_dir) / paper / f"{_slug(s)}{suffix}")
+                    for s in names for suffix, _ in FORMATS]
+            for paper, names in sources.items()}
+
+
+def sweep_table(sweeps: pd.DataFrame, sweep: str, paper: str) -> PaperTable:
+    """Sweep ``sweep`` of ``sweeps.csv`` as a paper-style table: a row per point (its values;
+    the base method's row marked), a column per dataset x (ACC, NMI), our numbers only
+    (RMN-GMM Table 6 is of this kind: ACC per dataset against eta)."""
+    rows_in = sweeps[sweeps.sweep == sweep]
+    keys = [c for c in sweeps.columns if c.startswith("value:")
+            and rows_in[c].notna().any()]
+    datasets = list(dict.fromkeys(rows_in.dataset))
+    family = next(iter(k for k, v in FAMILY_PAPER.items() if v == paper), "")
+    metrics = [("acc", "acc"), ("nmi", _metric_column(paper, family, "nmi"))]
+    columns = [(d, label) for d in datasets for label, _ in metrics]
+    rows = []
+    for method in dict.fromkeys(rows_in.method):
+        mine = rows_in[rows_in.method == method]
+        first = mine.iloc[0]
+        name = ", ".join(f"{k.removeprefix('value:')}={first[k]}" for k in keys)
+        if first["point"] == "base":
+            name += " (base)"
+        cells = []
+        for dataset in datasets:
+            hit = mine[mine.dataset == dataset]
+            for _, col in metrics:
+                if hit.empty:
+                    cells.append((None, None, 0, None))
+                    continue
+                std = hit.iloc[0][f"{col}_std"]
+                cells.append((float(hit.iloc[0][f"{col}_mean"]) * 100,
+                              None if pd.isna(std) else float(std) * 100,
+                              int(hit.iloc[0]["n_seeds"]), None))
+        rows.append((name, cells))
+    seeds = sorted({int(n) for n in rows_in.n_seeds}) if len(rows_in) else []
+    notes = [f"Sweep {sweep}: ours only, mean ± std over {', '.join(map(str, seeds)) or 'no'} "
+             "seed(s); — where a point has not run on a dataset."]
+    return PaperTable(paper, f"Sweep {sweep}", columns, rows, notes)
+
+
+def _write(table: PaperTable, out_dir: str | Path) -> list[Path]:
+    written = []
+    for suffix, render in FORMATS:
+        path = Path(out_dir) / table.paper / f"{table.slug}{suffix}"
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(render(table))
+        written.append(path)
+    return written
+
+
 def write_paper_tables(summary_path: str | Path, out_dir: str | Path,
                        reference_path: str | Path = DEFAULT_REFERENCE,
-                       papers: Sequence[str] | None = None) -> list[Path]:
-    """Write every table of ``papers`` (default: all in the reference); returns the paths."""
+                       papers: Sequence[str] | None = None,
+                       sweeps_path: str | Path | None = None,
+                       sweeps: Sequence[Mapping[str, Any]] = ()) -> list[Path]:
+    """Write every table of ``papers`` (default: all in the reference) in every format, and,
+    given ``sweeps.csv`` and its index (``sweeps``, as :func:`sweep_sources` takes it), a table
+    per sweep under its paper; returns the paths."""
     summary = pd.read_csv(summary_path)
     reference = load_reference(reference_path)
     chosen = list(dict.fromkeys(reference.paper)) if papers is None else list(papers)
@@ -179,10 +283,11 @@ def write_paper_tables(summary_path: str | Path, out_dir: str | Path,
     written = []
     for paper in chosen:
         for source in dict.fromkeys(reference[reference.paper == paper].source):
-            table = build_table(reference, summary, paper, source)
-            for suffix, text in ((".md", to_markdown(table)), (".tex", to_latex(table))):
-                path = Path(out_dir) / paper / f"{table.slug}{suffix}"
-                with atomic_path(path) as tmp:
-                    Path(tmp).write_text(text)
-                written.append(path)
+            written += _write(build_table(reference, summary, paper, source), out_dir)
+    if sweeps_path is not None:
+        table = pd.read_csv(sweeps_path)
+        for paper, entries in sweep_sources(sweeps).items():
+            if paper in chosen:
+                for sweep, _ in entries:
+                    written += _write(sweep_table(table, sweep, paper), out_dir)
     return written

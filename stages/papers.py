@@ -1,8 +1,10 @@
 """Stage ``papers``: the papers' result tables in their own layout, ours beside theirs.
 
 ``python -m stages.papers --summary results/tables/summary.csv --out-dir results/paper
-[--papers dcec ...] [--reference stages/reference/paper_results.csv]``: the Markdown and LaTeX
-tables of :func:`stages.paper_tables.write_paper_tables`, one pair per paper and table.
+[--papers dcec ...] [--reference stages/reference/paper_results.csv] [--sweeps-csv
+results/tables/sweeps.csv --sweeps JSON]``: the Markdown, LaTeX and HTML tables of
+:func:`stages.paper_tables.write_paper_tables`, one of each per paper and table, and one per
+sweep (``--sweeps``: the sweep index rows with the base method's ``family``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 from pathlib import Path
 
 from stages.cli import main_for
+from stages.paper_index import json_list_arg
 from stages.paper_tables import write_paper_tables
 from stages.tables import DEFAULT_REFERENCE
 
@@ -26,11 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", default=str(DEFAULT_REFERENCE),
                    help="published-results CSV (default: %(default)s)")
     p.add_argument("--papers", nargs="*", default=None, help="only these papers (default: all)")
+    p.add_argument("--sweeps-csv", default=None, help="results/tables/sweeps.csv")
+    p.add_argument("--sweeps", type=json_list_arg, default=[],
+                   help="JSON list of sweep index rows (sweep, method, base, point, values, "
+                        "family)")
     return p
 
 
 def run(args: argparse.Namespace) -> list[Path]:
-    paths = write_paper_tables(args.summary, args.out_dir, args.reference, args.papers)
+    paths = write_paper_tables(args.summary, args.out_dir, args.reference, args.papers,
+                               sweeps_path=args.sweeps_csv, sweeps=args.sweeps)
     log.info("wrote %d files under %s", len(paths), args.out_dir)
     return paths
 

@@ -47,7 +47,7 @@ def test_cells_are_ours_beside_the_papers_in_the_papers_layout(reference, tmp_pa
     summary.to_csv(tmp_path / "summary.csv", index=False)
     paths = paper_tables.write_paper_tables(tmp_path / "summary.csv", tmp_path / "out",
                                             reference, papers=["dcec"])
-    assert [p.name for p in paths] == ["table-1.md", "table-1.tex"]
+    assert [p.name for p in paths] == ["table-1.md", "table-1.tex", "table-1.html"]
     md = (tmp_path / "out/dcec/table-1.md").read_text().splitlines()
     assert md[2] == "| Method | MNIST-full ACC | MNIST-full NMI | MNIST-test ACC |"
     # rows and columns in the reference's order; one seed: no std; DCEC's NMI is sqrt
@@ -94,3 +94,85 @@ def test_the_stage_writes_every_papers_tables_from_the_real_reference(tmp_path):
             "dscdan/table-4.md", "rmn-gmm/table-3.md", "rmn-gmm/table-4.md",
             "rmn-gmm/table-5.md", "saip/table-iii.md", "saip/table-iv.md",
             "saip/table-v.md"} <= set(written)
+
+
+SWEEP_INDEX = [
+    {"sweep": "rmn-eta", "method": "rmn-gmm", "base": "rmn-gmm", "point": "base",
+     "values": {"eta": 0.01}, "family": "rmn-gmm"},
+    {"sweep": "rmn-eta", "method": "rmn-gmm@eta=0.1", "base": "rmn-gmm", "point": "grid",
+     "values": {"eta": 0.1}, "family": "rmn-gmm"},
+    {"sweep": "km", "method": "kmeans@n_init=2", "base": "kmeans", "point": "grid",
+     "values": {"n_init": 2}, "family": "baseline"},
+]
+
+
+def _sweeps_csv(path: Path) -> Path:
+    pd.DataFrame([
+        {"sweep": "rmn-eta", "method": "rmn-gmm", "base": "rmn-gmm", "point": "base",
+         "dataset": "mnist5k", "n_seeds": 2, "value:eta": 0.01, "acc_mean": 0.6,
+         "acc_std": 0.01, "nmi_max_mean": 0.5, "nmi_max_std": 0.02},
+        {"sweep": "rmn-eta", "method": "rmn-gmm@eta=0.1", "base": "rmn-gmm", "point": "grid",
+         "dataset": "mnist5k", "n_seeds": 2, "value:eta": 0.1, "acc_mean": 0.4,
+         "acc_std": 0.03, "nmi_max_mean": 0.3, "nmi_max_std": 0.01},
+        {"sweep": "rmn-eta", "method": "rmn-gmm@eta=0.1", "base": "rmn-gmm", "point": "grid",
+         "dataset": "fashion", "n_seeds": 1, "value:eta": 0.1, "acc_mean": 0.45,
+         "acc_std": float("nan"), "nmi_max_mean": 0.35, "nmi_max_std": float("nan")},
+    ]).to_csv(path, index=False)
+    return path
+
+
+def test_a_sweep_is_a_table_under_its_base_methods_paper(reference, tmp_path):
+    """RMN-GMM Table 6's kind: a row per eta, ACC and NMI per dataset; an unrun cell empty."""
+    table = paper_tables.sweep_table(pd.read_csv(_sweeps_csv(tmp_path / "s.csv")), "rmn-eta",
+                                     "rmn-gmm")
+    assert table.slug == "sweep-rmn-eta"
+    assert table.columns == [("mnist5k", "acc"), ("mnist5k", "nmi"), ("fashion", "acc"),
+                             ("fashion", "nmi")]
+    assert [(name, [paper_tables.cell_text(c) for c in cells]) for name, cells in table.rows] \
+        == [("eta=0.01 (base)", ["60.0 ± 1.0", "50.0 ± 2.0", "—", "—"]),
+            ("eta=0.1", ["40.0 ± 3.0", "30.0 ± 1.0", "45.0", "35.0"])]
+    # baselines belong to no paper: no table for their sweeps
+    assert paper_tables.sweep_sources(SWEEP_INDEX) == {"rmn-gmm": [("rmn-eta", "Sweep rmn-eta")]}
+
+
+def test_table_files_lists_what_the_stage_writes(reference, tmp_path):
+    summary = _summary([{"dataset": "mnist5k", "method": "rmn-gmm", "family": "rmn-gmm",
+                         "acc_mean": 0.6, "acc_std": 0.01}])
+    summary.to_csv(tmp_path / "summary.csv", index=False)
+    written = paper_tables.write_paper_tables(
+        tmp_path / "summary.csv", tmp_path / "out", reference,
+        sweeps_path=_sweeps_csv(tmp_path / "s.csv"), sweeps=SWEEP_INDEX)
+    planned = paper_tables.table_files(reference, tmp_path / "out", SWEEP_INDEX)
+    assert sorted(map(str, written)) == sorted(p for paths in planned.values() for p in paths)
+    assert str(tmp_path / "out/rmn-gmm/sweep-rmn-eta.html") in planned["rmn-gmm"]
+    page = (tmp_path / "out/rmn-gmm/table-3.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<td>— (63.5)</td>" in page
+
+
+def test_the_index_inlines_the_tables_and_links_their_other_formats(tmp_path):
+    from stages.paper_index import paper_index
+
+    out = tmp_path / "results/paper/dcec/all"
+    out.parent.mkdir(parents=True)
+    (out.parent / "table-1.md").write_text("# dcec, Table 1\n\n| a |\n|---|\n| 1 |\n\nnote\n")
+    files = [str(out.parent / f"table-1.{s}") for s in ("md", "tex", "html")]
+    text = paper_index("dcec", files, ["fig3: not drawn"], out)
+    assert "## dcec, Table 1" in text and "| 1 |" in text
+    assert "Also as [tex](table-1.tex), [html](table-1.html)." in text
+    assert "## Not drawn\n\n- fig3: not drawn" in text
+    (out.parent / "table-1.md").unlink()
+    with pytest.raises(DataFileError, match="table-1.md: the table is missing"):
+        paper_index("dcec", files, [], out)
+
+
+def test_the_index_stage_combines_indexes_and_rejects_bad_json(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_text("# a\n")
+    b.write_text("# b\n")
+    subprocess.run([sys.executable, "-m", "stages.paper_index", "--combine", str(a), str(b),
+                    "--out", str(tmp_path / "all")], check=True)
+    assert (tmp_path / "all").read_text() == "# a\n\n# b\n"
+    bad = subprocess.run([sys.executable, "-m", "stages.paper_index", "--paper", "dcec",
+                          "--files", "{}", "--out", str(tmp_path / "x")],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "expected a JSON list" in bad.stderr

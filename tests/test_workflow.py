@@ -148,6 +148,25 @@ def test_full_run_writes_tables_and_figures(workflow):
     assert not list((workflow / "results").rglob("checkpoint*.pt"))
 
 
+def test_papers_tables_index_and_report(workflow):
+    """The papers' tables (every paper, every format, the sweep under DCEC), the indexes, and
+    ``snakemake --report`` with them, the run figures and the results tables."""
+    paper = workflow / "results/paper"
+    for name in ("dcec/table-1", "depict/table-2", "dscdan/table-4", "saip/table-iii",
+                 "rmn-gmm/table-3", "dcec/sweep-dcec-gamma"):
+        for suffix in (".md", ".tex", ".html"):
+            assert (paper / f"{name}{suffix}").stat().st_size > 100, name
+    sweep = (paper / "dcec/sweep-dcec-gamma.md").read_text()
+    assert "clustering_weight=0.1 (base)" in sweep and "clustering_weight=0.05" in sweep
+    index = (paper / "all").read_text()
+    assert index.count(": tables and figures from our runs") == 5 and "## dcec, Table 1" in index
+    snakemake(workflow, "--report", "results/report.html")
+    report = (workflow / "results/report.html").read_text(errors="replace")
+    for entry in ("Papers' tables", "Runs", "Tables", "table-1.html", "sweep-dcec-gamma.html",
+                  "seed0.png", "summary.csv", "in the paper's layout"):
+        assert entry in report, entry
+
+
 def test_second_run_has_nothing_to_do(workflow):
     assert "Nothing to be done" in snakemake(workflow, "-n").stdout
 

@@ -37,10 +37,16 @@ rule aggregate:
         reference=str(REPO / "stages/reference/paper_results.csv"),
         code=sources("stages.aggregate"),
     output:
-        all="results/tables/all.csv",
-        summary="results/tables/summary.csv",
-        paper="results/tables/paper_vs_ours.md",
-        sweeps="results/tables/sweeps.csv",
+        all=report("results/tables/all.csv", caption="../report/tables.rst", category="Tables"),
+        summary=report(
+            "results/tables/summary.csv", caption="../report/tables.rst", category="Tables"
+        ),
+        paper=report(
+            "results/tables/paper_vs_ours.md", caption="../report/tables.rst", category="Tables"
+        ),
+        sweeps=report(
+            "results/tables/sweeps.csv", caption="../report/tables.rst", category="Tables"
+        ),
     log:
         "logs/aggregate.log",
     conda:
@@ -61,7 +67,13 @@ rule figures:
         pretrain_history=pretrain_history,
         code=sources("stages.figures"),
     output:
-        "results/figures/{dataset}/{method}/seed{seed}.png",
+        report(
+            "results/figures/{dataset}/{method}/seed{seed}.png",
+            caption="../report/run_figure.rst",
+            category="Runs",
+            subcategory="{dataset}",
+            labels={"method": "{method}", "seed": "{seed}"},
+        ),
     log:
         "logs/figures/{dataset}/{method}/seed{seed}.log",
     conda:
