@@ -28,6 +28,11 @@ DSCDAN_METHODS = ["dscdan", "dscdan-convae", "dscdan-convae-mi", "dscdan-convae-
                   "dscdan-convae-mi-rs"]
 #: the one point of the fixture's sweep (tests/data/workflow_config.yaml)
 SWEEP_POINT = "dcec@clustering_weight=0.05"
+#: what any change of a result reruns besides its own jobs: the papers' tables and indexes
+PAPER_RULES = {"paper_tables", "paper_index", "papers_index"}
+PAPER_JOBS = {(rule, "-") for rule in PAPER_RULES}
+#: the rules a changed fine-tuning reruns
+RESULT_RULES = {"finetune", "evaluate", "figures", "aggregate", "all"} | PAPER_RULES
 METHODS = ["kmeans", "gmm", "spectral", "sae-kmeans", "dec", "idec", "cae-kmeans", "dec-conv",
            "dcec", *DEPICT_METHODS, *DSCDAN_METHODS, *SAIP_METHODS, *RMN_METHODS, SWEEP_POINT]
 
@@ -203,7 +208,7 @@ def test_changed_method_parameter_reruns_only_that_method(workflow):
     finally:
         config_path.write_text(original)
     assert jobs == {("finetune", "dcec"), ("evaluate", "dcec"), ("figures", "dcec"),
-                    ("aggregate", "-"), ("all", "-")}
+                    ("aggregate", "-"), ("all", "-")} | PAPER_JOBS
 
 
 def _planned_with_sweeps(workflow: Path, sweeps: dict) -> set[tuple[str, str]]:
@@ -225,7 +230,7 @@ def test_a_new_grid_point_runs_only_that_point(workflow):
     jobs = _planned_with_sweeps(workflow, {"dcec-gamma": {
         "method": "dcec", "grid": {"clustering_weight": [0.05, 0.2]}}})
     assert jobs == {("finetune", new), ("evaluate", new), ("figures", new),
-                    ("aggregate", "-"), ("all", "-")}
+                    ("aggregate", "-"), ("all", "-")} | PAPER_JOBS
 
 
 def test_an_autoencoder_grid_point_pretrains_its_own_autoencoder(workflow):
@@ -235,7 +240,7 @@ def test_an_autoencoder_grid_point_pretrains_its_own_autoencoder(workflow):
     new = "dcec@ae.epochs=2"
     assert jobs == {("pretrain", "cae@epochs=2"), ("embed", "cae@epochs=2"),
                     ("init", "cae@epochs=2"), ("finetune", new), ("evaluate", new),
-                    ("figures", new), ("aggregate", "-"), ("all", "-")}
+                    ("figures", new), ("aggregate", "-"), ("all", "-")} | PAPER_JOBS
 
 
 def jobs_after_editing(workflow: Path, relative_path: str) -> set[tuple[str, str]]:
@@ -253,14 +258,14 @@ def test_changed_stage_module_reruns_the_jobs_that_use_it(workflow):
     jobs = jobs_after_editing(workflow, "stages/methods/dec/head.py")
     users = {"dec", "idec", "dec-conv", "dcec", SWEEP_POINT}
     assert {m for r, m in jobs if r == "finetune"} == users
-    assert {r for r, _ in jobs} == {"finetune", "evaluate", "figures", "aggregate", "all"}
+    assert {r for r, _ in jobs} == RESULT_RULES
     assert "Nothing to be done" in snakemake(workflow, "-n").stdout
 
 
 def test_edited_depict_modules_rerun_only_the_jobs_that_run_them(workflow):
     # the joint phase: DEPICT's fine-tuning jobs, not its pretraining nor ConvAE + k-means
     jobs = jobs_after_editing(workflow, "stages/methods/depict/head.py")
-    assert {r for r, _ in jobs} == {"finetune", "evaluate", "figures", "aggregate", "all"}
+    assert {r for r, _ in jobs} == RESULT_RULES
     assert {m for r, m in jobs if r == "finetune"} == {"depict", "depict-sda", "depict-rda"}
     # the pretraining objectives: the three DEPICT autoencoders and everything downstream
     jobs = jobs_after_editing(workflow, "stages/methods/depict/pretrain.py")
@@ -274,7 +279,7 @@ def test_edited_depict_modules_rerun_only_the_jobs_that_run_them(workflow):
 
 def test_edited_saip_modules_rerun_only_the_jobs_that_run_them(workflow):
     jobs = jobs_after_editing(workflow, "stages/methods/saip/head.py")
-    assert {r for r, _ in jobs} == {"finetune", "evaluate", "figures", "aggregate", "all"}
+    assert {r for r, _ in jobs} == RESULT_RULES
     assert {m for r, m in jobs if r == "finetune"} == set(SAIP_METHODS) - {"saip-dae-kmeans"}
     jobs = jobs_after_editing(workflow, "stages/methods/saip/pretrain.py")
     assert {m for r, m in jobs if r == "pretrain"} == {"dae", "dae-cnn"}
@@ -285,11 +290,11 @@ def test_edited_saip_modules_rerun_only_the_jobs_that_run_them(workflow):
 def test_edited_rmn_modules_rerun_only_the_jobs_that_run_them(workflow):
     # the RMN head: RMN-GMM and DeepGMM fine-tuning, not AEF+KM / AEF+GMM nor the pretraining
     jobs = jobs_after_editing(workflow, "stages/methods/rmn/head.py")
-    assert {r for r, _ in jobs} == {"finetune", "evaluate", "figures", "aggregate", "all"}
+    assert {r for r, _ in jobs} == RESULT_RULES
     assert {m for r, m in jobs if r == "finetune"} == {"rmn-gmm", "deepgmm"}
     # the gmm init: its init job and the three methods that start from it
     jobs = jobs_after_editing(workflow, "stages/methods/rmn/gmm_init.py")
-    assert {r for r, _ in jobs} == {"init", "finetune", "evaluate", "figures", "aggregate", "all"}
+    assert {r for r, _ in jobs} == {"init"} | RESULT_RULES
     assert {m for r, m in jobs if r == "finetune"} == {"aef-gmm", "rmn-gmm", "deepgmm"}
     # stage 1: the rmn autoencoder and every method on it
     jobs = jobs_after_editing(workflow, "stages/methods/rmn/pretrain.py")
@@ -299,7 +304,7 @@ def test_edited_dscdan_modules_rerun_only_the_jobs_that_run_them(workflow):
     # the clustering phase: only the full model's fine-tuning
     jobs = jobs_after_editing(workflow, "stages/methods/dscdan/head.py")
     assert {m for r, m in jobs if r == "finetune"} == {"dscdan"}
-    assert {r for r, _ in jobs} == {"finetune", "evaluate", "figures", "aggregate", "all"}
+    assert {r for r, _ in jobs} == RESULT_RULES
     # the pretraining objective: the four dual autoencoders and every DSCDAN method
     jobs = jobs_after_editing(workflow, "stages/methods/dscdan/pretrain.py")
     assert {m for r, m in jobs if r == "pretrain"} == {"dscdan", "dscdan-convae",
@@ -307,7 +312,7 @@ def test_edited_dscdan_modules_rerun_only_the_jobs_that_run_them(workflow):
     assert {m for r, m in jobs if r == "finetune"} == set(DSCDAN_METHODS)
     # the graph init: the knn3 jobs' methods only
     jobs = jobs_after_editing(workflow, "stages/methods/dscdan/knn_graph.py")
-    assert {r for r, _ in jobs} == {"init", "finetune", "evaluate", "figures", "aggregate", "all"}
+    assert {r for r, _ in jobs} == {"init"} | RESULT_RULES
     assert {m for r, m in jobs if r == "finetune"} == {"dscdan", "dscdan-convae-mi-rs"}
     assert "Nothing to be done" in snakemake(workflow, "-n").stdout
 
