@@ -227,8 +227,7 @@ def sweep_table(sweeps: pd.DataFrame, sweep: str, paper: str) -> PaperTable:
     keys = [c for c in sweeps.columns if c.startswith("value:")
             and rows_in[c].notna().any()]
     datasets = list(dict.fromkeys(rows_in.dataset))
-    family = next(iter(k for k, v in FAMILY_PAPER.items() if v == paper), "")
-    metrics = [("acc", "acc"), ("nmi", _metric_column(paper, family, "nmi"))]
+    metrics = [("acc", "acc"), ("nmi", nmi_variant("", paper))]
     columns = [(d, label) for d in datasets for label, _ in metrics]
     rows = []
     for method in dict.fromkeys(rows_in.method):
