@@ -10,7 +10,10 @@ It writes:
   ``method``, ``family``, ``seed``, ``device``, ``timings`` (seconds per stage), ``provenance``;
 * ``history.csv``: loss terms every ``log_every`` steps and a row per target update (with the
   label change and, for monitoring only, ACC/NMI); no rows for heads without fine-tuning;
-* ``model.pt`` for heads that train.
+* ``model.pt`` for heads that train;
+* ``snapshots.h5`` (:mod:`stages.snapshots`): the autoencoder's embedding of a fixed subset of
+  the data before fine-tuning and after epochs 1, 2, 4, ... and the last of each training loop
+  (none for heads without fine-tuning).
 
 A ``checkpoint.pt`` in the folder is resumed from when the job restarts, then removed.
 """
@@ -33,6 +36,7 @@ from stages.methods import head_module
 from stages.models import load_model, save_model
 from stages.precision import use_precision
 from stages.provenance import provenance
+from stages.snapshots import no_snapshots, recorder_for, recording, write_snapshots
 from stages.train import Checkpointer, StageClock
 
 log = logging.getLogger("stages.finetune")
@@ -72,6 +76,7 @@ def run(args: argparse.Namespace) -> None:
         write_csv(out / "history.csv", [], columns=HISTORY_COLUMNS)
         write_arrays(out / "labels.h5", {"labels": init["labels"], "embedding": emb["Z"]},
                      {**attrs, "timings": timings, "device": init_attrs["device"]})
+        write_snapshots(out / "snapshots.h5", no_snapshots(data.X.shape[0], args.seed), attrs)
         return
 
     device = resolve_device(args.device)
@@ -80,10 +85,12 @@ def run(args: argparse.Namespace) -> None:
     autoencoder, payload = load_model(args.model, device)
     use_precision(autoencoder, recipe.get("precision", "32"), device)
     x = torch.as_tensor(data.X, device=device)
-    result = importlib.import_module(module).finetune(
-        autoencoder, x, init, recipe, seed=args.seed, y_true=data.y,
-        checkpoint=Checkpointer(out / "checkpoint.pt", clock, key=args.job_key),
-        log_every=args.log_every)
+    recorder = recorder_for(autoencoder, autoencoder.encode, data.X, args.seed, device)
+    with recording(recorder):
+        result = importlib.import_module(module).finetune(
+            autoencoder, x, init, recipe, seed=args.seed, y_true=data.y,
+            checkpoint=Checkpointer(out / "checkpoint.pt", clock, key=args.job_key),
+            log_every=args.log_every)
     timings["finetune"] = clock.elapsed()  # resumed runs included
     save_model(out / "model.pt", payload["net"], data.input_shape, payload["arch"],
                result.state_dict, {**attrs, "info": result.info})
@@ -91,6 +98,7 @@ def run(args: argparse.Namespace) -> None:
               columns=HISTORY_COLUMNS if not result.history else ())
     write_arrays(out / "labels.h5", {"labels": result.labels, "embedding": result.embedding},
                  {**attrs, "timings": timings, "device": describe(device), "info": result.info})
+    write_snapshots(out / "snapshots.h5", recorder, attrs)
     Checkpointer(out / "checkpoint.pt").remove()
     log.info("%s on %s: %s in %.1f s", recipe["name"], data.name, result.info, timings["finetune"])
 

@@ -1,7 +1,9 @@
 """Pretrain an autoencoder with its recipe's objective: ``python -m stages.pretrain``.
 
-Writes ``model.pt`` (weights, architecture, provenance, wall seconds) and ``history.csv``
-(one row per ``log_every`` steps) into ``--out-dir``. A ``checkpoint.pt`` there is resumed from
+Writes ``model.pt`` (weights, architecture, provenance, wall seconds), ``history.csv``
+(one row per ``log_every`` steps) and ``snapshots.h5`` (:mod:`stages.snapshots`: the embedding
+of a fixed subset of the data before training and after epochs 1, 2, 4, ... of each phase) into
+``--out-dir``. A ``checkpoint.pt`` there is resumed from
 when the job restarts, and removed when the stage finishes.
 """
 
@@ -24,6 +26,7 @@ from stages.methods.shared.reconstruction import check_unit_range
 from stages.models import save_model
 from stages.nets import EMBEDDING_IS_N_CLUSTERS, build_network
 from stages.provenance import provenance
+from stages.snapshots import recorder_for, recording, write_snapshots
 from stages.train import Checkpointer, StageClock
 
 log = logging.getLogger("stages.pretrain")
@@ -55,8 +58,10 @@ def run(args: argparse.Namespace) -> None:
     checkpoint = Checkpointer(out / "checkpoint.pt", clock, key=args.job_key)
     module, function = pretrain_objective(recipe.get("objective", "reconstruction"))
     pretrain = getattr(importlib.import_module(module), function)
-    result = pretrain(model, x, recipe, seed=args.seed, log_every=args.log_every,
-                      checkpoint=checkpoint)
+    recorder = recorder_for(model, model.encode, data.X, args.seed, device)
+    with recording(recorder):
+        result = pretrain(model, x, recipe, seed=args.seed, log_every=args.log_every,
+                          checkpoint=checkpoint)
     wall = clock.elapsed()  # resumed runs included
     meta = {"stage": "pretrain", "wall_s": wall, "device": describe(device),
             "dataset": data.name, "n_train": int(x.shape[0]), "steps": result.steps,
@@ -65,6 +70,7 @@ def run(args: argparse.Namespace) -> None:
     save_model(out / "model.pt", recipe["net"], data.input_shape, arch, model.state_dict(), meta)
     write_csv(out / "history.csv", result.history,
               columns=() if result.history else ["kind", "step", "epoch", "loss"])
+    write_snapshots(out / "snapshots.h5", recorder, {"stage": "pretrain", "dataset": data.name})
     checkpoint.remove()
     log.info("pretrained %s on %s: %d steps in %.1f s on %s", recipe["name"], data.name,
              result.steps, wall, describe(device))

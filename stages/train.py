@@ -13,7 +13,9 @@ check, so the last checkpoint is always a good one.
 
 A method plugs in with ``loss_fn(batch_indices) -> {"loss": total, term: value, ...}`` and,
 optionally, a :class:`PeriodicHook` called before every ``period``-th step (DEC's target update,
-DEPICT's per-epoch refresh) whose ``__call__`` may stop training.
+DEPICT's per-epoch refresh) whose ``__call__`` may stop training. Inside a
+:func:`stages.snapshots.recording` block the loop also hands the stage's recorder the steps at
+which it embeds its subset (before the first step, after epochs 1, 2, 4, ... and the last).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from torch import nn
 from stages.artifacts import atomic_path, remove_partial_writes
 from stages.errors import ConfigError, DataFileError, NonFiniteLossError
 from stages.precision import check_precision, use_precision
+from stages.snapshots import active as active_recorder
 
 log = logging.getLogger("stages.train")
 
@@ -303,6 +306,7 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn
     good checkpoint when a loss term is NaN or Inf.
     """
     checkpoint = checkpoint or Checkpointer(None)
+    recorder = active_recorder()  # embedding snapshots (stages.snapshots), when a stage asks
     use_precision(model, cfg.precision, device)
     step_loss = compiled_loss(loss_fn) if cfg.compile else loss_fn
     ckpt_every = max(cfg.log_every, math.ceil(cfg.checkpoint_every / cfg.log_every) * cfg.log_every)
@@ -326,6 +330,8 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn
             scheduler.load_state_dict(saved["scheduler"])
         if hook is not None and saved.get("hook") is not None:
             hook.load_state_dict(saved["hook"])
+        if recorder is not None and saved.get("snapshots") is not None:
+            recorder.load_state_dict(saved["snapshots"])
         _set_rng_state(saved["rng"])
         step = resumed_from = int(saved["step"])
         history = list(saved["history"])
@@ -338,6 +344,7 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "hook": hook.state_dict() if hook is not None else None, "rng": _rng_state(),
+                "snapshots": recorder.state_dict() if recorder is not None else None,
                 "step": step, "history": history, "finished": finished, "stopped_by_hook": stopped}
 
     sums: dict[str, torch.Tensor] = {}
@@ -348,6 +355,8 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn
     model.train()
     try:
         while step < cfg.max_steps:
+            if recorder is not None:
+                recorder.maybe_take(desc, step, spe)
             if hook is not None and step % hook.period == 0 and hook(step):
                 stopped = True
                 break
@@ -378,6 +387,8 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn
                     last_good = str(checkpoint.path)
         if n_in_window:
             history.append(_flush(sums, n_in_window, step, spe, last_good))
+        if recorder is not None:
+            recorder.take(desc, step, spe)
         if checkpoint.path is not None:  # a restarted multi-phase stage skips finished phases
             checkpoint.save(snapshot(finished=True, stopped=stopped))
     finally:

@@ -40,6 +40,7 @@ rule finetune:
     output:
         labels="results/finetune/{dataset}/{method}/seed{seed}/labels.h5",
         history="results/finetune/{dataset}/{method}/seed{seed}/history.csv",
+        snapshots="results/finetune/{dataset}/{method}/seed{seed}/snapshots.h5",
     log:
         "logs/finetune/{dataset}/{method}/seed{seed}.log",
     benchmark:

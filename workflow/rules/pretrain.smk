@@ -12,6 +12,7 @@ rule pretrain:
     output:
         model="results/pretrain/{dataset}/{ae}/seed{seed}/model.pt",
         history="results/pretrain/{dataset}/{ae}/seed{seed}/history.csv",
+        snapshots="results/pretrain/{dataset}/{ae}/seed{seed}/snapshots.h5",
     log:
         "logs/pretrain/{dataset}/{ae}/seed{seed}.log",
     benchmark:
