@@ -6,7 +6,8 @@ recipe's head (``stages.methods.HEADS``) and writes into ``--out-dir``. A head's
 FinetuneResult``, where ``init`` holds every array of the init artifact (``labels`` always).
 It writes:
 
-* ``labels.h5``: ``labels`` (N,) int64, ``embedding`` (N, d) float32, attributes ``dataset``,
+* ``labels.h5``: ``labels`` (N,) int64, ``embedding`` (N, d) float32, a head's further
+  arrays (``FinetuneResult.arrays``: RMN-GMM's GMM), attributes ``dataset``,
   ``method``, ``family``, ``seed``, ``device``, ``timings`` (seconds per stage), ``provenance``;
 * ``history.csv``: loss terms every ``log_every`` steps and a row per target update (with the
   label change and, for monitoring only, ACC/NMI); no rows for heads without fine-tuning;
@@ -96,7 +97,8 @@ def run(args: argparse.Namespace) -> None:
                result.state_dict, {**attrs, "info": result.info})
     write_csv(out / "history.csv", result.history,
               columns=HISTORY_COLUMNS if not result.history else ())
-    write_arrays(out / "labels.h5", {"labels": result.labels, "embedding": result.embedding},
+    write_arrays(out / "labels.h5", {**result.arrays, "labels": result.labels,
+                                     "embedding": result.embedding},
                  {**attrs, "timings": timings, "device": describe(device), "info": result.info})
     write_snapshots(out / "snapshots.h5", recorder, attrs)
     Checkpointer(out / "checkpoint.pt").remove()

@@ -31,8 +31,28 @@ SWEEP_POINT = "dcec@clustering_weight=0.05"
 #: what any change of a result reruns besides its own jobs: the papers' tables and indexes
 PAPER_RULES = {"paper_tables", "paper_index", "papers_index"}
 PAPER_JOBS = {(rule, "-") for rule in PAPER_RULES}
-#: the rules a changed fine-tuning reruns
-RESULT_RULES = {"finetune", "evaluate", "figures", "aggregate", "all"} | PAPER_RULES
+#: the rules a changed fine-tuning reruns ("paper_figure": one or more of the figure rules)
+RESULT_RULES = {"finetune", "evaluate", "figures", "aggregate", "all", "paper_figure"} | PAPER_RULES
+#: the papers' figures the fixture's runs allow (stages/figure_plan.py), by rule name
+PAPER_FIGURES = {"figure_dcec_fig3_synthetic", "figure_dscdan_fig6_synthetic",
+                 "figure_depict_fig4_synthetic", "figure_depict_fig3_running_time",
+                 "figure_saip_fig1a_synthetic", "figure_rmn_gmm_fig5_synthetic",
+                 "figure_rmn_gmm_fig6_synthetic", "figure_rmn_gmm_fig7_synthetic",
+                 "figure_dcec_sweep_dcec_gamma"}
+
+
+def figure_jobs(*rules: str) -> set[tuple[str, str]]:
+    return {(f"figure_{rule}", "-") for rule in rules}
+
+
+#: the figures any changed result of a run redraws: the running times and the sweep's figure
+#: (both read files every run rewrites: the benchmarks, sweeps.csv)
+ANY_RESULT_FIGURES = figure_jobs("depict_fig3_running_time", "dcec_sweep_dcec_gamma")
+
+
+def rules_of(jobs: set[tuple[str, str]]) -> set[str]:
+    """The rules of the planned jobs, the papers' figure rules as one name, paper_figure."""
+    return {"paper_figure" if rule.startswith("figure_") else rule for rule, _ in jobs}
 METHODS = ["kmeans", "gmm", "spectral", "sae-kmeans", "dec", "idec", "cae-kmeans", "dec-conv",
            "dcec", *DEPICT_METHODS, *DSCDAN_METHODS, *SAIP_METHODS, *RMN_METHODS, SWEEP_POINT]
 
@@ -165,11 +185,30 @@ def test_papers_tables_index_and_report(workflow):
     assert "clustering_weight=0.1 (base)" in sweep and "clustering_weight=0.05" in sweep
     index = (paper / "all").read_text()
     assert index.count(": tables and figures from our runs") == 5 and "## dcec, Table 1" in index
+    assert "[fig3-synthetic](dcec/fig3-synthetic.png)" not in index  # links relative to each
+    assert "[fig3-synthetic](fig3-synthetic.png)" in (paper / "dcec/all").read_text()
+    assert "Fig. 5: not drawn; it needs depict on FRGC" in (paper / "depict/all").read_text()
     snakemake(workflow, "--report", "results/report.html")
     report = (workflow / "results/report.html").read_text(errors="replace")
-    for entry in ("Papers' tables", "Runs", "Tables", "table-1.html", "sweep-dcec-gamma.html",
-                  "seed0.png", "summary.csv", "in the paper's layout"):
+    for entry in ("Papers' tables", "Papers' figures", "Runs", "Tables", "table-1.html",
+                  "sweep-dcec-gamma.html", "sweep-dcec-gamma.png", "fig3-synthetic.png",
+                  "fig3-running-time.png", "fig4-synthetic.png", "fig1a-synthetic.png",
+                  "fig7-synthetic.png", "seed0.png", "summary.csv", "in the paper's layout",
+                  "DEPICT Fig. 4", "RMN-GMM Fig. 6"):
         assert entry in report, entry
+
+
+def test_the_papers_figures_are_drawn(workflow):
+    """Every figure the fixture's runs allow, from the files the runs wrote (snapshots.h5 of
+    pretraining and fine-tuning among them)."""
+    drawn = sorted((workflow / "results/paper").rglob("*.png"))
+    assert len(drawn) == len(PAPER_FIGURES)
+    for png in drawn:
+        assert png.stat().st_size > 10_000, png
+    with h5py.File(workflow / "results/finetune/synthetic/rmn-gmm/seed0/snapshots.h5") as f:
+        assert f["embeddings"].shape[0] >= 3 and f["embeddings"].shape[1] == 240
+    with h5py.File(workflow / "results/finetune/synthetic/rmn-gmm/seed0/labels.h5") as f:
+        assert f["means"].shape == (3, f["embedding"].shape[1])
 
 
 def test_second_run_has_nothing_to_do(workflow):
@@ -208,7 +247,8 @@ def test_changed_method_parameter_reruns_only_that_method(workflow):
     finally:
         config_path.write_text(original)
     assert jobs == {("finetune", "dcec"), ("evaluate", "dcec"), ("figures", "dcec"),
-                    ("aggregate", "-"), ("all", "-")} | PAPER_JOBS
+                    ("aggregate", "-"), ("all", "-")} | PAPER_JOBS | ANY_RESULT_FIGURES | (
+        figure_jobs("dcec_fig3_synthetic"))
 
 
 def _planned_with_sweeps(workflow: Path, sweeps: dict) -> set[tuple[str, str]]:
@@ -230,7 +270,7 @@ def test_a_new_grid_point_runs_only_that_point(workflow):
     jobs = _planned_with_sweeps(workflow, {"dcec-gamma": {
         "method": "dcec", "grid": {"clustering_weight": [0.05, 0.2]}}})
     assert jobs == {("finetune", new), ("evaluate", new), ("figures", new),
-                    ("aggregate", "-"), ("all", "-")} | PAPER_JOBS
+                    ("aggregate", "-"), ("all", "-")} | PAPER_JOBS | ANY_RESULT_FIGURES
 
 
 def test_an_autoencoder_grid_point_pretrains_its_own_autoencoder(workflow):
@@ -240,7 +280,8 @@ def test_an_autoencoder_grid_point_pretrains_its_own_autoencoder(workflow):
     new = "dcec@ae.epochs=2"
     assert jobs == {("pretrain", "cae@epochs=2"), ("embed", "cae@epochs=2"),
                     ("init", "cae@epochs=2"), ("finetune", new), ("evaluate", new),
-                    ("figures", new), ("aggregate", "-"), ("all", "-")} | PAPER_JOBS
+                    ("figures", new), ("aggregate", "-"), ("all", "-")} | PAPER_JOBS | (
+        ANY_RESULT_FIGURES | figure_jobs("dcec_sweep_cae_epochs"))
 
 
 def jobs_after_editing(workflow: Path, relative_path: str) -> set[tuple[str, str]]:
@@ -258,14 +299,14 @@ def test_changed_stage_module_reruns_the_jobs_that_use_it(workflow):
     jobs = jobs_after_editing(workflow, "stages/methods/dec/head.py")
     users = {"dec", "idec", "dec-conv", "dcec", SWEEP_POINT}
     assert {m for r, m in jobs if r == "finetune"} == users
-    assert {r for r, _ in jobs} == RESULT_RULES
+    assert rules_of(jobs) == RESULT_RULES
     assert "Nothing to be done" in snakemake(workflow, "-n").stdout
 
 
 def test_edited_depict_modules_rerun_only_the_jobs_that_run_them(workflow):
     # the joint phase: DEPICT's fine-tuning jobs, not its pretraining nor ConvAE + k-means
     jobs = jobs_after_editing(workflow, "stages/methods/depict/head.py")
-    assert {r for r, _ in jobs} == RESULT_RULES
+    assert rules_of(jobs) == RESULT_RULES
     assert {m for r, m in jobs if r == "finetune"} == {"depict", "depict-sda", "depict-rda"}
     # the pretraining objectives: the three DEPICT autoencoders and everything downstream
     jobs = jobs_after_editing(workflow, "stages/methods/depict/pretrain.py")
@@ -279,7 +320,7 @@ def test_edited_depict_modules_rerun_only_the_jobs_that_run_them(workflow):
 
 def test_edited_saip_modules_rerun_only_the_jobs_that_run_them(workflow):
     jobs = jobs_after_editing(workflow, "stages/methods/saip/head.py")
-    assert {r for r, _ in jobs} == RESULT_RULES
+    assert rules_of(jobs) == RESULT_RULES
     assert {m for r, m in jobs if r == "finetune"} == set(SAIP_METHODS) - {"saip-dae-kmeans"}
     jobs = jobs_after_editing(workflow, "stages/methods/saip/pretrain.py")
     assert {m for r, m in jobs if r == "pretrain"} == {"dae", "dae-cnn"}
@@ -290,11 +331,11 @@ def test_edited_saip_modules_rerun_only_the_jobs_that_run_them(workflow):
 def test_edited_rmn_modules_rerun_only_the_jobs_that_run_them(workflow):
     # the RMN head: RMN-GMM and DeepGMM fine-tuning, not AEF+KM / AEF+GMM nor the pretraining
     jobs = jobs_after_editing(workflow, "stages/methods/rmn/head.py")
-    assert {r for r, _ in jobs} == RESULT_RULES
+    assert rules_of(jobs) == RESULT_RULES
     assert {m for r, m in jobs if r == "finetune"} == {"rmn-gmm", "deepgmm"}
     # the gmm init: its init job and the three methods that start from it
     jobs = jobs_after_editing(workflow, "stages/methods/rmn/gmm_init.py")
-    assert {r for r, _ in jobs} == {"init"} | RESULT_RULES
+    assert rules_of(jobs) == {"init"} | RESULT_RULES
     assert {m for r, m in jobs if r == "finetune"} == {"aef-gmm", "rmn-gmm", "deepgmm"}
     # stage 1: the rmn autoencoder and every method on it
     jobs = jobs_after_editing(workflow, "stages/methods/rmn/pretrain.py")
@@ -304,7 +345,7 @@ def test_edited_dscdan_modules_rerun_only_the_jobs_that_run_them(workflow):
     # the clustering phase: only the full model's fine-tuning
     jobs = jobs_after_editing(workflow, "stages/methods/dscdan/head.py")
     assert {m for r, m in jobs if r == "finetune"} == {"dscdan"}
-    assert {r for r, _ in jobs} == RESULT_RULES
+    assert rules_of(jobs) == RESULT_RULES
     # the pretraining objective: the four dual autoencoders and every DSCDAN method
     jobs = jobs_after_editing(workflow, "stages/methods/dscdan/pretrain.py")
     assert {m for r, m in jobs if r == "pretrain"} == {"dscdan", "dscdan-convae",
@@ -312,7 +353,7 @@ def test_edited_dscdan_modules_rerun_only_the_jobs_that_run_them(workflow):
     assert {m for r, m in jobs if r == "finetune"} == set(DSCDAN_METHODS)
     # the graph init: the knn3 jobs' methods only
     jobs = jobs_after_editing(workflow, "stages/methods/dscdan/knn_graph.py")
-    assert {r for r, _ in jobs} == {"init"} | RESULT_RULES
+    assert rules_of(jobs) == {"init"} | RESULT_RULES
     assert {m for r, m in jobs if r == "finetune"} == {"dscdan", "dscdan-convae-mi-rs"}
     assert "Nothing to be done" in snakemake(workflow, "-n").stdout
 

@@ -431,6 +431,8 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
     return FinetuneResult(
         labels=labels.cpu().numpy().astype(np.int64), embedding=z.cpu().numpy().astype(np.float32),
         history=history, state_dict=model.state_dict(),
+        arrays={name: getattr(rmn, name).detach().float().cpu().numpy()
+                for name in ("means", "variances", "weights")},
         info={"steps": result.steps, "eta": eta, "separation_weighting": weighting,
               "n_neighbours": n_neighbours,
               "separation_distance": distance,

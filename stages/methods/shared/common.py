@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -73,6 +73,9 @@ class FinetuneResult:
     history: list[dict[str, Any]]
     state_dict: dict[str, Any]   # the fine-tuned model's weights
     info: dict[str, Any]
+    #: further arrays for labels.h5 (RMN-GMM: the GMM's ``means``, ``variances`` (K, d) and
+    #: ``weights`` (K,), which its Fig. 7 measures distances to)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def assignment_diagnostics(labels: torch.Tensor, n_clusters: int,
