@@ -44,7 +44,8 @@ from stages.cli import json_arg, main_for
 from stages.errors import DataFileError
 from stages.figure_plan import KINDS
 from stages.metrics import cluster_acc, contingency
-from stages.plots import matched_colours, palette, read_history, subset_indices, tsne_2d
+from stages.plots import matched_colours, palette, read_history, scatter_map, tsne_2d
+from stages.sampling import subset_indices
 from stages.snapshots import read_snapshots
 from stages.tables import nmi_variant
 
@@ -68,14 +69,6 @@ def _array(inputs: Mapping[str, str], ref: Sequence[str]) -> np.ndarray:
 
 def _labels(inputs: Mapping[str, str]) -> np.ndarray:
     return _array(inputs, ("data", "y")).astype(np.int64)
-
-
-def _scatter(ax: Any, xy: np.ndarray, colour: np.ndarray, colours: np.ndarray,
-             title: str) -> None:
-    ax.scatter(xy[:, 0], xy[:, 1], c=colours[colour], s=3, linewidths=0)
-    ax.set_title(title, fontsize=9)
-    ax.set_xticks([])
-    ax.set_yticks([])
 
 
 def _grid(n_panels: int, width: float = 3.2) -> tuple[Figure, list[Any]]:
@@ -106,8 +99,8 @@ def draw_embeddings(inputs: Mapping[str, str], spec: Mapping[str, Any]) -> Figur
         else:
             colour = np.unique(y, return_inverse=True)[1]
             title += " (true classes)"
-        _scatter(ax, tsne_2d(features[idx], seed), colour[idx], palette(int(colour.max()) + 1),
-                 title)
+        scatter_map(ax, tsne_2d(features[idx], seed), colour[idx],
+                    palette(int(colour.max()) + 1), title, size=3)
     note = f"{spec.get('dataset', '')}, seed {seed}: t-SNE of {idx.size} samples"
     if spec.get("not_run"):
         note += "; not run: " + ", ".join(spec["not_run"])
@@ -139,7 +132,7 @@ def draw_stages(inputs: Mapping[str, str], spec: Mapping[str, Any]) -> Figure:
     classes = np.unique(y, return_inverse=True)[1][idx]
     colours = palette(int(classes.max()) + 1)
     for ax, (title, z) in zip(axes, stages, strict=True):
-        _scatter(ax, _pca_2d(z), classes, colours, title)
+        scatter_map(ax, _pca_2d(z), classes, colours, title, size=3)
     fig.suptitle(f"{spec.get('dataset', '')}, {spec.get('method', '')}, seed "
                  f"{spec.get('seed', 0)}: first two principal components of the embedding of "
                  f"{idx.size} samples, coloured by class", fontsize=9)
@@ -169,8 +162,8 @@ def draw_running_time(inputs: Mapping[str, str], spec: Mapping[str, Any]) -> Fig
     for key, path in inputs.items():
         dataset, method, stage = key.split("|")
         seconds.setdefault((dataset, method), {})[stage] = _seconds(path)
-    runs = sorted(seconds, key=lambda r: (list(spec.get("datasets", [])).index(r[0])
-                                          if r[0] in spec.get("datasets", []) else 0, r[1]))
+    order = {dataset: i for i, dataset in enumerate(spec.get("datasets", []))}
+    runs = sorted(seconds, key=lambda r: (order.get(r[0], len(order)), r[1]))
     fig = Figure(figsize=(max(6.0, 0.32 * len(runs) + 2), 4.5), layout="constrained")
     ax = fig.add_subplot()
     colours = palette(len(TIMED_STAGES))
@@ -283,8 +276,8 @@ def draw_snapshots(inputs: Mapping[str, str], spec: Mapping[str, Any]) -> Figure
     fig, axes = _grid(len(picks))
     colours = palette(int(classes.max()) + 1)
     for ax, i in zip(axes, picks, strict=True):
-        _scatter(ax, tsne_2d(snaps["embeddings"][i][sub], seed), classes, colours,
-                 f"epoch {snaps['epoch'][i]:g} (step {snaps['step'][i]})")
+        scatter_map(ax, tsne_2d(snaps["embeddings"][i][sub], seed), classes, colours,
+                    f"epoch {snaps['epoch'][i]:g} (step {snaps['step'][i]})", size=3)
     fig.suptitle(f"{spec.get('dataset', '')}, {spec.get('method', '')}, seed {seed}: t-SNE of "
                  f"the representation of {sub.size} samples during fine-tuning, coloured by "
                  "class", fontsize=9)

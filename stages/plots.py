@@ -16,6 +16,7 @@ from stages.artifacts import atomic_path
 from stages.errors import ConfigError, DataFileError
 from stages.metrics import all_metrics, contingency
 from stages.runs import load_run
+from stages.sampling import subset_indices
 from stages.tables import nmi_variant
 
 log = logging.getLogger("stages.plots")
@@ -39,12 +40,6 @@ def read_history(path: str | Path | None, what: str) -> pd.DataFrame | None:
         return pd.DataFrame()
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise DataFileError(f"{p}: not a readable CSV ({err}); delete it and rerun.") from err
-
-
-def subset_indices(n: int, n_points: int, seed: int) -> np.ndarray:
-    """Sorted random subset of ``min(n, n_points)`` indices drawn with ``seed``."""
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(n, size=min(n, n_points), replace=False))
 
 
 def degenerate(features: np.ndarray) -> str | None:
@@ -108,9 +103,11 @@ def palette(n_colours: int) -> np.ndarray:
     return rgba[:n_colours]
 
 
-def _scatter(ax: Any, xy: np.ndarray, colour: np.ndarray, colours: np.ndarray,
-             title: str) -> None:
-    ax.scatter(xy[:, 0], xy[:, 1], c=colours[colour], s=4, linewidths=0)
+def scatter_map(ax: Any, xy: np.ndarray, colour: np.ndarray, colours: np.ndarray,
+                title: str, size: float = 4) -> None:
+    """A 2-D map without ticks: points ``xy`` (n, 2) in ``colours[colour]`` ((K, 4) RGBA
+    indexed by (n,) ints)."""
+    ax.scatter(xy[:, 0], xy[:, 1], c=colours[colour], s=size, linewidths=0)
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -244,10 +241,10 @@ def build_figure(data_path: str | Path, labels_path: str | Path,
     half = max(1, len(curves))
     ax_true = fig.add_subplot(grid[0, :half])
     ax_pred = fig.add_subplot(grid[0, half:])
-    _scatter(ax_true, xy, true_c[idx], colours,
+    scatter_map(ax_true, xy, true_c[idx], colours,
              f"t-SNE of {source} (n={idx.size}): true labels" if not problem
              else f"{source} ({problem}: no t-SNE): true labels")
-    _scatter(ax_pred, xy, pred_c[idx], colours,
+    scatter_map(ax_pred, xy, pred_c[idx], colours,
              f"predicted clusters ({np.unique(run.y_pred).size}; colour = matched class)")
     for i, (plot, hist) in enumerate(curves):
         width = 2 * max(1, len(curves)) // len(curves)

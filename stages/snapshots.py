@@ -29,18 +29,13 @@ from torch import nn
 
 from stages.artifacts import read_arrays, write_arrays
 from stages.errors import DataFileError
+from stages.sampling import subset_indices
 
 #: rows of the data a recorder embeds (a seeded random subset when there are more)
 DEFAULT_POINTS = 2000
 
 _ACTIVE: contextvars.ContextVar[SnapshotRecorder | None] = contextvars.ContextVar(
     "stages.snapshots.active", default=None)
-
-
-def snapshot_index(n_rows: int, n_points: int, seed: int) -> np.ndarray:
-    """Sorted indices (min(n_rows, n_points),) of a random subset drawn with ``seed``."""
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(n_rows, size=min(n_rows, n_points), replace=False))
 
 
 def due(step: int, steps_per_epoch: int) -> bool:
@@ -126,14 +121,14 @@ def recorder_for(net: nn.Module, encode: Callable[[torch.Tensor], torch.Tensor],
                  x_all: np.ndarray, seed: int, device: torch.device,
                  n_points: int = DEFAULT_POINTS) -> SnapshotRecorder:
     """A recorder of ``encode`` on a seeded subset of the dataset's rows ``x_all`` (N, ...)."""
-    index = snapshot_index(x_all.shape[0], n_points, seed)
+    index = subset_indices(x_all.shape[0], n_points, seed)
     return SnapshotRecorder(net, encode, torch.as_tensor(x_all[index], device=device), index)
 
 
 def no_snapshots(n_rows: int, seed: int, n_points: int = DEFAULT_POINTS) -> SnapshotRecorder:
     """A recorder that has taken nothing, of the subset :func:`recorder_for` would draw (the
     ``snapshots.h5`` of a stage that trains nothing)."""
-    index = snapshot_index(n_rows, n_points, seed)
+    index = subset_indices(n_rows, n_points, seed)
     return SnapshotRecorder(nn.Identity(), lambda batch: batch, torch.zeros(0), index)
 
 

@@ -98,13 +98,11 @@ def test_a_two_key_sweep_is_drawn_as_heat_maps(files, tmp_path):
 
 def test_the_command_line_writes_the_figure(files, tmp_path):
     import argparse
-    import json
 
     out = tmp_path / "cli.png"
     args = argparse.Namespace(kind="agreement", inputs={"history": files["history"]},
                               spec={}, threads=1, out=str(out))
     assert run(args) == out and out.stat().st_size > 1000
-    assert json.dumps({"history": files["history"]})  # the rule passes JSON
 
 
 def test_bad_inputs_say_what_is_wrong(files, tmp_path):
