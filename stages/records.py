@@ -97,14 +97,45 @@ def _spread(values: pd.Series) -> str:
     return f"{_pct(v.mean(), v.std(ddof=1))} [{100 * v.min():.1f}, {100 * v.max():.1f}]"
 
 
+def paired_shift(reference: pd.Series, variant: pd.Series,
+                 level: float = 0.95) -> tuple[float, float, float, float, str]:
+    """The variant's shift from the reference, paired by seed, against the seeds' own spread.
+
+    ``reference`` and ``variant`` hold one value per seed (index: seed); only seeds in both
+    count. Returns ``(mean, low, high, margin, verdict)``: the mean of the per-seed differences
+    ``variant - reference``, its two-sided ``level`` paired-t interval, the margin (the sample
+    standard deviation of ``reference`` over those seeds), and the verdict: ``"within"`` when
+    the interval lies inside (-margin, +margin) (two one-sided tests), ``"beyond"`` when it
+    lies wholly outside, else ``"not settled"``. Fewer than two common seeds: NaNs and ``"—"``.
+    """
+    seeds = reference.index.intersection(variant.index)
+    diff = (variant.loc[seeds].astype(float) - reference.loc[seeds].astype(float)).to_numpy()
+    if len(diff) < 2:
+        nan = float("nan")
+        return nan, nan, nan, nan, "—"
+    mean = float(diff.mean())
+    half = float(stats.t.ppf(0.5 + level / 2, len(diff) - 1) * diff.std(ddof=1)
+                 / math.sqrt(len(diff)))
+    margin = float(reference.loc[seeds].astype(float).std(ddof=1))
+    low, high = mean - half, mean + half
+    if -margin < low and high < margin:
+        verdict = "within"
+    elif low >= margin or high <= -margin:
+        verdict = "beyond"
+    else:
+        verdict = "not settled"
+    return mean, low, high, margin, verdict
+
+
 def variant_comparison(table: pd.DataFrame) -> str:
     """Markdown: each variant config's runs beside the runs of the config it is a variant of.
 
     Per (variant, dataset, method): the seeds both configs ran, ACC and NMI (sqrt) of each as
     ``mean ± std [min, max]`` over those seeds, Δ of the means, whether the variant's mean lies
-    inside the reference's [min, max] over seeds, Welch's t-test p of the ACC, and the
-    reference's over the variant's mean wall seconds per stage (pretraining, fine-tuning;
-    > 1: the variant is faster).
+    inside the reference's [min, max] over seeds, Welch's t-test p of the ACC, the ACC shift
+    paired by seed with its 95% interval and verdict against the reference's seed spread
+    (:func:`paired_shift`), and the reference's over the variant's mean wall seconds per stage
+    (pretraining, fine-tuning; > 1: the variant is faster).
     """
     lines = ["# Variants beside the runs they vary", "",
              "Each variant config ran the same methods and seeds as a recorded reference run, "
@@ -112,6 +143,11 @@ def variant_comparison(table: pd.DataFrame) -> str:
              "code's) in percent: mean ± sample std [min, max] over the seeds both ran. "
              "\"inside\": the variant's mean lies inside the reference's [min, max] over seeds; "
              "p: Welch's two-sided t-test of the two sets of ACC over seeds. "
+             "Paired Δ ACC: the mean over seeds of (variant - reference), the same seed at "
+             "both, with its 95% paired-t interval; ± s: the reference's ACC standard "
+             "deviation over the seeds; \"within\" when the interval lies inside ± s (the two "
+             "one-sided tests at 5% reject a shift of one seed-to-seed standard deviation), "
+             "\"beyond\" when it lies wholly outside, \"not settled\" otherwise. "
              "Speed-up: the reference's mean wall seconds over the variant's, per stage (a stage "
              "shared by several methods, such as one autoencoder, is counted in each). The two "
              "runs were made in different sittings, whatever else the machine ran: "
@@ -121,6 +157,7 @@ def variant_comparison(table: pd.DataFrame) -> str:
         return "\n".join(lines + ["No variant runs are recorded.", ""])
     header = ["dataset", "method", "seeds", "ACC reference", "ACC variant", "Δ ACC",
               "NMI reference", "NMI variant", "Δ NMI", "ACC inside", "p (Welch, ACC)",
+              "paired Δ ACC [95%]", "± s", "seed spread",
               "speed-up pretraining", "speed-up fine-tuning"]
     for (config, base), block in variants.groupby(["config", "variant_of"], sort=True):
         lines += [f"## `{config}` beside `{base}`", ""]
@@ -146,6 +183,13 @@ def variant_comparison(table: pd.DataFrame) -> str:
                 cells.append("—" if math.isnan(test.pvalue) else f"{test.pvalue:.2f}")
             else:
                 cells.append("—")
+            mean, low, high, margin, verdict = paired_shift(
+                a.set_index("seed")["acc"], b.set_index("seed")["acc"])
+            if verdict == "—":
+                cells += ["—", "—", "—"]
+            else:
+                cells += [f"{100 * mean:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]",
+                          f"{100 * margin:.2f}", verdict]
             for col in VARIANT_TIMES:
                 if col in a and col in b and b[col].mean() > 0 and a[col].notna().all():
                     cells.append(f"{a[col].mean() / b[col].mean():.2f}×")

@@ -122,8 +122,33 @@ def test_a_variant_run_is_compared_with_its_reference_and_kept_out_of_the_paper_
     assert "## `config/reproduce-dec-bf16.yaml` beside `config/reproduce-dec.yaml`" in md
     row = next(x for x in md.splitlines() if x.startswith("| mnist5k | dec | 3 |")).split(" | ")
     assert row[3] == "61.0 ± 1.0 [60.0, 62.0]" and row[4] == "64.3 ± 4.9 [61.0, 70.0]"
-    assert row[5] == "+3.3" and row[9] == "no" and row[11] == "2.00×"
+    assert row[5] == "+3.3" and row[9] == "no" and row[14] == "2.00×"
     assert 0 < float(row[10]) < 1
+    # paired by seed: differences +10, 0, 0 points; t(0.975, 2) = 4.303 -> ±14.34 around +3.33
+    assert row[11] == "+3.33 [-11.01, +17.68]" and row[12] == "1.00" and row[13] == "not settled"
+
+
+@pytest.mark.parametrize(("shift", "noise", "verdict"), [
+    (0.0, 0.001, "within"), (0.05, 0.001, "beyond"), (-0.05, 0.001, "beyond"),
+    (0.0, 0.05, "not settled"), (0.0105, 0.001, "not settled")])
+def test_paired_shift_judges_the_interval_against_the_reference_seed_spread(shift, noise, verdict):
+    seeds = range(8)
+    reference = pd.Series([0.60, 0.62] * 4, index=seeds)          # std 0.0107 over seeds
+    wobble = pd.Series([noise, -noise] * 2 + [-noise, noise] * 2, index=seeds)
+    mean, low, high, margin, got = records.paired_shift(reference, reference + shift + wobble)
+    assert got == verdict
+    assert mean == pytest.approx(shift) and low < mean < high
+    assert margin == pytest.approx(reference.std(ddof=1))
+
+
+def test_paired_shift_pairs_by_seed_and_needs_two_common_seeds():
+    reference = pd.Series([0.60, 0.70, 0.80], index=[0, 1, 2])
+    variant = pd.Series([0.81, 0.61, 0.71], index=[2, 0, 1])      # +0.01 on each seed
+    mean, low, high, _, verdict = records.paired_shift(reference, variant)
+    assert mean == pytest.approx(0.01) and low == pytest.approx(0.01)
+    assert high == pytest.approx(0.01) and verdict == "within"
+    mean, *_, verdict = records.paired_shift(reference, pd.Series([0.5, 0.4], index=[2, 7]))
+    assert verdict == "—" and mean != mean                          # NaN: one common seed
 
 
 def test_a_variant_method_without_reference_seeds_gets_a_full_row_of_dashes():
@@ -133,4 +158,4 @@ def test_a_variant_method_without_reference_seeds_gets_a_full_row_of_dashes():
     md = records.variant_comparison(pd.concat([ref, var], ignore_index=True))
     header = next(x for x in md.splitlines() if x.startswith("| dataset |"))
     row = next(x for x in md.splitlines() if x.startswith("| d | idec | 0 |"))
-    assert row.count("|") == header.count("|") and row.count("—") == 10
+    assert row.count("|") == header.count("|") and row.count("—") == 13
