@@ -106,7 +106,8 @@ def paired_shift(reference: pd.Series, variant: pd.Series,
     ``variant - reference``, its two-sided ``level`` paired-t interval, the margin (the sample
     standard deviation of ``reference`` over those seeds), and the verdict: ``"within"`` when
     the interval lies inside (-margin, +margin) (two one-sided tests), ``"beyond"`` when it
-    lies wholly outside, else ``"not settled"``. Fewer than two common seeds: NaNs and ``"—"``.
+    lies wholly outside, else ``"not settled"`` (a variant equal to the reference at every seed
+    is ``"within"``, whatever the margin). Fewer than two common seeds: NaNs and ``"—"``.
     """
     seeds = reference.index.intersection(variant.index)
     diff = (variant.loc[seeds].astype(float) - reference.loc[seeds].astype(float)).to_numpy()
@@ -118,7 +119,7 @@ def paired_shift(reference: pd.Series, variant: pd.Series,
                  / math.sqrt(len(diff)))
     margin = float(reference.loc[seeds].astype(float).std(ddof=1))
     low, high = mean - half, mean + half
-    if -margin < low and high < margin:
+    if (-margin < low and high < margin) or not diff.any():    # (no shift at all: within)
         verdict = "within"
     elif low >= margin or high <= -margin:
         verdict = "beyond"
@@ -132,8 +133,8 @@ def variant_comparison(table: pd.DataFrame) -> str:
 
     Per (variant, dataset, method): the seeds both configs ran, ACC and NMI (sqrt) of each as
     ``mean ± std [min, max]`` over those seeds, Δ of the means, whether the variant's mean lies
-    inside the reference's [min, max] over seeds, Welch's t-test p of the ACC, the ACC shift
-    paired by seed with its 95% interval and verdict against the reference's seed spread
+    inside the reference's [min, max] over seeds, Welch's t-test p of the ACC, the ACC and NMI
+    shifts paired by seed with its 95% interval and verdict against the reference's seed spread
     (:func:`paired_shift`), and the reference's over the variant's mean wall seconds per stage
     (pretraining, fine-tuning; > 1: the variant is faster).
     """
@@ -143,8 +144,8 @@ def variant_comparison(table: pd.DataFrame) -> str:
              "code's) in percent: mean ± sample std [min, max] over the seeds both ran. "
              "\"inside\": the variant's mean lies inside the reference's [min, max] over seeds; "
              "p: Welch's two-sided t-test of the two sets of ACC over seeds. "
-             "Paired Δ ACC: the mean over seeds of (variant - reference), the same seed at "
-             "both, with its 95% paired-t interval; ± s: the reference's ACC standard "
+             "Paired Δ (ACC, NMI): the mean over seeds of (variant - reference), the same seed "
+             "at both, with its 95% paired-t interval; ± s: the reference's standard "
              "deviation over the seeds; \"within\" when the interval lies inside ± s (the two "
              "one-sided tests at 5% reject a shift of one seed-to-seed standard deviation), "
              "\"beyond\" when it lies wholly outside, \"not settled\" otherwise. "
@@ -157,7 +158,8 @@ def variant_comparison(table: pd.DataFrame) -> str:
         return "\n".join(lines + ["No variant runs are recorded.", ""])
     header = ["dataset", "method", "seeds", "ACC reference", "ACC variant", "Δ ACC",
               "NMI reference", "NMI variant", "Δ NMI", "ACC inside", "p (Welch, ACC)",
-              "paired Δ ACC [95%]", "± s", "seed spread",
+              *(f"{name} {part}" for name in ("ACC", "NMI")
+                for part in ("paired Δ [95%]", "± s", "seed spread")),
               "speed-up pretraining", "speed-up fine-tuning"]
     for (config, base), block in variants.groupby(["config", "variant_of"], sort=True):
         lines += [f"## `{config}` beside `{base}`", ""]
@@ -183,13 +185,14 @@ def variant_comparison(table: pd.DataFrame) -> str:
                 cells.append("—" if math.isnan(test.pvalue) else f"{test.pvalue:.2f}")
             else:
                 cells.append("—")
-            mean, low, high, margin, verdict = paired_shift(
-                a.set_index("seed")["acc"], b.set_index("seed")["acc"])
-            if verdict == "—":
-                cells += ["—", "—", "—"]
-            else:
-                cells += [f"{100 * mean:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]",
-                          f"{100 * margin:.2f}", verdict]
+            for metric in VARIANT_METRICS:
+                mean, low, high, margin, verdict = paired_shift(
+                    a.set_index("seed")[metric], b.set_index("seed")[metric])
+                if verdict == "—":
+                    cells += ["—", "—", "—"]
+                else:
+                    cells += [f"{100 * mean:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]",
+                              f"{100 * margin:.2f}", verdict]
             for col in VARIANT_TIMES:
                 if col in a and col in b and b[col].mean() > 0 and a[col].notna().all():
                     cells.append(f"{a[col].mean() / b[col].mean():.2f}×")

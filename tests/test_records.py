@@ -122,10 +122,12 @@ def test_a_variant_run_is_compared_with_its_reference_and_kept_out_of_the_paper_
     assert "## `config/reproduce-dec-bf16.yaml` beside `config/reproduce-dec.yaml`" in md
     row = next(x for x in md.splitlines() if x.startswith("| mnist5k | dec | 3 |")).split(" | ")
     assert row[3] == "61.0 ± 1.0 [60.0, 62.0]" and row[4] == "64.3 ± 4.9 [61.0, 70.0]"
-    assert row[5] == "+3.3" and row[9] == "no" and row[14] == "2.00×"
+    assert row[5] == "+3.3" and row[9] == "no" and row[17] == "2.00×"
     assert 0 < float(row[10]) < 1
     # paired by seed: differences +10, 0, 0 points; t(0.975, 2) = 4.303 -> ±14.34 around +3.33
     assert row[11] == "+3.33 [-11.01, +17.68]" and row[12] == "1.00" and row[13] == "not settled"
+    assert row[14] == "+0.00 [+0.00, +0.00]" and row[15] == "0.00"   # NMI: 0.55 at every seed
+    assert row[16] == "within"
 
 
 @pytest.mark.parametrize(("shift", "noise", "verdict"), [
@@ -158,4 +160,4 @@ def test_a_variant_method_without_reference_seeds_gets_a_full_row_of_dashes():
     md = records.variant_comparison(pd.concat([ref, var], ignore_index=True))
     header = next(x for x in md.splitlines() if x.startswith("| dataset |"))
     row = next(x for x in md.splitlines() if x.startswith("| d | idec | 0 |"))
-    assert row.count("|") == header.count("|") and row.count("—") == 13
+    assert row.count("|") == header.count("|") and row.count("—") == 16
