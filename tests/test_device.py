@@ -5,6 +5,9 @@ is made by tagging CPU storages as ``cuda:0`` while saving."""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -101,8 +104,32 @@ def test_tf32_is_on_only_under_bf16_mixed_on_a_gpu_and_a_gpu_is_described_by_its
         assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+        torch.set_flush_denormal(False)  # configure_torch set it for this process
     assert describe(torch.device("cuda")) == "cuda (NVIDIA H200)"
     assert describe(torch.device("cpu")).startswith("cpu (")
+
+
+_DENORMALS = """
+import sys, torch
+from stages.device import configure_torch
+if sys.argv[1] == "configure":
+    configure_torch(2, torch.device("cpu"))
+else:
+    torch.set_num_threads(2)
+a = torch.full((4_000_000,), 1e-39)   # fp32 denormals, enough for both threads to share
+print(int((a * 1.0 != 0).sum()))
+"""
+
+
+@pytest.mark.parametrize("how", ["configure", "plain"])
+def test_configure_torch_flushes_denormals_on_every_cpu_thread(how: str) -> None:
+    """A denormal times 1.0 is 0 in every thread's share after configure_torch (the threads
+    inherit the setting), and stays a denormal without it (the check can fail)."""
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush denormals (no SSE3)")
+    done = subprocess.run([sys.executable, "-c", _DENORMALS, how], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).resolve().parents[1])
+    assert int(done.stdout.strip()) == (0 if how == "configure" else 4_000_000)
 
 
 # --------------------------------------------------------------------------- where files load
