@@ -105,11 +105,10 @@ def precisions_of(workload: str, precisions: list[str]) -> list[str]:
     """The precisions ``workload`` is run at: all of ``precisions``, or "32" alone for a
     workload that trains no network."""
     return ["32"] if workload in NO_NETWORK else list(precisions)
-COLUMNS = ["date", "host", "device", "threads", "dataset", "workload", "precision", "n_samples",
-           "batch_size",
-           "steps", "epochs", "seconds", "s_per_epoch", "samples_per_s", "peak_rss_mb",
-           "peak_gpu_mb", "torch", "gflop", "achieved_gflops", "matmul_gflops", "of_matmul",
-           "commit", "compile", "warmup_s"]
+COLUMNS = ["date", "host", "cpu", "device", "threads", "dataset", "workload", "precision",
+           "n_samples", "batch_size", "steps", "epochs", "seconds", "s_per_epoch",
+           "samples_per_s", "peak_rss_mb", "peak_gpu_mb", "torch", "gflop", "achieved_gflops",
+           "matmul_gflops", "of_matmul", "commit", "compile", "warmup_s"]
 
 
 def load_dataset(name: str):
@@ -422,7 +421,8 @@ def _row(workload: str, dataset: str, device, threads: int, x, batch: int, steps
     from stages.device import describe
 
     return {
-        "date": time.strftime("%Y-%m-%d"), "host": platform.node(), "device": describe(device),
+        "date": time.strftime("%Y-%m-%d"), "host": platform.node(), "cpu": cpu_model(),
+        "device": describe(device),
         "threads": threads, "dataset": dataset, "workload": workload,
         "n_samples": int(x.shape[0]), "batch_size": batch, "steps": steps,
         "epochs": round(float(epochs), 2), "seconds": round(seconds, 2),
@@ -452,25 +452,51 @@ def _commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
-def upgrade_header(path: Path) -> None:
-    """Rewrite an existing results file whose header lacks some of :data:`COLUMNS` with the
-    full header (the new columns empty in the old rows), so appended rows line up."""
+#: the CPU features that decide the matmul kernels' rates, named in :func:`cpu_model`
+CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu_model() -> str:
+    """The CPU's model name and which of :data:`CPU_FEATURES` it has, from ``/proc/cpuinfo``
+    (``platform.processor()`` elsewhere), e.g. ``"Intel(R) Xeon(R) Processor [avx2 avx512f
+    avx512_bf16 amx_bf16]"``.
+
+    Rates differ by CPU more than by anything this project changes (fp32 matmul on 2 threads:
+    about 170-195 GFLOP/s with MKL's AVX2 kernels on one machine, about 410 with AVX-512 on
+    another), so every row names the CPU it ran on."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor()
+    fields = dict(line.split(":", 1) for line in info.split("\n\n")[0].splitlines()
+                  if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    have = " ".join(f for f in CPU_FEATURES if f in flags)
+    return f"{fields.get('model name', platform.processor())} [{have}]"
+
+
+def upgrade_header(path: Path, columns: list[str] | None = None) -> None:
+    """Rewrite an existing results file whose header lacks some of ``columns`` (default
+    :data:`COLUMNS`) with the full header (the new columns empty in the old rows), so appended
+    rows line up."""
+    columns = COLUMNS if columns is None else columns
     if not path.exists():
         return
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
         header = rows[0].keys() if rows else []
-    if list(header) == COLUMNS or not rows:
+    if list(header) == columns or not rows:
         return
     for row in rows:
-        if "precision" not in row:  # rows from before the column were all fp32
+        if "precision" in columns and "precision" not in row:  # rows before it: all fp32
             row["precision"] = "32"
-        if not row.get("compile"):  # rows from before the column were not compiled
+        if "compile" in columns and not row.get("compile"):  # rows before it: not compiled
             row["compile"] = "0"
         if "compile_warmup_s" in row:  # the column's first name
             row["warmup_s"] = row.pop("compile_warmup_s")
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
 

@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-COLUMNS = ["date", "threads", "dataset", "n_samples", "pretrain_epochs", "clustering_epochs",
+COLUMNS = ["date", "cpu", "threads", "dataset", "n_samples", "pretrain_epochs", "clustering_epochs",
            "clustpy_version", "clustpy_s", "precision", "ours_s", "clustpy_over_ours", "torch",
            "commit"]
 
@@ -117,7 +117,7 @@ def main() -> None:
         return
 
     import torch
-    from bench_training import _commit, load_dataset
+    from bench_training import _commit, cpu_model, load_dataset, upgrade_header
 
     version = clustpy_version()
     clustpy_s = None
@@ -133,6 +133,7 @@ def main() -> None:
         print(f"ClustPy {version} DEC: {clustpy_s:.1f} s", flush=True)
     n = int(load_dataset(args.dataset).X.shape[0])
     out = Path(args.out)
+    upgrade_header(out, COLUMNS)
     new = not out.exists()
     with out.open("a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
@@ -143,7 +144,7 @@ def main() -> None:
                              args.clustering_epochs)
             ratio = round(clustpy_s / ours, 2) if clustpy_s else ""
             writer.writerow({
-                "date": time.strftime("%Y-%m-%d"), "threads": args.threads,
+                "date": time.strftime("%Y-%m-%d"), "cpu": cpu_model(), "threads": args.threads,
                 "dataset": args.dataset, "n_samples": n,
                 "pretrain_epochs": args.pretrain_epochs,
                 "clustering_epochs": args.clustering_epochs, "clustpy_version": version or "",

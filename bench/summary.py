@@ -93,6 +93,8 @@ def main() -> None:
     if rows.empty:
         raise SystemExit(f"{args.results}: no rows of {args.dataset} with threads={args.threads} "
                          f"and commit {args.commit!r}; drop a filter or run bench_training.py")
+    cpus = rows["cpu"].dropna().unique() if "cpu" in rows else []
+    print("CPU: " + ("; ".join(map(str, cpus)) if len(cpus) else "not recorded") + "\n")
     print(compile_table(rows) if args.compile else throughput_table(rows))
 
 

@@ -47,6 +47,24 @@ def test_upgrade_header_keeps_the_old_rows(tmp_path):
     assert rows[0]["gflop"] == ""
     assert rows[0]["precision"] == "32"  # rows from before the column were fp32
     assert rows[0]["compile"] == "0"  # nor were they compiled
+    assert rows[0]["cpu"] == ""       # unknown for rows from before the column
+
+
+def test_the_clustpy_file_gains_the_cpu_column_and_rows_name_their_cpu(tmp_path):
+    bench = _bench()
+    spec = importlib.util.spec_from_file_location("clustpy_compare",
+                                                  REPO / "bench" / "clustpy_compare.py")
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    old = tmp_path / "clustpy.csv"
+    old.write_text("date,threads,clustpy_s,precision,ours_s\n2026-12-02,2,163.8,32,148.7\n")
+    bench.upgrade_header(old, compare.COLUMNS)
+    with old.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == compare.COLUMNS and "compile" not in rows[0]
+    assert rows[0]["ours_s"] == "148.7" and rows[0]["cpu"] == ""
+    if Path("/proc/cpuinfo").exists():
+        assert bench.cpu_model()
 
 
 def test_the_summary_takes_each_workloads_latest_row_and_pairs_eager_with_compiled(tmp_path):
