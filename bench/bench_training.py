@@ -71,6 +71,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+PROFILES = REPO / "bench" / "profiles"
 
 BUILTIN_WORKLOADS = ("sae-pretrain", "cae-pretrain", "dec-finetune", "dcec-finetune",
                      "dec-clustpy", "depict-pretrain", "depict-joint")
@@ -186,8 +187,9 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
         profile.parent.mkdir(parents=True, exist_ok=True)
         profile.write_text(
             f"# {workload} on {dataset}, {describe_device(device)}, {epochs} epoch(s), "
-            f"commit {row['commit']}\n\nProfiled run: {profiled.seconds:.1f} s wall (timed run "
-            f"{timed.seconds:.1f} s; the profiler adds overhead). Self time per op, top 15:\n\n"
+            f"commit {row['commit']}, CPU {row['cpu']}\n\nProfiled run: {profiled.seconds:.1f} s "
+            f"wall (timed run {timed.seconds:.1f} s; the profiler adds overhead). Self time per "
+            f"op, top 15:\n\n"
             + profile_table(profiled.ops, profiled.seconds))
     if ops is not None:
         seed_everything(0)
@@ -198,8 +200,8 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
         ops.parent.mkdir(parents=True, exist_ok=True)
         ops.write_text(
             f"# {workload} on {dataset}: convolutions and matmuls by shape, "
-            f"{describe_device(device)}, {epochs} epoch(s), commit {row['commit']}\n\n"
-            + OP_REPLAY.ops_table(replayed, timed.seconds, peak))
+            f"{describe_device(device)}, {epochs} epoch(s), commit {row['commit']}, "
+            f"CPU {row['cpu']}\n\n" + OP_REPLAY.ops_table(replayed, timed.seconds, peak))
     return row
 
 
@@ -518,6 +520,9 @@ def main() -> None:
                    help="also record each workload's convolution and matmul calls, replay each "
                         "call shape alone and write their times and rates to "
                         "bench/profiles/<workload>-<dataset>-<threads>t-ops.md")
+    p.add_argument("--profiles-dir", default=str(PROFILES),
+                   help="the folder of --profile and --ops files (default bench/profiles; "
+                        "another one keeps another machine's files apart)")
     p.add_argument("--precisions", nargs="+", default=["32", "bf16-mixed"],
                    choices=["32", "bf16-mixed"],
                    help="each workload is run at each, one after the other (default: both)")
@@ -539,8 +544,7 @@ def main() -> None:
     if args.one:
         suffix = ("" if args.precision == "32" else f"-{args.precision}") + (
             "-compiled" if args.compiled else "")
-        stem = (REPO / "bench" / "profiles"
-                / f"{args.one[0]}-{args.one[1]}-{args.threads}t{suffix}")
+        stem = Path(args.profiles_dir) / f"{args.one[0]}-{args.one[1]}-{args.threads}t{suffix}"
         profile = stem.with_name(stem.name + ".md") if args.profile else None
         ops = stem.with_name(stem.name + "-ops.md") if args.ops else None
         print(json.dumps(run_one(args.one[0], args.one[1], args.device, args.threads,
@@ -573,12 +577,13 @@ def run_in_subprocess(workload: str, dataset: str, *, device: str = "auto", thre
                       profile: bool = False, ops: bool = False,
                       clustpy_epochs: tuple[int, int] = (100, 150),
                       limit: int | None = None, compile: bool = False,
-                      warmup: bool = True) -> dict:
+                      warmup: bool = True, profiles_dir: str | Path = "") -> dict:
     """:func:`run_one` in a fresh subprocess (so that its peak memory is its own): its row.
     Raises RuntimeError with the end of the subprocess's stderr when it fails."""
     cmd = [sys.executable, __file__, "--one", workload, dataset, "--device", device,
            "--threads", str(threads), "--epochs", str(epochs), "--precision", precision,
-           "--clustpy-epochs", *map(str, clustpy_epochs)]
+           "--clustpy-epochs", *map(str, clustpy_epochs),
+           "--profiles-dir", str(profiles_dir or PROFILES)]
     if limit:
         cmd += ["--limit", str(limit)]
     cmd += [flag for flag, on in (("--flops", flops), ("--profile", profile), ("--ops", ops),
@@ -597,6 +602,7 @@ def run_and_print(args: argparse.Namespace, workload: str, dataset: str, precisi
     row = run_in_subprocess(workload, dataset, device=args.device, threads=args.threads,
                             epochs=args.epochs, precision=precision, flops=args.flops,
                             profile=args.profile, ops=args.ops,
+                            profiles_dir=args.profiles_dir,
                             clustpy_epochs=tuple(args.clustpy_epochs), limit=args.limit,
                             compile=compile, warmup=not args.no_warmup)
     writer.writerow(row)
