@@ -447,7 +447,7 @@ def _commit() -> str:
                               capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain",
                                 "--untracked-files=no", "--", ".", ":!bench/results.csv",
-                                ":!bench/clustpy.csv"],
+                                ":!bench/clustpy.csv", ":!bench/denormals.csv"],
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return ""

@@ -301,3 +301,28 @@ def test_the_gpu_check_smoke_runs_every_part_and_each_workload_at_its_precision(
         written = list(csv.DictReader(f))
     assert [r["name"] for r in written] == [r["name"] for r in rows]
     assert {r["part"] for r in written} == {"tests", "bench", "workflow"}
+
+
+def test_the_denormal_bench_counts_denormals_and_flushes_them_in_its_runs(tmp_path):
+    """bench/denormals.py: the share of denormal values, and a smoke run of both settings at
+    both precisions (no denormal survives a flushed run)."""
+    import subprocess
+    import sys
+
+    spec = importlib.util.spec_from_file_location("denormals", REPO / "bench" / "denormals.py")
+    denormals = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(denormals)
+    values = torch.tensor([0.0, 1e-39, -1e-40, 1.0, 1e-30])   # two fp32 denormals of five
+    assert denormals.denormal_share([values]) == pytest.approx(0.4)
+    out = tmp_path / "denormals.csv"
+    subprocess.run([sys.executable, str(REPO / "bench" / "denormals.py"), "--threads", "1",
+                    "--epochs", "2", "--block", "1", "--limit", "512", "--out", str(out)],
+                   check=True, capture_output=True, cwd=REPO)
+    with out.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["precision"], r["flush"]) for r in rows] == [
+        ("32", "off"), ("32", "on"), ("bf16-mixed", "off"), ("bf16-mixed", "on")]
+    for row in rows:
+        assert len(row["block_s"].split()) == 2 and float(row["final_loss"]) > 0
+        if row["flush"] == "on":
+            assert float(row["denormal_exp_avg"]) == 0.0 == float(row["denormal_weights"])

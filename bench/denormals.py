@@ -1,0 +1,148 @@
+"""What denormal floats cost a long training run, with and without flushing them to zero.
+
+Trains the DEC family's SAE (784-500-500-2000-10 and back) on a dataset with Adam at 1e-3,
+batch 256 (``dec-clustpy``'s pretraining) for ``--epochs`` epochs, at each precision, once
+with denormals kept (x86's default) and once flushed to zero (``torch.set_flush_denormal``,
+set before the thread pool starts, as :func:`stages.device.configure_torch` does), each in a
+fresh subprocess on ``--threads`` threads. Reports the seconds of each block of ``--block``
+epochs, the final training loss, and the share of denormal values in Adam's moments and in
+the weights at the end, and appends one row per run to ``bench/denormals.csv``.
+
+    python bench/denormals.py --threads 2 --epochs 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+COLUMNS = ["date", "cpu", "threads", "dataset", "precision", "flush", "epochs", "block",
+           "block_s", "total_s", "final_loss", "denormal_exp_avg", "denormal_exp_avg_sq",
+           "denormal_weights", "torch", "commit"]
+
+
+def denormal_share(tensors: list) -> float:
+    """The share of the values of ``tensors`` (floating point) that are denormal: nonzero and
+    below the smallest normal number of their dtype in magnitude."""
+    import torch
+
+    total = bad = 0
+    for t in tensors:
+        tiny = torch.finfo(t.dtype).tiny
+        a = t.detach().abs()
+        bad += int(((a > 0) & (a < tiny)).sum())
+        total += t.numel()
+    return bad / max(total, 1)
+
+
+def train(dataset: str, threads: int, precision: str, flush: bool, epochs: int, block: int,
+          limit: int | None = None) -> dict:
+    """One run in this process (call first thing in a fresh one: the flush must precede the
+    thread pool): per-block seconds, final loss, denormal shares."""
+    import torch
+
+    torch.set_flush_denormal(flush)
+    torch.set_num_threads(threads)
+    from bench_training import load_dataset
+
+    from stages.device import seed_everything
+    from stages.nets import build_network
+    from stages.precision import use_precision
+    from stages.train import make_optimizer
+
+    data = load_dataset(dataset)
+    x = torch.as_tensor(data.X[:limit] if limit else data.X)
+    seed_everything(0)
+    model = use_precision(build_network("sae", data.input_shape, {}), precision,
+                          torch.device("cpu"))
+    optimizer = make_optimizer(list(model.parameters()), {"name": "adam", "lr": 1e-3})
+    blocks: list[float] = []
+    loss = torch.zeros(())
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        order = torch.randperm(x.shape[0])
+        for i in range(0, x.shape[0], 256):
+            xb = x[order[i:i + 256]]
+            loss = torch.nn.functional.mse_loss(model.decode(model.encode(xb)).reshape(xb.shape),
+                                                xb)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        if (epoch + 1) % block == 0 or epoch + 1 == epochs:
+            now = time.perf_counter()
+            blocks.append(round(now - start, 2))
+            start = now
+    states = [optimizer.state[p] for p in model.parameters()]
+    return {"block_s": blocks, "final_loss": float(loss),
+            "denormal_exp_avg": denormal_share([s["exp_avg"] for s in states]),
+            "denormal_exp_avg_sq": denormal_share([s["exp_avg_sq"] for s in states]),
+            "denormal_weights": denormal_share(list(model.parameters()))}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--dataset", default="mnist5k")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--block", type=int, default=10, help="epochs per timed block")
+    p.add_argument("--precisions", nargs="+", default=["32", "bf16-mixed"],
+                   choices=["32", "bf16-mixed"])
+    p.add_argument("--limit", type=int, default=None,
+                   help="the first N samples only (a smoke run, not a measurement)")
+    p.add_argument("--out", default=str(REPO / "bench" / "denormals.csv"))
+    p.add_argument("--one", nargs=2, metavar=("PRECISION", "FLUSH"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        print(json.dumps(train(args.dataset, args.threads, args.one[0], args.one[1] == "on",
+                               args.epochs, args.block, args.limit)))
+        return
+
+    import torch
+    from bench_training import _commit, cpu_model, upgrade_header
+
+    out = Path(args.out)
+    upgrade_header(out, COLUMNS)
+    new = not out.exists()
+    with out.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+        if new:
+            writer.writeheader()
+        for precision in args.precisions:
+            for flush in ("off", "on"):
+                cmd = [sys.executable, __file__, "--one", precision, flush, "--dataset",
+                       args.dataset, "--threads", str(args.threads), "--epochs",
+                       str(args.epochs), "--block", str(args.block)]
+                if args.limit:
+                    cmd += ["--limit", str(args.limit)]
+                proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise SystemExit(f"{precision}, flush {flush}: "
+                                     + " ".join(proc.stderr.strip()[-600:].split()))
+                run = json.loads(proc.stdout.strip().splitlines()[-1])
+                writer.writerow({
+                    "date": time.strftime("%Y-%m-%d"), "cpu": cpu_model(),
+                    "threads": args.threads, "dataset": args.dataset, "precision": precision,
+                    "flush": flush, "epochs": args.epochs, "block": args.block,
+                    "block_s": " ".join(map(str, run["block_s"])),
+                    "total_s": round(sum(run["block_s"]), 2),
+                    "final_loss": round(run["final_loss"], 6),
+                    **{k: f"{run[k]:.3g}" for k in ("denormal_exp_avg", "denormal_exp_avg_sq",
+                                                   "denormal_weights")},
+                    "torch": torch.__version__, "commit": _commit()})
+                f.flush()
+                print(f"{precision:10s} flush {flush:3s}: {sum(run['block_s']):6.1f} s, blocks "
+                      f"{run['block_s']}, loss {run['final_loss']:.5f}, denormal share of "
+                      f"Adam's first moments {run['denormal_exp_avg']:.3g}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
