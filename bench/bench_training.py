@@ -441,13 +441,14 @@ def _row(workload: str, dataset: str, device, threads: int, x, batch: int, steps
 
 def _commit() -> str:
     """The git commit of the code measured (``+dirty`` with uncommitted changes other than to
-    the results file), or ''."""
+    the results files and profiles), or ''."""
     try:
         head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                               capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain",
                                 "--untracked-files=no", "--", ".", ":!bench/results.csv",
-                                ":!bench/clustpy.csv", ":!bench/denormals.csv"],
+                                ":!bench/clustpy.csv", ":!bench/denormals.csv",
+                                ":!bench/profiles"],
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return ""
