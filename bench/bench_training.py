@@ -56,6 +56,7 @@ Rows are appended to ``bench/results.csv``. Run from the repository root:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import importlib.util
@@ -479,6 +480,20 @@ def cpu_model() -> str:
     return f"{fields.get('model name', platform.processor())} [{have}]"
 
 
+@contextlib.contextmanager
+def appending(path: str | Path, columns: list[str]):
+    """``(file, csv.DictWriter)`` appending rows of ``columns`` to the CSV file at ``path``: its
+    header upgraded first (:func:`upgrade_header`), or written when the file is new."""
+    path = Path(path)
+    upgrade_header(path, columns)
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
+        if new:
+            writer.writeheader()
+        yield f, writer
+
+
 def upgrade_header(path: Path, columns: list[str] | None = None) -> None:
     """Rewrite an existing results file whose header lacks some of ``columns`` (default
     :data:`COLUMNS`) with the full header (the new columns empty in the old rows), so appended
@@ -555,13 +570,7 @@ def main() -> None:
                                  limit=args.limit, compile=args.compiled,
                                  warmup=not args.no_warmup)))
         return
-    out = Path(args.out)
-    upgrade_header(out)
-    new = not out.exists()
-    with out.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
-        if new:
-            writer.writeheader()
+    with appending(args.out, COLUMNS) as (f, writer):
         for dataset in args.datasets:
             for workload in args.workloads:
                 for precision in precisions_of(workload, args.precisions):

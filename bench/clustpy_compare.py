@@ -21,7 +21,6 @@ ClustPy subprocess only.
 from __future__ import annotations
 
 import argparse
-import csv
 import subprocess
 import sys
 import time
@@ -117,7 +116,7 @@ def main() -> None:
         return
 
     import torch
-    from bench_training import _commit, cpu_model, load_dataset, upgrade_header
+    from bench_training import _commit, appending, cpu_model, load_dataset
 
     version = clustpy_version()
     clustpy_s = None
@@ -132,13 +131,7 @@ def main() -> None:
         clustpy_s = float(proc.stdout.strip().splitlines()[-1])
         print(f"ClustPy {version} DEC: {clustpy_s:.1f} s", flush=True)
     n = int(load_dataset(args.dataset).X.shape[0])
-    out = Path(args.out)
-    upgrade_header(out, COLUMNS)
-    new = not out.exists()
-    with out.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
-        if new:
-            writer.writeheader()
+    with appending(args.out, COLUMNS) as (f, writer):
         for precision in args.precisions:
             ours = time_ours(args.dataset, args.threads, precision, args.pretrain_epochs,
                              args.clustering_epochs)

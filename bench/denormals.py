@@ -14,7 +14,6 @@ the weights at the end, and appends one row per run to ``bench/denormals.csv``.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import subprocess
 import sys
@@ -30,16 +29,23 @@ COLUMNS = ["date", "cpu", "threads", "dataset", "precision", "flush", "epochs", 
            "denormal_weights", "torch", "commit"]
 
 
+#: float dtype -> (the integer dtype of its bits, the bits of its smallest normal number)
+_NORMAL_BITS = {"float64": ("int64", 1 << 52), "float32": ("int32", 1 << 23),
+                "bfloat16": ("int16", 1 << 7), "float16": ("int16", 1 << 10)}
+
+
 def denormal_share(tensors: list) -> float:
-    """The share of the values of ``tensors`` (floating point) that are denormal: nonzero and
-    below the smallest normal number of their dtype in magnitude."""
+    """The share of the values of ``tensors`` (float64/32/16, bfloat16) that are denormal:
+    nonzero with an all-zero exponent. Read from the bits, so that a process that flushes
+    denormals (which then compare as zero) still counts them."""
     import torch
 
     total = bad = 0
     for t in tensors:
-        tiny = torch.finfo(t.dtype).tiny
-        a = t.detach().abs()
-        bad += int(((a > 0) & (a < tiny)).sum())
+        int_dtype, normal = _NORMAL_BITS[str(t.dtype).removeprefix("torch.")]
+        bits = t.detach().contiguous().view(getattr(torch, int_dtype)).to(torch.int64)
+        magnitude = bits & ((1 << (8 * t.element_size() - 1)) - 1)   # the sign bit dropped
+        bad += int(((magnitude > 0) & (magnitude < normal)).sum())
         total += t.numel()
     return bad / max(total, 1)
 
@@ -107,15 +113,9 @@ def main() -> None:
         return
 
     import torch
-    from bench_training import _commit, cpu_model, upgrade_header
+    from bench_training import _commit, appending, cpu_model
 
-    out = Path(args.out)
-    upgrade_header(out, COLUMNS)
-    new = not out.exists()
-    with out.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
-        if new:
-            writer.writeheader()
+    with appending(args.out, COLUMNS) as (f, writer):
         for precision in args.precisions:
             for flush in ("off", "on"):
                 cmd = [sys.executable, __file__, "--one", precision, flush, "--dataset",

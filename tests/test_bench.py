@@ -312,8 +312,13 @@ def test_the_denormal_bench_counts_denormals_and_flushes_them_in_its_runs(tmp_pa
     spec = importlib.util.spec_from_file_location("denormals", REPO / "bench" / "denormals.py")
     denormals = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(denormals)
-    values = torch.tensor([0.0, 1e-39, -1e-40, 1.0, 1e-30])   # two fp32 denormals of five
+    # from bits, whatever this process flushes: 0, two denormals (one negative), 1.0, -0.0
+    values = torch.tensor([0, 1, 0x807FFFFF - (1 << 32), 0x3F800000, -(1 << 31)],
+                          dtype=torch.int32).view(torch.float32)
     assert denormals.denormal_share([values]) == pytest.approx(0.4)
+    halves = torch.tensor([0x0001, 0x0080, 0x8040 - (1 << 16)],   # denormal, normal, denormal
+                          dtype=torch.int16).view(torch.bfloat16)
+    assert denormals.denormal_share([halves, values]) == pytest.approx(4 / 8)
     out = tmp_path / "denormals.csv"
     subprocess.run([sys.executable, str(REPO / "bench" / "denormals.py"), "--threads", "1",
                     "--epochs", "2", "--block", "1", "--limit", "512", "--out", str(out)],
