@@ -1,12 +1,13 @@
 """What denormal floats cost a long training run, with and without flushing them to zero.
 
 Trains the DEC family's SAE (784-500-500-2000-10 and back) on a dataset with Adam at 1e-3,
-batch 256 (``dec-clustpy``'s pretraining) for ``--epochs`` epochs, at each precision, once
-with denormals kept (x86's default) and once flushed to zero (``torch.set_flush_denormal``,
-set before the thread pool starts, as :func:`stages.device.configure_torch` does), each in a
-fresh subprocess on ``--threads`` threads. Reports the seconds of each block of ``--block``
-epochs, the final training loss, and the share of denormal values in Adam's moments and in
-the weights at the end, and appends one row per run to ``bench/denormals.csv``.
+batch 256 (``dec-clustpy``'s pretraining) for ``--epochs`` epochs through the project's
+training loop, at each precision, once with denormals kept (x86's default) and once flushed to
+zero (``torch.set_flush_denormal``, set before the thread pool starts, as
+:func:`stages.device.configure_torch` does), each in a fresh subprocess on ``--threads``
+threads. Reports the seconds of each block of ``--block`` epochs, the last epoch's mean
+training loss, and the share of denormal values in Adam's moments and in the weights at the
+end, and appends one row per run to ``bench/denormals.csv``.
 
     python bench/denormals.py --threads 2 --epochs 60
 """
@@ -14,6 +15,7 @@ the weights at the end, and appends one row per run to ``bench/denormals.csv``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import subprocess
 import sys
@@ -50,10 +52,31 @@ def denormal_share(tensors: list) -> float:
     return bad / max(total, 1)
 
 
+class _BlockTimer:
+    """A :class:`stages.train.PeriodicHook` noting the time at the start of every block of
+    ``period`` steps (it never stops training)."""
+
+    def __init__(self, period: int) -> None:
+        self.period = period
+        self.times: list[float] = []
+
+    def __call__(self, step: int) -> bool:
+        self.times.append(time.perf_counter())
+        return False
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
 def train(dataset: str, threads: int, precision: str, flush: bool, epochs: int, block: int,
           limit: int | None = None) -> dict:
     """One run in this process (call first thing in a fresh one: the flush must precede the
-    thread pool): per-block seconds, final loss, denormal shares."""
+    thread pool) through the project's training loop (:func:`stages.train.run_loop`, as
+    ``pretrain_autoencoder`` runs it): per-block seconds, the last epoch's mean training loss,
+    denormal shares."""
     import torch
 
     torch.set_flush_denormal(flush)
@@ -61,34 +84,30 @@ def train(dataset: str, threads: int, precision: str, flush: bool, epochs: int, 
     from bench_training import load_dataset
 
     from stages.device import seed_everything
+    from stages.methods.shared.common import reconstruction_mse
     from stages.nets import build_network
-    from stages.precision import use_precision
-    from stages.train import make_optimizer
+    from stages.train import LoopConfig, make_optimizer, run_loop, steps_per_epoch
 
     data = load_dataset(dataset)
     x = torch.as_tensor(data.X[:limit] if limit else data.X)
     seed_everything(0)
-    model = use_precision(build_network("sae", data.input_shape, {}), precision,
-                          torch.device("cpu"))
+    model = build_network("sae", data.input_shape, {})
     optimizer = make_optimizer(list(model.parameters()), {"name": "adam", "lr": 1e-3})
-    blocks: list[float] = []
-    loss = torch.zeros(())
-    start = time.perf_counter()
-    for epoch in range(epochs):
-        order = torch.randperm(x.shape[0])
-        for i in range(0, x.shape[0], 256):
-            xb = x[order[i:i + 256]]
-            loss = torch.nn.functional.mse_loss(model.decode(model.encode(xb)).reshape(xb.shape),
-                                                xb)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        if (epoch + 1) % block == 0 or epoch + 1 == epochs:
-            now = time.perf_counter()
-            blocks.append(round(now - start, 2))
-            start = now
+    spe = steps_per_epoch(x.shape[0], 256)
+
+    def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        _, x_hat = model(x[idx])
+        return {"loss": reconstruction_mse(x_hat, x[idx], "mean")}
+
+    timer = _BlockTimer(block * spe)
+    cfg = LoopConfig(batch_size=256, max_steps=epochs * spe, seed=0, log_every=spe,
+                     checkpoint_every=10**9, precision=precision)
+    result = run_loop(model, optimizer, loss_fn, x.shape[0], cfg, torch.device("cpu"),
+                      hook=timer, desc="denormals")
+    ends = [*timer.times, time.perf_counter()]
     states = [optimizer.state[p] for p in model.parameters()]
-    return {"block_s": blocks, "final_loss": float(loss),
+    return {"block_s": [round(b - a, 2) for a, b in itertools.pairwise(ends)],
+            "final_loss": result.history[-1]["loss"],
             "denormal_exp_avg": denormal_share([s["exp_avg"] for s in states]),
             "denormal_exp_avg_sq": denormal_share([s["exp_avg_sq"] for s in states]),
             "denormal_weights": denormal_share(list(model.parameters()))}
