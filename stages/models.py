@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from typing import Any
 
 import torch
@@ -11,6 +12,7 @@ from torch import nn
 from stages.artifacts import atomic_path
 from stages.errors import DataFileError
 from stages.nets import build_network
+from stages.torchfiles import UnsafeFileError, load_torch
 
 
 def save_model(path: str | os.PathLike, net: str, input_shape: tuple[int, ...],
@@ -22,14 +24,21 @@ def save_model(path: str | os.PathLike, net: str, input_shape: tuple[int, ...],
 
 
 def load_model(path: str | os.PathLike, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the network saved by :func:`save_model`; returns (module on device, file payload)."""
+    """Rebuild the network saved by :func:`save_model`; returns (module on device, file payload).
+
+    The file is read with :func:`stages.torchfiles.load_torch` (``weights_only``): a model from
+    someone else cannot run code here; one that would is refused with :class:`DataFileError`.
+    """
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = load_torch(path)
         model = build_network(payload["net"], payload["input_shape"], payload["arch"])
         model.load_state_dict(payload["state_dict"])
     except FileNotFoundError as err:
         raise DataFileError(f"{path}: model file not found; rerun the pretrain stage.") from err
-    except (KeyError, RuntimeError, EOFError, OSError) as err:
+    except UnsafeFileError as err:
+        raise DataFileError(f"{path}: refused: {err}. Delete it and rerun the pretrain stage, or "
+                            "ask its author for a model.pt written by this workflow.") from err
+    except (KeyError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
         raise DataFileError(f"{path}: not a valid model file ({err}); delete it and rerun the "
                             "pretrain stage.") from err
     return model.to(device), payload

@@ -37,6 +37,7 @@ from stages.artifacts import atomic_path, remove_partial_writes
 from stages.errors import ConfigError, DataFileError, NonFiniteLossError
 from stages.precision import check_precision, use_precision
 from stages.snapshots import active as active_recorder
+from stages.torchfiles import UnsafeFileError, load_torch
 
 log = logging.getLogger("stages.train")
 
@@ -140,8 +141,9 @@ class Checkpointer:
     everything that determines the job: recipe, inputs, code), each save records it, and a load
     of a checkpoint written under another key (or none) deletes that file, logs why, and
     returns None: the job starts afresh instead of resuming another job's state. A file that
-    cannot be read as a checkpoint stops the stage with :meth:`unreadable`'s error; it is left
-    as it is, and so are the checkpoints of the stage's other phases.
+    cannot be read as a checkpoint (one that would run code when unpickled included: it is read
+    with ``weights_only``, :mod:`stages.torchfiles`) stops the stage with :meth:`unreadable`'s
+    error; it is left as it is, and so are the checkpoints of the stage's other phases.
     """
 
     def __init__(self, path: str | os.PathLike | None, clock: StageClock | None = None,
@@ -163,7 +165,9 @@ class Checkpointer:
         if self.path is None or not self.path.exists():
             return None
         try:
-            saved = torch.load(self.path, map_location="cpu", weights_only=False)
+            saved = load_torch(self.path)  # weights_only: loading it cannot run code
+        except UnsafeFileError as err:
+            raise self.unreadable(str(err)) from err
         except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt file
             raise self.unreadable(f"{type(err).__name__}: {' '.join(str(err).split())}; the file "
                                   "is truncated or not a checkpoint") from err

@@ -48,7 +48,7 @@ def test_training_on_the_gpu_lowers_the_loss_and_resumes_on_the_cpu(precision, t
     losses = [r["loss"] for r in result.history]
     assert losses[-1] < losses[0]
     assert (mixed_layers(model) > 0) == (precision == "bf16-mixed")
-    saved = torch.load(tmp_path / "checkpoint.pt", map_location="cpu", weights_only=False)
+    saved = torch.load(tmp_path / "checkpoint.pt", map_location="cpu", weights_only=True)
     cpu_model = build_network("cae", (1, 28, 28), {"embedding_dim": 10})
     cpu_model.load_state_dict(saved["model"])  # a GPU checkpoint loads on the CPU
     for name, value in cpu_model.state_dict().items():

@@ -248,7 +248,7 @@ def test_pretraining_trains_on_labelled_and_unlabelled(server, tmp_path, monkeyp
         ["--data", str(tmp_path / "results" / f"{NAME}.h5"), "--params", json.dumps(recipe),
          "--out-dir", str(out), "--device", "cpu", "--threads", "1"])
     pretrain.run(args)
-    meta = torch.load(out / "model.pt", weights_only=False)["meta"]
+    meta = torch.load(out / "model.pt", weights_only=True)["meta"]
     assert meta["n_train"] == 27 and meta["steps"] == 3  # ceil(27 / 9) steps in one epoch
 
 
@@ -429,5 +429,5 @@ def test_rmn_stage_one_for_vectors_pretrains_on_the_features(server, tmp_path, m
                 pretrain.run(args)
             continue
         pretrain.run(args)
-        meta = torch.load(tmp_path / name / "model.pt", weights_only=False)["meta"]
+        meta = torch.load(tmp_path / name / "model.pt", weights_only=True)["meta"]
         assert meta["n_train"] == 27 and meta["steps"] > 0

@@ -165,12 +165,12 @@ def test_a_checkpoint_written_on_a_gpu_resumes_on_a_cpu_only_node(tmp_path, monk
     run_loop(model, opt, loss_fn, 40, LoopConfig(batch_size=10, max_steps=8, log_every=4,
                                                 checkpoint_every=4), torch.device("cpu"),
              checkpoint=written)
-    state = torch.load(written.path, weights_only=False)
+    state = torch.load(written.path, weights_only=True)
     gpu_path = tmp_path / "checkpoint.pt"
     _save_as_if_on_gpu(monkeypatch, {**state, "finished": False}, gpu_path)
     assert not torch.cuda.is_available()
     with pytest.raises(RuntimeError, match="CUDA"):  # it really says cuda:0 inside
-        torch.load(gpu_path, weights_only=False)
+        torch.load(gpu_path, weights_only=True)
 
     seen = []
     real_load = torch.load
@@ -204,7 +204,7 @@ def test_a_model_loads_onto_the_chosen_device(tmp_path, monkeypatch) -> None:
         assert torch.equal(a, b)
 
     gpu_path = tmp_path / "gpu-model.pt"  # written by a GPU pretraining job
-    _save_as_if_on_gpu(monkeypatch, real_load(path, weights_only=False), gpu_path)
+    _save_as_if_on_gpu(monkeypatch, real_load(path, weights_only=True), gpu_path)
     on_cpu, _ = load_model(gpu_path, torch.device("cpu"))
     for a, b in zip(on_cpu.state_dict().values(), net.state_dict().values(), strict=True):
         assert torch.equal(a, b)

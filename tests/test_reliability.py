@@ -64,11 +64,11 @@ def test_a_killed_pretraining_resumes_only_under_its_own_key(inputs):  # noqa: F
     out = inputs / "stale-pretrain"
     kill_after_checkpoint("pretrain", *_with(pretrain_args(out.name), recipe, "old"),
                           cwd=inputs, checkpoint=out / "checkpoint.pt")
-    assert torch.load(out / "checkpoint.pt", weights_only=False)["job_key"] == "old"
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["job_key"] == "old"
     log = run_stage("pretrain", *_with(pretrain_args(out.name), faster, "new"),
                     cwd=inputs).stderr
     assert "key old, this job's is new" in log and "resumed from" not in log
-    meta = torch.load(out / "model.pt", weights_only=False)["meta"]
+    meta = torch.load(out / "model.pt", weights_only=True)["meta"]
     assert meta["resumed_from_step"] is None
 
     same = inputs / "same-key-pretrain"  # the same key resumes, as before

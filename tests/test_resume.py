@@ -110,13 +110,13 @@ def test_killed_pretraining_resumes_to_the_uninterrupted_result(inputs):
     kill_after_checkpoint("pretrain", *pretrain_args(out.name), cwd=inputs,
                           checkpoint=out / "checkpoint.pt")
     assert not (out / "model.pt").exists() and not (out / "history.csv").exists()
-    step = torch.load(out / "checkpoint.pt", weights_only=False)["step"]
+    step = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
     assert step > 0
 
     log = run_stage("pretrain", *pretrain_args(out.name), cwd=inputs).stderr
     assert f"resumed from {out.name}/checkpoint.pt at step {step}" in log
-    ref = torch.load(inputs / "ref/model.pt", weights_only=False)
-    got = torch.load(out / "model.pt", weights_only=False)
+    ref = torch.load(inputs / "ref/model.pt", weights_only=True)
+    got = torch.load(out / "model.pt", weights_only=True)
     assert step < ref["meta"]["steps"] == got["meta"]["steps"]
     assert ref["meta"]["resumed_from_step"] is None and got["meta"]["resumed_from_step"] > 0
     assert ref["state_dict"].keys() == got["state_dict"].keys()

@@ -71,7 +71,7 @@ def test_resume_after_kill_gives_identical_weights(tmp_path):
 
     with pytest.raises(_Killed):
         run_loop(model, opt, dying, 100, cfg, torch.device("cpu"), checkpoint=ckpt)
-    assert torch.load(ckpt.path, weights_only=False)["step"] == 60
+    assert torch.load(ckpt.path, weights_only=True)["step"] == 60
 
     model, opt, loss_fn = _problem(seed=99)  # a fresh process: different initial weights
     resumed = run_loop(model, opt, loss_fn, 100, cfg, torch.device("cpu"), checkpoint=ckpt)
@@ -143,7 +143,7 @@ def test_nan_loss_names_epoch_term_and_checkpoint(tmp_path):
     with pytest.raises(NonFiniteLossError, match=r"'loss'.*epoch 5.*checkpoint.pt") as err:
         run_loop(model, opt, exploding, 100, cfg, torch.device("cpu"), checkpoint=ckpt)
     assert "last good checkpoint" in str(err.value)
-    assert torch.load(ckpt.path, weights_only=False)["step"] == 20  # never overwritten with NaN
+    assert torch.load(ckpt.path, weights_only=True)["step"] == 20  # never overwritten with NaN
 
 
 def test_map_batches_matches_full_pass():
@@ -180,7 +180,7 @@ def _corrupt(path, how: str) -> None:
         torch.save({"step": 3, "history": []}, path)
     elif how == "another-model":  # the state of a network of another shape
         other = torch.nn.Linear(5, 2)
-        torch.save({**torch.load(path, weights_only=False), "model": other.state_dict()}, path)
+        torch.save({**torch.load(path, weights_only=True), "model": other.state_dict()}, path)
 
 
 @pytest.mark.parametrize(("how", "problem"), [
