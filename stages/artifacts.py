@@ -111,7 +111,7 @@ def write_arrays(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
 def _decode_attr(value: Any) -> Any:
     if isinstance(value, bytes):
         value = value.decode()
-    if isinstance(value, str) and value[:1] in "{[" or value == "null":
+    if isinstance(value, str) and (value[:1] in "{[" or value == "null"):
         try:
             return json.loads(value)
         except json.JSONDecodeError:

@@ -140,9 +140,20 @@ def write_snapshots(path: str | Path, recorder: SnapshotRecorder,
 
 
 def read_snapshots(path: str | Path) -> tuple[dict[str, np.ndarray], list[str]]:
-    """The arrays of a ``snapshots.h5`` and the phase of each snapshot."""
+    """The arrays of a ``snapshots.h5`` and the phase of each snapshot.
+
+    Only numbers and strings are accepted (HDF5 runs no code, but a file from elsewhere may hold
+    anything): an array of another dtype, or phases that are not strings, are a
+    :class:`DataFileError`."""
     arrays, attrs = read_arrays(path, required=["index", "embeddings", "step", "epoch"])
-    phases = list(attrs.get("phases", []))
+    odd = [f"{name} ({array.dtype})" for name, array in arrays.items()
+           if not np.issubdtype(array.dtype, np.number)]
+    phases = attrs.get("phases", [])
+    if odd or not isinstance(phases, list) or not all(isinstance(p, str) for p in phases):
+        what = (f"array(s) {', '.join(odd)} hold no numbers" if odd
+                else f"its phases are {type(phases).__name__}, not a list of names")
+        raise DataFileError(f"{path}: not a snapshots file of this workflow ({what}); delete it "
+                            "and rerun its stage")
     if len(phases) != arrays["embeddings"].shape[0]:
         raise DataFileError(f"{path}: {arrays['embeddings'].shape[0]} snapshots but "
                             f"{len(phases)} phases; the file is damaged: delete it and rerun "
