@@ -55,7 +55,7 @@ MUTANTS = [
            'return (p1 if which == "p1" else p2).argmin(dim=1), h',
            (HEADS, "tests/test_saip.py")),
     Mutant("saip-detach-ignored", "stages/methods/saip/head.py",
-           'detach = bool(params.get("detach_target", False))', "detach = False",
+           "detach = resolve_detach(params)", 'detach = "none"',
            (OPTIONS, "tests/test_saip.py")),
     Mutant("dscdan-softmax-forced", "stages/methods/dscdan/head.py",
            'labels, z = predict(model, x, str(params.get("predict", "softmax")), n_clusters, seed)',
