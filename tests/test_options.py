@@ -399,6 +399,39 @@ def test_saip_detach_target_removes_exactly_the_gradient_through_p2(kl, data, mo
     assert not _close(grads[False], grads[True])
 
 
+@pytest.mark.parametrize("kl", sorted(saip.KL_READINGS))
+@pytest.mark.parametrize("variant", ["euclidean", "cosine", "correlation", "cityblock", "cnn"])
+@pytest.mark.parametrize("detach", ["p1", "p2"])
+def test_saip_detach_sends_the_gradient_through_the_other_assignment_only(detach, variant, kl,
+                                                                         data, monkeypatch):
+    """``detach: p1`` (P1 the fixed target) and ``detach: p2``, in every variant (HOMO, HOE, HOT,
+    HIT and HOE(CNN), cosine on the conv encoder): the loss value of gradients through both, and
+    the encoder's and the centres' gradients exactly those through the other assignment,
+    recomputed here by this file's KL."""
+    x, _ = data
+    if variant == "cnn":
+        net = _net("saip-cnn", {"channels": [4, 3], "hidden": 16})
+        net, init, distance = net, _kmeans_init(net, x), "cosine"
+    else:
+        (net, init), distance = _saip_inputs(x), variant
+    seen = {d: _saip_loss_fn(monkeypatch, x, net, init, kl=kl, distance=distance, detach=d)
+            for d in ("none", detach)}
+    model = seen[detach]["model"]
+    params = [model.centres, *model.autoencoder.encoder.parameters()]
+    loss = seen[detach]["loss_fn"](torch.arange(BATCH))["loss"]
+    p1, p2 = saip.assignments(model.autoencoder.encode(x[:BATCH]), model.centres, distance)
+
+    def reading(a, b):
+        return {"p1_p2": _kl(a, b), "p2_p1": _kl(b, a), "symmetric": _kl(a, b) + _kl(b, a)}[kl]
+
+    wanted = _grads(reading(p1.detach(), p2) if detach == "p1" else reading(p1, p2.detach()),
+                    params)
+    assert _close(_grads(loss, params), wanted)
+    assert max(float(g.abs().max()) for g in wanted) > 1e-6
+    assert not _close(_grads(reading(p1, p2), params), wanted)   # a gradient was removed
+    assert torch.equal(loss, seen["none"]["loss_fn"](torch.arange(BATCH))["loss"])
+
+
 def _saip_run(x, net, init, monkeypatch, **overrides):
     seen = spy_steps(monkeypatch, saip)
     params = _recipe("saip-homo", batch_size=BATCH, tol=0.0, **overrides)

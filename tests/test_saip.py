@@ -104,13 +104,72 @@ def test_kl_p1_p2_has_finite_gradients_at_exact_zeros_and_the_clipped_entry_none
 
 
 @pytest.mark.parametrize("kl", ["p1_p2", "p2_p1", "symmetric"])
-def test_detach_target_stops_gradient_through_p2(kl):
+def test_detach_stops_the_gradient_through_the_named_side_only(kl):
+    for detach, fixed, trained in [("p2", "p2", "p1"), ("p1", "p1", "p2")]:
+        p = {"p1": torch.tensor([[0.7, 0.3]], requires_grad=True),
+             "p2": torch.tensor([[0.4, 0.6]], requires_grad=True)}
+        loss = saip.saip_loss(p["p1"], p["p2"], kl, detach=detach)
+        assert loss.item() == pytest.approx(saip.saip_loss(p["p1"], p["p2"], kl).item())
+        loss.backward()
+        assert p[fixed].grad is None and p[trained].grad is not None
     p1 = torch.tensor([[0.7, 0.3]], requires_grad=True)
     p2 = torch.tensor([[0.4, 0.6]], requires_grad=True)
-    saip.saip_loss(p1, p2, kl, detach_target=True).backward()
-    assert p2.grad is None and p1.grad is not None
     saip.saip_loss(p1, p2, kl).backward()
-    assert p2.grad is not None
+    assert p1.grad is not None and p2.grad is not None
+    with pytest.raises(ConfigError, match=r"unknown SAIP detach 'both'; valid choices: none, p2, "
+                                          r"p1"):
+        saip.saip_loss(p1, p2, kl, detach="both")
+
+
+def test_detach_p1_by_hand():
+    """KL(P1 || P2) against a fixed P1: the value of the reading, and d/dP2_ij = -P1_ij / P2_ij
+    averaged over the rows (nothing where P1 is zero), no gradient into P1."""
+    p1 = torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.2, 0.8]], requires_grad=True)
+    p2 = torch.tensor([[0.25, 0.25, 0.5], [0.1, 0.4, 0.5]], requires_grad=True)
+    loss = saip.saip_loss(p1, p2, "p1_p2", detach="p1")
+    by_hand = (np.log(2) + 0.2 * np.log(0.2 / 0.4) + 0.8 * np.log(0.8 / 0.5)) / 2
+    assert loss.item() == pytest.approx(by_hand, rel=1e-6)
+    loss.backward()
+    assert p1.grad is None
+    assert torch.allclose(p2.grad, torch.tensor([[-1.0, -1.0, 0.0], [0.0, -0.25, -0.8]]))
+    # KL(P2 || P1) against a fixed P1: d/dP2_ij = (log(P2_ij / max(P1_ij, 1e-7)) + 1) / B
+    p2.grad = None
+    saip.saip_loss(p1, p2, "p2_p1", detach="p1").backward()
+    q = p1.detach().clamp_min(1e-7)
+    assert p1.grad is None
+    assert torch.allclose(p2.grad, ((p2.detach() / q).log() + 1) / 2)
+
+
+@pytest.mark.parametrize("kl", ["p1_p2", "p2_p1", "symmetric"])
+@pytest.mark.parametrize("distance", ["euclidean", "cosine", "correlation", "cityblock"])
+def test_detach_p1_gives_the_p1_branch_inputs_no_gradient(distance, kl):
+    """P1 and P2 built from separate copies of the embeddings and centres: with ``detach: p1``
+    the copies feeding P1 (Eq. 7's Euclidean triangle) get no gradient, those feeding P2
+    (``distance``) do; with gradients through both, both do."""
+    gen = torch.Generator().manual_seed(3)
+    h, w = torch.randn(20, 4, generator=gen), torch.randn(3, 4, generator=gen)
+    for detach in ("p1", "none"):
+        leaves = [t.clone().requires_grad_(True) for t in (h, w, h, w)]
+        h1, w1, h2, w2 = leaves
+        p1 = saip.sharpen(saip.q1_assign(saip.pairwise_distance(h1, w1, "euclidean")))
+        p2 = saip.sharpen(saip.q2_assign(saip.pairwise_distance(h2, w2, distance)))
+        grads = torch.autograd.grad(saip.saip_loss(p1, p2, kl, detach=detach), leaves,
+                                    allow_unused=True)
+        through_p1 = [g is not None and float(g.abs().max()) > 0 for g in grads[:2]]
+        through_p2 = [g is not None and float(g.abs().max()) > 0 for g in grads[2:]]
+        assert all(through_p2)
+        assert through_p1 == ([False, False] if detach == "p1" else [True, True])
+
+
+def test_resolve_detach_and_its_errors():
+    assert saip.resolve_detach({}) == "none"
+    assert saip.resolve_detach({"detach_target": True}) == "p2"
+    assert saip.resolve_detach({"detach_target": False, "detach": "p1"}) == "p1"
+    assert saip.resolve_detach({"detach_target": True, "detach": "p2"}) == "p2"
+    with pytest.raises(ConfigError, match=r"detach_target: true fixes P2 but detach: p1"):
+        saip.resolve_detach({"detach_target": True, "detach": "p1"})
+    with pytest.raises(ConfigError, match=r"unknown SAIP detach 'P1'; valid choices"):
+        saip.resolve_detach({"detach": "P1"})
 
 
 def test_symmetric_reading_has_both_parts_and_unknown_reading_names_the_choices():
@@ -163,6 +222,25 @@ def test_stop_rule_fires_when_fewer_than_tol_labels_change():
     assert hook(10) is False and hook.rows[-1]["delta_label"] > 0.0003
 
 
+def test_stop_rule_not_checked_until_check_after():
+    model, x = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    hook = saip.ClusteringHook(model, x, None, 5, 0.0003, opt, check_after=10)
+    # the same weights: 0 % changed at every epoch, but the rule waits until after step 10
+    assert [hook(step) for step in (0, 5, 10, 15)] == [False, False, False, True]
+    assert [row["delta_label"] for row in hook.rows[1:]] == [0.0, 0.0, 0.0]
+
+
+def test_stop_check_after_and_its_errors():
+    assert saip.stop_check_after("start", 60, 10) == 0
+    assert saip.stop_check_after("first_lr_decay", 60, 10) == 60
+    with pytest.raises(ConfigError, match=r"first_lr_decay with decay_repeats: 1 never checks"):
+        saip.stop_check_after("first_lr_decay", 60, 1)
+    with pytest.raises(ConfigError, match=r"unknown SAIP stop_after 'never'; valid choices: "
+                                          r"start, first_lr_decay"):
+        saip.stop_check_after("never", 60, 10)
+
+
 def _finetune(x, ae, centres, **over):
     params = {"distance": "correlation", "kl": "p1_p2", "optimizer": {"name": "sgd", "lr": 0.01,
                                                        "momentum": 0.9, "weight_decay": 1e-4},
@@ -193,9 +271,26 @@ def test_finetune_predict_p2_and_bad_predict():
     ae = build_network("sae", (6,), {"hidden": [8, 2]})
     x, centres = torch.randn(32, 6), np.random.default_rng(0).normal(size=(3, 2)).astype("f4")
     result = _finetune(x, ae, centres, predict="p2", detach_target=True)
-    assert result.info["predict"] == "p2" and result.info["detach_target"] is True
+    assert result.info["predict"] == "p2" and result.info["detach"] == "p2"
     with pytest.raises(ConfigError, match=r"unknown SAIP predict 'p3'; valid choices: p1, p2"):
         _finetune(x, ae, centres, predict="p3")
+
+
+@pytest.mark.parametrize("stop_after", ["start", "first_lr_decay"])
+def test_finetune_stop_after(stop_after):
+    """tol 1 stops at the first check: after one epoch from the start, after the first epoch
+    trained at the decayed lr (ep = 2 epochs of 4 steps) with ``first_lr_decay``; every epoch
+    still has its monitor row."""
+    torch.manual_seed(0)
+    ae = build_network("sae", (6,), {"hidden": [8, 2]})
+    x, centres = torch.randn(64, 6), np.random.default_rng(0).normal(size=(3, 2)).astype("f4")
+    result = _finetune(x, ae, centres, tol=1.0, stop_after=stop_after, detach="p1")
+    steps = 4 if stop_after == "start" else (2 + 1) * 4
+    assert result.info["steps"] == steps and result.info["converged"] is True
+    assert result.info["stop_after"] == stop_after and result.info["detach"] == "p1"
+    targets = [r for r in result.history if r["kind"] == "target"]
+    assert [r["step"] for r in targets] == list(range(0, steps + 1, 4))
+    assert targets[-1]["lr"] == pytest.approx(0.01 * (0.5 if steps > 8 else 1.0))
 
 
 def test_sae_options_centre_and_sigmoid_ends():
@@ -322,4 +417,25 @@ def test_config_rejects_saip_on_depict_net_and_unknown_distance():
     with pytest.raises(ConfigError, match=r"methods\.saip-hoe\.distance: 'chebyshev' is not one "
                                           r"of \['euclidean', 'cosine', 'correlation'"):
         cfg.validate(config)
+    config, schema = _config()
+    config["methods"]["saip-hoe"]["stop_after"] = "first_lr_decay"
+    config["methods"]["saip-hoe"]["decay_repeats"] = {"paper": 10, "quick": 1}
+    with pytest.raises(ConfigError, match=r"method 'saip-hoe': SAIP: stop_after: first_lr_decay "
+                                          r"with decay_repeats: 1"):
+        cfg.validate(config)
+    config, schema = _config()
+    config["head_defaults"]["saip"]["detach_target"] = True
+    config["methods"]["saip-hot"]["detach"] = "p1"
+    with pytest.raises(ConfigError, match=r"method 'saip-hot': SAIP: detach_target: true fixes "
+                                          r"P2 but detach: p1"):
+        cfg.validate(config)
+    config, schema = _config()
+    config["methods"]["saip-hit"]["detach"] = "target"
+    with pytest.raises(ConfigError, match=r"methods\.saip-hit\.detach: 'target' is not one of "
+                                          r"\['none', 'p1', 'p2'\]"):
+        cfg.validate(config)
+    config, schema = _config()
+    config["head_defaults"]["saip"].update(detach="p1", stop_after="first_lr_decay")
+    cfg.validate(config)
+    assert cfg.method_recipe(config, "saip-hoe-cnn")["detach"] == "p1"
     schema_validate(config, schema)  # the shared schema leaves a head's options to its family

@@ -9,6 +9,7 @@ FAMILY = Family(
                                   "stages.nets.shapes:check_saip_cnn_input",
                                   unit_input=True)},  # sigmoid reconstruction
     objectives={"denoising": Objective("stages.methods.saip.pretrain", "pretrain_denoising")},
+    checks=("stages.methods.saip.checks:check_config",),
     # the head trains ``net.encoder``, which the DEPICT network does not have
     heads={"saip": Head("stages.methods.saip.head",
                         networks=frozenset({"sae", "cae", "saip-cnn"}))},

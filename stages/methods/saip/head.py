@@ -15,13 +15,17 @@ max(0, u_i - z_ij), u_i the mean Euclidean distance of sample i to the centres; 
 clipped to 1e-7; ``symmetric``, the sum. Choices ([default] unless marked):
 
 * f_j = sum_i of Q row-normalised, over the mini-batch; P1 and P2 recomputed every mini-batch.
-* gradients through both P1 and P2 (Algorithm 1); ``detach_target: true`` fixes P2.
+* gradients through both P1 and P2 (Algorithm 1); ``detach`` (``checks.DETACH``) fixes one
+  side: ``p2`` (``detach_target: true``, P2 the target) or ``p1`` (P1, the sparse triangle
+  assignment, the fixed target, the gradient through P2 only, as DEC trains against its target).
 * only the encoder and Omega are trained; the decoder is discarded [paper].
 * SGD, momentum 0.9 and the DAE's weight decay [paper]; lr 1e-4, batch 256; lr x de = 0.9 every
   ep = 300 epochs at most re - 1 = 9 times (mnist-test) [paper, Table II].
 * stop when fewer than ``tol`` = 0.03 % of the predictions (once per epoch, all data) change
   [paper] or after ep * re epochs; prediction = argmax P1 (Eq. 12) with f over the whole
-  dataset, ``predict: p2`` the argmax of P2 (Table VI).
+  dataset, ``predict: p2`` the argmax of P2 (Table VI). ``stop_after`` (``checks.STOP_AFTER``):
+  ``start``, the rule checked from the first epoch; ``first_lr_decay``, only on epochs trained
+  after the first lr decay (epoch ep), as the paper's Figs. 5 and 7 imply its runs went on.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stages.errors import ConfigError
+from stages.methods.saip.checks import check_detach, resolve_detach, stop_check_after
 from stages.methods.shared.common import (
     FinetuneResult,
     gradient_shares,
@@ -146,26 +151,31 @@ def kl_terms(p: torch.Tensor, q: torch.Tensor, eps: float = KL_CLIP) -> torch.Te
 
 
 def saip_kl_parts(p1: torch.Tensor, p2: torch.Tensor, kl: str,
-                  detach_target: bool = False) -> dict[str, torch.Tensor]:
+                  detach: str = "none") -> dict[str, torch.Tensor]:
     """The KL terms of the reading ``kl``, each summed over clusters and averaged over the batch:
     ``{"p1_p2": KL(P1 || P2)}``, ``{"p2_p1": KL(P2 || P1)}`` or both (``symmetric``).
 
-    p1, p2: (B, K). ``detach_target`` stops the gradient through P2 (the target)."""
+    p1, p2: (B, K). ``detach`` (``checks.DETACH``) stops the gradient through P2 (``p2``) or
+    through P1 (``p1``); the values are the same."""
     check_kl(kl)
-    target = p2.detach() if detach_target else p2
+    check_detach(detach)
+    if detach == "p1":
+        p1 = p1.detach()
+    elif detach == "p2":
+        p2 = p2.detach()
     parts: dict[str, torch.Tensor] = {}
     if kl in ("p1_p2", "symmetric"):
-        parts["p1_p2"] = kl_terms(p1, target).sum(dim=1).mean()
+        parts["p1_p2"] = kl_terms(p1, p2).sum(dim=1).mean()
     if kl in ("p2_p1", "symmetric"):
-        parts["p2_p1"] = kl_terms(target, p1).sum(dim=1).mean()
+        parts["p2_p1"] = kl_terms(p2, p1).sum(dim=1).mean()
     return parts
 
 
 def saip_loss(p1: torch.Tensor, p2: torch.Tensor, kl: str,
-              detach_target: bool = False) -> torch.Tensor:
+              detach: str = "none") -> torch.Tensor:
     """Eq. 5 in the reading ``kl`` (:data:`KL_READINGS`): scalar, the sum of
     :func:`saip_kl_parts`; p1, p2 (B, K)."""
-    return sum(saip_kl_parts(p1, p2, kl, detach_target).values())
+    return sum(saip_kl_parts(p1, p2, kl, detach).values())
 
 
 def clipped_share(p1: torch.Tensor, p2: torch.Tensor, kl: str) -> float:
@@ -256,7 +266,9 @@ class ClusteringHook(PeriodicHook):
     """Once per epoch: predictions on all data, SAIP's label-free signals and the stop rule.
 
     Stops when fewer than ``tol`` of the predictions (argmax of ``predict``: P1 or P2) changed
-    since the previous epoch. Adds a history row per epoch with the label change, the lr,
+    since the previous epoch, at a step after ``check_after`` (0: from the first comparison;
+    ``stop_after: first_lr_decay``: ep epochs of steps, so only epochs trained at a decayed lr
+    count). Adds a history row per epoch with the label change, the lr,
     :func:`assignment_signals` (reading ``kl``), the cluster shares and sharpness of the
     predicting assignment and, for monitoring only, ACC/NMI against the true labels (never used
     for any decision).
@@ -264,10 +276,10 @@ class ClusteringHook(PeriodicHook):
 
     def __init__(self, model: SaipClusterer, x: torch.Tensor, y_true: np.ndarray | None,
                  period: int, tol: float, optimizer: torch.optim.Optimizer, *,
-                 kl: str = "p1_p2", predict: str = "p1"):
+                 kl: str = "p1_p2", predict: str = "p1", check_after: int = 0):
         self.model, self.x, self.y_true = model, x, y_true
         self.period, self.tol, self.optimizer = period, tol, optimizer
-        self.kl, self.predict = kl, predict
+        self.kl, self.predict, self.check_after = kl, predict, check_after
         self.labels: torch.Tensor | None = None
         self.rows: list[dict[str, Any]] = []
 
@@ -284,6 +296,8 @@ class ClusteringHook(PeriodicHook):
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         self.labels = labels
         self.rows.append(row)
+        if step <= self.check_after:
+            return False
         return not math.isnan(row["delta_label"]) and row["delta_label"] < self.tol
 
     def state_dict(self) -> dict[str, Any]:
@@ -313,9 +327,10 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
         x: the whole dataset (N, ...) on the device.
         init: the init stage's arrays; SAIP starts from ``centres`` (K, d) (k-means).
         params: the method recipe: ``distance``, ``kl`` (:data:`KL_READINGS`),
-            ``detach_target``, ``optimizer`` ({name, lr,
-            momentum, weight_decay}), ``lr_decay`` (de), ``decay_epochs`` (ep), ``decay_repeats``
-            (re), ``tol``, ``batch_size``, ``predict`` (p1 | p2).
+            ``detach`` (``checks.DETACH``; or the older ``detach_target``), ``optimizer``
+            ({name, lr, momentum, weight_decay}), ``lr_decay`` (de), ``decay_epochs`` (ep),
+            ``decay_repeats`` (re), ``tol``, ``stop_after`` (``checks.STOP_AFTER``, default
+            ``start``), ``batch_size``, ``predict`` (p1 | p2).
     """
     device = x.device
     predict = params.get("predict", "p1")
@@ -325,15 +340,16 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
     check_kl(kl)
     model = SaipClusterer(autoencoder, torch.as_tensor(init["centres"], device=device),
                           params["distance"])
-    detach = bool(params.get("detach_target", False))
+    detach = resolve_detach(params)
     optimizer = make_optimizer([model.centres, *autoencoder.encoder.parameters()],
                                params["optimizer"])
     batch_size = int(params["batch_size"])
     spe = steps_per_epoch(x.shape[0], batch_size)
     ep, re = int(params["decay_epochs"]), int(params["decay_repeats"])
     scheduler = make_scheduler(optimizer, ep * spe, float(params["lr_decay"]), re)
+    stop_after = str(params.get("stop_after", "start"))
     hook = ClusteringHook(model, x, y_true, spe, float(params["tol"]), optimizer, kl=kl,
-                             predict=predict)
+                          predict=predict, check_after=stop_check_after(stop_after, ep * spe, re))
 
     def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
         p1, p2 = model(x[idx])
@@ -360,5 +376,5 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
         history=history, state_dict=model.state_dict(),
         info={"steps": result.steps, "epochs": result.steps / spe,
               "converged": result.stopped_by_hook, "variant": DISTANCES[params["distance"]],
-              "predict": predict, "kl": kl, "detach_target": detach,
+              "predict": predict, "kl": kl, "detach": detach, "stop_after": stop_after,
               "resumed_from_step": result.resumed_from})
