@@ -251,6 +251,15 @@ def test_finetune_runs_and_predicts_from_the_clean_softmax():
     assert len(targets) == 4  # one refresh per epoch, the first before any step
     from stages.metrics import cluster_acc
     assert targets[0]["acc"] == cluster_acc(y, labels)  # Q0 = the one-hot k-means labels
+    from stages.metrics import nmi
+    assert targets[0]["nmi_start"] == 1.0              # the start's labels themselves
+    assert all(0 <= r["nmi_start"] <= 1 for r in targets)
+    # lr 0 from the soft-max: every refresh's labels are the final clean argmax
+    frozen = depict.finetune(net, x, {"centres": centres, "labels": labels},
+                             {**JOINT, "lr": 0.0, "initial_q": "softmax"}, seed=0)
+    rows = [r for r in frozen.history if r["kind"] == "target"]
+    assert [r["nmi_start"] for r in rows] == [nmi(labels, frozen.labels, "max")] * len(rows)
+    assert rows[0]["nmi_start"] < 1.0
     assert {"clustering", "reconstruction"} <= set(result.history[-1])
     clusterer = depict.DepictClusterer(net, torch.zeros(3, 3))
     clusterer.load_state_dict(result.state_dict)
@@ -275,6 +284,7 @@ def test_stop_rule_ends_when_q_stops_changing():
                                                "initial_q": "softmax"}, seed=0)
     assert frozen.info["converged"] and frozen.info["epochs"] == 1
     assert [r["q_change"] for r in frozen.history if r["kind"] == "target"][1] == 0.0
+    assert not any("nmi_start" in r for r in frozen.history)  # no init labels: nothing to compare
     # from one-hot labels the first refresh changes Q, so lr 0 stops one epoch later
     init = {"centres": centres, "labels": labels}
     from_labels = depict.finetune(net, x, init, {**JOINT, "lr": 0.0, "max_epochs": 10}, seed=0)

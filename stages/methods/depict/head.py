@@ -131,15 +131,18 @@ class ClusteringHook(PeriodicHook):
     clean pass over all data with the initial weights. ``p_epoch``
     (N, K) is filled by the loss function with the clean soft-max of each batch. Stops when
     :func:`q_change` falls below ``tol``. Adds a history row per refresh with the change of Q,
-    the fraction of changed labels and, for monitoring only, ACC/NMI against the true labels.
+    the fraction of changed labels, ``nmi_start`` (the NMI, max-normalised, between the labels
+    and ``start_labels``, the init's labels the joint phase started from: how far it has moved
+    from its start, label-free) and, for monitoring only, ACC/NMI against the true labels.
     """
 
     def __init__(self, model: DepictClusterer, x: torch.Tensor, y_true: np.ndarray | None,
                  period: int, tol: float, rule: str, initial_q: torch.Tensor | None = None,
-                 eval_batch: int = 1000):
+                 eval_batch: int = 1000, start_labels: np.ndarray | None = None):
         self.model, self.x, self.y_true = model, x, y_true
         self.period, self.tol, self.rule, self.eval_batch = period, tol, rule, eval_batch
         self.initial_q = initial_q
+        self.start_labels = start_labels
         self.q: torch.Tensor | None = None
         self.p_epoch: torch.Tensor | None = None
         self.labels: torch.Tensor | None = None
@@ -165,6 +168,8 @@ class ClusteringHook(PeriodicHook):
                "q_change": change, "target_sharpness": float(q_new.max(dim=1).values.mean()),
                **code_diagnostics(map_batches(self.model.autoencoder.encode, self.x,
                                               self.eval_batch))}
+        if self.start_labels is not None:
+            row["nmi_start"] = nmi(self.start_labels, labels.cpu().numpy(), "max")
         self.q, self.labels = q_new, labels
         self.rows.append(row)
         return step > 0 and change < self.tol
@@ -404,7 +409,8 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
             warm_rows = warm_start(model, x, pseudo, params, seed=seed, log_every=log_every,
                                    checkpoint=checkpoint.phase("warmstart"))
     hook = ClusteringHook(model, x, y_true, period=spe, tol=float(params["tol"]),
-                         rule=str(params.get("target", "dec")), initial_q=initial_q)
+                         rule=str(params.get("target", "dec")), initial_q=initial_q,
+                         start_labels=None if init_labels is None else np.asarray(init_labels))
     optimizer = make_optimizer(list(model.parameters()),
                                {"name": "adam", "lr": float(params["lr"])})
     if initial_q is None:  # the clean pass of step 0, made once: the hook's first Q reuses it
