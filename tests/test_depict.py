@@ -409,3 +409,21 @@ def test_training_loss_stop_resumes_its_epoch_sums():
     assert again(2) is True and again.rows[-1]["train_ce"] == pytest.approx(0.45)
     again.add(torch.tensor(0.7))
     assert again(4) is False and again.rows[-1]["train_ce"] == pytest.approx(0.7)
+
+
+def test_finetune_starts_its_head_as_head_init_says():
+    """With lr 0 and Q from the soft-max, the labels are the initial head's argmax: the
+    transposed start's under head_init 'transposed', the unit-norm centres' by default."""
+    x, _ = tiny_data(10)
+    net = build_network("depict", (1, 16, 16), {"embedding_dim": 3, "maps": 4})
+    centres, labels = kmeans_init(net, x)
+    c = torch.as_tensor(centres, dtype=torch.float32)
+    z = net.encode(x).detach()
+    params = {**JOINT, "lr": 0.0, "initial_q": "softmax", "max_epochs": 1}
+    for head_init in ("centres", "transposed"):
+        result = depict.finetune(net, x, {"centres": centres, "labels": labels},
+                                 {**params, "head_init": head_init}, seed=0)
+        weight = depict.initial_head_weight(c, head_init)
+        np.testing.assert_array_equal(result.labels, (z @ weight.T).argmax(1).numpy())
+    default = depict.finetune(net, x, {"centres": centres, "labels": labels}, params, seed=0)
+    np.testing.assert_array_equal(default.labels, (z @ F.normalize(c, dim=1).T).argmax(1).numpy())
