@@ -220,7 +220,7 @@ def validate(config: dict[str, Any]) -> None:
         if family == "baseline":
             if "algorithm" not in recipe:
                 raise ConfigError(f"method '{name}': a baseline needs 'algorithm' "
-                                  "(kmeans, gmm or spectral)")
+                                  "(kmeans, gmm, spectral or acpic)")
             continue
         for key in ("ae", "init", "head"):
             if key not in recipe:

@@ -108,8 +108,15 @@ MUTANTS = [
            'eta_step = eta if weighting == "sample" else eta / x.shape[0]', "eta_step = eta",
            (OPTIONS,)),
     Mutant("depict-target-ignored", "stages/methods/depict/head.py",
-           'rule=str(params.get("target", "dec")), initial_q=initial_q)',
-           'rule="dec", initial_q=initial_q)', (OPTIONS,)),
+           'rule=str(params.get("target", "dec")), initial_q=initial_q,',
+           'rule="dec", initial_q=initial_q,', (OPTIONS,)),
+    Mutant("depict-warm-start-rule-ignored", "stages/methods/depict/head.py",
+           'rule = str(params.get("warm_start_rule", "heldout-nmi"))', 'rule = "heldout-nmi"',
+           ("tests/test_depict.py",)),
+    Mutant("depict-head-init-ignored", "stages/methods/depict/head.py",
+           'str(params.get("head_init", "centres"))', '"centres"', ("tests/test_depict.py",)),
+    Mutant("depict-train-ce-keeps-training", "stages/methods/depict/head.py",
+           "return mean < self.threshold", "return False", ("tests/test_depict.py",)),
 ]
 
 

@@ -265,7 +265,14 @@ def test_reference_file() -> None:
     assert depict[("depict-convae-acpic", "MNIST-test", "acc")] == 94.2
     digits = depict[depict.index.get_level_values("dataset").isin(["MNIST-full", "MNIST-test",
                                                                     "USPS-11k"])]
-    assert len(digits) == 6 * 6  # six methods x (3 digit datasets x ACC, NMI)
+    assert len(digits) == 7 * 6  # seven methods x (3 digit datasets x ACC, NMI)
+    # the shallow rows on raw MNIST-test beside the deep ones (issue 43): DEPICT Table 2's
+    # AC-PIC, SAIP Table III's k-means and SC, DSCDAN Table 3's k-means
+    assert (depict[("acpic", "MNIST-test", "acc")], depict[("acpic", "MNIST-test", "nmi")]) == \
+        (92.0, 85.3)
+    test = ref[ref.dataset == "MNIST-test"].set_index(["paper", "method", "metric"])["value"]
+    assert test[("saip", "kmeans", "acc")] == 56.07 and test[("saip", "spectral", "nmi")] == 70.97
+    assert test[("dscdan", "kmeans", "acc")] == 54.6
     fashion = ref[ref.dataset == "Fashion-MNIST"].set_index(["paper", "method", "metric"])
     assert fashion.loc[("rmn-gmm", "dec", "acc"), "value"] == 58.7      # issue: DEC family
     assert fashion.loc[("dscdan", "idec", "nmi"), "value"] == 55.7

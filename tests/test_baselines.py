@@ -1,5 +1,6 @@
 """The shallow baselines on raw inputs (stages.methods.shared.baselines, run by stages.baseline) on
-small separable data: labels, clusters used, accuracy, determinism, bad options."""
+small separable data: labels, clusters used, accuracy, determinism, bad options; AC-PIC on raw
+inputs is DEPICT's init algorithm on the flattened pixels."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from stages.metrics import cluster_acc
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
-METHODS = ("kmeans", "gmm", "spectral")
+METHODS = ("kmeans", "gmm", "spectral", "acpic")
 K, PER = 4, 15
 #: separated blobs give a kNN graph with one component per blob: what spectral clustering wants
 pytestmark = pytest.mark.filterwarnings("ignore:Graph is not fully connected:UserWarning")
@@ -71,7 +72,26 @@ def _data_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("method", ["gmm", "spectral"])
+def test_acpic_baseline_is_the_depict_init_on_flattened_inputs() -> None:
+    """The raw-input baseline and DEPICT's init run the same algorithm with the same options:
+    on 2x3 'images' and on their flattened rows as codes, the same labels; and the recipe's
+    K, a and z reach it (another K gives other labels on overlapping blobs)."""
+    from stages.methods.depict.acpic import acpic_arrays
+
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(3), 30)
+    x = (2.0 * np.eye(3, 6)[y] + 0.8 * rng.normal(size=(y.size, 6))).astype(np.float32)
+    recipe = _recipe("acpic")
+    assert {k: recipe[k] for k in ("n_neighbors", "a", "zeta")} == \
+        {"n_neighbors": 20, "a": 1.0, "zeta": 0.01}      # DEPICT's gacCluster options
+    labels = cluster_raw(x.reshape(-1, 1, 2, 3), 3, "acpic", recipe, seed=0)
+    init = acpic_arrays(x, 3, {"algorithm": "acpic", **recipe}, seed=0)["labels"]
+    np.testing.assert_array_equal(labels, init)
+    other = cluster_raw(x, 3, "acpic", {**recipe, "n_neighbors": 4}, seed=0)
+    assert not np.array_equal(other, labels)
+
+
+@pytest.mark.parametrize("method", ["gmm", "spectral", "acpic"])
 def test_baseline_stage_writes_the_labels_of_the_recipe(tmp_path: Path, method: str) -> None:
     data = _data_file(tmp_path)
     out = tmp_path / "finetune" / "blobs" / method / "seed3" / "labels.h5"
@@ -91,7 +111,14 @@ def test_baseline_stage_writes_the_labels_of_the_recipe(tmp_path: Path, method: 
 
 
 @pytest.mark.parametrize(("algorithm", "options", "message"), [
-    ("dbscan", {}, "unknown baseline algorithm 'dbscan'; valid choices: kmeans, gmm, spectral"),
+    ("dbscan", {}, "unknown baseline algorithm 'dbscan'; valid choices: kmeans, gmm, spectral, "
+                   "acpic"),
+    ("acpic", {"n_init": 3}, "baseline 'acpic': unknown option(s) 'n_init'; valid options: "
+                             "n_neighbors, a, zeta"),
+    ("acpic", {"a": 0}, "a (the kernel width, sigma^2 = a x the mean squared neighbour "
+                        "distance) must be a number > 0, got 0"),
+    ("acpic", {"zeta": 1.0}, "zeta must be a number in (0, 1), got 1.0"),
+    ("acpic", {"n_neighbors": 61}, "n_neighbors 61 is more than the 60 samples"),
     ("gmm", {"n_neighbors": 5}, "baseline 'gmm': unknown option(s) 'n_neighbors'; valid "
                                 "options: n_init, reg_covar"),
     ("spectral", {"n_neighbours": 5}, "unknown option(s) 'n_neighbours'; valid options: "
@@ -124,3 +151,18 @@ def test_baseline_stage_bad_option_is_one_line_and_writes_nothing(tmp_path: Path
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("error: ") and "unknown option(s) 'n_init'" in last
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"zeta": 2.0}, "methods.acpic.zeta: 2.0 is greater than or equal to the maximum of 1"),
+    ({"a": -1.0}, "methods.acpic.a: -1.0 is less than or equal to the minimum of 0"),
+])
+def test_acpic_recipe_with_a_bad_option_is_refused_by_the_config_check(options: dict,
+                                                                      message: str) -> None:
+    import copy
+
+    config = copy.deepcopy(CONFIG)
+    config["methods"]["acpic"].update(options)
+    with pytest.raises(ConfigError) as err:
+        stage_config.check_recipe_options(config)
+    assert message in str(err.value)

@@ -251,6 +251,15 @@ def test_finetune_runs_and_predicts_from_the_clean_softmax():
     assert len(targets) == 4  # one refresh per epoch, the first before any step
     from stages.metrics import cluster_acc
     assert targets[0]["acc"] == cluster_acc(y, labels)  # Q0 = the one-hot k-means labels
+    from stages.metrics import nmi
+    assert targets[0]["nmi_start"] == 1.0              # the start's labels themselves
+    assert all(0 <= r["nmi_start"] <= 1 for r in targets)
+    # lr 0 from the soft-max: every refresh's labels are the final clean argmax
+    frozen = depict.finetune(net, x, {"centres": centres, "labels": labels},
+                             {**JOINT, "lr": 0.0, "initial_q": "softmax"}, seed=0)
+    rows = [r for r in frozen.history if r["kind"] == "target"]
+    assert [r["nmi_start"] for r in rows] == [nmi(labels, frozen.labels, "max")] * len(rows)
+    assert rows[0]["nmi_start"] < 1.0
     assert {"clustering", "reconstruction"} <= set(result.history[-1])
     clusterer = depict.DepictClusterer(net, torch.zeros(3, 3))
     clusterer.load_state_dict(result.state_dict)
@@ -275,6 +284,7 @@ def test_stop_rule_ends_when_q_stops_changing():
                                                "initial_q": "softmax"}, seed=0)
     assert frozen.info["converged"] and frozen.info["epochs"] == 1
     assert [r["q_change"] for r in frozen.history if r["kind"] == "target"][1] == 0.0
+    assert not any("nmi_start" in r for r in frozen.history)  # no init labels: nothing to compare
     # from one-hot labels the first refresh changes Q, so lr 0 stops one epoch later
     init = {"centres": centres, "labels": labels}
     from_labels = depict.finetune(net, x, init, {**JOINT, "lr": 0.0, "max_epochs": 10}, seed=0)
@@ -320,3 +330,100 @@ def test_q_change_is_mean_squared_difference():
     a = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
     b = torch.tensor([[0.0, 1.0], [0.5, 0.5]])
     assert depict_losses.q_change(a, b).item() == pytest.approx(0.5)
+
+
+def test_transposed_head_init_is_the_authors_acpic_branch():
+    """head_init 'transposed' [code-bug] reproduces functions.py:685-690 as Lasagne uses it
+    (W of shape (d, K), scores z @ W): torch's weight is that W transposed. A point at a centre
+    then need not score highest on its own cluster; with 'centres' it does."""
+    rng = np.random.default_rng(0)
+    c = rng.normal(size=(4, 4)).astype(np.float32)
+    centroids = c.T                                                  # their two lines, verbatim
+    centroids = c / np.sqrt(np.diag(np.matmul(centroids.T, centroids)))
+    net = build_network("depict", (1, 16, 16), {"embedding_dim": 4, "maps": 4})
+    weight = depict.DepictClusterer(net, torch.as_tensor(c), "transposed").head.weight
+    np.testing.assert_allclose(weight.detach().numpy(), centroids.T, rtol=1e-6)
+    assert torch.equal(depict.initial_head_weight(torch.as_tensor(c), "transposed"), weight.data)
+    scores = torch.as_tensor(c) @ weight.data.T                      # a point at each centre
+    right = depict.initial_head_weight(torch.as_tensor(c))
+    assert torch.equal((torch.as_tensor(c) @ right.T).argmax(1), torch.arange(4))
+    assert not torch.equal(scores.argmax(1), torch.arange(4))
+    with pytest.raises(ValueError, match="needs an embedding of as many dimensions as clusters"
+                                         ".*got 2 dimensions for 3 clusters"):
+        depict.initial_head_weight(torch.ones(3, 2), "transposed")
+    with pytest.raises(ValueError, match="unknown head_init 'rows'; valid choices: centres, "
+                                         "transposed"):
+        depict.initial_head_weight(torch.ones(3, 3), "rows")
+
+
+def test_train_ce_warm_start_trains_on_all_data_until_the_training_ce_is_low():
+    """warm_start_rule 'train-ce' (a0ea650): no held-out split (an epoch is all 90 points, 6
+    steps of 16, not 5), stops after the first epoch whose mean training cross-entropy is below
+    warm_start_ce, else at the cap; the last weights are kept."""
+    torch.manual_seed(0)
+    x, y = tiny_data()
+    net = build_network("depict", (1, 16, 16), {"embedding_dim": 3, "maps": 8})
+    centres, labels = kmeans_init(net, x)
+    params = {**JOINT, "initial_q": "warm-start", "warm_start_rule": "train-ce", "max_epochs": 1}
+
+    def warm_rows(threshold: float) -> tuple[list[dict], list[dict]]:
+        model = depict.DepictClusterer(net, torch.as_tensor(centres))
+        rows = depict.warm_start(model, x, torch.as_tensor(labels, dtype=torch.long),
+                                 {**params, "warm_start_ce": threshold}, seed=0, log_every=2,
+                                 checkpoint=Checkpointer(None))
+        return [r for r in rows if r["kind"] == "warm-start-epoch"], rows
+
+    epochs, rows = warm_rows(100.0)            # any cross-entropy is below: one epoch
+    assert len(epochs) == 1 and epochs[0]["step"] == 0
+    assert all(-6 < r["step"] <= 0 for r in rows)
+    assert epochs[0]["train_ce"] > 0 and 0 <= epochs[0]["nmi_pseudo"] <= 1
+    epochs, rows = warm_rows(1e-9)             # never below: the cap of 6 epochs of 6 steps
+    assert [r["step"] for r in epochs] == [-30, -24, -18, -12, -6, 0]
+    assert min(r["step"] for r in rows) > -36
+    assert all(r["train_ce"] >= 1e-9 for r in epochs)
+    assert epochs[-1]["train_ce"] < epochs[0]["train_ce"]  # it fits the pseudo-labels
+    # the last weights are kept: what the joint phase starts from is the cap's end
+    result = depict.finetune(net, x, {"centres": centres, "labels": labels},
+                             {**params, "warm_start_ce": 1e-9, "tol": 0.0}, seed=0, log_every=2)
+    assert [r["step"] for r in result.history if r.get("kind") == "warm-start-epoch"] == \
+        [-30, -24, -18, -12, -6, 0]
+    with pytest.raises(ValueError, match="unknown warm_start_rule 'nmi'; valid choices: "
+                                         "heldout-nmi, train-ce"):
+        depict.warm_start(depict.DepictClusterer(net, torch.as_tensor(centres)), x,
+                          torch.as_tensor(labels, dtype=torch.long),
+                          {**params, "warm_start_rule": "nmi"},
+                          seed=0, log_every=2, checkpoint=Checkpointer(None))
+
+
+def test_training_loss_stop_resumes_its_epoch_sums():
+    x, _ = tiny_data(5)
+    net = build_network("depict", (1, 16, 16), {"embedding_dim": 3, "maps": 4})
+    model = depict.DepictClusterer(net, torch.eye(3))
+    pseudo = np.repeat(np.arange(3), 5)
+    stop = depict.TrainingLossStop(model, x, pseudo, period=2, threshold=0.5)
+    assert stop(0) is False and stop.rows == []          # nothing trained yet
+    stop.add(torch.tensor(0.8))
+    again = depict.TrainingLossStop(model, x, pseudo, period=2, threshold=0.5)
+    again.load_state_dict(stop.state_dict())
+    again.add(torch.tensor(0.1))
+    assert again(2) is True and again.rows[-1]["train_ce"] == pytest.approx(0.45)
+    again.add(torch.tensor(0.7))
+    assert again(4) is False and again.rows[-1]["train_ce"] == pytest.approx(0.7)
+
+
+def test_finetune_starts_its_head_as_head_init_says():
+    """With lr 0 and Q from the soft-max, the labels are the initial head's argmax: the
+    transposed start's under head_init 'transposed', the unit-norm centres' by default."""
+    x, _ = tiny_data(10)
+    net = build_network("depict", (1, 16, 16), {"embedding_dim": 3, "maps": 4})
+    centres, labels = kmeans_init(net, x)
+    c = torch.as_tensor(centres, dtype=torch.float32)
+    z = net.encode(x).detach()
+    params = {**JOINT, "lr": 0.0, "initial_q": "softmax", "max_epochs": 1}
+    for head_init in ("centres", "transposed"):
+        result = depict.finetune(net, x, {"centres": centres, "labels": labels},
+                                 {**params, "head_init": head_init}, seed=0)
+        weight = depict.initial_head_weight(c, head_init)
+        np.testing.assert_array_equal(result.labels, (z @ weight.T).argmax(1).numpy())
+    default = depict.finetune(net, x, {"centres": centres, "labels": labels}, params, seed=0)
+    np.testing.assert_array_equal(default.labels, (z @ F.normalize(c, dim=1).T).argmax(1).numpy())

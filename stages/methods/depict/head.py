@@ -15,7 +15,13 @@ authors' Theano code, [default]: ours):
   mean((Q_t - Q_{t-1})^2) < 1e-7 [code] or at the epoch cap. ``target: dec`` (default) is the
   code's p^2/f, ``target: sqrt`` Eq. 7; ``hidden_weight`` weighs the hidden layers'
   reconstruction terms (0.1 [code], paper 1).
-* The soft-max layer has a bias; its weights start as the unit-norm init centres [code].
+* The soft-max layer has a bias; its weights start as the unit-norm init centres [code]
+  (``head_init: centres``). ``head_init: transposed`` [code-bug] starts them as the authors'
+  AC-PIC branch does, from the transposed centre matrix (:func:`initial_head_weight`).
+* The warm start stops on the held-out agreement with the init labels (``warm_start_rule:
+  heldout-nmi``, the code's HEAD) or, as the first public commit ``a0ea650`` did, trains on
+  all data until the epoch's mean training cross-entropy to them falls below ``warm_start_ce``
+  (``train-ce``).
 * SdA and RdA fine-tune with the clustering loss only (``reconstruction_weight: 0``), as the
   paper describes them ("the encoder pathway is then fine-tuned using the clustering objective").
 """
@@ -59,6 +65,35 @@ from stages.train import (
 
 #: how the first Q is made (see :func:`finetune`)
 INITIAL_Q = ("warm-start", "labels", "softmax")
+#: how the warm start stops (see :func:`warm_start`)
+WARM_START_RULES = ("heldout-nmi", "train-ce")
+#: how the soft-max layer's weights start (see :func:`initial_head_weight`)
+HEAD_INITS = ("centres", "transposed")
+
+
+def initial_head_weight(centres: torch.Tensor, head_init: str = "centres") -> torch.Tensor:
+    """The soft-max layer's initial weight (K, d) from the init's centres c_k, the rows of
+    ``centres`` (K, d).
+
+    ``centres`` [code]: row k is c_k / ||c_k||, so a point at c_k scores highest on cluster k
+    (the code's k-means branch). ``transposed`` [code-bug]: what the authors' AC-PIC branch
+    computes (``centroids = centroids_acpic / sqrt(diag(C C^T))`` after a stray transpose,
+    ``functions.py:685-690``): row k is (c_1[k], ..., c_K[k]) / ||c_k||, the k-th coordinate of
+    every centre. It needs d = K (their code runs only then: MNIST-test and USPS have d = K =
+    10); otherwise a ValueError.
+    """
+    centres = centres.float()
+    if head_init == "centres":
+        return F.normalize(centres, dim=1)
+    if head_init == "transposed":
+        n_clusters, dim = centres.shape
+        if n_clusters != dim:
+            raise ValueError(f"head_init 'transposed' needs an embedding of as many dimensions "
+                             f"as clusters (the authors' code only runs it then), got {dim} "
+                             f"dimensions for {n_clusters} clusters; use head_init: centres")
+        return centres.T / centres.norm(dim=1, keepdim=True)
+    raise ValueError(f"unknown head_init '{head_init}'; valid choices: {', '.join(HEAD_INITS)}")
+
 
 # ------------------------------------------------------------------------------ the network
 
@@ -68,17 +103,18 @@ class DepictClusterer(nn.Module):
     Args:
         autoencoder: a :class:`stages.nets.depict.DepictAutoencoder` (pretrained).
         centres: the init's centres (K, d) of the clean embeddings (AC-PIC cluster means or
-            k-means centres); the soft-max weights start as the unit-norm centres, the bias at
-            zero [code].
+            k-means centres); the soft-max weights start from them (:func:`initial_head_weight`
+            with ``head_init``), the bias at zero [code].
     """
 
-    def __init__(self, autoencoder: nn.Module, centres: torch.Tensor):
+    def __init__(self, autoencoder: nn.Module, centres: torch.Tensor,
+                 head_init: str = "centres"):
         super().__init__()
         self.autoencoder = autoencoder
         n_clusters, dim = centres.shape
         self.head = nn.Linear(dim, n_clusters)
         with torch.no_grad():
-            self.head.weight.copy_(F.normalize(centres.float(), dim=1))
+            self.head.weight.copy_(initial_head_weight(centres, head_init))
             self.head.bias.zero_()
 
     def clean_probabilities(self, x: torch.Tensor) -> torch.Tensor:
@@ -95,15 +131,18 @@ class ClusteringHook(PeriodicHook):
     clean pass over all data with the initial weights. ``p_epoch``
     (N, K) is filled by the loss function with the clean soft-max of each batch. Stops when
     :func:`q_change` falls below ``tol``. Adds a history row per refresh with the change of Q,
-    the fraction of changed labels and, for monitoring only, ACC/NMI against the true labels.
+    the fraction of changed labels, ``nmi_start`` (the NMI, max-normalised, between the labels
+    and ``start_labels``, the init's labels the joint phase started from: how far it has moved
+    from its start, label-free) and, for monitoring only, ACC/NMI against the true labels.
     """
 
     def __init__(self, model: DepictClusterer, x: torch.Tensor, y_true: np.ndarray | None,
                  period: int, tol: float, rule: str, initial_q: torch.Tensor | None = None,
-                 eval_batch: int = 1000):
+                 eval_batch: int = 1000, start_labels: np.ndarray | None = None):
         self.model, self.x, self.y_true = model, x, y_true
         self.period, self.tol, self.rule, self.eval_batch = period, tol, rule, eval_batch
         self.initial_q = initial_q
+        self.start_labels = start_labels
         self.q: torch.Tensor | None = None
         self.p_epoch: torch.Tensor | None = None
         self.labels: torch.Tensor | None = None
@@ -129,6 +168,8 @@ class ClusteringHook(PeriodicHook):
                "q_change": change, "target_sharpness": float(q_new.max(dim=1).values.mean()),
                **code_diagnostics(map_batches(self.model.autoencoder.encode, self.x,
                                               self.eval_batch))}
+        if self.start_labels is not None:
+            row["nmi_start"] = nmi(self.start_labels, labels.cpu().numpy(), "max")
         self.q, self.labels = q_new, labels
         self.rows.append(row)
         return step > 0 and change < self.tol
@@ -186,17 +227,73 @@ def _eq12_terms(model: DepictClusterer, xb: torch.Tensor, q_rows: torch.Tensor, 
     return terms, p_clean
 
 
+class TrainingLossStop:
+    """A :class:`~stages.train.PeriodicHook` for the warm start of ``a0ea650``: once per epoch
+    (``period`` steps) it records the epoch's mean training cross-entropy to the pseudo-labels
+    (the sum and count the loss function adds to) and the NMI between the clean predictions on
+    all data and the pseudo-labels, and stops when that mean falls below ``threshold``. Labels
+    are never involved; the last weights are kept."""
+
+    def __init__(self, model: DepictClusterer, x: torch.Tensor, pseudo: np.ndarray,
+                 period: int, threshold: float, eval_batch: int = 1000):
+        self.model, self.x, self.pseudo = model, x, pseudo
+        self.period, self.threshold, self.eval_batch = period, threshold, eval_batch
+        self.ce_sum = torch.zeros((), device=x.device)
+        self.count = 0
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, clustering: torch.Tensor) -> None:
+        """Count one step's cross-entropy (a scalar tensor; no host sync)."""
+        self.ce_sum = self.ce_sum + clustering.detach().float()
+        self.count += 1
+
+    def __call__(self, step: int) -> bool:
+        if self.count == 0:  # step 0 (or just resumed at an epoch's start): nothing to judge
+            return False
+        mean = float(self.ce_sum) / self.count
+        self.ce_sum, self.count = torch.zeros((), device=self.x.device), 0
+        was_training = self.model.training
+        self.model.eval()
+        pred = map_batches(self.model.clean_probabilities, self.x, self.eval_batch).argmax(dim=1)
+        self.model.train(was_training)
+        self.rows.append({"kind": "warm-start-epoch", "step": step, "train_ce": mean,
+                          "nmi_pseudo": nmi(self.pseudo, pred.cpu().numpy(), "max")})
+        return mean < self.threshold
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ce_sum": self.ce_sum, "count": self.count, "rows": self.rows}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ce_sum = state["ce_sum"].to(self.x.device)
+        self.count, self.rows = int(state["count"]), list(state["rows"])
+
+
 def warm_start(model: DepictClusterer, x: torch.Tensor, pseudo_labels: torch.Tensor,
                params: dict[str, Any], *, seed: int, log_every: int,
                checkpoint: Checkpointer) -> list[dict[str, Any]]:
-    """The first M-step with Q fixed to the one-hot k-means labels, trained to convergence
-    [code]: Eq. 12 on a random training split, stopped when the NMI between the clean
-    predictions and the pseudo-labels of the held-out split has not improved for
-    ``warm_start_patience`` epochs (at most ``warm_start_epochs``); the best weights are kept.
-    Only the k-means labels are used, never the true ones. Returns the history rows.
+    """The first M-step with Q fixed to the one-hot init labels (AC-PIC or k-means), trained
+    to convergence [code]. ``warm_start_rule``:
+
+    * ``heldout-nmi`` (the code's HEAD): Eq. 12 on a random training split, stopped when the
+      NMI between the clean predictions and the pseudo-labels of the held-out split has not
+      improved for ``warm_start_patience`` epochs (at most ``warm_start_epochs``); the best
+      weights are kept.
+    * ``train-ce`` (the first public commit ``a0ea650``): Eq. 12 on all data, stopped after the
+      first epoch whose mean training cross-entropy to the pseudo-labels (the noisy pathway's,
+      as trained) is below ``warm_start_ce`` (0.2 in that code), at most ``warm_start_epochs``;
+      the last weights are kept (:class:`TrainingLossStop`).
+
+    Only the init's labels are used, never the true ones. Returns the history rows.
     """
+    rule = str(params.get("warm_start_rule", "heldout-nmi"))
+    if rule not in WARM_START_RULES:
+        raise ValueError(f"unknown warm_start_rule '{rule}'; valid choices: "
+                         f"{', '.join(WARM_START_RULES)}")
     n_clusters = model.head.out_features
     q_fixed = F.one_hot(pseudo_labels, n_clusters).float()
+    if rule == "train-ce":
+        return _warm_start_train_ce(model, x, pseudo_labels, q_fixed, params, seed=seed,
+                                    log_every=log_every, checkpoint=checkpoint)
     train_idx, val_idx = validation_split(x.shape[0], float(params["validation_fraction"]),
                                           seed, x.device)
     x_val, pseudo_val = x[val_idx], pseudo_labels[val_idx].cpu().numpy()
@@ -231,6 +328,38 @@ def warm_start(model: DepictClusterer, x: torch.Tensor, pseudo_labels: torch.Ten
     return sorted(rows, key=lambda r: r["step"])
 
 
+def _warm_start_train_ce(model: DepictClusterer, x: torch.Tensor, pseudo_labels: torch.Tensor,
+                         q_fixed: torch.Tensor, params: dict[str, Any], *, seed: int,
+                         log_every: int, checkpoint: Checkpointer) -> list[dict[str, Any]]:
+    """``warm_start_rule: train-ce`` of :func:`warm_start`."""
+    batch = int(params["batch_size"])
+    n = x.shape[0]
+    spe = steps_per_epoch(n, batch)
+    w_rec = float(params["reconstruction_weight"])
+    hidden_weight = float(params.get("hidden_weight", 1.0))
+    stopper = TrainingLossStop(model, x, pseudo_labels.cpu().numpy(), period=spe,
+                               threshold=float(params.get("warm_start_ce", 0.2)))
+
+    def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms = _eq12_terms(model, x[idx], q_fixed[idx], w_rec, hidden_weight)[0]
+        stopper.add(terms["clustering"])
+        return terms
+
+    cfg = LoopConfig(batch_size=batch, max_steps=int(params["warm_start_epochs"]) * spe,
+                     shuffle=True, seed=seed, log_every=min(log_every, spe),
+                     **loop_settings(params))
+    optimizer = make_optimizer(list(model.parameters()),
+                               {"name": "adam", "lr": float(params["lr"])})
+    result = run_loop(model, optimizer, loss_fn, n, cfg, x.device, hook=stopper,
+                      checkpoint=checkpoint, desc="finetune depict warm start")
+    if stopper.count:  # the cap ended the loop before the last epoch was judged
+        stopper(result.steps)
+    rows = result.history + stopper.rows
+    for row in rows:  # steps up to 0: the warm start precedes the joint phase's step 1
+        row.update(phase="warm-start", step=row["step"] - result.steps)
+    return sorted(rows, key=lambda r: r["step"])
+
+
 def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarray],
              params: dict[str, Any], *, seed: int, y_true: np.ndarray | None = None,
              checkpoint: Checkpointer | None = None, log_every: int = 20) -> FinetuneResult:
@@ -252,12 +381,15 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
             "initialize Q using a clustering algorithm"): ``warm-start`` (default, [code])
             first runs :func:`warm_start` on them, then Q is Eq. 7 of the clean soft-max;
             ``labels`` makes them the first epoch's Q directly; ``softmax`` ignores them and
-            starts from Eq. 7 of the initial network's clean soft-max.
+            starts from Eq. 7 of the initial network's clean soft-max. ``warm_start_rule``
+            (``heldout-nmi`` | ``train-ce``, with ``warm_start_ce``): :func:`warm_start`;
+            ``head_init`` (``centres`` | ``transposed``): :func:`initial_head_weight`.
     """
     device = x.device
     centres = torch.as_tensor(init["centres"], device=device)
     init_labels = init.get("labels")
-    model = DepictClusterer(autoencoder, centres).to(device)
+    model = DepictClusterer(autoencoder, centres,
+                            str(params.get("head_init", "centres"))).to(device)
     w_rec = float(params["reconstruction_weight"])
     hidden_weight = float(params.get("hidden_weight", 1.0))
     batch = int(params["batch_size"])
@@ -277,7 +409,8 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
             warm_rows = warm_start(model, x, pseudo, params, seed=seed, log_every=log_every,
                                    checkpoint=checkpoint.phase("warmstart"))
     hook = ClusteringHook(model, x, y_true, period=spe, tol=float(params["tol"]),
-                         rule=str(params.get("target", "dec")), initial_q=initial_q)
+                         rule=str(params.get("target", "dec")), initial_q=initial_q,
+                         start_labels=None if init_labels is None else np.asarray(init_labels))
     optimizer = make_optimizer(list(model.parameters()),
                                {"name": "adam", "lr": float(params["lr"])})
     if initial_q is None:  # the clean pass of step 0, made once: the hook's first Q reuses it

@@ -1,0 +1,59 @@
+"""Every config file under config/ passes the workflow's checks when layered on config.yaml as
+its header says (the reproduction commands of docs/reproduction/README.md start with these)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import update_config
+from snakemake.utils import validate as schema_validate
+
+from stages import config as cfg
+
+REPO = Path(__file__).resolve().parents[1]
+BASE = yaml.safe_load((REPO / "config.yaml").read_text())
+SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
+#: files layered on another config file besides config.yaml, in the order the command gives
+LAYERS = {"depict-authors-mda.yaml": ["select-depict-warmstart.yaml"]}
+
+
+def layered(name: str) -> dict:
+    config = copy.deepcopy(BASE)
+    for layer in [*LAYERS.get(name, []), name]:
+        update_config(config, yaml.safe_load((REPO / "config" / layer).read_text()))
+    return config
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
+def test_config_file_passes_the_workflow_checks(name: str) -> None:
+    config = layered(name)
+    cfg.coerce_command_line(config)
+    cfg.check_recipe_keys(config)
+    schema_validate(config, SCHEMA)
+    cfg.validate(config)
+
+
+def test_the_warm_start_readings_differ_from_depict_in_their_one_option() -> None:
+    config = layered("depict-authors-mda.yaml")
+    base = cfg.method_recipe(config, "depict")
+    for method, change in {"depict-ws-transposed": {"head_init": "transposed"},
+                           "depict-ws-ce": {"warm_start_rule": "train-ce"},
+                           "depict-ws-ce-transposed": {"warm_start_rule": "train-ce",
+                                                       "head_init": "transposed"}}.items():
+        recipe = cfg.method_recipe(config, method)
+        assert {k: v for k, v in recipe.items() if base.get(k) != v} == {**change,
+                                                                        "name": method}
+
+
+def test_the_mda_candidates_differ_from_depict_in_their_one_option() -> None:
+    config = layered("select-depict-mda.yaml")
+    base = cfg.autoencoder_recipe(config, "depict")
+    changes = {"depict-mda-b50": {"batch_size": 50}, "depict-mda-p200": {"patience": 200},
+               "depict-mda-lr3e-4": {"optimizer": {"name": "adam", "lr": 0.0003}},
+               "depict-mda-drop02": {"arch": {"dropouts": [0.2, 0.2, 0.0]}}}
+    for ae, change in changes.items():
+        recipe = cfg.autoencoder_recipe(config, ae)
+        assert {k: v for k, v in recipe.items() if base.get(k) != v} == {**change, "name": ae}
