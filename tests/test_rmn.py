@@ -21,6 +21,7 @@ from stages.methods.rmn.gmm_init import gmm_arrays
 from stages.methods.rmn.head import (
     RMN,
     distance_scale,
+    eta_for_beta,
     finetune,
     gmm_directions,
     log_gaussians,
@@ -30,6 +31,7 @@ from stages.methods.rmn.head import (
     rescale_code,
     resolve_eta,
     separation,
+    stability,
 )
 from stages.nets import build_network
 from stages.nets.rmn import RBMAutoencoder
@@ -175,6 +177,142 @@ def test_normalized_separation_keeps_the_centres_near_the_data():
                                       distance_scale(mu, distance)), lr=0.01, momentum=0.9)
         norms[distance] = rmn.means.norm(dim=1).max().item()
     assert norms["normalized"] < 5.0 < 50.0 < norms["euclidean"]
+
+
+def test_euclidean_and_normalized_separation_and_stability_by_hand():
+    # centres (0,0), (3,0), (0,4); one neighbour each: 0 -> 1 (9), 1 -> 0 (9), 2 -> 0 (16)
+    means = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]], dtype=torch.float64)
+    variances = torch.tensor([[0.5, 0.5], [0.5, 0.5], [0.5, 2.0]], dtype=torch.float64)
+    weights = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    nbrs = neighbour_sets(means, 1)
+    assert separation(means, nbrs, distance_scale(means, "euclidean")).item() == 34.0
+    assert separation(means, nbrs, distance_scale(means, "normalized")).item() == \
+        pytest.approx(34 / (50 / 3))
+    euclidean = stability(means, variances, weights, 0.1, 1, "euclidean")
+    normalized = stability(means, variances, weights, 0.1, 1, "normalized")
+    # beta = 1.1 eta S / D with D = 2
+    assert euclidean["beta"] == pytest.approx(1.1 * 0.1 * 34 / 2)
+    assert normalized["beta"] == pytest.approx(1.1 * 0.1 * 34 * 3 / 50 / 2)
+    # kappa = 2 eta |n| sigma^2 / (omega scale): largest at component 2, dimension 1
+    assert euclidean["kappa_max"] == pytest.approx(2 * 0.1 * 1 * 2.0 / 0.2)
+    assert normalized["kappa_max"] == pytest.approx(2 * 0.1 * 1 * 2.0 / 0.2 / (50 / 3))
+    # R = mean squared centre distance / sum_k omega_k tr(Sigma_k) = (50/3) / 1.3, either way
+    assert euclidean["separation_ratio"] == pytest.approx((50 / 3) / 1.3)
+    assert normalized["separation_ratio"] == euclidean["separation_ratio"]
+    # stretching the code by c: Eq. 5's beta and kappa grow by c^2 and c^0 (the variances grow
+    # by c^2 too, the weights not); the normalised beta and R do not change
+    c = 3.0
+    stretched = stability(c * means, c * c * variances, weights, 0.1, 1, "euclidean")
+    assert stretched["beta"] == pytest.approx(c * c * euclidean["beta"])
+    assert stretched["kappa_max"] == pytest.approx(c * c * euclidean["kappa_max"])
+    assert stretched["separation_ratio"] == pytest.approx(euclidean["separation_ratio"])
+    assert stability(c * means, c * c * variances, weights, 0.1, 1, "normalized")["beta"] == \
+        pytest.approx(normalized["beta"])
+
+
+def test_eta_auto_beta_follows_the_code_scale():
+    means = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]], dtype=torch.float64)
+    variances = torch.full((3, 2), 0.5, dtype=torch.float64)
+    weights = torch.full((3,), 1 / 3, dtype=torch.float64)
+    for distance in ("euclidean", "normalized"):
+        for target in (0.5, 1.0, 2.0):
+            eta = eta_for_beta(target, means, 1, distance)
+            assert stability(means, variances, weights, eta, 1, distance)["beta"] == \
+                pytest.approx(target)
+    # Eq. 5's plain distance: eta scales as 1 / (code scale)^2; the normalised one: not at all
+    assert eta_for_beta(1.0, 10 * means, 1, "euclidean") == \
+        pytest.approx(eta_for_beta(1.0, means, 1, "euclidean") / 100)
+    assert eta_for_beta(1.0, 10 * means, 1, "normalized") == \
+        pytest.approx(eta_for_beta(1.0, means, 1, "normalized"))
+    with pytest.raises(ValueError, match="auto_beta needs centres that are apart"):
+        eta_for_beta(1.0, torch.zeros(3, 2), 1, "euclidean")
+    with pytest.raises(ValueError, match="target_beta must be > 0"):
+        eta_for_beta(0.0, means, 1, "euclidean")
+
+
+def _scaled_blob_start(c: float = 50.0):
+    """:func:`_blob_start` with the encoder's last layer multiplied by c (codes with std ~3
+    and within-component variances 0.4-1.3, far above the variance floor, like the
+    paper-schedule codes) and the GMM init fitted on those codes."""
+    x, y, ae, _ = _blob_start()
+    last = [m for m in ae.encoder.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.mul_(c)
+        last.bias.mul_(c)
+        init = gmm_arrays(ae.encode(x).numpy(), 3, {}, seed=0)
+    return x, y, ae, init
+
+
+def test_auto_beta_starts_at_the_target_and_the_monitor_rows_record_it():
+    x, y, ae, init = _scaled_blob_start()
+    params = {"eta": "auto_beta", "target_beta": 0.5, "separation_distance": "euclidean",
+              "epochs": 2, "lr": 0.01, "encoder_lr": 1e-4, "batch_size": 32}
+    result = finetune(copy.deepcopy(ae), x, init, params, seed=0, y_true=y)
+    assert result.info["target_beta"] == 0.5
+    assert result.info["start"]["beta"] == pytest.approx(0.5)
+    assert result.info["eta"] == result.info["eta_per_sample"] > 0
+    monitor = [r for r in result.history if r["kind"] == "target"]
+    assert monitor[0]["step"] == 0 and monitor[0]["beta"] == pytest.approx(0.5, rel=1e-5)
+    for row in monitor:
+        assert {"beta", "kappa_max", "separation_ratio", "encoder_lr"} <= set(row)
+        assert row["kappa_max"] > 0 and row["separation_ratio"] > 0
+    # Eq. 4's weighting: the same per-sample eta, counted N times over as the recipe's eta
+    per_dataset = finetune(copy.deepcopy(ae), x, init,
+                           {**params, "separation_weighting": "dataset"}, seed=0)
+    assert per_dataset.info["eta_per_sample"] == pytest.approx(result.info["eta_per_sample"])
+    assert per_dataset.info["eta"] == pytest.approx(x.shape[0] * result.info["eta_per_sample"])
+    # eta = 0 (DeepGMM): beta and kappa are 0, R is still measured
+    deep = finetune(copy.deepcopy(ae), x, init, {**params, "eta": 0.0, "target_beta": None},
+                    seed=0)
+    rows = [r for r in deep.history if r["kind"] == "target"]
+    assert all(r["beta"] == 0 and r["kappa_max"] == 0 and r["separation_ratio"] > 0
+               for r in rows)
+    with pytest.raises(ValueError, match="target_beta .* applies only with eta: auto_beta"):
+        finetune(copy.deepcopy(ae), x, init, {**params, "eta": 0.01}, seed=0)
+
+
+def test_encoder_lr_reaches_the_optimiser():
+    x, y, ae, init = _scaled_blob_start()
+    params = {"eta": 0.0, "epochs": 3, "lr": 0.01, "batch_size": 32, "lr_step_epochs": 2}
+    moved = {}
+    for encoder_lr in (1e-6, 1e-2, None):
+        net = copy.deepcopy(ae)
+        recipe = params if encoder_lr is None else {**params, "encoder_lr": encoder_lr}
+        result = finetune(net, x, init, recipe, seed=0)
+        rows = [r for r in result.history if r["kind"] == "target"]
+        expected = 0.01 if encoder_lr is None else encoder_lr   # default: the GMM's lr
+        assert result.info["encoder_lr"] == expected
+        # divided by 10 with the GMM's lr after lr_step_epochs (2 epochs of 4 steps)
+        assert [r["encoder_lr"] for r in rows] == pytest.approx(
+            [expected if r["step"] < 8 else expected / 10 for r in rows])
+        moved[encoder_lr] = sum(float((a - b).detach().abs().sum()) for a, b in
+                                zip(net.encoder.parameters(), ae.encoder.parameters(),
+                                    strict=True))
+    assert moved[1e-2] > 100 * moved[1e-6] > 0
+
+
+def _passes_the_stage3_criteria(rows: list[dict]) -> bool:
+    """docs/reproduction/rmn-stage3.md's rules on a run's monitor rows (K = 3 here)."""
+    return (all(r["kappa_max"] < 1 for r in rows)
+            and all(0.01 <= r["smallest_share"] <= r["largest_share"] <= 0.5 for r in rows)
+            and rows[-1]["separation_ratio"] > rows[0]["separation_ratio"])
+
+
+def test_plain_distance_at_beta_one_keeps_every_component_on_a_moving_encoder():
+    """Eq. 5 with eta: auto_beta (beta 1 at the start) and an encoder that moves (lr 1e-3 here;
+    the separable blobs' codes at scale ~3): no centre detaches (kappa < 1), every component
+    keeps its third of the points, the between/within ratio rises, for 160 steps. At ten times
+    the encoder lr the likelihood's shrink wins within the run, and the criteria say so."""
+    x, y, ae, init = _scaled_blob_start()
+    params = {"eta": "auto_beta", "separation_distance": "euclidean", "epochs": 40,
+              "lr": 0.01, "batch_size": 32, "momentum": 0.9}
+    stable = finetune(copy.deepcopy(ae), x, init, {**params, "encoder_lr": 1e-3}, seed=0)
+    rows = [r for r in stable.history if r["kind"] == "target"]
+    assert len(rows) >= 40 and _passes_the_stage3_criteria(rows)
+    assert (np.bincount(stable.labels, minlength=3) == 40).all()
+    collapsed = finetune(copy.deepcopy(ae), x, init, {**params, "encoder_lr": 1e-2}, seed=0)
+    assert not _passes_the_stage3_criteria(
+        [r for r in collapsed.history if r["kind"] == "target"])
 
 
 def test_eta_defaults_and_rejects_negative_values():
