@@ -245,7 +245,7 @@ def _scaled_blob_start(c: float = 50.0):
     return x, y, ae, init
 
 
-def test_auto_beta_starts_at_the_target_and_the_monitor_rows_record_it():
+def test_auto_beta_starts_at_the_target_and_the_monitor_rows_record_it(caplog):
     x, y, ae, init = _scaled_blob_start()
     params = {"eta": "auto_beta", "target_beta": 0.5, "separation_distance": "euclidean",
               "epochs": 2, "lr": 0.01, "encoder_lr": 1e-4, "batch_size": 32}
@@ -271,6 +271,11 @@ def test_auto_beta_starts_at_the_target_and_the_monitor_rows_record_it():
                for r in rows)
     with pytest.raises(ValueError, match="target_beta .* applies only with eta: auto_beta"):
         finetune(copy.deepcopy(ae), x, init, {**params, "eta": 0.01}, seed=0)
+    # a target far beyond the centres' hold: the start's kappa is logged as a detachment
+    assert "kappa_max" not in caplog.text
+    far = finetune(copy.deepcopy(ae), x, init, {**params, "target_beta": 100.0, "epochs": 1},
+                   seed=0)
+    assert far.info["start"]["kappa_max"] >= 1 and "so it will detach" in caplog.text
 
 
 def test_encoder_lr_reaches_the_optimiser():
@@ -324,6 +329,8 @@ def test_plain_distance_at_beta_one_keeps_every_component_on_a_moving_encoder(tm
                                                     + ["--out", str(tmp_path / "c.csv")]))
     assert f"chosen (largest final R among the runs that pass): {paths[0]}" in \
         capsys.readouterr().out
+    assert criteria.run_label("r/results/finetune/fashion/rmn-gmm@eta=0.1/seed0/history.csv") \
+        == "fashion/rmn-gmm@eta=0.1/seed0"
     assert pd.read_csv(tmp_path / "c.csv")["passes"].tolist() == [True, False]
 
 

@@ -80,6 +80,15 @@ def history_rows(path: str | Path) -> list[dict[str, Any]]:
     return rows.to_dict("records")
 
 
+def run_label(path: str | Path) -> str:
+    """``dataset/method/seedN`` for ``.../finetune/dataset/method/seedN/history.csv``, else the
+    path as given."""
+    parts = Path(path).parts
+    if "finetune" in parts and len(parts) - parts.index("finetune") == 5:
+        return "/".join(parts[parts.index("finetune") + 1:-1])
+    return str(path)
+
+
 def choose(verdicts: dict[str, dict[str, Any]]) -> str | None:
     """The decision rule: among the runs that pass, the largest final R (None if none pass)."""
     passing = {name: v for name, v in verdicts.items() if v["passes"]}
@@ -98,9 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> None:
-    verdicts = {str(path): verdict(history_rows(path)) for path in args.histories}
+    verdicts = {run_label(path): verdict(history_rows(path)) for path in args.histories}
     table = pd.DataFrame.from_dict(verdicts, orient="index")
-    table.index.name = "history"
+    table.index.name = "run"
     with pd.option_context("display.width", 200, "display.max_columns", 20,
                            "display.max_colwidth", 90):
         print(table.to_string(float_format=lambda v: f"{v:.4g}"))

@@ -22,6 +22,7 @@ defaults: docs/notes/rmn.md; the stage-3 grid and its criteria: docs/reproductio
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
@@ -51,6 +52,7 @@ from stages.train import (
     steps_per_epoch,
 )
 
+log = logging.getLogger("stages.methods.rmn")
 _LOG_2PI = math.log(2.0 * math.pi)
 #: how the separation term is weighted against the log-likelihood: ``sample`` (Eqs. 5 and 10:
 #: eta S per sample) or ``dataset`` (Eq. 4: eta S once against the N samples' sum)
@@ -473,7 +475,6 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
     rmn = RMN(means, variances, weights, min_variance=float(params.get("min_variance", 0.01)),
               min_weight=float(params.get("min_weight", 1e-8))).to(device)
     model = RMNClusterer(autoencoder, rmn)
-    start = rmn.parameters_now()
     k = rmn.n_components
     weighting = str(params.get("separation_weighting", "sample"))
     if weighting not in SEPARATION_WEIGHTINGS:
@@ -484,6 +485,13 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
     distance_scale(rmn.means, distance)                     # a bad name fails before training
     eta, eta_step, target_beta = resolve_eta_step(params, rmn.means, n_neighbours, distance,
                                                   weighting, x.shape[0])
+    start_state = stability(rmn.means, rmn.variances, rmn.weights, eta_step, n_neighbours,
+                            distance)
+    if start_state["kappa_max"] >= 1:
+        log.warning("stage 3 starts with kappa_max = %.3g >= 1 (eta %.3g per sample): Eq. 10's "
+                    "separation term pulls some centre away faster than its points hold it, "
+                    "so it will detach; lower eta (or target_beta)", start_state["kappa_max"],
+                    eta_step)
     momentum = float(params.get("momentum", 0.9))
     encoder_lr = float(params.get("encoder_lr", params["lr"]))
     gmm_lr_scale = float(params["lr"]) / encoder_lr   # the GMM's lr follows the same steps
@@ -550,8 +558,7 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
                 for name in ("means", "variances", "weights")},
         info={"steps": result.steps, "eta": eta, "eta_per_sample": eta_step,
               "target_beta": target_beta, "encoder_lr": encoder_lr,
-              "start": stability(*(torch.as_tensor(a, device=device).float() for a in start),
-                                 eta_step, n_neighbours, distance),
+              "start": start_state,
               "separation_weighting": weighting,
               "n_neighbours": n_neighbours,
               "separation_distance": distance,
