@@ -15,6 +15,7 @@ import yaml
 from sklearn.mixture import GaussianMixture
 
 from stages import config as cfg
+from stages.artifacts import write_arrays
 from stages.config import validate
 from stages.errors import ConfigError, DataFileError
 from stages.methods.rmn import criteria
@@ -325,13 +326,41 @@ def test_plain_distance_at_beta_one_keeps_every_component_on_a_moving_encoder(tm
     assert not (collapsed["shares"] and collapsed["attached"] and collapsed["bounded_scale"])
     assert criteria.choose({"a": stable, "b": collapsed}) == "a"
     assert criteria.choose({"b": collapsed}) is None
-    criteria.run(criteria.build_parser().parse_args([str(p) for p in paths]
-                                                    + ["--out", str(tmp_path / "c.csv")]))
+    criteria.run(criteria.build_parser().parse_args(["judge", *map(str, paths),
+                                                     "--out", str(tmp_path / "c.csv")]))
     assert f"chosen (largest final R among the runs that pass): {paths[0]}" in \
         capsys.readouterr().out
     assert criteria.run_label("r/results/finetune/fashion/rmn-gmm@eta=0.1/seed0/history.csv") \
         == "fashion/rmn-gmm@eta=0.1/seed0"
     assert pd.read_csv(tmp_path / "c.csv")["passes"].tolist() == [True, False]
+
+
+def test_start_values_of_auto_beta_on_a_gmm_init(tmp_path, capsys):
+    """Before any run: the start's beta is the target, kappa and beta scale together (so a
+    target beyond 1 / (kappa/beta) starts detached), R does not depend on eta, and the two
+    distances start alike (the scale cancels in kappa / beta)."""
+    means = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]], dtype=torch.float64)
+    variances = torch.tensor([[0.5, 0.5], [0.5, 0.5], [0.5, 2.0]], dtype=torch.float64)
+    weights = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    rows = criteria.start_values(means, variances, weights, [0.5, 1.0], ["euclidean",
+                                                                       "normalized"])
+    assert [(r["distance"], r["target_beta"]) for r in rows] == [
+        ("euclidean", 0.5), ("euclidean", 1.0), ("normalized", 0.5), ("normalized", 1.0)]
+    for r in rows:
+        assert r["beta"] == pytest.approx(r["target_beta"])
+        # kappa / beta = 2 |n| sigma^2 / omega * D / (1.1 S) = 2 * 2.0 / 0.2 * 2 / (1.1 * 34)
+        assert r["kappa_max"] / r["beta"] == pytest.approx(2 * 2.0 / 0.2 * 2 / (1.1 * 34))
+        assert r["separation_ratio"] == pytest.approx((50 / 3) / 1.3)
+    # the head's variance floor applies as in stage 3
+    floored = criteria.start_values(means, variances * 1e-4, weights, [1.0], ["euclidean"])
+    assert floored[0]["kappa_max"] == pytest.approx(
+        rows[1]["kappa_max"] * 0.01 / 2.0)  # the broadest variance 2e-4 is floored to 0.01
+    path = tmp_path / "gmm.h5"
+    write_arrays(path, {"means": means.numpy(), "variances": variances.numpy(),
+                        "weights": weights.numpy()})
+    criteria.run(criteria.build_parser().parse_args(["start", str(path), "--target-beta", "1"]))
+    out = capsys.readouterr().out
+    assert "euclidean" in out and "normalized" in out and "kappa_max" in out
 
 
 def test_stage3_criteria_need_the_monitor_columns():
