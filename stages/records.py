@@ -4,12 +4,20 @@
     python -m stages.records append RUN/.../all.csv --config config/reproduce-X-bf16.yaml \
         --variant-of config/reproduce-X.yaml
     python -m stages.records table
+    python -m stages.records rename --from rmn-gmm --to rmn-gmm-std --commit 772d96d \
+        --config config/reproduce-rmn.yaml [--dataset fashion ...]
 
 ``append`` adds a finished run's rows of ``all.csv`` to ``docs/reproduction/all.csv`` and
 rebuilds ``paper_vs_ours.md`` beside it. It refuses, writing nothing, a row whose schedule is
 not ``paper``, whose commit is missing or is not an ancestor of this checkout's HEAD, or that is
 already recorded (same dataset, method, seed and config; ``--replace`` replaces it). ``table``
 only rebuilds ``paper_vs_ours.md`` from the recorded rows, with :mod:`stages.aggregate`.
+
+``rename`` gives recorded rows the name of the method that runs their recipe today, so that no
+superseded reading is shown under a current method's name (a default changed after the run):
+it renames the rows of method ``--from`` made with ``--config`` at ``--commit`` (a prefix of the
+recorded commit; optionally only ``--dataset``), refuses (writing nothing) when no row matches or
+when a renamed row would clash with a recorded one, and rebuilds the tables.
 
 A run made to check a variant of a recorded run (the same methods and seeds under another
 precision, say) is appended with ``--variant-of`` the recorded run's config. Its rows carry that
@@ -262,6 +270,46 @@ def append(run_table: str | Path, config: str, *, records: Path = RECORDS,
     return len(rows)
 
 
+def rename(old: str, new: str, *, commit: str, config: str,
+           datasets: list[str] | None = None, records: Path = RECORDS) -> int:
+    """Rename the recorded rows of method ``old`` to ``new``; return how many (see module).
+
+    The rows renamed are those with ``method == old``, ``config == config`` and a commit that
+    starts with ``commit`` (at least 7 characters), in ``datasets`` when given. Raises
+    :class:`ConfigError` for an empty selection or a name clash, writing nothing.
+    """
+    if old == new:
+        raise ConfigError(f"--from and --to are both {old!r}; name the method to rename to")
+    if len(commit) < 7:
+        raise ConfigError(f"--commit {commit!r}: give at least 7 characters of the commit the "
+                          "rows were made at")
+    target = records / "all.csv"
+    if not target.exists():
+        raise DataFileError(f"{target}: not found; nothing is recorded there")
+    table = pd.read_csv(target)
+    chosen = ((table["method"] == old) & (table["config"] == config)
+              & table["commit"].astype(str).str.startswith(commit))
+    if datasets:
+        chosen &= table["dataset"].isin(datasets)
+    if not chosen.any():
+        same = table[table["method"] == old]
+        found = sorted({(str(r.dataset), str(r.config), str(r.commit)[:7])
+                        for r in same.itertuples()})
+        raise ConfigError(f"{target}: no row of method {old!r} made with {config} at commit "
+                          f"{commit}" + (f" on {datasets}" if datasets else "")
+                          + f"; rows of {old!r} (dataset, config, commit): {found or 'none'}")
+    renamed = table.loc[chosen, KEY].assign(method=new)
+    clash = table[~chosen].merge(renamed, on=KEY, how="inner")
+    if len(clash):
+        raise ConfigError(f"{target}: renaming {old!r} to {new!r} would clash with the recorded "
+                          f"rows {clash[KEY].to_dict('records')}; rename those first")
+    table.loc[chosen, "method"] = new
+    table = table.sort_values(KEY, kind="stable").reset_index(drop=True)
+    write_table(table, target)
+    rebuild_table(records)
+    return int(chosen.sum())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m stages.records", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -277,6 +325,16 @@ def build_parser() -> argparse.ArgumentParser:
                           "config/reproduce-dec.yaml for a bf16-mixed rerun); compared in "
                           "variants.md, left out of paper_vs_ours.md")
     sub.add_parser("table", help="rebuild docs/reproduction/paper_vs_ours.md")
+    ren = sub.add_parser("rename", help="give recorded rows the name of the method that runs "
+                                        "their recipe today")
+    ren.add_argument("--from", dest="old", required=True, help="the recorded method name")
+    ren.add_argument("--to", dest="new", required=True, help="the method's name today")
+    ren.add_argument("--commit", required=True,
+                     help="the commit the rows were made at (a prefix, >= 7 characters)")
+    ren.add_argument("--config", required=True,
+                     help="the config the rows were made with, e.g. config/reproduce-rmn.yaml")
+    ren.add_argument("--dataset", action="append", dest="datasets", metavar="DATASET",
+                     help="only this dataset's rows (repeatable; default: every dataset)")
     return parser
 
 
@@ -284,6 +342,11 @@ def run(args: argparse.Namespace) -> None:
     if args.command == "append":
         n = append(args.table, args.config, replace=args.replace, variant_of=args.variant_of)
         log.info("recorded %d row(s) in %s", n, RECORDS / "all.csv")
+    elif args.command == "rename":
+        n = rename(args.old, args.new, commit=args.commit, config=args.config,
+                   datasets=args.datasets, records=RECORDS)
+        log.info("renamed %d row(s) of %s to %s in %s", n, args.old, args.new,
+                 RECORDS / "all.csv")
     else:
         log.info("wrote %s", rebuild_table())
 

@@ -161,3 +161,71 @@ def test_a_variant_method_without_reference_seeds_gets_a_full_row_of_dashes():
     header = next(x for x in md.splitlines() if x.startswith("| dataset |"))
     row = next(x for x in md.splitlines() if x.startswith("| d | idec | 0 |"))
     assert row.count("|") == header.count("|") and row.count("—") == 16
+
+
+def _recorded(records_dir: Path, rows: list[tuple[str, str, str]]) -> Path:
+    """docs/reproduction/all.csv with one seed-0 row per (dataset, method, commit)."""
+    records_dir.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame([{"dataset": d, "method": m, "family": "rmn-gmm", "seed": 0,
+                           "schedule": "paper", "config": "config/reproduce-rmn.yaml",
+                           "variant_of": None, "acc": acc, "nmi_max": 0.5, "nmi_sqrt": 0.5,
+                           "nmi_arithmetic": 0.5, "ari": 0.4, "pair_precision": 0.5,
+                           "commit": c}
+                          for (d, m, c), acc in zip(rows, (0.1, 0.559, 0.56, 0.1, 0.7),
+                                                    strict=False)])
+    table.to_csv(records_dir / "all.csv", index=False)
+    return records_dir
+
+
+def test_rename_names_the_rows_as_the_methods_that_run_them_today(tmp_path):
+    old = "772d96d8332c0d621687cca9561854a3cdec567b"
+    new = "4ebb039" + "a" * 33
+    out = _recorded(tmp_path / "records", [("fashion", "rmn-gmm", old),
+                                           ("fashion", "rmn-gmm-raw", old),
+                                           ("fashion", "rmn-gmm", new),
+                                           ("mnist5k", "rmn-gmm", old)])
+    config = "config/reproduce-rmn.yaml"
+    # the old default's rows, on Fashion only, at the old commit (the prefix names it)
+    assert records.rename("rmn-gmm", "rmn-gmm-std", commit="772d96d", config=config,
+                          datasets=["fashion"], records=out) == 1
+    table = pd.read_csv(out / "all.csv")
+    names = set(zip(table["dataset"], table["method"], table["commit"].str[:7], strict=True))
+    assert names == {("fashion", "rmn-gmm-std", "772d96d"), ("fashion", "rmn-gmm-raw", "772d96d"),
+                     ("fashion", "rmn-gmm", "4ebb039"), ("mnist5k", "rmn-gmm", "772d96d")}
+    assert table.loc[table["method"] == "rmn-gmm-std", "acc"].tolist() == [0.1]
+    # the raw reading is today's rmn-gmm: fine on mnist5k, a clash on Fashion (another commit's
+    # rmn-gmm row is recorded there under the same dataset, seed and config)
+    with pytest.raises(ConfigError, match="would clash with the recorded rows"):
+        records.rename("rmn-gmm-raw", "rmn-gmm", commit="772d96d", config=config, records=out)
+    assert pd.read_csv(out / "all.csv").equals(table)                       # nothing written
+    md = (out / "paper_vs_ours.md")
+    assert md.exists() and "rmn-gmm-std" in md.read_text()
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"commit": "1234567"}, "no row of method 'rmn-gmm' made with"),
+    ({"config": "config/reproduce-dec.yaml"}, "no row of method 'rmn-gmm' made with"),
+    ({"datasets": ["usps"]}, r"on \['usps'\]"),
+    ({"new": "rmn-gmm"}, "--from and --to are both"),
+    ({"commit": "772d"}, "at least 7 characters"),
+])
+def test_rename_refuses_and_writes_nothing(tmp_path, kwargs, message):
+    out = _recorded(tmp_path / "records",
+                    [("fashion", "rmn-gmm", "772d96d8332c0d621687cca9561854a3cdec567b")])
+    before = (out / "all.csv").read_text()
+    args = {"old": "rmn-gmm", "new": "rmn-gmm-std", "commit": "772d96d",
+            "config": "config/reproduce-rmn.yaml", **kwargs}
+    with pytest.raises(ConfigError, match=message):
+        records.rename(args.pop("old"), args.pop("new"), records=out, **args)
+    assert (out / "all.csv").read_text() == before
+
+
+def test_rename_from_the_command_line(tmp_path, monkeypatch):
+    out = _recorded(tmp_path / "records",
+                    [("fashion", "rmn-gmm", "772d96d8332c0d621687cca9561854a3cdec567b")])
+    monkeypatch.setattr(records, "RECORDS", out)
+    args = records.build_parser().parse_args(
+        ["rename", "--from", "rmn-gmm", "--to", "rmn-gmm-std", "--commit", "772d96d",
+         "--config", "config/reproduce-rmn.yaml", "--dataset", "fashion"])
+    records.run(args)
+    assert pd.read_csv(out / "all.csv")["method"].tolist() == ["rmn-gmm-std"]

@@ -8,19 +8,23 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
 from sklearn.mixture import GaussianMixture
 
 from stages import config as cfg
+from stages.artifacts import write_arrays
 from stages.config import validate
 from stages.errors import ConfigError, DataFileError
+from stages.methods.rmn import criteria
 from stages.methods.rmn import pretrain as rp
 from stages.methods.rmn.gmm_init import gmm_arrays
 from stages.methods.rmn.head import (
     RMN,
     distance_scale,
+    eta_for_beta,
     finetune,
     gmm_directions,
     log_gaussians,
@@ -30,6 +34,7 @@ from stages.methods.rmn.head import (
     rescale_code,
     resolve_eta,
     separation,
+    stability,
 )
 from stages.nets import build_network
 from stages.nets.rmn import RBMAutoencoder
@@ -175,6 +180,199 @@ def test_normalized_separation_keeps_the_centres_near_the_data():
                                       distance_scale(mu, distance)), lr=0.01, momentum=0.9)
         norms[distance] = rmn.means.norm(dim=1).max().item()
     assert norms["normalized"] < 5.0 < 50.0 < norms["euclidean"]
+
+
+def test_euclidean_and_normalized_separation_and_stability_by_hand():
+    # centres (0,0), (3,0), (0,4); one neighbour each: 0 -> 1 (9), 1 -> 0 (9), 2 -> 0 (16)
+    means = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]], dtype=torch.float64)
+    variances = torch.tensor([[0.5, 0.5], [0.5, 0.5], [0.5, 2.0]], dtype=torch.float64)
+    weights = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    nbrs = neighbour_sets(means, 1)
+    assert separation(means, nbrs, distance_scale(means, "euclidean")).item() == 34.0
+    assert separation(means, nbrs, distance_scale(means, "normalized")).item() == \
+        pytest.approx(34 / (50 / 3))
+    euclidean = stability(means, variances, weights, 0.1, 1, "euclidean")
+    normalized = stability(means, variances, weights, 0.1, 1, "normalized")
+    # beta = 1.1 eta S / D with D = 2
+    assert euclidean["beta"] == pytest.approx(1.1 * 0.1 * 34 / 2)
+    assert normalized["beta"] == pytest.approx(1.1 * 0.1 * 34 * 3 / 50 / 2)
+    # kappa = 2 eta |n| sigma^2 / (omega scale): largest at component 2, dimension 1
+    assert euclidean["kappa_max"] == pytest.approx(2 * 0.1 * 1 * 2.0 / 0.2)
+    assert normalized["kappa_max"] == pytest.approx(2 * 0.1 * 1 * 2.0 / 0.2 / (50 / 3))
+    # R = mean squared centre distance / sum_k omega_k tr(Sigma_k) = (50/3) / 1.3, either way
+    assert euclidean["separation_ratio"] == pytest.approx((50 / 3) / 1.3)
+    assert normalized["separation_ratio"] == euclidean["separation_ratio"]
+    # stretching the code by c: Eq. 5's beta and kappa grow by c^2 and c^0 (the variances grow
+    # by c^2 too, the weights not); the normalised beta and R do not change
+    c = 3.0
+    stretched = stability(c * means, c * c * variances, weights, 0.1, 1, "euclidean")
+    assert stretched["beta"] == pytest.approx(c * c * euclidean["beta"])
+    assert stretched["kappa_max"] == pytest.approx(c * c * euclidean["kappa_max"])
+    assert stretched["separation_ratio"] == pytest.approx(euclidean["separation_ratio"])
+    assert stability(c * means, c * c * variances, weights, 0.1, 1, "normalized")["beta"] == \
+        pytest.approx(normalized["beta"])
+
+
+def test_eta_auto_beta_follows_the_code_scale():
+    means = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]], dtype=torch.float64)
+    variances = torch.full((3, 2), 0.5, dtype=torch.float64)
+    weights = torch.full((3,), 1 / 3, dtype=torch.float64)
+    for distance in ("euclidean", "normalized"):
+        for target in (0.5, 1.0, 2.0):
+            eta = eta_for_beta(target, means, 1, distance)
+            assert stability(means, variances, weights, eta, 1, distance)["beta"] == \
+                pytest.approx(target)
+    # Eq. 5's plain distance: eta scales as 1 / (code scale)^2; the normalised one: not at all
+    assert eta_for_beta(1.0, 10 * means, 1, "euclidean") == \
+        pytest.approx(eta_for_beta(1.0, means, 1, "euclidean") / 100)
+    assert eta_for_beta(1.0, 10 * means, 1, "normalized") == \
+        pytest.approx(eta_for_beta(1.0, means, 1, "normalized"))
+    with pytest.raises(ValueError, match="auto_beta needs centres that are apart"):
+        eta_for_beta(1.0, torch.zeros(3, 2), 1, "euclidean")
+    with pytest.raises(ValueError, match="target_beta must be > 0"):
+        eta_for_beta(0.0, means, 1, "euclidean")
+
+
+def _scaled_blob_start(c: float = 50.0):
+    """:func:`_blob_start` with the encoder's last layer multiplied by c (codes with std ~3
+    and within-component variances 0.4-1.3, far above the variance floor, like the
+    paper-schedule codes) and the GMM init fitted on those codes."""
+    x, y, ae, _ = _blob_start()
+    last = [m for m in ae.encoder.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.mul_(c)
+        last.bias.mul_(c)
+        init = gmm_arrays(ae.encode(x).numpy(), 3, {}, seed=0)
+    return x, y, ae, init
+
+
+def test_auto_beta_starts_at_the_target_and_the_monitor_rows_record_it(caplog):
+    x, y, ae, init = _scaled_blob_start()
+    params = {"eta": "auto_beta", "target_beta": 0.5, "separation_distance": "euclidean",
+              "epochs": 2, "lr": 0.01, "encoder_lr": 1e-4, "batch_size": 32}
+    result = finetune(copy.deepcopy(ae), x, init, params, seed=0, y_true=y)
+    assert result.info["target_beta"] == 0.5
+    assert result.info["start"]["beta"] == pytest.approx(0.5)
+    assert result.info["eta"] == result.info["eta_per_sample"] > 0
+    monitor = [r for r in result.history if r["kind"] == "target"]
+    assert monitor[0]["step"] == 0 and monitor[0]["beta"] == pytest.approx(0.5, rel=1e-5)
+    for row in monitor:
+        assert {"beta", "kappa_max", "separation_ratio", "encoder_lr"} <= set(row)
+        assert row["kappa_max"] > 0 and row["separation_ratio"] > 0
+    # Eq. 4's weighting: the same per-sample eta, counted N times over as the recipe's eta
+    per_dataset = finetune(copy.deepcopy(ae), x, init,
+                           {**params, "separation_weighting": "dataset"}, seed=0)
+    assert per_dataset.info["eta_per_sample"] == pytest.approx(result.info["eta_per_sample"])
+    assert per_dataset.info["eta"] == pytest.approx(x.shape[0] * result.info["eta_per_sample"])
+    # eta = 0 (DeepGMM): beta and kappa are 0, R is still measured
+    deep = finetune(copy.deepcopy(ae), x, init, {**params, "eta": 0.0, "target_beta": None},
+                    seed=0)
+    rows = [r for r in deep.history if r["kind"] == "target"]
+    assert all(r["beta"] == 0 and r["kappa_max"] == 0 and r["separation_ratio"] > 0
+               for r in rows)
+    with pytest.raises(ValueError, match="target_beta .* applies only with eta: auto_beta"):
+        finetune(copy.deepcopy(ae), x, init, {**params, "eta": 0.01}, seed=0)
+    # a target far beyond the centres' hold: the start's kappa is logged as a detachment
+    assert "kappa_max" not in caplog.text
+    far = finetune(copy.deepcopy(ae), x, init, {**params, "target_beta": 100.0, "epochs": 1},
+                   seed=0)
+    assert far.info["start"]["kappa_max"] >= 1 and "so it will detach" in caplog.text
+
+
+def test_encoder_lr_reaches_the_optimiser():
+    x, y, ae, init = _scaled_blob_start()
+    params = {"eta": 0.0, "epochs": 3, "lr": 0.01, "batch_size": 32, "lr_step_epochs": 2}
+    moved = {}
+    for encoder_lr in (1e-6, 1e-2, None):
+        net = copy.deepcopy(ae)
+        recipe = params if encoder_lr is None else {**params, "encoder_lr": encoder_lr}
+        result = finetune(net, x, init, recipe, seed=0)
+        rows = [r for r in result.history if r["kind"] == "target"]
+        expected = 0.01 if encoder_lr is None else encoder_lr   # default: the GMM's lr
+        assert result.info["encoder_lr"] == expected
+        # divided by 10 with the GMM's lr after lr_step_epochs (2 epochs of 4 steps)
+        assert [r["encoder_lr"] for r in rows] == pytest.approx(
+            [expected if r["step"] < 8 else expected / 10 for r in rows])
+        moved[encoder_lr] = sum(float((a - b).detach().abs().sum()) for a, b in
+                                zip(net.encoder.parameters(), ae.encoder.parameters(),
+                                    strict=True))
+    assert moved[1e-2] > 100 * moved[1e-6] > 0
+
+
+def test_plain_distance_at_beta_one_keeps_every_component_on_a_moving_encoder(tmp_path, capsys):
+    """Eq. 5 with eta: auto_beta (beta 1 at the start) and an encoder that moves (lr 1e-3 here;
+    the separable blobs' codes at scale ~3): no centre detaches (kappa < 1), every component
+    keeps its third of the points, the code scale stays within a factor 2 and the
+    between/within ratio rises, for 160 steps: docs/reproduction/rmn-stage3.md's criteria.
+    At ten times the encoder lr the likelihood's shrink wins within the run, and the criteria
+    say so; the command-line table picks the stable run."""
+    x, y, ae, init = _scaled_blob_start()
+    params = {"eta": "auto_beta", "separation_distance": "euclidean", "epochs": 40,
+              "lr": 0.01, "batch_size": 32, "momentum": 0.9}
+    paths = []
+    for encoder_lr in (1e-3, 1e-2):
+        result = finetune(copy.deepcopy(ae), x, init, {**params, "encoder_lr": encoder_lr},
+                          seed=0)
+        path = tmp_path / f"lr{encoder_lr}" / "history.csv"
+        path.parent.mkdir()
+        pd.DataFrame(result.history).to_csv(path, index=False)
+        paths.append(path)
+        if encoder_lr == 1e-3:
+            assert (np.bincount(result.labels, minlength=3) == 40).all()
+    stable, collapsed = (criteria.verdict(criteria.history_rows(p)) for p in paths)
+    assert stable["passes"], stable
+    assert stable["kappa_max"] < 1 and stable["ratio_last"] > stable["ratio_first"]
+    assert not collapsed["passes"]
+    assert not (collapsed["shares"] and collapsed["attached"] and collapsed["bounded_scale"])
+    assert criteria.choose({"a": stable, "b": collapsed}) == "a"
+    assert criteria.choose({"b": collapsed}) is None
+    criteria.run(criteria.build_parser().parse_args(["judge", *map(str, paths),
+                                                     "--out", str(tmp_path / "c.csv")]))
+    assert f"chosen (largest final R among the runs that pass): {paths[0]}" in \
+        capsys.readouterr().out
+    assert criteria.run_label("r/results/finetune/fashion/rmn-gmm@eta=0.1/seed0/history.csv") \
+        == "fashion/rmn-gmm@eta=0.1/seed0"
+    assert pd.read_csv(tmp_path / "c.csv")["passes"].tolist() == [True, False]
+
+
+def test_start_values_of_auto_beta_on_a_gmm_init(tmp_path, capsys):
+    """Before any run: the start's beta is the target, kappa and beta scale together (so a
+    target beyond 1 / (kappa/beta) starts detached), R does not depend on eta, and the two
+    distances start alike (the scale cancels in kappa / beta)."""
+    means = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]], dtype=torch.float64)
+    variances = torch.tensor([[0.5, 0.5], [0.5, 0.5], [0.5, 2.0]], dtype=torch.float64)
+    weights = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    rows = criteria.start_values(means, variances, weights, [0.5, 1.0], ["euclidean",
+                                                                       "normalized"])
+    assert [(r["distance"], r["target_beta"]) for r in rows] == [
+        ("euclidean", 0.5), ("euclidean", 1.0), ("normalized", 0.5), ("normalized", 1.0)]
+    for r in rows:
+        assert r["beta"] == pytest.approx(r["target_beta"])
+        # kappa / beta = 2 |n| sigma^2 / omega * D / (1.1 S) = 2 * 2.0 / 0.2 * 2 / (1.1 * 34)
+        assert r["kappa_max"] / r["beta"] == pytest.approx(2 * 2.0 / 0.2 * 2 / (1.1 * 34))
+        assert r["separation_ratio"] == pytest.approx((50 / 3) / 1.3)
+    # the head's variance floor applies as in stage 3
+    floored = criteria.start_values(means, variances * 1e-4, weights, [1.0], ["euclidean"])
+    assert floored[0]["kappa_max"] == pytest.approx(
+        rows[1]["kappa_max"] * 0.01 / 2.0)  # the broadest variance 2e-4 is floored to 0.01
+    path = tmp_path / "gmm.h5"
+    write_arrays(path, {"means": means.numpy(), "variances": variances.numpy(),
+                        "weights": weights.numpy()})
+    criteria.run(criteria.build_parser().parse_args(["start", str(path), "--target-beta", "1"]))
+    out = capsys.readouterr().out
+    assert "euclidean" in out and "normalized" in out and "kappa_max" in out
+
+
+def test_stage3_criteria_need_the_monitor_columns():
+    row = {"step": 0, "code_std": 1.0, "smallest_share": 0.3, "largest_share": 0.4,
+           "kappa_max": 0.5, "separation_ratio": 10.0}
+    with pytest.raises(DataFileError, match="at least two monitor rows"):
+        criteria.verdict([row])
+    with pytest.raises(DataFileError, match=r"monitor rows lack \['kappa_max'\]"):
+        criteria.verdict([row, {k: v for k, v in row.items() if k != "kappa_max"}])
+    grown = criteria.verdict([row, {**row, "code_std": 2.5, "separation_ratio": 11.0}])
+    assert not grown["bounded_scale"] and grown["shares"] and grown["attached"] \
+        and grown["ratio_rises"] and not grown["passes"]
 
 
 def test_eta_defaults_and_rejects_negative_values():

@@ -8,16 +8,23 @@ written) as manual ascent steps on the same batch, lr 0.01 [paper], the same lr 
 momentum [default, methods.md §5.2]. [default]s: variances clamped to ``min_variance`` 0.01,
 weights to ``min_weight`` 1e-8 and renormalised; n(k) the ⌊K/2⌋ nearest other centres [paper],
 Euclidean, every iteration; dis = |μ_k − μ_j|² / its mean over all centre pairs
-(``separation_distance: normalized``; ``euclidean``: Eq. 5's); with ``standardise`` the code is
-first rescaled to unit mean per-dimension variance, the GMM with it; η ``auto`` = 0.01 for K ≤ 10,
-else 0.001 (DeepGMM: η = 0 [paper]); prediction argmax p(c_k | y). A fixed number of iterations
-(50k [paper]); the decoder unused [paper] unless ``reconstruction_weight`` > 0 (beyond the
-paper, as IDEC). The measurements behind the defaults: docs/notes/rmn.md.
+(``separation_distance: normalized``; ``euclidean``: Eq. 5's plain squared distance [paper]);
+with ``standardise`` the code is first rescaled to unit mean per-dimension variance, the GMM with
+it; η ``auto`` = 0.01 for K ≤ 10, else 0.001, or ``auto_beta``: the η that makes the
+separation-to-shrink ratio β (:func:`stability`) equal ``target_beta`` (default 1) at the start
+of stage 3, so that η follows the code's scale (DeepGMM: η = 0 [paper]); prediction argmax
+p(c_k | y). Each monitor row records β, the largest centre-detachment number κ and the
+between/within ratio R of :func:`stability` (docs/audits/rmn.md §1.4, §5 in ../shared). A
+fixed number of iterations (50k [paper]); the decoder unused [paper] unless
+``reconstruction_weight`` > 0 (beyond the paper, as IDEC). The measurements behind the
+defaults: docs/notes/rmn.md; the stage-3 grid and its criteria: docs/reproduction/rmn-stage3.md.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -45,10 +52,15 @@ from stages.train import (
     steps_per_epoch,
 )
 
+log = logging.getLogger("stages.methods.rmn")
 _LOG_2PI = math.log(2.0 * math.pi)
 #: how the separation term is weighted against the log-likelihood: ``sample`` (Eqs. 5 and 10:
 #: eta S per sample) or ``dataset`` (Eq. 4: eta S once against the N samples' sum)
 SEPARATION_WEIGHTINGS = ("sample", "dataset")
+#: the factor of β = BETA_FACTOR η S / D: at the GMM's stationary point under Eq. 10 the
+#: separation term's cross term against a uniform shrink of the code is ≈ −1.1 η S per sample
+#: (2 × 0.56, measured on random 10-centre 10-d configurations; ../shared/docs/audits/rmn.md §1.4)
+BETA_FACTOR = 1.1
 
 # --------------------------------------------------------------------------- pure functions
 
@@ -166,6 +178,65 @@ def gmm_directions(y: torch.Tensor, means: torch.Tensor, variances: torch.Tensor
     return d_means, d_variances, d_weights
 
 
+def stability(means: torch.Tensor, variances: torch.Tensor, weights: torch.Tensor, eta: float,
+              n_neighbours: int, distance: str) -> dict[str, float]:
+    """Three label-free numbers of the mixture's state (../shared/docs/audits/rmn.md §1.4, §5).
+
+    With S = :func:`separation` (the squared distances divided by :func:`distance_scale`, as
+    stage 3 uses them), D the code dimension and η the per-sample weight of the term (η/N for
+    ``separation_weighting: dataset``):
+
+    * ``beta`` = 1.1 η S / D, the separation-to-shrink ratio: the log-likelihood gains D per
+      sample per unit of log-shrink of the code, the separation term (at Eq. 10's stationary
+      point) pushes back by ≈ 1.1 η S; the code shrinks while β < 1 and grows while β > 1.
+    * ``kappa_max`` = max_kd 2 η |n(k)| σ²_kd / (ω_k · scale), the centre-detachment number:
+      at Eq. 10's equilibrium with its neighbours fixed, a centre sits 1/(1 − κ) times farther
+      from them than its points' mean for κ < 1 and runs off for κ ≥ 1.
+    * ``separation_ratio`` R = mean_{k≠j} |μ_k − μ_j|² / Σ_k ω_k Σ_d σ²_kd, the mean squared
+      distance between centres over the mean squared distance of a point from its own centre
+      (the weighted trace of the covariances): scale-free, so a uniform shrink or growth of the
+      code leaves it unchanged, and it rises as the components become "compact and separable".
+
+    Args:
+        means, variances: (K, D); weights: (K,); eta: the per-sample η; n_neighbours: |n(k)|;
+        distance: ``euclidean`` or ``normalized``.
+    Returns:
+        ``{"beta", "kappa_max", "separation_ratio"}`` as floats.
+    """
+    k, dim = means.shape
+    scale = distance_scale(means, distance)
+    neighbours = neighbour_sets(means, n_neighbours)
+    beta = BETA_FACTOR * eta * float(separation(means, neighbours, scale)) / dim
+    kappa = 2.0 * eta * n_neighbours * variances / (weights.unsqueeze(1) * scale)   # (K, D)
+    pairs = torch.cdist(means, means).pow(2).sum() / max(1, k * (k - 1))
+    within = (weights.unsqueeze(1) * variances).sum()
+    return {"beta": beta, "kappa_max": float(kappa.max()),
+            "separation_ratio": float(pairs / within)}
+
+
+def eta_for_beta(target_beta: float, means: torch.Tensor, n_neighbours: int,
+                 distance: str) -> float:
+    """The per-sample η that makes :func:`stability`'s β equal ``target_beta`` for these
+    centres: η = target_beta · D / (1.1 S), S = :func:`separation` with ``distance``.
+
+    Args:
+        target_beta: > 0; means: (K, D), the centres at the start of stage 3;
+        n_neighbours: |n(k)| >= 1; distance: ``euclidean`` or ``normalized``.
+    Raises:
+        ValueError when the centres give no separation to scale (S = 0: one component, no
+        neighbours, or coinciding centres).
+    """
+    if not target_beta > 0:
+        raise ValueError(f"target_beta must be > 0; got {target_beta}")
+    s0 = float(separation(means, neighbour_sets(means, n_neighbours),
+                          distance_scale(means, distance))) if n_neighbours > 0 else 0.0
+    if not s0 > 0:
+        raise ValueError("eta: auto_beta needs centres that are apart (the separation term S is "
+                         f"{s0} at the start: K = {means.shape[0]} components, {n_neighbours} "
+                         "neighbours each); give eta a number instead")
+    return target_beta * means.shape[1] / (BETA_FACTOR * s0)
+
+
 def project_gmm(variances: torch.Tensor, weights: torch.Tensor, min_variance: float,
                 min_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Keep λ valid: variances (K, D) clamped to ``>= min_variance``; weights (K,) clipped to
@@ -240,17 +311,23 @@ class RMNClusterer(nn.Module):
 class ClusteringHook(PeriodicHook):
     """Once per ``period`` steps: labels and mean log-likelihood of all points, for the history,
     with the component weights, the smallest variance, the largest centre norm, the centre
-    separation (mean squared distance between centres) and the code scale (mean per-dimension
-    standard deviation of the codes).
+    separation (mean squared distance between centres), the code scale (mean per-dimension
+    standard deviation of the codes), :func:`stability`'s ``beta``, ``kappa_max`` and
+    ``separation_ratio`` (for the per-sample ``eta``, ``n_neighbours`` and ``distance`` stage 3
+    uses) and the encoder's learning rate now (``encoder_lr``, from ``lr_now``).
 
     Adds rows (``kind='target'``, as the figures expect) with the label change and, for
     monitoring only, ACC/NMI against the true labels; never used for any decision, never stops.
     """
 
     def __init__(self, model: RMNClusterer, x: torch.Tensor, y_true: np.ndarray | None,
-                 period: int, eval_batch: int = 4096):
+                 period: int, eval_batch: int = 4096, *, eta: float = 0.0,
+                 n_neighbours: int = 0, distance: str = "normalized",
+                 lr_now: Callable[[], float] | None = None):
         self.model, self.x, self.y_true = model, x, y_true
         self.period, self.eval_batch = period, eval_batch
+        self.eta, self.n_neighbours, self.distance = eta, n_neighbours, distance
+        self.lr_now = lr_now
         self.labels: torch.Tensor | None = None
         self.rows: list[dict[str, Any]] = []
 
@@ -272,6 +349,10 @@ class ClusteringHook(PeriodicHook):
                    max_centre_norm=float(rmn.means.norm(dim=1).max()),
                    centre_separation=float(centre_d2.sum() / max(1, k * (k - 1))),
                    code_std=float(y.std(dim=0).mean()))
+        row.update(stability(rmn.means, rmn.variances, rmn.weights, self.eta, self.n_neighbours,
+                             self.distance))
+        if self.lr_now is not None:
+            row["encoder_lr"] = float(self.lr_now())
         self.labels = labels
         self.rows.append(row)
         return False
@@ -285,13 +366,46 @@ class ClusteringHook(PeriodicHook):
 
 
 def resolve_eta(eta: float | str, n_clusters: int) -> float:
-    """``auto``: 0.01 for K <= 10, else 0.001 [default, methods.md §5.3]; numbers pass through."""
+    """``auto``: 0.01 for K <= 10, else 0.001 [default, methods.md §5.3]; numbers pass through
+    (``auto_beta`` depends on the centres: :func:`resolve_eta_step`)."""
     if eta == "auto":
         return 0.01 if n_clusters <= 10 else 0.001
-    value = float(eta)
+    try:
+        value = float(eta)
+    except (TypeError, ValueError):
+        raise ValueError(f"eta must be a number >= 0, 'auto' or 'auto_beta'; got {eta!r}") \
+            from None
     if value < 0:
         raise ValueError(f"eta must be >= 0 or 'auto'; got {eta}")
     return value
+
+
+def resolve_eta_step(params: dict[str, Any], means: torch.Tensor, n_neighbours: int,
+                     distance: str, weighting: str, n_samples: int,
+                     ) -> tuple[float, float, float | None]:
+    """(η as the recipe means it, η per sample, target β or None) for a recipe's ``eta``.
+
+    A number or ``auto`` (:func:`resolve_eta`) is η in the units of ``separation_weighting``:
+    per sample (``sample``, Eqs. 5 and 10) or once against the N log-likelihoods (``dataset``,
+    Eq. 4: η/N per sample). ``auto_beta`` picks the per-sample η of :func:`eta_for_beta` for the
+    centres ``means`` (K, D) at the start of stage 3 and ``target_beta`` (default 1.0), so that
+    β = 1.1 η S / D (:func:`stability`) starts at ``target_beta`` whatever the code's scale;
+    η is then that value times N for ``dataset``. ``target_beta`` with any other ``eta`` is an
+    error (it would be ignored).
+    """
+    spec = params.get("eta", "auto")
+    target = params.get("target_beta")
+    if spec == "auto_beta":
+        target = 1.0 if target is None else float(target)
+        eta_step = eta_for_beta(target, means, n_neighbours, distance)
+        return (eta_step if weighting == "sample" else eta_step * n_samples), eta_step, target
+    if target is not None:
+        raise ValueError(f"target_beta ({target}) applies only with eta: auto_beta, not eta: "
+                         f"{spec!r}; set eta: auto_beta or drop target_beta")
+    eta = resolve_eta(spec, means.shape[0])
+    # Eqs. 5/10 add eta S to every sample's objective; Eq. 4 counts it once against the sum of
+    # the N log-likelihoods, i.e. eta / N per sample
+    return eta, (eta if weighting == "sample" else eta / n_samples), None
 
 
 # --------------------------------------------------------------------------- driver
@@ -331,10 +445,12 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
         autoencoder: pretrained autoencoder with ``encode``, on the device of ``x``.
         x: the whole dataset (N, ...) on the device.
         init: the ``gmm`` init's arrays: ``means``, ``variances`` (K, D), ``weights`` (K,).
-        params: the method recipe: ``eta`` (number or ``auto``), ``steps`` (or ``epochs``),
+        params: the method recipe: ``eta`` (number, ``auto`` or ``auto_beta`` with
+            ``target_beta``: :func:`resolve_eta_step`), ``steps`` (or ``epochs``),
             ``lr_step_steps`` (or ``lr_step_epochs``: lrs divided by 10 every so many steps or
             epochs), ``batch_size``, ``lr`` (of the GMM
-            parameters, and of the encoder unless ``encoder_lr`` is given), ``encoder_lr``,
+            parameters, and of the encoder unless ``encoder_lr`` is given), ``encoder_lr``
+            (the encoder's SGD lr: 1e-5 [default] or the paper's one base lr 0.01 [paper]),
             ``momentum``, ``min_variance``, ``min_weight``, ``monitor_every_epochs``,
             ``standardise`` (:func:`rescale_code` first; default false),
             ``separation_distance`` (``euclidean`` or ``normalized``, :func:`distance_scale`),
@@ -360,17 +476,22 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
               min_weight=float(params.get("min_weight", 1e-8))).to(device)
     model = RMNClusterer(autoencoder, rmn)
     k = rmn.n_components
-    eta = resolve_eta(params.get("eta", "auto"), k)
     weighting = str(params.get("separation_weighting", "sample"))
     if weighting not in SEPARATION_WEIGHTINGS:
         raise ValueError(f"separation_weighting must be one of "
                          f"{', '.join(SEPARATION_WEIGHTINGS)}; got {weighting!r}")
-    # Eqs. 5/10 add eta S to every sample's objective; Eq. 4 counts it once against the sum of
-    # the N log-likelihoods, i.e. eta / N per sample
-    eta_step = eta if weighting == "sample" else eta / x.shape[0]
     n_neighbours = k // 2                                                   # [paper] |n(k)| = K/2
     distance = str(params.get("separation_distance", "normalized"))
     distance_scale(rmn.means, distance)                     # a bad name fails before training
+    eta, eta_step, target_beta = resolve_eta_step(params, rmn.means, n_neighbours, distance,
+                                                  weighting, x.shape[0])
+    start_state = stability(rmn.means, rmn.variances, rmn.weights, eta_step, n_neighbours,
+                            distance)
+    if start_state["kappa_max"] >= 1:
+        log.warning("stage 3 starts with kappa_max = %.3g >= 1 (eta %.3g per sample): Eq. 10's "
+                    "separation term pulls some centre away faster than its points hold it, "
+                    "so it will detach; lower eta (or target_beta)", start_state["kappa_max"],
+                    eta_step)
     momentum = float(params.get("momentum", 0.9))
     encoder_lr = float(params.get("encoder_lr", params["lr"]))
     gmm_lr_scale = float(params["lr"]) / encoder_lr   # the GMM's lr follows the same steps
@@ -386,7 +507,9 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
         optimizer, step_size=max(1, phase_steps(params, "lr_step", spe, default_epochs=10 ** 9)),
         gamma=0.1)
     every = max(1, int(params.get("monitor_every_epochs", 1)))
-    monitor = ClusteringHook(model, x, y_true, period=every * spe)
+    monitor = ClusteringHook(model, x, y_true, period=every * spe, eta=eta_step,
+                             n_neighbours=n_neighbours, distance=distance,
+                             lr_now=lambda: optimizer.param_groups[0]["lr"])
 
     first = x[:batch]  # the trained network's gradient shares at the start (GMM steps aside)
     y_first = autoencoder.encode(first)
@@ -433,7 +556,10 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
         history=history, state_dict=model.state_dict(),
         arrays={name: getattr(rmn, name).detach().float().cpu().numpy()
                 for name in ("means", "variances", "weights")},
-        info={"steps": result.steps, "eta": eta, "separation_weighting": weighting,
+        info={"steps": result.steps, "eta": eta, "eta_per_sample": eta_step,
+              "target_beta": target_beta, "encoder_lr": encoder_lr,
+              "start": start_state,
+              "separation_weighting": weighting,
               "n_neighbours": n_neighbours,
               "separation_distance": distance,
               "reconstruction_weight": w_rec,

@@ -1,0 +1,177 @@
+"""RMN-GMM stage 3's label-free criteria (docs/reproduction/rmn-stage3.md), on monitor rows.
+
+    python -m stages.methods.rmn.criteria judge results/finetune/fashion/*/seed0/history.csv
+
+prints, per fine-tuning history, whether the run passes each criterion, its first and last
+between/within ratio R and the verdict, and, among the runs that pass, the one the decision
+rule picks (the largest final R). ACC and NMI are not read.
+
+    python -m stages.methods.rmn.criteria start results/init/fashion/rmn/seed0/gmm.h5 \
+        --target-beta 0.5 1 2
+
+prints, before any stage-3 run, what ``eta: auto_beta`` gives at the start of stage 3 on the
+raw code of that GMM init (``standardise: false``): the eta per sample, beta, kappa_max and R
+per distance and target beta. A point that starts with kappa_max >= 1 is out by criterion 3
+without running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from stages.artifacts import read_arrays
+from stages.cli import main_for
+from stages.errors import DataFileError
+from stages.methods.rmn.head import eta_for_beta, project_gmm, stability
+
+#: the code scale (``code_std``) of every monitor row must stay within these factors of the first
+CODE_SCALE_RANGE = (0.5, 2.0)
+#: every component's share of the points at every monitor row
+SHARE_RANGE = (0.01, 0.5)
+#: a centre detaches from its points at kappa >= 1 (head.stability)
+KAPPA_LIMIT = 1.0
+#: the columns the criteria read
+COLUMNS = ("step", "code_std", "smallest_share", "largest_share", "kappa_max",
+           "separation_ratio")
+
+
+def verdict(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The criteria of docs/reproduction/rmn-stage3.md on one run's monitor rows.
+
+    Args:
+        rows: the ``kind == 'target'`` rows of a stage-3 history, in step order, the first at
+            step 0 (the GMM init), each with the :data:`COLUMNS`.
+    Returns:
+        ``{"bounded_scale", "shares", "attached", "ratio_rises", "passes", "scale_min",
+        "scale_max", "smallest_share", "largest_share", "kappa_max", "ratio_first",
+        "ratio_last"}``: each criterion a bool, ``passes`` all of them, and the numbers they
+        were judged on (scales relative to the first row; shares and kappa over all rows).
+    """
+    if len(rows) < 2:
+        raise DataFileError(f"the criteria need at least two monitor rows (the start and one "
+                            f"more); got {len(rows)}")
+    missing = sorted({c for r in rows for c in COLUMNS if c not in r})
+    if missing:
+        raise DataFileError(f"monitor rows lack {missing}: a history written before issue 41's "
+                            "monitor columns; rerun its fine-tuning")
+    first = float(rows[0]["code_std"])
+    scales = [float(r["code_std"]) / first for r in rows]
+    out: dict[str, Any] = {
+        "scale_min": min(scales), "scale_max": max(scales),
+        "smallest_share": min(float(r["smallest_share"]) for r in rows),
+        "largest_share": max(float(r["largest_share"]) for r in rows),
+        "kappa_max": max(float(r["kappa_max"]) for r in rows),
+        "ratio_first": float(rows[0]["separation_ratio"]),
+        "ratio_last": float(rows[-1]["separation_ratio"]),
+    }
+    finite = all(math.isfinite(v) for v in out.values())
+    out["bounded_scale"] = finite and CODE_SCALE_RANGE[0] <= out["scale_min"] \
+        and out["scale_max"] <= CODE_SCALE_RANGE[1]
+    out["shares"] = SHARE_RANGE[0] <= out["smallest_share"] \
+        and out["largest_share"] <= SHARE_RANGE[1]
+    out["attached"] = finite and out["kappa_max"] < KAPPA_LIMIT
+    out["ratio_rises"] = finite and out["ratio_last"] > out["ratio_first"]
+    out["passes"] = all(out[k] for k in ("bounded_scale", "shares", "attached", "ratio_rises"))
+    return out
+
+
+def history_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The monitor rows (``kind == 'target'``) of a fine-tuning ``history.csv``, by step."""
+    table = pd.read_csv(path)
+    if "kind" not in table.columns:
+        raise DataFileError(f"{path}: no 'kind' column; pass a fine-tuning history.csv")
+    rows = table[table["kind"] == "target"].sort_values("step", kind="stable")
+    return rows.to_dict("records")
+
+
+def run_label(path: str | Path) -> str:
+    """``dataset/method/seedN`` for ``.../finetune/dataset/method/seedN/history.csv``, else the
+    path as given."""
+    parts = Path(path).parts
+    if "finetune" in parts and len(parts) - parts.index("finetune") == 5:
+        return "/".join(parts[parts.index("finetune") + 1:-1])
+    return str(path)
+
+
+def choose(verdicts: dict[str, dict[str, Any]]) -> str | None:
+    """The decision rule: among the runs that pass, the largest final R (None if none pass)."""
+    passing = {name: v for name, v in verdicts.items() if v["passes"]}
+    if not passing:
+        return None
+    return max(passing, key=lambda name: passing[name]["ratio_last"])
+
+
+def start_values(means: torch.Tensor, variances: torch.Tensor, weights: torch.Tensor,
+                 target_betas: Sequence[float], distances: Sequence[str],
+                 min_variance: float = 0.01, min_weight: float = 1e-8) -> list[dict[str, Any]]:
+    """What ``eta: auto_beta`` starts stage 3 with, per (distance, target beta).
+
+    Args:
+        means, variances: (K, D), weights: (K,): a GMM init, clamped as the head clamps it
+            (``min_variance``, ``min_weight``); |n(k)| = K // 2 as in the head.
+    Returns:
+        one row per pair: ``distance``, ``target_beta``, ``eta_per_sample`` and
+        :func:`stability`'s ``beta``, ``kappa_max``, ``separation_ratio``.
+    """
+    variances, weights = project_gmm(variances, weights, min_variance, min_weight)
+    n_neighbours = means.shape[0] // 2
+    rows = []
+    for distance in distances:
+        for target in target_betas:
+            eta = eta_for_beta(float(target), means, n_neighbours, distance)
+            rows.append({"distance": distance, "target_beta": float(target),
+                         "eta_per_sample": eta,
+                         **stability(means, variances, weights, eta, n_neighbours, distance)})
+    return rows
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m stages.methods.rmn.criteria",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    judge = sub.add_parser("judge", help="the criteria on stage-3 histories")
+    judge.add_argument("histories", nargs="+", help="stage-3 history.csv files")
+    judge.add_argument("--out", help="also write the table here (CSV)")
+    start = sub.add_parser("start", help="eta: auto_beta's start values on a GMM init")
+    start.add_argument("init", help="a gmm init artifact, results/init/D/AE/seedS/gmm.h5")
+    start.add_argument("--target-beta", type=float, nargs="+", default=[0.5, 1.0, 2.0])
+    start.add_argument("--distance", nargs="+", default=["euclidean", "normalized"],
+                       choices=["euclidean", "normalized"])
+    start.add_argument("--min-variance", type=float, default=0.01,
+                       help="the head's variance floor (config: min_variance)")
+    return parser
+
+
+def _print(table: pd.DataFrame) -> None:
+    with pd.option_context("display.width", 200, "display.max_columns", 20,
+                           "display.max_colwidth", 90):
+        print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.command == "start":
+        arrays, _ = read_arrays(args.init, required=("means", "variances", "weights"))
+        means, variances, weights = (torch.as_tensor(arrays[k], dtype=torch.float64)
+                                     for k in ("means", "variances", "weights"))
+        _print(pd.DataFrame(start_values(means, variances, weights, args.target_beta,
+                                         args.distance, args.min_variance)))
+        return
+    verdicts = {run_label(path): verdict(history_rows(path)) for path in args.histories}
+    table = pd.DataFrame.from_dict(verdicts, orient="index")
+    table.index.name = "run"
+    _print(table)
+    print(f"chosen (largest final R among the runs that pass): {choose(verdicts)}")
+    if args.out:
+        table.to_csv(args.out)
+
+
+if __name__ == "__main__":
+    main_for(build_parser, run)
