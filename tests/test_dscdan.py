@@ -355,29 +355,51 @@ RECIPE = {"epochs": 2, "batch_size": 10, "optimizer": {"name": "adam", "lr": 1e-
           "checkpoint_every": 4}
 
 
+def _train_row(result) -> dict:
+    return next(r for r in result.history if r["kind"] == "train")
+
+
 def test_pretraining_logs_the_terms_switched_on():
     x, _ = _tiny_data()
     torch.manual_seed(0)
     net = _tiny_net()
     full = pretrain_dscdan(net, x, RECIPE, seed=0, log_every=4)
     assert {"loss", "plain", "relative", "mi_global", "mi_local", "kl", "cat"} <= set(
-        full.history[0])
+        _train_row(full))
     assert net.prior_means.abs().sum() > 0          # [code] the mixture means are trained
     standard = pretrain_dscdan(_tiny_net(), x, {**RECIPE, "prior": "standard"}, seed=0,
                                log_every=4)
-    assert "kl" in standard.history[0] and "cat" not in standard.history[0]
+    assert "kl" in _train_row(standard) and "cat" not in _train_row(standard)
     with pytest.raises(ValueError, match="prior_clusters > 0"):
         pretrain_dscdan(_tiny_net(0), x, RECIPE, seed=0)
     with pytest.raises(ValueError, match="valid choices: mixture, standard"):
         pretrain_dscdan(_tiny_net(), x, {**RECIPE, "prior": "vamp"}, seed=0)
     plain = pretrain_dscdan(_tiny_net(), x, {**RECIPE, "mi_weight": 0, "kl_weight": 0,
                                              "relative_weight": 0}, seed=0, log_every=4)
-    assert set(plain.history[0]) == {"kind", "step", "epoch", "loss", "plain"}
+    assert set(_train_row(plain)) == {"kind", "step", "epoch", "loss", "plain"}
     assert full.steps == plain.steps == 8
     # [code]: global MI only, the local discriminator is not run
     global_only = pretrain_dscdan(_tiny_net(), x, {**RECIPE, "local_mi_weight": 0}, seed=0,
                                   log_every=4)
-    assert "mi_global" in global_only.history[0] and "mi_local" not in global_only.history[0]
+    assert "mi_global" in _train_row(global_only) and "mi_local" not in _train_row(global_only)
+
+
+def test_pretraining_monitor_rows():
+    """Once per epoch and at the end: the clean reconstruction's SSE, the active code
+    dimensions and, with the mixture prior, its classifier's cluster shares and sharpness, on
+    the held-out split when there is one (it is then left out of training)."""
+    x, _ = _tiny_data()
+    torch.manual_seed(0)
+    held = pretrain_dscdan(_tiny_net(), x, {**RECIPE, "validation_fraction": 0.25}, seed=0)
+    monitor = [r for r in held.history if r["kind"] == "monitor"]
+    assert held.steps == 6                                # 30 training samples, batches of 10
+    assert [r["step"] for r in monitor] == [0, 3, 6]
+    assert all(r["held_out"] and r["eval_plain"] > 0 and 0 <= r["active_dims"] <= 8
+               and r["prior_populated"] >= 1 and 0.5 <= r["prior_sharpness"] <= 1
+               for r in monitor)
+    plain = pretrain_dscdan(_tiny_net(0), x, {**RECIPE, "kl_weight": 0}, seed=0)
+    rows = [r for r in plain.history if r["kind"] == "monitor"]
+    assert rows and not rows[0]["held_out"] and "prior_sharpness" not in rows[0]
 
 
 FINETUNE = {"batch_size": 16, "lr": 1e-3, "max_epochs": 3, "steps_per_check": 2, "tol": 0.0,
@@ -428,6 +450,8 @@ def test_finetune_rejects_bad_settings():
     with pytest.raises(ValueError, match="valid choices: softmax, spectral-kmeans"):
         dscdan.finetune(_tiny_net(), x, init, {**FINETUNE, "max_epochs": 1,
                                                "predict": "vote"}, seed=0)
+    with pytest.raises(ValueError, match="valid choices: hard, soft"):
+        dscdan.finetune(_tiny_net(), x, init, {**FINETUNE, "warm_start_targets": "x"}, seed=0)
     with pytest.raises(ValueError, match="valid choices: prior, kmeans, none"):
         dscdan.finetune(_tiny_net(), x, init, {**FINETUNE, "warm_start": "labels"}, seed=0)
     with pytest.raises(ValueError, match="mixture prior of 2 clusters"):

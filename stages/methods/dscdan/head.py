@@ -17,8 +17,10 @@ affinity (Eq. 14), Y = pi W_orth. Choices where the paper is silent:
 * the head's start (``warm_start``): the code loads a trained joint model (``vae_mnist.h5``,
   clustering head and means included) that no script of its repository can produce. The
   label-free equivalent [code]: ``prior``, the head trained alone for ``warm_start_steps`` on
-  the soft assignments q(y|mu) of the mixture prior's classifier (pretraining ``prior:
-  mixture``), the autoencoder frozen, and m_k the prior's means; ``kmeans``: the same on the
+  the assignments of the mixture prior's classifier q(y|mu) (pretraining ``prior: mixture``),
+  [default] one-hot at its argmax (``warm_start_targets: hard``; ``soft``: q itself, which can
+  be near-uniform after pretraining, and a head distilled from it starts as unsharp as a random
+  one), the autoencoder frozen, and m_k the prior's means; ``kmeans``: the same on the
   one-hot k-means labels of the init, m_k its centres; ``none`` [paper]: a random head, m_k the
   k-means centres [default]; q(y) uniform;
 * [code] gradients pass through W_orth (``orth_gradient: false``: a constant, as SpectralNet
@@ -79,6 +81,7 @@ from stages.train import (
 PREDICT_RULES = ("softmax", "spectral-kmeans")
 BANDWIDTHS = ("fixed", "batch", "global")
 WARM_STARTS = ("prior", "kmeans", "none")
+WARM_START_TARGETS = ("hard", "soft")
 CHECK_STATISTICS = ("sum", "mean")
 #: [code] the fixed bandwidth of the code's clustering-phase affinity (``Conv.py``)
 CODE_SIGMA = 2.62
@@ -154,8 +157,11 @@ def eq20_terms(model: DscdanClusterer, xb: torch.Tensor, params: dict[str, Any],
 
     Returns the scalar terms: ``loss`` and ``plain``, ``relative``, ``mi_global``, ``mi_local``
     (those switched on), ``kl`` and ``cat`` (Eq. 19's Gaussian and categorical parts),
-    ``spectral`` (Eq. 16). A given ``weighted`` dict is filled with the four weighted parts that
-    sum to ``loss``: ``autoencoder`` (reconstruction and MI), ``kl``, ``cat`` and ``spectral``.
+    ``spectral`` (Eq. 16), and ``knn_affinity``, the mean of W over its kNN edges (a
+    diagnostic, no gradient: with a fixed sigma and W in the graph the encoder could lower L_c
+    by spreading the codes until W vanishes). A given ``weighted`` dict is filled with the four
+    weighted parts that sum to ``loss``: ``autoencoder`` (reconstruction and MI), ``kl``,
+    ``cat`` and ``spectral``.
     """
     weights = loss_weights(params)
     terms, mu, logvar = autoencoder_terms(model.autoencoder, xb, weights,
@@ -168,6 +174,9 @@ def eq20_terms(model: DscdanClusterer, xb: torch.Tensor, params: dict[str, Any],
     parts["cat"] = weights["cat_weight"] * terms["cat"]
     loss = loss + parts["kl"] + parts["cat"]
     w = batch_affinity(mu, params, sigma)
+    with torch.no_grad():  # label-free signal: a W that fades means the codes spread apart
+        edges = w > 0
+        terms["knn_affinity"] = w.sum() / edges.sum().clamp_min(1)
     eps = float(params.get("orth_eps", 1e-6))
     if params.get("orth_gradient", True):
         y, w_orth = orthonormalize(pi, eps)
@@ -389,12 +398,13 @@ def warm_start_head(spectral: SpectralClusteringNet, codes: torch.Tensor, target
 
 
 def start_targets(autoencoder: nn.Module, codes: torch.Tensor, init: dict[str, np.ndarray],
-                  rule: str, n_clusters: int) -> tuple[torch.Tensor, torch.Tensor]:
+                  rule: str, n_clusters: int, hard: bool = True,
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """The warm start's targets (N, K) and the means m_k (K, d) it starts Eq. 19 from.
 
-    ``prior``: q(y|mu) of the mixture prior's classifier and its means (the autoencoder must
-    have been pretrained with ``prior: mixture``); ``kmeans``: one-hot init ``labels`` and the
-    init ``centres``."""
+    ``prior``: q(y|mu) of the mixture prior's classifier, one-hot at its argmax when ``hard``
+    (else soft), and its means (the autoencoder must have been pretrained with ``prior:
+    mixture``); ``kmeans``: one-hot init ``labels`` and the init ``centres``."""
     device = codes.device
     if rule == "prior":
         clusters = int(getattr(autoencoder, "prior_clusters", 0))
@@ -405,6 +415,8 @@ def start_targets(autoencoder: nn.Module, codes: torch.Tensor, init: dict[str, n
                              "prior: mixture")
         with torch.no_grad():
             targets = map_batches(autoencoder.prior_probabilities, codes, 4096)
+        if hard:
+            targets = F.one_hot(targets.argmax(dim=1), n_clusters).to(codes.dtype)
         return targets, autoencoder.prior_means.detach().clone()
     if "labels" not in init:
         raise ValueError("warm_start 'kmeans' needs the init stage's k-means 'labels'")
@@ -430,8 +442,8 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
             ``spectral_weight``), ``plain_reconstruction`` (clean | noisy), ``n_neighbors``,
             ``scale_neighbor``, ``bandwidth`` (fixed | batch | global), ``sigma``,
             ``affinity_gradient``, ``warm_start`` (prior | kmeans | none),
-            ``warm_start_steps``, ``spectral_normalisation``, ``orth_eps``, ``orth_gradient``,
-            ``widths``, ``predict``.
+            ``warm_start_targets`` (hard | soft), ``warm_start_steps``,
+            ``spectral_normalisation``, ``orth_eps``, ``orth_gradient``, ``widths``, ``predict``.
     """
     device = x.device
     if "centres" not in init:
@@ -452,7 +464,12 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
         autoencoder.eval()
         codes = map_batches(autoencoder.encode, x, 2048)
         autoencoder.train()
-        targets, centres = start_targets(autoencoder, codes, init, rule, n_clusters)
+        hard = str(params.get("warm_start_targets", "hard"))
+        if hard not in WARM_START_TARGETS:
+            raise ValueError(f"unknown warm_start_targets '{hard}'; valid choices: "
+                             f"{', '.join(WARM_START_TARGETS)}")
+        targets, centres = start_targets(autoencoder, codes, init, rule, n_clusters,
+                                         hard=hard == "hard")
     model = DscdanClusterer(autoencoder, centres, tuple(params.get("widths", (1024, 1024, 512))))
     model.to(device)
     if rule != "none":
