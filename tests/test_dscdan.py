@@ -272,6 +272,21 @@ def test_finetune_warm_start_from_kmeans_labels_populates_both_clusters():
     assert warm["populated"] == 2 and warm["agreement"] == 1.0
 
 
+def test_a_collapsed_prior_falls_back_to_the_kmeans_warm_start():
+    """A mixture classifier that puts every sample in cluster 0 (rule B of
+    docs/reproduction/dscdan-choices.md): the head warm-starts from the k-means labels."""
+    x, _ = _tiny_data()
+    torch.manual_seed(0)
+    net = _tiny_net()
+    with torch.no_grad():
+        net.prior_classifier[-1].bias.copy_(torch.tensor([50.0, 0.0]))
+    init = knn_graph_arrays(net.encode(x).detach().numpy(), 2, {"n_init": 2}, seed=0)
+    result = dscdan.finetune(net, x, init, {**FINETUNE, "max_epochs": 1,
+                                            "warm_start_steps": 30}, seed=0)
+    (warm,) = [r for r in result.history if r["kind"] == "warm_start"]
+    assert warm["warm_start_targets_from"] == "kmeans" and warm["populated"] == 2
+
+
 def test_gradient_through_the_affinity_reaches_the_encoder_only_when_asked():
     """L_c on a fixed Y: its only path to the encoder is W (mu), open with affinity_gradient
     [code] and closed without it."""

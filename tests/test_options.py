@@ -577,7 +577,9 @@ def test_dscdan_bandwidth_sets_the_sigma_of_the_spectral_affinity(sigma, neighbo
     assert float(terms["spectral"]) == pytest.approx(expected, rel=1e-9)
     if sigma is not None or neighbours:
         assert float(terms["spectral"]) != pytest.approx(float(reference["spectral"]), rel=1e-6)
-    for name in terms.keys() - {"loss", "spectral"}:
+    # the diagnostic: the mean of W over its kNN edges
+    assert float(terms["knn_affinity"]) == pytest.approx(float(w[w > 0].mean()), rel=1e-9)
+    for name in terms.keys() - {"loss", "spectral", "knn_affinity"}:
         assert torch.equal(terms[name], reference[name]), name
 
 

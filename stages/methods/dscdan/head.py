@@ -20,7 +20,9 @@ affinity (Eq. 14), Y = pi W_orth. Choices where the paper is silent:
   the assignments of the mixture prior's classifier q(y|mu) (pretraining ``prior: mixture``),
   [default] one-hot at its argmax (``warm_start_targets: hard``; ``soft``: q itself, which can
   be near-uniform after pretraining, and a head distilled from it starts as unsharp as a random
-  one), the autoencoder frozen, and m_k the prior's means; ``kmeans``: the same on the
+  one), the autoencoder frozen, and m_k the prior's means; when the prior's assignments leave
+  a cluster below ``warm_start_min_share`` (1%) of the points, the ``kmeans`` targets instead
+  (logged; the ``warm_start`` row's ``warm_start_targets_from``); ``kmeans``: the same on the
   one-hot k-means labels of the init, m_k its centres; ``none`` [paper]: a random head, m_k the
   k-means centres [default]; q(y) uniform;
 * [code] gradients pass through W_orth (``orth_gradient: false``: a constant, as SpectralNet
@@ -43,6 +45,7 @@ docs/reproduction/dscdan-choices.md.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -77,6 +80,8 @@ from stages.train import (
     map_batches,
     run_loop,
 )
+
+log = logging.getLogger("stages.methods.dscdan")
 
 PREDICT_RULES = ("softmax", "spectral-kmeans")
 BANDWIDTHS = ("fixed", "batch", "global")
@@ -433,8 +438,10 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
     Args:
         autoencoder: pretrained :class:`~stages.nets.dscdan.DualAutoencoder` on x's device.
         x: the whole dataset (N, C, H, W) in [0, 1] on the device.
-        init: the init stage's arrays: ``centres`` (K, d) start the means m_k; ``sigma`` (1,),
-            the global graph's bandwidth, is read with ``bandwidth: global``.
+        init: the init stage's arrays: ``centres`` (K, d) start the means m_k (unless the
+            ``prior`` warm start takes the mixture's), ``labels`` (N,) are the ``kmeans`` warm
+            start's targets; ``sigma`` (1,), the global graph's bandwidth, is read with
+            ``bandwidth: global``.
         params: the method recipe: ``batch_size``, ``lr``, ``max_epochs`` (checks),
             ``steps_per_check``, ``tol``, ``stop_window``, ``check_statistic`` (sum | mean),
             the loss weights (``mi_weight``, ``kl_weight``, ``cat_weight``,
@@ -443,6 +450,7 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
             ``scale_neighbor``, ``bandwidth`` (fixed | batch | global), ``sigma``,
             ``affinity_gradient``, ``warm_start`` (prior | kmeans | none),
             ``warm_start_targets`` (hard | soft), ``warm_start_steps``,
+            ``warm_start_min_share``,
             ``spectral_normalisation``, ``orth_eps``, ``orth_gradient``, ``widths``, ``predict``.
     """
     device = x.device
@@ -470,6 +478,17 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
                              f"{', '.join(WARM_START_TARGETS)}")
         targets, centres = start_targets(autoencoder, codes, init, rule, n_clusters,
                                          hard=hard == "hard")
+        used = rule
+        if rule == "prior":
+            min_share = float(params.get("warm_start_min_share", 0.01))
+            shares = torch.bincount(targets.argmax(dim=1), minlength=n_clusters) / x.shape[0]
+            if float(shares.min()) < min_share:
+                log.warning("warm start: the mixture prior's assignments leave a cluster with "
+                            "%.2f%% of the points (below %.2f%%): the head warm-starts from "
+                            "the k-means labels instead", 100 * float(shares.min()),
+                            100 * min_share)
+                targets, centres = start_targets(autoencoder, codes, init, "kmeans", n_clusters)
+                used = "kmeans"
     model = DscdanClusterer(autoencoder, centres, tuple(params.get("widths", (1024, 1024, 512))))
     model.to(device)
     if rule != "none":
@@ -478,6 +497,7 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
                                     batch_size=batch, lr=float(params["lr"]), seed=seed,
                                     loop={k: v for k, v in loop_settings(params).items()
                                           if k != "checkpoint_every"})
+        warm_rows[-1]["warm_start_targets_from"] = used
         del codes, targets
     period = int(params.get("steps_per_check", 10))
     samples_per_check = period * batch
