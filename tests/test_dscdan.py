@@ -256,6 +256,16 @@ def test_warm_started_head_populates_every_cluster_on_separable_data():
         assert warm["kind"] == "warm_start"
         assert warm["populated"] == k and warm["agreement"] == 1.0
         assert torch.unique(head(codes).argmax(1)).numel() == k
+    # the agreement rule stops it long before its cap, at a check
+    head = dscdan.SpectralClusteringNet(d, k, widths=(32, 32, 16))
+    rows = dscdan.warm_start_head(head, codes, targets, steps=2000, batch_size=64, lr=1e-3,
+                                  seed=0, agreement=0.99, check_every=10)
+    checks = [r for r in rows if r["kind"] == "warm_start_check"]
+    assert rows[-1]["converged"] and rows[-1]["step"] < 2000 and rows[-1]["step"] % 10 == 0
+    assert checks[-1]["agreement"] >= 0.99 > max(r["agreement"] for r in checks[:-1])
+    with pytest.raises(ValueError, match="warm_start_agreement"):
+        dscdan.warm_start_head(head, codes, targets, steps=1, batch_size=8, lr=1e-3, seed=0,
+                               agreement=0.0)
     with pytest.raises(ValueError, match="200 codes but 3 target rows"):
         dscdan.warm_start_head(head, codes, targets[:3], steps=1, batch_size=8, lr=1e-3, seed=0)
 
@@ -418,7 +428,7 @@ def test_pretraining_monitor_rows():
 
 
 FINETUNE = {"batch_size": 16, "lr": 1e-3, "max_epochs": 3, "steps_per_check": 2, "tol": 0.0,
-            "widths": [16, 16, 8], "checkpoint_every": 2}
+            "widths": [16, 16, 8], "checkpoint_every": 2, "warm_start_steps": 20}
 
 
 def test_finetune_runs_eq20_and_predicts(tmp_path):

@@ -16,7 +16,8 @@ affinity (Eq. 14), Y = pi W_orth. Choices where the paper is silent:
   (``check_statistic: mean`` compares the means instead, 10x looser at the same tol);
 * the head's start (``warm_start``): the code loads a trained joint model (``vae_mnist.h5``,
   clustering head and means included) that no script of its repository can produce. The
-  label-free equivalent [code]: ``prior``, the head trained alone for ``warm_start_steps`` on
+  label-free equivalent [code]: ``prior``, the head trained alone (until ``warm_start_agreement``
+  = 0.98 of the samples take their target's cluster, at most ``warm_start_steps``) on
   the assignments of the mixture prior's classifier q(y|mu) (pretraining ``prior: mixture``),
   [default] one-hot at its argmax (``warm_start_targets: hard``; ``soft``: q itself, which can
   be near-uniform after pretraining, and a head distilled from it starts as unsharp as a random
@@ -355,14 +356,42 @@ def predict(model: DscdanClusterer, x: torch.Tensor, rule: str, n_clusters: int,
     return labels.astype(np.int64), z.cpu().numpy().astype(np.float32)
 
 
+class AgreementHook(PeriodicHook):
+    """The warm start's stop rule: every ``period`` steps, the share of the N samples whose
+    argmax pi(codes) is their target's argmax (``agreement``, a ``kind='warm_start_check'``
+    row); stop when it reaches ``agreement``."""
+
+    def __init__(self, spectral: SpectralClusteringNet, codes: torch.Tensor,
+                 target_labels: torch.Tensor, period: int, agreement: float):
+        self.spectral, self.codes, self.target_labels = spectral, codes, target_labels
+        self.period, self.agreement = int(period), float(agreement)
+        self.rows: list[dict[str, Any]] = []
+
+    def __call__(self, step: int) -> bool:
+        with torch.no_grad():
+            labels = map_batches(self.spectral, self.codes, 4096).argmax(dim=1)
+        value = float((labels == self.target_labels).float().mean())
+        self.rows.append({"kind": "warm_start_check", "step": step, "agreement": value})
+        return value >= self.agreement
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rows = list(state["rows"])
+
+
 def warm_start_head(spectral: SpectralClusteringNet, codes: torch.Tensor, targets: torch.Tensor,
                     *, steps: int, batch_size: int, lr: float, seed: int,
+                    agreement: float = 1.0, check_every: int = 100,
                     loop: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Train the clustering net alone to reproduce given assignments: the label-free stand-in
     for the code's trained head (``vae_mnist.h5``).
 
     Minimises the cross-entropy ``-Σ_k t_k log pi_k`` of its soft-max pi(codes) to ``targets``
-    (soft or one-hot) with Adam, ``steps`` shuffled batches; the codes are fixed (the
+    (soft or one-hot) with Adam, shuffled batches, for at most ``steps`` steps; every
+    ``check_every`` steps (:class:`AgreementHook`) it stops once ``agreement`` of the samples
+    have the target's argmax (1.0: never before ``steps``). The codes are fixed (the
     autoencoder frozen), so one pass of the encoder serves the whole warm start.
 
     Args:
@@ -371,35 +400,40 @@ def warm_start_head(spectral: SpectralClusteringNet, codes: torch.Tensor, target
         targets: assignments (N, K), rows summing to one.
         loop: extra :class:`stages.train.LoopConfig` fields (precision, compile).
     Returns:
-        history rows: the loop's rows (``kind='warm_start_train'``) and one
-        ``kind='warm_start'`` row at the end
-        with ``agreement`` (share of samples whose argmax pi is the argmax target), the
-        cluster diagnostics of argmax pi (shares, populated, sharpness) and the final loss.
+        history rows: the loop's rows (``kind='warm_start_train'``), the checks'
+        (``warm_start_check``) and one ``kind='warm_start'`` row at the end with ``agreement``,
+        the cluster diagnostics of argmax pi (shares, populated, sharpness), the final loss and
+        ``converged`` (the agreement was reached).
     """
     if codes.shape[0] != targets.shape[0]:
         raise ValueError(f"{codes.shape[0]} codes but {targets.shape[0]} target rows")
+    if not 0.0 < float(agreement) <= 1.0:
+        raise ValueError(f"warm_start_agreement must lie in (0, 1]; got {agreement}")
     codes, targets = codes.detach(), targets.detach().to(codes.dtype)
+    target_labels = targets.argmax(dim=1)
 
     def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
         log_pi = F.log_softmax(spectral.mlp(codes[idx]), dim=1)
         return {"loss": -(targets[idx] * log_pi).sum(dim=1).mean()}
 
     batch = min(int(batch_size), codes.shape[0])
+    hook = AgreementHook(spectral, codes, target_labels, max(1, int(check_every)), agreement)
     cfg = LoopConfig(batch_size=batch, max_steps=int(steps), shuffle=True, seed=seed,
                      log_every=max(1, min(20, int(steps))), **(loop or {}))
     optimizer = make_optimizer(list(spectral.parameters()), {"name": "adam", "lr": float(lr)})
     result = run_loop(spectral, optimizer, loss_fn, codes.shape[0], cfg, codes.device,
-                      desc="warm start dscdan") if steps > 0 else None
+                      hook=hook, desc="warm start dscdan") if steps > 0 else None
     with torch.no_grad():
         pi = map_batches(spectral, codes, 4096)
     labels = pi.argmax(dim=1)
     row = target_update_row(result.steps if result else 0, labels, None, None, "max",
                             probabilities=pi)
-    row.update(kind="warm_start", agreement=float((labels == targets.argmax(dim=1)).float().mean()),
+    reached = float((labels == target_labels).float().mean())
+    row.update(kind="warm_start", agreement=reached, converged=reached >= float(agreement),
                loss=float(-(targets * pi.clamp_min(1e-12).log()).sum(dim=1).mean()))
     row.pop("delta_label", None)
     loop_rows = [{**r, "kind": "warm_start_train"} for r in (result.history if result else [])]
-    return loop_rows + [row]
+    return sorted(loop_rows + hook.rows, key=lambda r: r["step"]) + [row]
 
 
 def start_targets(autoencoder: nn.Module, codes: torch.Tensor, init: dict[str, np.ndarray],
@@ -450,7 +484,7 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
             ``scale_neighbor``, ``bandwidth`` (fixed | batch | global), ``sigma``,
             ``affinity_gradient``, ``warm_start`` (prior | kmeans | none),
             ``warm_start_targets`` (hard | soft), ``warm_start_steps``,
-            ``warm_start_min_share``,
+            ``warm_start_agreement``, ``warm_start_min_share``,
             ``spectral_normalisation``, ``orth_eps``, ``orth_gradient``, ``widths``, ``predict``.
     """
     device = x.device
@@ -493,8 +527,9 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
     model.to(device)
     if rule != "none":
         warm_rows = warm_start_head(model.spectral, codes, targets,
-                                    steps=int(params.get("warm_start_steps", 500)),
+                                    steps=int(params.get("warm_start_steps", 2000)),
                                     batch_size=batch, lr=float(params["lr"]), seed=seed,
+                                    agreement=float(params.get("warm_start_agreement", 0.98)),
                                     loop={k: v for k, v in loop_settings(params).items()
                                           if k != "checkpoint_every"})
         warm_rows[-1]["warm_start_targets_from"] = used
