@@ -16,8 +16,9 @@ affinity (Eq. 14), Y = pi W_orth. Choices where the paper is silent:
   (``check_statistic: mean`` compares the means instead, 10x looser at the same tol);
 * the head's start (``warm_start``): the code loads a trained joint model (``vae_mnist.h5``,
   clustering head and means included) that no script of its repository can produce. The
-  label-free equivalent [code]: ``prior``, the head trained alone (until ``warm_start_agreement``
-  = 0.98 of the samples take their target's cluster, at most ``warm_start_steps``) on
+  label-free equivalent [code]: ``prior``, the head trained alone (until a share
+  ``warm_start_agreement`` of the samples take their target's cluster, at most
+  ``warm_start_steps``) on
   the assignments of the mixture prior's classifier q(y|mu) (pretraining ``prior: mixture``),
   [default] one-hot at its argmax (``warm_start_targets: hard``; ``soft``: q itself, which can
   be near-uniform after pretraining, and a head distilled from it starts as unsharp as a random
@@ -529,7 +530,7 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
         warm_rows = warm_start_head(model.spectral, codes, targets,
                                     steps=int(params.get("warm_start_steps", 2000)),
                                     batch_size=batch, lr=float(params["lr"]), seed=seed,
-                                    agreement=float(params.get("warm_start_agreement", 0.98)),
+                                    agreement=float(params.get("warm_start_agreement", 0.75)),
                                     loop={k: v for k, v in loop_settings(params).items()
                                           if k != "checkpoint_every"})
         warm_rows[-1]["warm_start_targets_from"] = used
