@@ -24,7 +24,7 @@ from stages.device import configure_torch, describe, resolve_device, seed_everyt
 from stages.methods import pretrain_objective
 from stages.methods.shared.reconstruction import check_unit_range
 from stages.models import save_model
-from stages.nets import EMBEDDING_IS_N_CLUSTERS, build_network
+from stages.nets import EMBEDDING_IS_N_CLUSTERS, N_CLUSTERS_OPTION, build_network
 from stages.provenance import provenance
 from stages.snapshots import recorder_for, recording, write_snapshots
 from stages.train import Checkpointer, StageClock
@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> None:
     arch = dict(recipe.get("arch", {}))
     if recipe["net"] in EMBEDDING_IS_N_CLUSTERS:
         arch.setdefault("embedding_dim", data.n_clusters)  # [paper] embedding = #clusters
+    if recipe["net"] in N_CLUSTERS_OPTION:  # e.g. DSCDAN's mixture prior
+        arch.setdefault(N_CLUSTERS_OPTION[recipe["net"]], data.n_clusters)
     model = build_network(recipe["net"], data.input_shape, arch).to(device)
     x = torch.as_tensor(x_train, device=device)
     out = Path(args.out_dir)

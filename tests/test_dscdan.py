@@ -17,6 +17,7 @@ from stages.methods.dscdan.losses import (
     jsd_mi_loss,
     knn_affinity,
     mixture_kl,
+    mixture_kl_terms,
     orthonormalize,
     spectral_loss,
 )
@@ -30,15 +31,64 @@ torch.set_num_threads(1)
 def test_network_shapes_for_each_table2_stack():
     for shape, middle in [((1, 28, 28), (16, 14, 14)), ((1, 16, 16), (16, 8, 8)),
                           ((3, 55, 55), (16, 28, 28))]:
-        net = build_network("dscdan", shape, {"latent_dim": 12, "disc_width": 8})
-        x = torch.rand(3, *shape)
-        mid, phi, mu, logvar = net.features(x)
-        assert mid.shape == (3, *middle) and mu.shape == logvar.shape == (3, 12)
-        assert net.decode(mu).shape == x.shape
-        sigmoid = build_network("dscdan", shape, {"latent_dim": 12, "output": "sigmoid"})
+        for multiplier in (1, 2):
+            net = build_network("dscdan", shape, {"latent_dim": 12, "disc_width": 8,
+                                                  "channel_multiplier": multiplier,
+                                                  "output": "linear"})
+            x = torch.rand(3, *shape)
+            mid, phi, mu, logvar = net.features(x)
+            assert mid.shape == (3, middle[0] * multiplier, *middle[1:])
+            assert mu.shape == logvar.shape == (3, 12)
+            assert net.decode(mu).shape == x.shape
+            assert net.global_logits(phi, mu).shape == (3,)
+            assert net.local_logits(mid, mu).shape == (3, *middle[1:])
+        sigmoid = build_network("dscdan", shape, {"latent_dim": 12})   # [code] default
         assert sigmoid.decode(mu).min() >= 0 and sigmoid.decode(mu).max() <= 1
-        assert net.global_logits(phi, mu).shape == (3,)
-        assert net.local_logits(mid, mu).shape == (3, *middle[1:])
+
+
+def test_code_and_paper_channel_plans():
+    """[code] (vaeConv2d.py / Conv.py): filters 16 doubled before the first conv, so the encoder
+    is 32, 32, 64, 64 and the decoder's transposed convs 64 s1, 64 s2, 32 s1, 32 s2, then 1;
+    its first Dense has no activation. [paper] Table 2 with our mirrored decoder: 16, 16, 32,
+    32 and 32, 16, 16, 16."""
+    code = build_network("dscdan", (1, 28, 28))
+    assert [c.out_channels for c in code.encoder] == [32, 32, 64, 64]
+    assert [(d.in_channels, d.out_channels, d.stride[0]) for d in code.decoder] == [
+        (64, 64, 1), (64, 64, 2), (64, 32, 1), (32, 32, 2)]
+    assert (code.out.in_channels, code.out.out_channels) == (32, 1)
+    paper = build_network("dscdan", (1, 28, 28), {"channel_multiplier": 1,
+                                                  "decoder_channels": "mirror"})
+    assert [c.out_channels for c in paper.encoder] == [16, 16, 32, 32]
+    assert [d.out_channels for d in paper.decoder] == [32, 16, 16, 16]
+    # the first Dense: linear [code] passes negative values on, leaky scales them by 0.2
+    z = torch.randn(2, 120)
+    for dense, expected in (("linear", 1.0), ("leaky", 0.2)):
+        net = build_network("dscdan", (1, 16, 16), {"decoder_dense": dense})
+        seen: dict[str, torch.Tensor] = {}
+
+        def keep(module, args, seen=seen):
+            seen["h"] = args[0].clone()
+
+        net.decoder[0].register_forward_pre_hook(keep)
+        net.decode(z)
+        pre = net.defc(z).view_as(seen["h"])
+        neg = pre < 0
+        assert torch.allclose(seen["h"][neg], expected * pre[neg], atol=1e-6)
+    for bad in ({"decoder_channels": "wide"}, {"decoder_dense": "relu"},
+                {"channel_multiplier": 0}):
+        with pytest.raises(ValueError, match="decoder_channels|decoder_dense|channel_multiplier"):
+            build_network("dscdan", (1, 16, 16), bad)
+
+
+def test_mixture_prior_modules():
+    net = build_network("dscdan", (1, 16, 16), {"latent_dim": 6, "prior_clusters": 4})
+    assert torch.equal(net.prior_means, torch.zeros(4, 6))                # [code] start at 0
+    assert [m.out_features for m in net.prior_classifier if hasattr(m, "out_features")] == [
+        256, 4]
+    pi = net.prior_probabilities(torch.randn(5, 6))
+    assert pi.shape == (5, 4) and torch.allclose(pi.sum(1), torch.ones(5))
+    with pytest.raises(ValueError, match="no mixture prior"):
+        build_network("dscdan", (1, 16, 16)).prior_probabilities(torch.randn(5, 120))
 
 
 def test_local_discriminator_equals_the_conv_on_the_tiled_code():
@@ -167,6 +217,109 @@ def test_kl_terms():
     assert mixture_kl(mu, logvar, onehot, means).item() == pytest.approx(np.log(2))
 
 
+def test_mixture_kl_against_a_hand_computation():
+    """mu = (1, 0), sigma^2 = (1, 2), m_1 = (0, 0), m_2 = (1, 2), pi = (1/4, 3/4):
+    sum_d (sigma^2 - 1 - log sigma^2) = 1 - log 2, ||mu - m||^2 = 1 and 4, so the Gaussian part
+    is 1/4 * (1 - log 2 + 1) / 2 + 3/4 * (1 - log 2 + 4) / 2 = 2.125 - log(2) / 2, and the
+    categorical part 1/4 log(2/4) + 3/4 log(6/4) (the code's sum pi log pi, plus log K)."""
+    mu = torch.tensor([[1.0, 0.0]])
+    logvar = torch.tensor([[0.0, float(np.log(2.0))]])
+    means = torch.tensor([[0.0, 0.0], [1.0, 2.0]])
+    pi = torch.tensor([[0.25, 0.75]])
+    gauss, cat = mixture_kl_terms(mu, logvar, pi, means)
+    assert gauss.item() == pytest.approx(2.125 - 0.5 * np.log(2.0), rel=1e-6)
+    assert cat.item() == pytest.approx(0.25 * np.log(0.5) + 0.75 * np.log(1.5), rel=1e-6)
+    assert (cat - np.log(2.0)).item() == pytest.approx(
+        0.25 * np.log(0.25) + 0.75 * np.log(0.75), rel=1e-6)
+    assert mixture_kl(mu, logvar, pi, means).item() == pytest.approx((gauss + cat).item())
+    # batch mean: a second, identical row leaves both parts unchanged
+    two = mixture_kl_terms(mu.repeat(2, 1), logvar.repeat(2, 1), pi.repeat(2, 1), means)
+    assert two[0].item() == pytest.approx(gauss.item()) and two[1].item() == pytest.approx(
+        cat.item())
+
+
+def test_warm_started_head_populates_every_cluster_on_separable_data():
+    """Four well-separated blobs of codes, targets their one-hot labels (the kmeans rule) or
+    soft assignments (the prior rule): after the warm start the head's argmax puts samples in
+    all four clusters and agrees with the targets."""
+    torch.manual_seed(0)
+    k, n_per, d = 4, 50, 8
+    centres = 6.0 * torch.eye(k, d)
+    codes = (centres.repeat_interleave(n_per, 0) + 0.3 * torch.randn(k * n_per, d))
+    labels = torch.arange(k).repeat_interleave(n_per)
+    for targets in (torch.nn.functional.one_hot(labels, k).float(),
+                    torch.softmax(3.0 * torch.nn.functional.one_hot(labels, k).float(), dim=1)):
+        head = dscdan.SpectralClusteringNet(d, k, widths=(32, 32, 16))
+        rows = dscdan.warm_start_head(head, codes, targets, steps=60, batch_size=64, lr=1e-3,
+                                      seed=0)
+        warm = rows[-1]
+        assert warm["kind"] == "warm_start"
+        assert warm["populated"] == k and warm["agreement"] == 1.0
+        assert torch.unique(head(codes).argmax(1)).numel() == k
+    # the agreement rule stops it long before its cap, at a check
+    head = dscdan.SpectralClusteringNet(d, k, widths=(32, 32, 16))
+    rows = dscdan.warm_start_head(head, codes, targets, steps=2000, batch_size=64, lr=1e-3,
+                                  seed=0, agreement=0.99, check_every=10)
+    checks = [r for r in rows if r["kind"] == "warm_start_check"]
+    assert rows[-1]["converged"] and rows[-1]["step"] < 2000 and rows[-1]["step"] % 10 == 0
+    assert checks[-1]["agreement"] >= 0.99 > max(r["agreement"] for r in checks[:-1])
+    with pytest.raises(ValueError, match="warm_start_agreement"):
+        dscdan.warm_start_head(head, codes, targets, steps=1, batch_size=8, lr=1e-3, seed=0,
+                               agreement=0.0)
+    with pytest.raises(ValueError, match="200 codes but 3 target rows"):
+        dscdan.warm_start_head(head, codes, targets[:3], steps=1, batch_size=8, lr=1e-3, seed=0)
+
+
+def test_finetune_warm_start_from_kmeans_labels_populates_both_clusters():
+    x, _ = _tiny_data()
+    torch.manual_seed(0)
+    net = _tiny_net(0)
+    pretrain_dscdan(net, x, {**RECIPE, "prior": "standard"}, seed=0, log_every=4)
+    init = knn_graph_arrays(net.encode(x).detach().numpy(), 2, {"n_init": 2}, seed=0)
+    result = dscdan.finetune(net, x, init, {**FINETUNE, "max_epochs": 1, "warm_start": "kmeans",
+                                            "warm_start_steps": 30}, seed=0)
+    (warm,) = [r for r in result.history if r["kind"] == "warm_start"]
+    assert warm["populated"] == 2 and warm["agreement"] == 1.0
+
+
+def test_a_collapsed_prior_falls_back_to_the_kmeans_warm_start():
+    """A mixture classifier that puts every sample in cluster 0 (rule B of
+    docs/reproduction/dscdan-choices.md): the head warm-starts from the k-means labels."""
+    x, _ = _tiny_data()
+    torch.manual_seed(0)
+    net = _tiny_net()
+    with torch.no_grad():
+        net.prior_classifier[-1].bias.copy_(torch.tensor([50.0, 0.0]))
+    init = knn_graph_arrays(net.encode(x).detach().numpy(), 2, {"n_init": 2}, seed=0)
+    result = dscdan.finetune(net, x, init, {**FINETUNE, "max_epochs": 1,
+                                            "warm_start_steps": 30}, seed=0)
+    (warm,) = [r for r in result.history if r["kind"] == "warm_start"]
+    assert warm["warm_start_targets_from"] == "kmeans" and warm["populated"] == 2
+
+
+def test_gradient_through_the_affinity_reaches_the_encoder_only_when_asked():
+    """L_c on a fixed Y: its only path to the encoder is W (mu), open with affinity_gradient
+    [code] and closed without it."""
+    x, _ = _tiny_data()
+    torch.manual_seed(0)
+    net = _tiny_net()
+    y = torch.randn(16, 2)
+    encoder_params = list(net.encoder.parameters()) + list(net.mu.parameters())
+    for asked in (True, False):
+        net.zero_grad()
+        w = dscdan.batch_affinity(net.encode(x[12:28]), {"affinity_gradient": asked},
+                                  torch.tensor(dscdan.CODE_SIGMA))
+        assert w.requires_grad is asked
+        assert torch.count_nonzero(w) > 0 and torch.allclose(w, w.T)
+        if asked:
+            spectral_loss(w, y, "m").backward()
+            norm = sum(float(p.grad.abs().sum()) for p in encoder_params if p.grad is not None)
+            assert norm > 0
+    # 4 neighbours [code]: each row has at least 4 non-zero entries, the diagonal none
+    w = dscdan.batch_affinity(net.encode(x).detach(), {}, torch.tensor(dscdan.CODE_SIGMA))
+    assert bool(((w > 0).sum(1) >= 4).all()) and torch.count_nonzero(torch.diagonal(w)) == 0
+
+
 def test_exact_knn_matches_sklearn():
     rng = np.random.default_rng(0)
     z = rng.normal(size=(300, 7)).astype(np.float32)
@@ -218,31 +371,64 @@ def _tiny_data(n_per: int = 20) -> tuple[torch.Tensor, np.ndarray]:
     return x.clamp(0, 1), np.repeat([0, 1], n_per)
 
 
-def _tiny_net():
-    return build_network("dscdan", (1, 16, 16), {"latent_dim": 8, "disc_width": 16})
+def _tiny_net(prior_clusters: int = 2):
+    return build_network("dscdan", (1, 16, 16), {"latent_dim": 8, "disc_width": 16,
+                                                 "prior_clusters": prior_clusters})
 
 
 RECIPE = {"epochs": 2, "batch_size": 10, "optimizer": {"name": "adam", "lr": 1e-3},
           "checkpoint_every": 4}
 
 
+def _train_row(result) -> dict:
+    return next(r for r in result.history if r["kind"] == "train")
+
+
 def test_pretraining_logs_the_terms_switched_on():
     x, _ = _tiny_data()
     torch.manual_seed(0)
-    full = pretrain_dscdan(_tiny_net(), x, RECIPE, seed=0, log_every=4)
-    assert {"loss", "plain", "relative", "mi_global", "mi_local", "kl"} <= set(full.history[0])
+    net = _tiny_net()
+    full = pretrain_dscdan(net, x, RECIPE, seed=0, log_every=4)
+    assert {"loss", "plain", "relative", "mi_global", "mi_local", "kl", "cat"} <= set(
+        _train_row(full))
+    assert net.prior_means.abs().sum() > 0          # [code] the mixture means are trained
+    standard = pretrain_dscdan(_tiny_net(), x, {**RECIPE, "prior": "standard"}, seed=0,
+                               log_every=4)
+    assert "kl" in _train_row(standard) and "cat" not in _train_row(standard)
+    with pytest.raises(ValueError, match="prior_clusters > 0"):
+        pretrain_dscdan(_tiny_net(0), x, RECIPE, seed=0)
+    with pytest.raises(ValueError, match="valid choices: mixture, standard"):
+        pretrain_dscdan(_tiny_net(), x, {**RECIPE, "prior": "vamp"}, seed=0)
     plain = pretrain_dscdan(_tiny_net(), x, {**RECIPE, "mi_weight": 0, "kl_weight": 0,
                                              "relative_weight": 0}, seed=0, log_every=4)
-    assert set(plain.history[0]) == {"kind", "step", "epoch", "loss", "plain"}
+    assert set(_train_row(plain)) == {"kind", "step", "epoch", "loss", "plain"}
     assert full.steps == plain.steps == 8
     # [code]: global MI only, the local discriminator is not run
     global_only = pretrain_dscdan(_tiny_net(), x, {**RECIPE, "local_mi_weight": 0}, seed=0,
                                   log_every=4)
-    assert "mi_global" in global_only.history[0] and "mi_local" not in global_only.history[0]
+    assert "mi_global" in _train_row(global_only) and "mi_local" not in _train_row(global_only)
+
+
+def test_pretraining_monitor_rows():
+    """Once per epoch and at the end: the clean reconstruction's SSE, the active code
+    dimensions and, with the mixture prior, its classifier's cluster shares and sharpness, on
+    the held-out split when there is one (it is then left out of training)."""
+    x, _ = _tiny_data()
+    torch.manual_seed(0)
+    held = pretrain_dscdan(_tiny_net(), x, {**RECIPE, "validation_fraction": 0.25}, seed=0)
+    monitor = [r for r in held.history if r["kind"] == "monitor"]
+    assert held.steps == 6                                # 30 training samples, batches of 10
+    assert [r["step"] for r in monitor] == [0, 3, 6]
+    assert all(r["held_out"] and r["eval_plain"] > 0 and 0 <= r["active_dims"] <= 8
+               and r["prior_populated"] >= 1 and 0.5 <= r["prior_sharpness"] <= 1
+               for r in monitor)
+    plain = pretrain_dscdan(_tiny_net(0), x, {**RECIPE, "kl_weight": 0}, seed=0)
+    rows = [r for r in plain.history if r["kind"] == "monitor"]
+    assert rows and not rows[0]["held_out"] and "prior_sharpness" not in rows[0]
 
 
 FINETUNE = {"batch_size": 16, "lr": 1e-3, "max_epochs": 3, "steps_per_check": 2, "tol": 0.0,
-            "widths": [16, 16, 8], "checkpoint_every": 2}
+            "widths": [16, 16, 8], "checkpoint_every": 2, "warm_start_steps": 20}
 
 
 def test_finetune_runs_eq20_and_predicts(tmp_path):
@@ -262,9 +448,11 @@ def test_finetune_runs_eq20_and_predicts(tmp_path):
     assert "acc" in checks[0] and "check_loss" in checks[1]
     assert 0 <= checks[0]["active_dims"] <= 8
     (share,) = [r for r in result.history if r["kind"] == "gradient_share"]
-    # the clustering net's gradient comes from the KL and the spectral term only
-    assert share["grad_clustering_net_share_kl"] + share[
+    # the clustering net's gradient comes from the KL terms and the spectral term only
+    assert share["grad_clustering_net_share_kl"] + share["grad_clustering_net_share_cat"] + share[
         "grad_clustering_net_share_spectral"] == pytest.approx(1.0)
+    (warm,) = [r for r in result.history if r["kind"] == "warm_start"]   # warm_start: prior
+    assert 0.0 <= warm["agreement"] <= 1.0 and "populated" in warm
     assert "grad_clustering_net_share_autoencoder" not in share
     assert "spectral.w_orth" in result.state_dict and "means" in result.state_dict
     # the stored factor orthonormalises the last batch's outputs, not the identity
@@ -279,7 +467,7 @@ def test_finetune_rejects_bad_settings():
     init = {"centres": np.zeros((2, 8), np.float32), "labels": np.zeros(40, np.int64)}
     with pytest.raises(ValueError, match="needs the knn-graph init's 'sigma'"):
         dscdan.finetune(_tiny_net(), x, init, {**FINETUNE, "bandwidth": "global"}, seed=0)
-    with pytest.raises(ValueError, match="valid choices: batch, global"):
+    with pytest.raises(ValueError, match="valid choices: fixed, batch, global"):
         dscdan.finetune(_tiny_net(), x, init, {**FINETUNE, "bandwidth": "local"}, seed=0)
     with pytest.raises(ValueError, match="below the number of clusters"):
         dscdan.finetune(_tiny_net(), x, {**init, "centres": np.zeros((20, 8), np.float32)},
@@ -287,6 +475,14 @@ def test_finetune_rejects_bad_settings():
     with pytest.raises(ValueError, match="valid choices: softmax, spectral-kmeans"):
         dscdan.finetune(_tiny_net(), x, init, {**FINETUNE, "max_epochs": 1,
                                                "predict": "vote"}, seed=0)
+    with pytest.raises(ValueError, match="valid choices: hard, soft"):
+        dscdan.finetune(_tiny_net(), x, init, {**FINETUNE, "warm_start_targets": "x"}, seed=0)
+    with pytest.raises(ValueError, match="valid choices: prior, kmeans, none"):
+        dscdan.finetune(_tiny_net(), x, init, {**FINETUNE, "warm_start": "labels"}, seed=0)
+    with pytest.raises(ValueError, match="mixture prior of 2 clusters"):
+        dscdan.finetune(_tiny_net(0), x, init, FINETUNE, seed=0)
+    with pytest.raises(ValueError, match="positive sigma"):
+        dscdan.finetune(_tiny_net(), x, init, {**FINETUNE, "sigma": 0.0}, seed=0)
 
 
 def _config(**method) -> dict:
@@ -308,6 +504,12 @@ def test_config_checks():
     with pytest.raises(ConfigError, match="bandwidth 'global' needs an init with algorithm "
                                           "'knn-graph'"):
         validate(_config(init="k", bandwidth="global"))
+    paper_prior = _config()
+    paper_prior["autoencoders"]["a"]["prior"] = "standard"
+    with pytest.raises(ConfigError, match="warm_start 'prior' starts the head from the mixture"):
+        validate(paper_prior)
+    validate({**paper_prior, "methods": {"m": {**paper_prior["methods"]["m"],
+                                               "warm_start": "kmeans"}}})
     bad = _config()
     bad["autoencoders"]["s"]["objective"] = "dscdan"
     with pytest.raises(ConfigError, match="objective 'dscdan' needs net 'dscdan'"):

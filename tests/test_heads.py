@@ -43,7 +43,7 @@ from stages.methods import (
 from stages.methods import pretrain_objective as objective_function
 from stages.methods.dscdan import head as dscdan
 from stages.methods.saip import head as saip
-from stages.nets import EMBEDDING_IS_N_CLUSTERS, build_network
+from stages.nets import EMBEDDING_IS_N_CLUSTERS, N_CLUSTERS_OPTION, build_network
 from stages.train import Checkpointer, map_batches
 
 REPO = Path(__file__).resolve().parents[1]
@@ -162,6 +162,8 @@ def _pretrain(ae: str, x: torch.Tensor, checkpoint: Path | None = None, min_epoc
     arch = dict(recipe.get("arch", {}))
     if recipe["net"] in EMBEDDING_IS_N_CLUSTERS:
         arch.setdefault("embedding_dim", K)
+    if recipe["net"] in N_CLUSTERS_OPTION:  # as the pretrain stage does
+        arch.setdefault(N_CLUSTERS_OPTION[recipe["net"]], K)
     seed_everything(0)
     net = build_network(recipe["net"], tuple(x.shape[1:]), arch)
     module, function = objective_function(recipe.get("objective", "reconstruction"))

@@ -495,7 +495,7 @@ DSCDAN_ARCH = {"latent_dim": 8, "disc_width": 16, "local_width": 8}
 #: the weights of Eq. 20 and the terms a weight of zero removes
 DSCDAN_WEIGHTS = {"mi_weight": {"mi_global", "mi_local"}, "local_mi_weight": {"mi_local"},
                   "kl_weight": set(), "relative_weight": {"relative"}, "plain_weight": set(),
-                  "reconstruction_scale": set(), "spectral_weight": set()}
+                  "reconstruction_scale": set(), "spectral_weight": set(), "cat_weight": set()}
 
 
 @pytest.fixture(scope="module")
@@ -523,7 +523,8 @@ def _weighted_sum(terms: dict, weights: dict) -> torch.Tensor:
         "relative", 0.0)
     mi = terms.get("mi_global", 0.0) + w["local_mi_weight"] * terms.get("mi_local", 0.0)
     return (w["reconstruction_scale"] * reconstruction + w["mi_weight"] * mi
-            + w["kl_weight"] * terms["kl"] + w["spectral_weight"] * terms["spectral"])
+            + w["kl_weight"] * terms["kl"] + w["cat_weight"] * terms["cat"]
+            + w["spectral_weight"] * terms["spectral"])
 
 
 @pytest.mark.parametrize("weights", [
@@ -575,12 +576,14 @@ def test_dscdan_spectral_normalisation_m2_divides_the_spectral_term_by_m(dscdan_
         float(by_m["spectral"] - by_m2["spectral"]), rel=1e-8)
 
 
-def _hand_affinity(z: np.ndarray, sigma: float | None, k: int = 3, scale: int = 2) -> np.ndarray:
+def _hand_affinity(z: np.ndarray, sigma: float | None, k: int = 4, scale: int = 2) -> np.ndarray:
     d2 = cdist(z, z, "sqeuclidean")
     np.fill_diagonal(d2, np.inf)
     order = np.argsort(d2, axis=1)
-    if sigma is None:  # the median over the batch of the distance to the scale-th neighbour
-        sigma = float(np.median(np.sqrt(d2[np.arange(len(z)), order[:, scale - 1]])))
+    if sigma is None:  # the median over the batch of the distance to the scale-th neighbour,
+        # the lower of the two middle values for an even batch (torch.median's convention)
+        scales = np.sort(np.sqrt(d2[np.arange(len(z)), order[:, scale - 1]]))
+        sigma = float(scales[(len(z) - 1) // 2])
     w = np.zeros_like(d2)
     for i in range(len(z)):
         w[i, order[i, :k]] = np.exp(-d2[i, order[i, :k]] / (2 * sigma ** 2))
@@ -591,7 +594,7 @@ def _hand_affinity(z: np.ndarray, sigma: float | None, k: int = 3, scale: int = 
                                               (None, {"n_neighbors": 5, "scale_neighbor": 4})])
 def test_dscdan_bandwidth_sets_the_sigma_of_the_spectral_affinity(sigma, neighbours,
                                                                   dscdan_setup):
-    """The spectral term is Eq. 16 on the kNN Gaussian graph (``n_neighbors``, default 3) with
+    """The spectral term is Eq. 16 on the kNN Gaussian graph (``n_neighbors``, default 4) with
     the batch's median distance to the ``scale_neighbor``-th neighbour (default 2) as bandwidth
     (``bandwidth: batch``) or the given one (``global``); the other terms do not change."""
     model, xb = dscdan_setup
@@ -601,24 +604,26 @@ def test_dscdan_bandwidth_sets_the_sigma_of_the_spectral_affinity(sigma, neighbo
     with torch.no_grad():
         mu = model.autoencoder.encode(xb)
         y = (model.spectral(mu) @ model.spectral.w_orth).numpy()
-    w = _hand_affinity(mu.numpy(), sigma, neighbours.get("n_neighbors", 3),
+    w = _hand_affinity(mu.numpy(), sigma, neighbours.get("n_neighbors", 4),
                        neighbours.get("scale_neighbor", 2))
     expected = (w * cdist(y, y, "sqeuclidean")).sum() / BATCH
     assert float(terms["spectral"]) == pytest.approx(expected, rel=1e-9)
     if sigma is not None or neighbours:
         assert float(terms["spectral"]) != pytest.approx(float(reference["spectral"]), rel=1e-6)
-    for name in terms.keys() - {"loss", "spectral"}:
+    # the diagnostic: the mean of W over its kNN edges
+    assert float(terms["knn_affinity"]) == pytest.approx(float(w[w > 0].mean()), rel=1e-9)
+    for name in terms.keys() - {"loss", "spectral", "knn_affinity"}:
         assert torch.equal(terms[name], reference[name]), name
 
 
-@pytest.mark.parametrize("bandwidth", ["batch", "global"])
+@pytest.mark.parametrize("bandwidth", ["fixed", "batch", "global"])
 def test_dscdan_finetune_passes_the_bandwidth_to_every_affinity(bandwidth, data, monkeypatch):
     x, _ = data
     net = _net("dscdan", DSCDAN_ARCH)
     init = {**_kmeans_init(net, x), "sigma": np.array([0.7], dtype=np.float32)}
     calls = spy_calls(monkeypatch, dscdan, "knn_affinity")
     params = _recipe("dscdan", bandwidth=bandwidth, batch_size=BATCH, max_epochs=1,
-                     steps_per_check=2)
+                     steps_per_check=2, warm_start="none")
     result = dscdan.finetune(net, x, init, params, seed=0, log_every=1)
     assert result.info["steps"] == 2
     assert len(calls) == 3  # the gradient shares' batch and two steps
@@ -626,7 +631,7 @@ def test_dscdan_finetune_passes_the_bandwidth_to_every_affinity(bandwidth, data,
         if bandwidth == "batch":
             assert args[3] is None
         else:
-            assert torch.equal(args[3], torch.tensor(0.7))
+            assert torch.equal(args[3], torch.tensor(0.7 if bandwidth == "global" else 2.62))
 
 
 def _orth_factor(pi: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

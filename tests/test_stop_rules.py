@@ -117,9 +117,11 @@ def test_depict_q_change_rule_stops_below_tol_only():
 @pytest.mark.parametrize(("delta", "stops"), [(0.0, True), (0.9 * TOL, True), (-0.9 * TOL, True),
                                               (1.1 * TOL, False), (-1.1 * TOL, False)])
 def test_dscdan_loss_change_rule_compares_the_means_of_two_checks(delta, stops):
-    """DSCDAN: |mean loss of a check - that of the previous check| < tol; the mean is over the
-    check's steps (here 1 and 3 + 2 delta, mean 2 + delta), not its last step's loss."""
-    hook = dscdan.ClusteringHook(SetLabels(), _indices(), None, period=2, tol=TOL)
+    """DSCDAN, ``check_statistic: mean``: |mean loss of a check - that of the previous check| <
+    tol; the mean is over the check's steps (here 1 and 3 + 2 delta, mean 2 + delta), not its
+    last step's loss."""
+    hook = dscdan.ClusteringHook(SetLabels(), _indices(), None, period=2, tol=TOL,
+                                 statistic="mean")
     for loss in (2.0, 2.0):
         hook.add(torch.tensor(loss))
     assert hook(2) is False                   # nothing to compare with
@@ -127,6 +129,40 @@ def test_dscdan_loss_change_rule_compares_the_means_of_two_checks(delta, stops):
         hook.add(torch.tensor(loss))
     assert hook(4) is stops
     assert hook.rows[-1]["check_loss"] == pytest.approx(2.0 + delta)
+
+
+@pytest.mark.parametrize(("delta", "sum_stops", "mean_stops"),
+                         [(0.9e-4, True, True), (-0.9e-4, True, True),
+                          (1.1e-4, False, True), (-1.1e-4, False, True)])
+def test_dscdan_code_rule_compares_sums_of_ten_batch_losses(delta, sum_stops, mean_stops):
+    """[code] DSCDAN.py: |sum of a check's 10 batch losses - the previous sum| < 1e-4. Ten
+    float32 losses of ~70 (as in training), one of them moved by delta: the sum rule stops just
+    below its tolerance and not just above it (the float64 accumulation resolves 1e-4 at a sum
+    of 700, where a float32 sum's spacing is 6e-5); the mean rule at the same tol sees delta/10
+    and stops in all four cases."""
+    for statistic, stops in (("sum", sum_stops), ("mean", mean_stops)):
+        hook = dscdan.ClusteringHook(SetLabels(), _indices(), None, period=10, tol=1e-4,
+                                     statistic=statistic)
+        for _ in range(10):
+            hook.add(torch.tensor(70.0))
+        assert hook(10) is False                                  # nothing to compare with
+        for loss in [70.0] * 9 + [70.0 + delta]:
+            hook.add(torch.tensor(loss, dtype=torch.float32))
+        assert hook(20) is stops, statistic
+        assert hook.rows[-1]["check_loss"] == pytest.approx(70.0 + delta / 10)
+        if statistic == "sum":
+            assert hook.rows[-1]["check_loss_sum"] == pytest.approx(700.0 + delta, abs=1e-5)
+    with pytest.raises(ValueError, match="valid choices: sum, mean"):
+        dscdan.ClusteringHook(SetLabels(), _indices(), None, period=10, tol=1e-4,
+                              statistic="median")
+
+
+def test_dscdan_checkpoint_of_the_other_statistic_is_refused():
+    old = dscdan.ClusteringHook(SetLabels(), _indices(), None, period=2, tol=TOL,
+                                statistic="mean")
+    new = dscdan.ClusteringHook(SetLabels(), _indices(), None, period=2, tol=TOL)
+    with pytest.raises(ValueError, match="check_statistic: mean"):
+        new.load_state_dict(old.state_dict())
 
 
 def test_dscdan_stop_window_compares_averages_of_checks_and_resumes():

@@ -26,13 +26,15 @@ class Network:
 
     ``check``: ``"module:function"`` raising ValueError for an input shape it cannot take;
     ``embedding_is_n_clusters``: its embedding size defaults to the number of clusters;
-    ``unit_input``: it needs inputs in [0, 1]."""
+    ``unit_input``: it needs inputs in [0, 1]; ``n_clusters_option``: an arch option that
+    defaults to the dataset's number of clusters (the pretrain stage sets it)."""
 
     module: str
     cls: str
     check: str = "stages.nets.shapes:check_any"
     embedding_is_n_clusters: bool = False
     unit_input: bool = False
+    n_clusters_option: str | None = None
 
 
 @dataclass(frozen=True)

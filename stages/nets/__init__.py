@@ -18,6 +18,10 @@ NETWORKS: dict[str, Network] = merged(list(FAMILIES.values()), "networks")
 EMBEDDING_IS_N_CLUSTERS = frozenset(n for n, spec in NETWORKS.items()
                                     if spec.embedding_is_n_clusters)
 
+#: network -> its arch option that defaults to the dataset's number of clusters
+N_CLUSTERS_OPTION = {n: spec.n_clusters_option for n, spec in NETWORKS.items()
+                     if spec.n_clusters_option}
+
 #: networks that map inputs from [0, 1] to their own range, so data must lie in [0, 1]
 UNIT_INPUT = frozenset(n for n, spec in NETWORKS.items() if spec.unit_input)
 

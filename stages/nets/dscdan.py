@@ -5,22 +5,32 @@ train, so that the pretrain stage saves it in one file and the finetune stage ge
 
 * encoder E: the per-dataset conv stack of Table 2 ([recon] in the spec: MNIST / Fashion
   3x3x16 s2, 3x3x16 s1, 3x3x32 s2, 3x3x32 s1; USPS-sized 16x16 images 3x3x16 s2, 3x3x32 s2;
-  YTF-sized 55x55 images the 4-layer stack with 5x5 kernels), 'same' padding, LeakyReLU(0.2)
+  YTF-sized 55x55 images the 4-layer stack with 5x5 kernels), its channels times
+  ``channel_multiplier`` ([code] 2: the code doubles ``filters = 16`` before its first conv, so
+  32/32/64/64 on MNIST; [paper] 1, Table 2 as we read it), 'same' padding, LeakyReLU(0.2)
   [code], then Flatten and two linear heads ``mu`` and ``logvar`` of size 120 [paper] / two heads
   [code]; the clean code is z = mu(x);
 * noisy transformer psi: z_hat = mu + exp(logvar / 2) * eps, eps ~ N(0, I) ([code], the
   default), or the paper's multiplicative Gaussian noise z_hat = mu * eps, eps ~ N(1, s^2)
   (``noise: multiplicative``, s = ``noise_std``, [default] 0.2);
-* decoder D, shared by z and z_hat: Linear(120 -> last feature map), LeakyReLU, transposed convs
-  mirroring the encoder (channels reversed) and a final stride-1 transposed conv to the input
-  channels; [default] linear output (``output: linear``; ``output: sigmoid`` is the code's);
+* decoder D, shared by z and z_hat: Linear(120 -> last feature map) without activation
+  ([code]; ``decoder_dense: leaky`` adds a LeakyReLU), transposed convs undoing the encoder's
+  layers in reverse (strides reversed) and a final stride-1 transposed conv to the input channels.
+  ``decoder_channels: code`` [code]: the conv undoing encoder layer i outputs that layer's
+  channels (MNIST x2: 64 s1, 64 s2, 32 s1, 32 s2, then 1); ``mirror``: it outputs the channels
+  of layer i's input (at least the first layer's: 32 s1, 16 s2, 16 s1, 16 s2 at x1). Output
+  ``sigmoid`` [code] or ``linear`` (``output``);
 * global MI discriminator T1 on [phi(x); z] (phi: the flattened last encoder map),
   FC(120)-ReLU x3 - FC(1) [default, the code's width];
 * local MI discriminator T2 on the middle encoder map C (output of enc-2; of enc-1 for the
-  2-layer stack) with z tiled over its grid: 1x1 conv(120)-ReLU x2 - 1x1 conv(1) [default].
+  2-layer stack) with z tiled over its grid: 1x1 conv(120)-ReLU x2 - 1x1 conv(1) [default];
+* with ``prior_clusters`` K > 0, the mixture prior of the code's pretraining (``vaeConv2d.py``):
+  a classifier q(y | mu) FC(``prior_width`` 256)-ReLU-FC(K) (soft-max in the loss) and the K
+  means m_k of N(m_k, I), starting at zero [code]. The pretrain stage sets K to the dataset's
+  number of clusters.
 
-Glorot-uniform weights, zero biases (Keras defaults, as in the authors' code). Why the linear
-output, measured: docs/notes/dscdan.md.
+Glorot-uniform weights, zero biases (Keras defaults, as in the authors' code). The measurements
+behind the output and width choices: docs/notes/dscdan.md.
 """
 
 from __future__ import annotations
@@ -44,6 +54,8 @@ DSCDAN_LAYERS: dict[int, tuple[tuple[int, int, int], ...]] = {
 }
 NOISE_KINDS = ("gaussian", "multiplicative")
 OUTPUTS = ("linear", "sigmoid")
+DECODER_CHANNELS = ("code", "mirror")
+DECODER_DENSE = ("linear", "leaky")
 
 
 def dscdan_layers(side: int) -> tuple[tuple[int, int, int], ...]:
@@ -69,14 +81,21 @@ class DualAutoencoder(nn.Module):
         local_width: hidden width of the local one (default ``disc_width``); it runs at every
             position of the middle map, so it dominates the cost on a CPU.
         leaky_slope: LeakyReLU slope of encoder and decoder.
-        output: ``linear`` ([default]) or ``sigmoid`` ([code]) decoder output.
+        output: ``sigmoid`` ([code]) or ``linear`` decoder output.
+        channel_multiplier: factor on the encoder channels of ``layers`` (2 [code], 1 [paper]).
+        decoder_channels: ``code`` or ``mirror`` (see the module docstring).
+        decoder_dense: ``linear`` ([code]) or ``leaky``: the decoder's first layer.
+        prior_clusters: K of the mixture prior's classifier and means (0: none).
+        prior_width: hidden width of that classifier (256 [code]).
     """
 
     def __init__(self, input_shape: Sequence[int], latent_dim: int = 120,
                  layers: Sequence[Sequence[int]] | None = None, middle: int | None = None,
                  noise: str = "gaussian", noise_std: float = 0.2, disc_width: int = 120,
                  local_width: int | None = None, leaky_slope: float = 0.2,
-                 output: str = "linear"):
+                 output: str = "sigmoid", channel_multiplier: int = 2,
+                 decoder_channels: str = "code", decoder_dense: str = "linear",
+                 prior_clusters: int = 0, prior_width: int = 256):
         super().__init__()
         check_dscdan_input(input_shape)
         c_in, h, w = (int(s) for s in input_shape)
@@ -87,9 +106,18 @@ class DualAutoencoder(nn.Module):
         if output not in OUTPUTS:
             raise ValueError(f"unknown output '{output}'; valid choices: {', '.join(OUTPUTS)}")
         self.output = output
+        for name, value, valid in (("decoder_channels", decoder_channels, DECODER_CHANNELS),
+                                   ("decoder_dense", decoder_dense, DECODER_DENSE)):
+            if value not in valid:
+                raise ValueError(f"unknown {name} '{value}'; valid choices: {', '.join(valid)}")
+        if int(channel_multiplier) < 1:
+            raise ValueError(f"channel_multiplier must be a positive integer, got "
+                             f"{channel_multiplier}")
+        self.decoder_dense = decoder_dense
         self.embedding_dim = self.latent_dim = int(latent_dim)
         self.leaky_slope = float(leaky_slope)
-        spec = [tuple(int(v) for v in layer) for layer in (layers or dscdan_layers(min(h, w)))]
+        spec = [(int(k), int(c) * int(channel_multiplier), int(s))
+                for k, c, s in (layers or dscdan_layers(min(h, w)))]
         self.middle = int(middle) if middle is not None else (2 if len(spec) >= 3 else 1)
         if not 1 <= self.middle <= len(spec):
             raise ValueError(f"middle layer {self.middle} outside the {len(spec)} encoder layers")
@@ -112,11 +140,16 @@ class DualAutoencoder(nn.Module):
             k, _, s = spec[i]
             pad = (transposed_output_padding(sizes[i][0], sizes[i + 1][0], k, k // 2, s),
                    transposed_output_padding(sizes[i][1], sizes[i + 1][1], k, k // 2, s))
-            deconvs.append(nn.ConvTranspose2d(channels[i + 1], max(channels[i], channels[1]), k,
-                                              stride=s, padding=k // 2, output_padding=pad))
+            if decoder_channels == "code":
+                c_from = channels[i + 2] if i + 2 < len(channels) else channels[-1]
+                c_to = channels[i + 1]
+            else:
+                c_from, c_to = channels[i + 1], max(channels[i], channels[1])
+            deconvs.append(nn.ConvTranspose2d(c_from, c_to, k, stride=s, padding=k // 2,
+                                              output_padding=pad))
         self.decoder = nn.ModuleList(deconvs)
         k_out = spec[0][0]
-        self.out = nn.ConvTranspose2d(max(channels[0], channels[1]), c_in, k_out, stride=1,
+        self.out = nn.ConvTranspose2d(deconvs[-1].out_channels, c_in, k_out, stride=1,
                                       padding=k_out // 2)
         self.global_disc = nn.Sequential(
             nn.Linear(flat + self.latent_dim, disc_width), nn.ReLU(),
@@ -129,6 +162,12 @@ class DualAutoencoder(nn.Module):
             nn.Conv2d(c_mid + self.latent_dim, lw, 1), nn.ReLU(),
             nn.Conv2d(lw, lw, 1), nn.ReLU(),
             nn.Conv2d(lw, 1, 1))
+        self.prior_clusters = int(prior_clusters)
+        if self.prior_clusters > 0:
+            self.prior_classifier = nn.Sequential(
+                nn.Linear(self.latent_dim, int(prior_width)), nn.ReLU(),
+                nn.Linear(int(prior_width), self.prior_clusters))
+            self.prior_means = nn.Parameter(torch.zeros(self.prior_clusters, self.latent_dim))
         keras_init_(self)
 
     # ------------------------------------------------------------------------- encoder / decoder
@@ -158,7 +197,9 @@ class DualAutoencoder(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, d) -> reconstruction (B, C, H, W)."""
-        h = F.leaky_relu(self.defc(z), self.leaky_slope, inplace=True)
+        h = self.defc(z)
+        if self.decoder_dense == "leaky":
+            h = F.leaky_relu(h, self.leaky_slope, inplace=True)
         h = h.view(z.shape[0], *self._map_shape)
         h = channels_last(h)
         for deconv in self.decoder:
@@ -170,6 +211,12 @@ class DualAutoencoder(nn.Module):
         """Clean pathway: (z (B, d), x_hat (B, C, H, W))."""
         z = self.encode(x)
         return z, self.decode(z)
+
+    def prior_probabilities(self, mu: torch.Tensor) -> torch.Tensor:
+        """The mixture prior's q(y | mu) = softmax(classifier(mu)): (B, d) -> (B, K)."""
+        if self.prior_clusters == 0:
+            raise ValueError("this dual autoencoder has no mixture prior (prior_clusters 0)")
+        return F.softmax(self.prior_classifier(mu), dim=1)
 
     # ---------------------------------------------------------------------------- discriminators
     def global_logits(self, phi: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

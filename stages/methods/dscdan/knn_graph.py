@@ -5,11 +5,13 @@ neighbors is set to 3").
 :func:`knn_graph`: exact neighbours (blockwise ``torch.cdist`` + ``topk``, never the N x N
 matrix) up to ``approximate_above`` = 10^5 points [default], pynndescent beyond; a point is never
 its own neighbour [default]. :func:`gaussian_affinity`: W_ij = exp(-d_ij^2 / (2 sigma^2)) on the
-kNN edges, sigma the median distance to the ``scale_neighbor``-th neighbour (SpectralNet's
-``scale_nbr = 2`` [code]). :func:`knn_graph_arrays`: the init's entry point, adding k-means on
-the codes: the labels of the "ConvAE + k-means" ablations and the start of Eq. 19's cluster
-means m_k [default] (the code: zero). Fine-tuning builds its affinities per mini-batch [paper];
-``bandwidth: global`` in the method recipe uses this graph's sigma instead.
+kNN edges, sigma the median distance to the ``scale_neighbor``-th neighbour excluding the
+point ([default] 2; SpectralNet's ``scale_nbr = 2`` counts the point itself, so its rule is our
+1st). :func:`knn_graph_arrays`: the init's entry point, adding k-means on the codes: the labels
+of the "ConvAE + k-means" ablations and, with the head's ``warm_start: none`` or ``kmeans``, the
+start of Eq. 19's cluster means m_k (the code loads trained means with its head; the default
+``warm_start: prior`` takes the pretrained mixture's). Fine-tuning builds its affinities per
+mini-batch [paper]; ``bandwidth: global`` in the method recipe uses this graph's sigma.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def knn_graph_arrays(z: np.ndarray, n_clusters: int, recipe: dict[str, Any],
     """The ``knn-graph`` init: :func:`knn_graph` of z (N, d) plus k-means ``centres`` (K, d) and
     ``labels`` (N,) with ``n_init`` restarts.
 
-    ``recipe``: ``n_neighbors`` (3 [paper]), ``scale_neighbor`` (2 [code]),
+    ``recipe``: ``n_neighbors`` (3 [paper]), ``scale_neighbor`` (2 [default]),
     ``approximate_above`` (10^5 [default]), ``n_init`` (20 [default]).
     """
     graph = knn_graph(z, int(recipe.get("n_neighbors", 3)), int(recipe.get("scale_neighbor", 2)),

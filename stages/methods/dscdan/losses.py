@@ -6,9 +6,10 @@ shared by pretraining (:mod:`stages.methods.dscdan.pretrain`) and the clustering
   -log(1 - sigmoid(t)) = softplus(t); positives (x_i, z_i), negatives (x_i, z_pi(i));
 * reconstruction terms summed over pixels, mean over the batch (Eq. 12's Frobenius norms per
   sample, the code's ``K.sum(K.mean(., 0))``), x ``reconstruction_scale`` ([code] 5; [paper] 1);
-* Eq. 14's mini-batch affinity: each point's ``k`` nearest neighbours excluding itself, the
-  SpectralNet bandwidth (batch median distance to the ``scale_neighbor``-th neighbour),
-  symmetrised, zero diagonal, no gradient;
+* Eq. 14's mini-batch affinity: each point's ``k`` nearest neighbours excluding itself, a fixed
+  bandwidth (the code's 2.62) or SpectralNet's (batch median distance to the
+  ``scale_neighbor``-th neighbour), symmetrised, zero diagonal, with or without gradient
+  (``detach``; the code's W is built in-graph);
 * Eq. 16 divided by m^2 [paper] or by m [code] (``normalise``);
 * Eqs. 17-18's K x K Cholesky in float64 with a trace-relative jitter (:func:`orthonormalize`).
 """
@@ -49,24 +50,35 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar).sum(dim=1).mean()
 
 
-def mixture_kl(mu: torch.Tensor, logvar: torch.Tensor, pi: torch.Tensor,
-               means: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
-    """Eq. 19: KL(p(y, z | x) || q(y, z)) with q(z | y=k) = N(m_k, I) and uniform q(y).
+def mixture_kl_terms(mu: torch.Tensor, logvar: torch.Tensor, pi: torch.Tensor,
+                     means: torch.Tensor, eps: float = 1e-10,
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two parts of Eq. 19, KL(p(y, z | x) || q(y, z)) with q(z | y=k) = N(m_k, I) and
+    uniform q(y), which the authors' code weights apart (``kl_loss`` and ``cat_loss``).
 
-    ``Σ_k π_k ½ Σ_d (σ_d² + (μ_d − m_kd)² − 1 − log σ_d²) + Σ_k π_k log(K π_k)``, batch mean.
+    Gaussian part ``Σ_k π_k ½ Σ_d (σ_d² + (μ_d − m_kd)² − 1 − log σ_d²)`` and categorical part
+    ``Σ_k π_k log(K π_k)`` (the code's ``Σ_k π_k log π_k`` plus the constant log K), batch means.
 
     Args:
         mu, logvar: encoder outputs (B, d).
         pi: cluster probabilities p(y | z) (B, K), rows summing to one.
         means: cluster means m_k (K, d).
     Returns:
-        scalar.
+        (gaussian, categorical) scalars.
     """
     var_term = (logvar.exp() - 1.0 - logvar).sum(dim=1, keepdim=True)          # (B, 1)
-    sq = torch.cdist(mu, means).pow(2)                                          # (B, K)
+    sq = (mu.pow(2).sum(dim=1, keepdim=True) + means.pow(2).sum(dim=1)[None, :]
+          - 2.0 * mu @ means.T).clamp_min(0)                                    # (B, K)
     gauss = 0.5 * (var_term + sq)                                               # (B, K)
     cat = pi * (pi.clamp_min(eps).log() + math.log(pi.shape[1]))
-    return ((pi * gauss).sum(dim=1) + cat.sum(dim=1)).mean()
+    return (pi * gauss).sum(dim=1).mean(), cat.sum(dim=1).mean()
+
+
+def mixture_kl(mu: torch.Tensor, logvar: torch.Tensor, pi: torch.Tensor,
+               means: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """Eq. 19 as one term: the sum of :func:`mixture_kl_terms` (scalar)."""
+    gauss, cat = mixture_kl_terms(mu, logvar, pi, means, eps)
+    return gauss + cat
 
 
 def squared_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -111,33 +123,38 @@ def dual_reconstruction(x: torch.Tensor, x_clean: torch.Tensor, x_noisy: torch.T
 
 
 def knn_affinity(z: torch.Tensor, n_neighbors: int = 3, scale_neighbor: int = 2,
-                 sigma: torch.Tensor | float | None = None) -> torch.Tensor:
+                 sigma: torch.Tensor | float | None = None, detach: bool = True) -> torch.Tensor:
     """Eq. 14 on a mini-batch: Gaussian affinities restricted to the k nearest neighbours.
 
     Args:
-        z: codes (m, d); treated as constants.
-        n_neighbors: k, neighbours per point excluding the point itself (3 [paper]).
+        z: codes (m, d).
+        n_neighbors: k, neighbours per point excluding the point itself (3 [paper]; the code's
+            ``n_nbrs = 5`` counts the point itself, so 4 [code]).
         scale_neighbor: the bandwidth is the median over the batch of the distance to this
-            neighbour (SpectralNet's rule, 2 [code]), unless ``sigma`` is given.
-        sigma: a fixed bandwidth (e.g. the global one of the init stage's graph).
+            neighbour (SpectralNet's rule), unless ``sigma`` is given.
+        sigma: a fixed bandwidth (the code's 2.62, or the global one of the init's graph).
+        detach: treat z as constants (no gradient through W); False builds W in the graph,
+            as the code does, so that a loss on W reaches whatever made z.
     Returns:
         W (m, m): symmetric, zero diagonal, W_ij = exp(-‖z_i − z_j‖² / (2σ²)) for kNN pairs.
     """
-    z = z.detach()
+    if detach:
+        z = z.detach()
     m = z.shape[0]
     k = min(int(n_neighbors), m - 1)
     if k < 1:
         raise ValueError(f"a batch of {m} sample(s) has no neighbours")
-    d2 = torch.cdist(z, z).pow(2)
-    d2.fill_diagonal_(float("inf"))
+    sq = z.pow(2).sum(dim=1)
+    d2 = (sq[:, None] + sq[None, :] - 2.0 * z @ z.T).clamp_min(0)
+    eye = torch.eye(m, dtype=torch.bool, device=z.device)
+    d2 = d2.masked_fill(eye, float("inf"))
     k_scale = min(int(scale_neighbor), m - 1)
     dist, idx = torch.topk(d2, max(k, k_scale), dim=1, largest=False)          # (m, k')
     if sigma is None:
         sigma = dist[:, k_scale - 1].clamp_min(0).sqrt().median().clamp_min(1e-12)
     sigma = torch.as_tensor(sigma, dtype=z.dtype, device=z.device)
     weights = torch.exp(-dist[:, :k] / (2 * sigma * sigma))
-    w = torch.zeros(m, m, dtype=z.dtype, device=z.device)
-    w.scatter_(1, idx[:, :k], weights)
+    w = torch.zeros(m, m, dtype=weights.dtype, device=z.device).scatter(1, idx[:, :k], weights)
     return 0.5 * (w + w.T)
 
 
@@ -196,9 +213,11 @@ def orthonormalize(y_tilde: torch.Tensor, eps: float = 1e-6, check: bool = False
 #: the loss weights and their paper values (``reconstruction_scale``: the code's ``lamb`` = 5
 #: multiplies both reconstruction terms, the paper has none; ``local_mi_weight``: the local MI
 #: term's weight next to the global one inside beta, 1 in Eq. 10, 0 in the code, where the local
-#: term is commented out)
+#: term is commented out; ``cat_weight``: the categorical part of a mixture KL, 1 in the paper's
+#: gamma = 1 and in both of the code's phases, whose Gaussian part has ``kl_weight``)
 DEFAULT_WEIGHTS = {"mi_weight": 0.01, "kl_weight": 1.0, "relative_weight": 1.0,
-                   "plain_weight": 0.5, "reconstruction_scale": 1.0, "local_mi_weight": 1.0}
+                   "plain_weight": 0.5, "reconstruction_scale": 1.0, "local_mi_weight": 1.0,
+                   "cat_weight": 1.0}
 
 
 def loss_weights(recipe: dict[str, Any]) -> dict[str, float]:
