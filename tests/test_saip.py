@@ -424,6 +424,7 @@ def test_config_rejects_saip_on_depict_net_and_unknown_distance():
                                           r"with decay_repeats: 1"):
         cfg.validate(config)
     config, schema = _config()
+    config["head_defaults"]["saip"].pop("detach", None)  # the default is now p1
     config["head_defaults"]["saip"]["detach_target"] = True
     config["methods"]["saip-hot"]["detach"] = "p1"
     with pytest.raises(ConfigError, match=r"method 'saip-hot': SAIP: detach_target: true fixes "
