@@ -56,8 +56,9 @@ def run(workload: str, data, x, epochs: int, region, precision: str = "32", *,
     centres, _ = kmeans_init(map_batches(model.encode, x).cpu().numpy(), data.n_clusters, 20, 0)
     batch = int(method["batch_size"])
     spe = steps_per_epoch(x.shape[0], batch)
+    # a fixed number of epochs: one lr period and no stop rule (tol 0, checked from the start)
     params = {**method, "decay_epochs": epochs, "decay_repeats": 1, "tol": 0.0,
-              **loop}
+              "stop_after": "start", **loop}
     with region:
         res = saip.finetune(model, x, {"centres": centres}, params, seed=0, log_every=spe)
     return batch, res.info["steps"], res.info["steps"] / spe

@@ -247,7 +247,7 @@ def test_saip_workloads_train_the_configured_paper_recipes(workload, monkeypatch
     data = SimpleNamespace(input_shape=(1, 28, 28), n_clusters=3)
     batch, steps, epochs = workloads_saip.run(workload, data, x, 1, contextlib.nullcontext())
     assert batch == 256 and steps == 2 and epochs == 1
-    skip = {"epochs", "checkpoint_every", "decay_epochs", "decay_repeats", "tol"}
+    skip = {"epochs", "checkpoint_every", "decay_epochs", "decay_repeats", "tol", "stop_after"}
     expected = ae if workload.endswith("pretrain") else method
     used = seen["pretrain" if workload.endswith("pretrain") else "finetune"]
     assert {k: used[k] for k in expected if k not in skip} == {
