@@ -496,7 +496,26 @@ class EarlyStopping:
         self.rows = list(state["rows"])
 
 
-class ValidationMonitor:
+class RowMonitor:
+    """The bookkeeping of a monitoring :class:`PeriodicHook` that only records rows: subclasses
+    set ``self.rows = []`` and define ``__call__(step) -> False``, which appends one row with a
+    ``step``; :meth:`finish` records the final weights unless the last row is of that step, and
+    the rows are the checkpointed state."""
+
+    rows: list[dict[str, Any]]
+
+    def finish(self, step: int) -> None:
+        if not self.rows or self.rows[-1]["step"] != step:
+            self(step)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rows = list(state["rows"])
+
+
+class ValidationMonitor(RowMonitor):
     """A :class:`PeriodicHook` that records ``val_loss()`` (a scalar tensor, computed without
     gradients, in eval mode) every ``period`` steps as a ``kind='validation'`` row with column
     ``name``, and never stops training. Call :meth:`finish` after the loop to record the final
@@ -515,16 +534,6 @@ class ValidationMonitor:
         self.model.train(was_training)
         self.rows.append({"kind": "validation", "step": step, self.name: value})
         return False
-
-    def finish(self, step: int) -> None:
-        if not self.rows or self.rows[-1]["step"] != step:
-            self(step)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.rows = list(state["rows"])
 
 
 def validation_split(n_samples: int, fraction: float, seed: int,

@@ -38,6 +38,7 @@ from stages.methods.shared.reconstruction import train_epochs
 from stages.train import (
     Checkpointer,
     LoopResult,
+    RowMonitor,
     map_batches,
     steps_per_epoch,
     validation_split,
@@ -60,7 +61,7 @@ def prior_of(recipe: dict[str, Any]) -> str:
     return prior
 
 
-class PretrainMonitor:
+class PretrainMonitor(RowMonitor):
     """A :class:`stages.train.PeriodicHook` (never stops training): every ``period`` steps and at
     the end (:meth:`finish`), label-free signals of ``x_eval`` (M, C, H, W) as a
     ``kind='monitor'`` row: ``eval_plain`` (per-sample SSE of the clean reconstruction D(mu),
@@ -95,16 +96,6 @@ class PretrainMonitor:
         self.model.train(was_training)
         self.rows.append(row)
         return False
-
-    def finish(self, step: int) -> None:
-        if not self.rows or self.rows[-1]["step"] != step:
-            self(step)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.rows = list(state["rows"])
 
 
 def pretrain_dscdan(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, seed: int,
