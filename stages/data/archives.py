@@ -21,25 +21,33 @@ import numpy as np
 
 from stages.errors import DataFileError
 
-#: the only globals a CIFAR batch needs: numpy array reconstruction (numpy < 2 and >= 2
-#: spellings) and, in pickles written by Python 3 at protocol 2, bytes via _codecs.encode
+#: the only globals a pickle of numpy arrays needs: array and scalar reconstruction (numpy < 2
+#: and >= 2 spellings) and, in pickles written by Python 3 at protocol 2, bytes via _codecs.encode
 _PICKLE_GLOBALS = frozenset({
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
     ("_codecs", "encode"),
 })
 
 
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickler that refuses every global but numpy array reconstruction."""
+class ArrayUnpickler(pickle.Unpickler):
+    """Unpickler that refuses every global but numpy array (and scalar) reconstruction: for
+    pickles of numpy arrays, lists, dicts and strings from elsewhere (CIFAR's batches, the
+    authors' Lasagne weights). ``what`` names the file's kind in the refusal."""
+
+    def __init__(self, file: IO[bytes], *, what: str, encoding: str = "ASCII"):
+        super().__init__(file, encoding=encoding)
+        self.what = what
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _PICKLE_GLOBALS:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} (a data batch holds only "
-                                     "numpy arrays, lists and strings)")
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} (a {self.what} holds "
+                                     "only numpy arrays, lists and strings)")
 
 
 def _decode_keys(value: Any) -> Any:
@@ -77,7 +85,8 @@ def tar_pickles(path: str | os.PathLike, members: Sequence[str],
     try:
         for info, handle in tar_members(path, members):
             with handle:
-                value = _decode_keys(_ArrayUnpickler(handle, encoding="bytes").load())
+                unpickler = ArrayUnpickler(handle, what="data batch", encoding="bytes")
+                value = _decode_keys(unpickler.load())
             if not isinstance(value, dict):
                 raise DataFileError(f"{path}: member {info.name} is a pickled "
                                     f"{type(value).__name__}, not a dict; expected {expected}.")

@@ -37,7 +37,6 @@ import json
 import logging
 import pickle
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -46,6 +45,7 @@ from torch import nn
 from stages.artifacts import write_csv
 from stages.cli import json_arg, limit_threads, main_for
 from stages.data import read_dataset
+from stages.data.archives import ArrayUnpickler
 from stages.errors import DataFileError
 from stages.methods.depict.losses import layerwise_reconstruction
 from stages.models import save_model
@@ -67,24 +67,6 @@ LASAGNE_ORDER: tuple[tuple[str, str], ...] = (
 )
 #: the SHA-256 of the authors' MNIST-test file (its blob at herandy/DEPICT e75840d)
 MNIST_TEST_SHA256 = "a14023f88115cf140eefc1c4464102e5907eafe387ad4e517f139768f13e6fe5"
-#: the classes a pickle of numpy arrays needs (numpy 1 and 2 module names; protocol 2 written
-#: by Python 3 encodes the array bytes with ``_codecs.encode``)
-_NUMPY_CLASSES = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-                  ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
-                  ("numpy._core.multiarray", "_reconstruct"),
-                  ("numpy._core.multiarray", "scalar")}
-
-
-class _ArraysOnly(pickle.Unpickler):
-    """An unpickler that builds numpy arrays and refuses every other class."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _NUMPY_CLASSES:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are "
-                                     "expected in a Lasagne weights file")
-
-
 def read_lasagne_values(path: str | Path) -> list[np.ndarray]:
     """The list of arrays in a Lasagne ``get_all_param_values`` pickle (Python 2 or 3)."""
     try:
@@ -94,7 +76,8 @@ def read_lasagne_values(path: str | Path) -> list[np.ndarray]:
                             "params_MNIST-test_values_best.pickle of github.com/herandy/DEPICT "
                             "here (docs/reproduction/README.md)") from err
     try:
-        values = _ArraysOnly(io.BytesIO(data), encoding="latin1").load()
+        values = ArrayUnpickler(io.BytesIO(data), what="Lasagne weights file",
+                                encoding="latin1").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
         raise DataFileError(f"{path}: not a pickle of numpy arrays ({err}); a Git LFS pointer or "
                             "an HTML page is not the weights file") from err
