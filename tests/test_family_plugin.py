@@ -236,7 +236,7 @@ def test_the_architecture_layout_lists_every_family_folder_and_its_files():
     families = sorted(p.parent.name for p in (REPO / "stages/methods").glob("*/__init__.py"))
     for family in families:
         line = next((ln for ln in lines if ln.strip().startswith(f"{family}/")), None)
-        assert line is not None, f"docs/architecture.md Layout does not list stages/methods/{family}/"
+        assert line is not None, f"docs/architecture.md Layout lacks stages/methods/{family}/"
         at = lines.index(line)
         rest = lines[at + 1:]
         n = next((i for i, ln in enumerate(rest) if not ln.startswith(" " * 15)), len(rest))
