@@ -7,7 +7,9 @@ metric) in the order the reference CSV lists them, the order printed in the pape
 is ``ours (paper)`` in percent, ours the mean ± std over seeds of the run whose dataset stands
 for the paper's column (:data:`stages.tables.DATASET_TO_PAPER`), NMI normalised as that paper
 does (:data:`stages.tables.PAPER_NMI_VARIANT`); ``—`` where we have no run. Under each table:
-the seeds and schedules of our numbers and which of our datasets fill which column.
+the seeds and schedules of our numbers (naming the rows not at schedule ``paper``), which of
+our datasets fill which column and, for rows from the reproduction records
+(``python -m stages.records papers``), the config and commit each was run with.
 """
 
 from __future__ import annotations
@@ -89,6 +91,8 @@ def build_table(reference: pd.DataFrame, summary: pd.DataFrame, paper: str,
     value = {(row_name(m), d, k): (m, v)
              for m, d, k, v in zip(ref.method, ref.dataset, ref.metric, ref.value, strict=True)}
     rows, seeds, schedules, stand_ins = [], set(), set(), set()
+    row_schedules: dict[str, set[str]] = {}
+    provenance: dict[tuple[str, str], str] = {}  # (row, our dataset) -> config at commit(s)
     for row in dict.fromkeys(map(row_name, ref.method)):
         cells = []
         for dataset, metric in columns:
@@ -104,7 +108,11 @@ def build_table(reference: pd.DataFrame, summary: pd.DataFrame, paper: str,
                 n = int(ours["n_seeds"])
                 seeds.add(n)
                 schedules.add(str(ours["schedule"]))
+                row_schedules.setdefault(row, set()).add(str(ours["schedule"]))
                 stand_ins.add((str(ours["dataset"]), dataset))
+                if "commit" in ours.index:  # rows from docs/reproduction (stages.records)
+                    provenance[(row, str(ours["dataset"]))] = \
+                        f"{ours['config']} at {ours['commit']}"
             cells.append((mean, std, n, published))
         rows.append((row, cells))
     notes = []
@@ -112,6 +120,11 @@ def build_table(reference: pd.DataFrame, summary: pd.DataFrame, paper: str,
         notes.append(f"Ours: mean ± std over {', '.join(map(str, sorted(seeds)))} seed(s), "
                      f"schedule {', '.join(sorted(schedules))}; the paper's numbers in "
                      "brackets, as printed; — where we have no run.")
+        if schedules != {"paper"}:
+            notes.append("Rows not at schedule paper (scaled down, not comparable with the "
+                         "paper's numbers): " + "; ".join(
+                             f"{row} ({', '.join(sorted(s))})"
+                             for row, s in row_schedules.items() if s != {"paper"}) + ".")
     else:
         notes.append("No run of ours for this table yet (—); the paper's numbers in brackets.")
     if any(metric == "nmi" for _, metric in columns):
@@ -121,6 +134,9 @@ def build_table(reference: pd.DataFrame, summary: pd.DataFrame, paper: str,
     if renamed:
         notes.append("Our datasets for the paper's columns: "
                      + "; ".join(f"{o} for {t}" for o, t in renamed) + ".")
+    if provenance:
+        notes.append("Our rows were run with (config at commit): " + "; ".join(
+            f"{row} on {dataset}: {text}" for (row, dataset), text in provenance.items()) + ".")
     return PaperTable(paper, source, columns, rows, notes)
 
 
@@ -264,15 +280,17 @@ def _write(table: PaperTable, out_dir: str | Path) -> list[Path]:
     return written
 
 
-def write_paper_tables(summary_path: str | Path, out_dir: str | Path,
+def write_paper_tables(summary_path: str | Path | pd.DataFrame, out_dir: str | Path,
                        reference_path: str | Path = DEFAULT_REFERENCE,
                        papers: Sequence[str] | None = None,
                        sweeps_path: str | Path | None = None,
                        sweeps: Sequence[Mapping[str, Any]] = ()) -> list[Path]:
     """Write every table of ``papers`` (default: all in the reference) in every format, and,
     given ``sweeps.csv`` and its index (``sweeps``, as :func:`sweep_sources` takes it), a table
-    per sweep under its paper; returns the paths."""
-    summary = pd.read_csv(summary_path)
+    per sweep under its paper; returns the paths. ``summary_path``: summary.csv or its frame;
+    with ``config`` and ``commit`` columns (:func:`stages.records.records_summary`) each table
+    says which config and commit each of our rows was run with."""
+    summary = summary_path if isinstance(summary_path, pd.DataFrame) else pd.read_csv(summary_path)
     reference = load_reference(reference_path)
     chosen = list(dict.fromkeys(reference.paper)) if papers is None else list(papers)
     unknown = sorted(set(chosen) - set(reference.paper))

@@ -223,19 +223,20 @@ def test_the_toy_familys_options_and_checks_are_enforced(project, change, messag
 
 
 def _layout_block() -> str:
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "architecture.md").read_text()
     section = text[text.index("## Layout"):]
     return section[section.index("```") + 3:section.index("```", section.index("```") + 3)]
 
 
-def test_the_readmes_layout_lists_every_family_folder_and_its_files():
-    """README 'Layout' matches the tree: each family folder and each module it names."""
+def test_the_architecture_layout_lists_every_family_folder_and_its_files():
+    """docs/architecture.md 'Layout' matches the tree: each family folder and each module it
+    names, and every subpackage of stages/."""
     block = _layout_block()
     lines = block.splitlines()
     families = sorted(p.parent.name for p in (REPO / "stages/methods").glob("*/__init__.py"))
     for family in families:
         line = next((ln for ln in lines if ln.strip().startswith(f"{family}/")), None)
-        assert line is not None, f"README Layout does not list stages/methods/{family}/"
+        assert line is not None, f"docs/architecture.md Layout lacks stages/methods/{family}/"
         at = lines.index(line)
         rest = lines[at + 1:]
         n = next((i for i, ln in enumerate(rest) if not ln.startswith(" " * 15)), len(rest))
@@ -244,4 +245,4 @@ def test_the_readmes_layout_lists_every_family_folder_and_its_files():
             assert (REPO / "stages/methods" / family / name).is_file(), (family, name)
     for folder in sorted(p.name for p in (REPO / "stages").iterdir()
                          if p.is_dir() and (p / "__init__.py").is_file()):
-        assert f"{folder}/" in block, f"README Layout does not list stages/{folder}/"
+        assert f"{folder}/" in block, f"docs/architecture.md Layout does not list stages/{folder}/"

@@ -31,7 +31,7 @@ CONDA_ENV = "../../envs/stages.yaml"
 
 # Operational settings reach the stages as environment variables, not params: Snakemake compares
 # params to decide what is stale, and changing where or how verbosely a job runs must rerun
-# nothing (README, Reliability). Set here, they hold in every job, local or on a SLURM node,
+# nothing (docs/reliability.md). Set here, they hold in every job, local or on a SLURM node,
 # since each job's Snakemake reads this file again.
 os.environ.update(
     STAGES_DEVICE=str(config["device"]),
