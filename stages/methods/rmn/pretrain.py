@@ -272,8 +272,9 @@ def pretrain_rbm(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, s
             that layer a 100x smaller rate than the others), and those of
             :func:`finetune_denoising`; ``validation_fraction``: every phase trains on a random
             split of the rest only, and the whole autoencoder's clean reconstruction of the
-            held-out samples is recorded after each RBM (unrolled) and once per epoch of the
-            fine-tune (``kind='validation'`` rows with ``phase``).
+            held-out samples is recorded after each RBM (unrolled; the layers above it still
+            hold their initial weights) and once per epoch of the fine-tune
+            (``kind='validation'`` rows with ``phase``).
     """
     checkpoint = checkpoint or Checkpointer(None)
     noise = float(recipe.get("noise", 0.2))
