@@ -508,6 +508,13 @@ class RowMonitor:
         if not self.rows or self.rows[-1]["step"] != step:
             self(step)
 
+    def merge_into(self, result: LoopResult) -> LoopResult:
+        """:meth:`finish` at ``result.steps``, then ``result`` with these rows merged into its
+        history by step (the loop's own row first at an equal step)."""
+        self.finish(result.steps)
+        result.history = sorted(result.history + self.rows, key=lambda r: r["step"])
+        return result
+
     def state_dict(self) -> dict[str, Any]:
         return {"rows": self.rows}
 
@@ -518,10 +525,12 @@ class RowMonitor:
 class ValidationMonitor(RowMonitor):
     """A :class:`PeriodicHook` that records ``val_loss()`` (a scalar tensor, computed without
     gradients, in eval mode) every ``period`` steps as a ``kind='validation'`` row with column
-    ``name``, and never stops training. Call :meth:`finish` after the loop to record the final
-    weights too."""
+    ``name``, and never stops training. A ``val_loss`` that returns a dict of scalars fills one
+    column per key instead. Call :meth:`finish` after the loop to record the final weights
+    too."""
 
-    def __init__(self, model: nn.Module, val_loss: Callable[[], torch.Tensor], period: int,
+    def __init__(self, model: nn.Module,
+                 val_loss: Callable[[], torch.Tensor | dict[str, Any]], period: int,
                  name: str = "val_loss"):
         self.model, self.val_loss, self.period, self.name = model, val_loss, period, name
         self.rows: list[dict[str, Any]] = []
@@ -530,9 +539,11 @@ class ValidationMonitor(RowMonitor):
         was_training = self.model.training
         self.model.eval()
         with torch.no_grad():
-            value = float(self.val_loss())
+            value = self.val_loss()
         self.model.train(was_training)
-        self.rows.append({"kind": "validation", "step": step, self.name: value})
+        values = value if isinstance(value, dict) else {self.name: value}
+        self.rows.append({"kind": "validation", "step": step,
+                          **{k: float(v) for k, v in values.items()}})
         return False
 
 

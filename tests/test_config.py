@@ -99,6 +99,10 @@ def test_schema_rejects_malformed_values(config, edit):
      r"head_defaults\.saip\.lr_decay: 2 is greater than the maximum of 1"),
     (lambda c: c["autoencoders"]["sae"].update(validation_fraction=1.5),
      r"autoencoders\.sae\.validation_fraction: 1\.5 is greater than or equal to the maximum"),
+    (lambda c: c["autoencoders"]["dae"].update(validation_fraction=0),
+     r"autoencoders\.dae\.validation_fraction: 0 is less than or equal to the minimum of 0"),
+    (lambda c: c["autoencoders"]["rmn"].update(validation_fraction=1.5),
+     r"autoencoders\.rmn\.validation_fraction: 1\.5 is greater than or equal to the maximum"),
     (lambda c: c["methods"]["saip-hoe"].update(predict="spectral-kmeans"),
      r"methods\.saip-hoe\.predict: 'spectral-kmeans' is not one of \['p1', 'p2'\]"),
 ])

@@ -104,6 +104,40 @@ def test_sae_fan_in_uniform_init_of_dec_keras():
         build_network("sae", (1, 8, 8), {"init": "he"})
 
 
+def _spread_by_numpy(z: np.ndarray) -> tuple[float, float]:
+    """(participation ratio from the eigenvalues of np.cov, min / max per-dimension std) of
+    codes z (N, d)."""
+    eig = np.linalg.eigvalsh(np.cov(z.T.astype(np.float64)))
+    std = z.astype(np.float64).std(axis=0)
+    return float(eig.sum() ** 2 / (eig ** 2).sum()), float(std.min() / std.max())
+
+
+def test_code_spread_by_hand():
+    """The participation ratio is 1 for codes along one direction, d for isotropic ones, the
+    eigenvalue formula in between; the std ratio is min / max per-dimension std; codes that do
+    not vary give 0 for both."""
+    from stages.methods.shared.codes import code_spread, min_std_ratio, participation_ratio
+
+    t = torch.randn(50, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    line = t * torch.tensor([[1.0, 2.0, -0.5]], dtype=torch.float64) + 3.0   # (50, 3)
+    assert participation_ratio(line) == pytest.approx(1.0, rel=1e-12)
+    assert min_std_ratio(line) == pytest.approx(0.25, rel=1e-12)
+    basis = torch.eye(4)
+    isotropic = torch.cat([basis, -basis]) * 5.0 + 1.0    # covariance 25/4 * I, exactly
+    assert participation_ratio(isotropic) == pytest.approx(4.0, rel=1e-12)
+    assert min_std_ratio(isotropic) == pytest.approx(1.0, rel=1e-12)
+    z = torch.randn(200, 5, generator=torch.Generator().manual_seed(1)) \
+        * torch.tensor([3.0, 1.0, 1.0, 0.3, 0.01])
+    ratio, min_std = _spread_by_numpy(z.numpy())
+    assert 1.0 < ratio < 5.0
+    assert code_spread(z) == pytest.approx({"code_participation_ratio": ratio,
+                                            "code_min_std_ratio": min_std}, rel=1e-6)
+    assert code_spread(torch.ones(7, 3)) == {"code_participation_ratio": 0.0,
+                                             "code_min_std_ratio": 0.0}
+    with pytest.raises(ValueError, match=r"needs codes \(N, d\); got shape \(7,\)"):
+        participation_ratio(torch.ones(7))
+
+
 def test_pretraining_records_held_out_reconstruction():
     """validation_fraction trains on the rest only and records the held-out per-pixel MSE once
     per epoch; without it nothing is held out."""
@@ -124,6 +158,10 @@ def test_pretraining_records_held_out_reconstruction():
         expected = ((net(x[val])[1] - x[val]) ** 2).mean()
     assert rows[-1]["val_mse"] == pytest.approx(float(expected), rel=1e-5)
     assert rows[-1]["val_mse"] < rows[0]["val_mse"]
+    with torch.no_grad():  # how many of the 2 code dimensions the held-out codes use
+        ratio, min_std = _spread_by_numpy(net.encode(x[val]).numpy())
+    assert rows[-1]["code_participation_ratio"] == pytest.approx(ratio, rel=1e-5)
+    assert rows[-1]["code_min_std_ratio"] == pytest.approx(min_std, rel=1e-5)
     plain = pretrain_autoencoder(build_network("sae", (1, 4, 4), {"hidden": [8, 2]}), x,
                                  {**recipe, "validation_fraction": None}, seed=0, log_every=2)
     assert plain.steps == 15 and all(r["kind"] == "train" for r in plain.history)

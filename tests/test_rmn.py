@@ -491,6 +491,81 @@ def test_sda_substitute_trains_layer_by_layer_then_fine_tunes():
                                                                        "finetune"]
 
 
+def _held_out_stage_one(x: torch.Tensor, objective: str = "rbm", checkpoint=None, **kw):
+    torch.manual_seed(0)
+    model = RBMAutoencoder((1, 8, 8), hidden=(16, 8, 3))
+    recipe = _recipe(validation_fraction=0.25, **kw)
+    train = rp.pretrain_rbm if objective == "rbm" else rp.pretrain_sda
+    return model, train(model, x, recipe, seed=0, log_every=2,
+                        checkpoint=Checkpointer(checkpoint))
+
+
+@pytest.mark.parametrize("objective", ["rbm", "sda"])
+def test_stage_one_holds_out_validation_fraction(objective):
+    """With validation_fraction every phase trains on the rest only; the whole autoencoder's
+    clean reconstruction of the held-out images (and how many code dimensions it uses) is
+    recorded after each greedy layer (unrolled) and once per fine-tune epoch."""
+    from stages.train import validation_split
+
+    x = _images()
+    _, val = validation_split(64, 0.25, 0)
+    model, result = _held_out_stage_one(x, objective)
+    assert result.steps == 4 * 2 * 3                    # 48 training images: 3 batches an epoch
+    rows = [r for r in result.history if r["kind"] == "validation"]
+    layers = [f"{objective}{level}" for level in (1, 2, 3)]
+    assert [(r["phase"], r["step"]) for r in rows] == [
+        (layers[0], 6), (layers[1], 12), (layers[2], 18),
+        ("finetune", 18), ("finetune", 21), ("finetune", 24)]
+    # the last layer's row and the fine-tune's first see the same (unrolled) autoencoder
+    assert rows[2]["val_mse"] == rows[3]["val_mse"]
+    with torch.no_grad():
+        codes = model.encode(x[val])
+        expected = ((model.decode(codes) - x[val]) ** 2).mean()
+    assert rows[-1]["val_mse"] == pytest.approx(float(expected), rel=1e-6)
+    assert 1.0 <= rows[-1]["code_participation_ratio"] <= 3.0
+    assert 0.0 <= rows[-1]["code_min_std_ratio"] <= 1.0
+    # the held-out images never reach training: other values there, bit-identical weights
+    other = x.clone()
+    other[val] = 1.0 - other[val]
+    again, _ = _held_out_stage_one(other, objective)
+    for key, value in model.state_dict().items():
+        assert torch.equal(again.state_dict()[key], value), key
+
+
+def test_stage_one_with_held_out_rows_resumes_bit_identically(tmp_path, monkeypatch):
+    """Killed in the second RBM, and again in the fine-tune, then restarted: the weights and
+    every row (the held-out ones included) are those of an uninterrupted run."""
+    x = _images()
+    model, full = _held_out_stage_one(x, checkpoint_every=2)
+    # killed in the 9th CD-1 step (rbm2's 3rd) and the 5th fine-tune step, after the
+    # checkpoints of their steps 2 and 4
+    killed = {"cd1": (9, "rbm2", 2), "corrupt": (5, "finetune", 4)}
+    for name, (kill_at, phase, saved_step) in killed.items():
+        real, calls = getattr(rp, name), {"n": 0}
+
+        def dying(*args, real=real, calls=calls, kill_at=kill_at, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == kill_at:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(rp, name, dying)
+        with pytest.raises(KeyboardInterrupt):
+            _held_out_stage_one(x, checkpoint=tmp_path / name / "checkpoint.pt",
+                                checkpoint_every=2)
+        monkeypatch.setattr(rp, name, real)
+        saved = torch.load(tmp_path / name / f"checkpoint-{phase}.pt", weights_only=True)
+        assert not saved["finished"] and saved["step"] == saved_step
+        # restarted as the pretrain stage does: seeded, then the network built (the layers not
+        # yet unrolled keep their initial weights, and the held-out rows see them)
+        resumed_model, resumed = _held_out_stage_one(
+            x, checkpoint=tmp_path / name / "checkpoint.pt", checkpoint_every=2)
+        assert resumed.resumed_from is not None, name
+        for key, value in model.state_dict().items():
+            assert torch.equal(resumed_model.state_dict()[key], value), (name, key)
+        assert resumed.history == full.history, name
+
+
 def test_stage_one_rejects_impossible_inputs():
     model = RBMAutoencoder((12,), hidden=(8, 3))
     flat = torch.rand(32, 12)

@@ -376,6 +376,81 @@ def test_denoising_pretraining_lowers_reconstruction_error():
     assert torch.allclose(ae.input_mean, x.flatten(1).mean(0))
 
 
+HELD_OUT = {"epochs": 3, "batch_size": 10, "noise": 0.1, "validation_fraction": 0.25,
+            "optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-9}}
+
+
+def _held_out_dae(x: torch.Tensor, recipe: dict, checkpoint=None):
+    from stages.train import Checkpointer
+
+    torch.manual_seed(0)
+    ae = build_network("sae", (1, 4, 4), {"hidden": [8, 3], "centre_input": True})
+    return ae, pretrain_denoising(ae, x, recipe, seed=0, log_every=1,
+                                  checkpoint=Checkpointer(checkpoint))
+
+
+def test_denoising_pretraining_holds_out_validation_fraction():
+    """With validation_fraction the DAE trains (and takes its input mean) on the rest only and
+    records the clean reconstruction of the held-out images once per epoch and at the end."""
+    from stages.train import validation_split
+
+    x = torch.rand(40, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    train, val = validation_split(40, 0.25, 0)
+    ae, result = _held_out_dae(x, HELD_OUT)
+    assert result.steps == 9                            # 30 training images, batches of 10
+    rows = [r for r in result.history if r["kind"] == "validation"]
+    assert [r["step"] for r in rows] == [0, 3, 6, 9]
+    assert torch.equal(ae.input_mean, x[train].flatten(1).mean(0))
+    with torch.no_grad():
+        z, x_hat = ae(x[val])                           # clean: no noise
+    assert rows[-1]["val_mse"] == pytest.approx(float(((x_hat - x[val]) ** 2).mean()), rel=1e-6)
+    assert 1.0 <= rows[-1]["code_participation_ratio"] <= 3.0
+    assert 0.0 < rows[-1]["code_min_std_ratio"] <= 1.0
+    # the held-out images never reach training: other values there, bit-identical weights
+    other = x.clone()
+    other[val] = 1.0 - other[val]
+    again, second = _held_out_dae(other, HELD_OUT)
+    for key, value in ae.state_dict().items():
+        assert torch.equal(again.state_dict()[key], value), key
+    assert [r["loss"] for r in second.history if r["kind"] == "train"] == \
+        [r["loss"] for r in result.history if r["kind"] == "train"]
+    assert [r["val_mse"] for r in second.history if r["kind"] == "validation"] != \
+        [r["val_mse"] for r in rows]
+    with pytest.raises(ValueError, match="validation_fraction must lie in"):
+        _held_out_dae(x, {**HELD_OUT, "validation_fraction": 1.0})
+
+
+def test_denoising_pretraining_with_held_out_rows_resumes_bit_identically(tmp_path, monkeypatch):
+    """Killed after a checkpoint and restarted with other initial weights, the DAE with a
+    held-out split ends with the weights, the input mean and the rows of an uninterrupted run."""
+    import stages.methods.saip.pretrain as saip_pretrain
+    from stages.train import Checkpointer
+
+    x = torch.rand(40, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    recipe = {**HELD_OUT, "checkpoint_every": 4}
+    ae, full = _held_out_dae(x, recipe)
+    real, calls = saip_pretrain.corrupt, {"n": 0}
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 8:  # the bad-noise check, then steps 1-6: killed in step 7
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(saip_pretrain, "corrupt", dying)
+    with pytest.raises(KeyboardInterrupt):
+        _held_out_dae(x, recipe, tmp_path / "checkpoint.pt")
+    monkeypatch.setattr(saip_pretrain, "corrupt", real)
+    torch.manual_seed(5)  # a fresh process: other initial weights and RNG state
+    resumed_ae = build_network("sae", (1, 4, 4), {"hidden": [8, 3], "centre_input": True})
+    resumed = pretrain_denoising(resumed_ae, x, recipe, seed=0, log_every=1,
+                                 checkpoint=Checkpointer(tmp_path / "checkpoint.pt"))
+    assert resumed.resumed_from == 4
+    for key, value in ae.state_dict().items():
+        assert torch.equal(resumed_ae.state_dict()[key], value), key
+    assert resumed.history == full.history
+
+
 def _config():
     import yaml
     from snakemake.utils import validate as schema_validate

@@ -29,10 +29,12 @@ from torch import nn
 from stages.errors import ConfigError
 from stages.methods.shared.common import reconstruction_mse
 from stages.methods.shared.noise import corrupt
+from stages.methods.shared.reconstruction import held_out_monitor, held_out_split
 from stages.train import (
     Checkpointer,
     LoopConfig,
     LoopResult,
+    ValidationMonitor,
     chain_results,
     loop_settings,
     make_optimizer,
@@ -184,13 +186,14 @@ def _check_unit_range(x: torch.Tensor, visible: str) -> None:
 def _sgd_phase(model: nn.Module, params: list[nn.Parameter], loss_fn, n_samples: int,
                recipe: dict[str, Any], length: str, *, seed: int, log_every: int,
                checkpoint: Checkpointer, phase: str, step_offset: int,
-               device: torch.device, lr: float | None = None) -> LoopResult:
+               device: torch.device, lr: float | None = None,
+               monitor: ValidationMonitor | None = None) -> LoopResult:
     """One stage-1 phase: SGD with the stepped lr on ``loss_fn`` for the recipe's
     ``<length>_steps`` (or ``<length>_epochs``, :func:`stages.train.phase_steps`); the lr
     drops tenfold every ``lr_step_steps`` (or ``lr_step_epochs``) steps.
 
-    ``lr`` overrides the recipe's base rate. History rows get ``phase`` and steps shifted by
-    ``step_offset``.
+    ``lr`` overrides the recipe's base rate. ``monitor``: its rows (and one at the end) join
+    the history. History rows get ``phase`` and steps shifted by ``step_offset``.
     """
     batch = int(recipe["batch_size"])
     spe = steps_per_epoch(n_samples, batch)
@@ -204,7 +207,9 @@ def _sgd_phase(model: nn.Module, params: list[nn.Parameter], loss_fn, n_samples:
                      log_every=min(log_every, spe),
                      **loop_settings(recipe))
     result = run_loop(model, optimizer, loss_fn, n_samples, cfg, device, scheduler=scheduler,
-                      checkpoint=checkpoint, desc=f"pretrain {phase}")
+                      checkpoint=checkpoint, desc=f"pretrain {phase}", hook=monitor)
+    if monitor is not None:
+        result = monitor.merge_into(result)
     for row in result.history:
         row.update(phase=phase, step=row["step"] + step_offset)
     return result
@@ -212,12 +217,14 @@ def _sgd_phase(model: nn.Module, params: list[nn.Parameter], loss_fn, n_samples:
 
 def finetune_denoising(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, seed: int,
                        log_every: int, checkpoint: Checkpointer,
-                       step_offset: int = 0) -> LoopResult:
+                       step_offset: int = 0, x_val: torch.Tensor | None = None) -> LoopResult:
     """Step 3: all layers trained to reconstruct the (augmented) clean x from a corrupted copy.
 
     ``recipe``: ``steps`` or ``epochs``, ``noise`` (masking rate), ``augment`` (images only),
     ``reconstruction`` (``sum`` [default]: squared error summed over a sample, |x - x_r|² as in
-    the paper; or ``mean``), and those of the SGD phases.
+    the paper; or ``mean``), and those of the SGD phases. ``x_val`` (V, ...): held-out samples
+    (not in x), whose clean reconstruction is recorded once per epoch of x and at the end
+    (:func:`~stages.methods.shared.reconstruction.held_out_reconstruction`).
     """
     augment = bool(recipe.get("augment", False))
     if augment and x.dim() != 4:
@@ -233,10 +240,22 @@ def finetune_denoising(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any]
         x_hat = model.decode(model.encode(corrupt(clean, noise, "masking")))
         return {"loss": reconstruction_mse(x_hat, clean, reduction)}
 
+    monitor = None
+    if x_val is not None:
+        monitor = held_out_monitor(model, x_val,
+                                   steps_per_epoch(x.shape[0], int(recipe["batch_size"])))
     return _sgd_phase(model, list(model.parameters()), loss_fn, x.shape[0], recipe,
                       "", seed=seed, log_every=log_every,
                       checkpoint=checkpoint.phase("finetune"), phase="finetune",
-                      step_offset=step_offset, device=x.device)
+                      step_offset=step_offset, device=x.device, monitor=monitor)
+
+
+def _held_out_row(model: nn.Module, x_val: torch.Tensor, phase: str, step: int) -> dict[str, Any]:
+    """The ``kind='validation'`` row of the whole autoencoder ``model`` as it stands (after a
+    greedy phase, unrolled): its clean reconstruction of x_val (V, ...) in eval mode."""
+    monitor = held_out_monitor(model, x_val, period=1)
+    monitor(step)
+    return {**monitor.rows[0], "phase": phase}
 
 
 def pretrain_rbm(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, seed: int,
@@ -251,11 +270,16 @@ def pretrain_rbm(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, s
             top RBM, whose hidden units are linear: 0.001 [default]; with the paper's 0.01 its
             CD-1 diverges on MNIST (measured), and Hinton & Salakhutdinov's code also gives
             that layer a 100x smaller rate than the others), and those of
-            :func:`finetune_denoising`.
+            :func:`finetune_denoising`; ``validation_fraction``: every phase trains on a random
+            split of the rest only, and the whole autoencoder's clean reconstruction of the
+            held-out samples is recorded after each RBM (unrolled; the layers above it still
+            hold their initial weights) and once per epoch of the fine-tune
+            (``kind='validation'`` rows with ``phase``).
     """
     checkpoint = checkpoint or Checkpointer(None)
     noise = float(recipe.get("noise", 0.2))
     _check_unit_range(x, _unit_kind(model.visible_kind(1), "the output layer"))
+    x, x_val = held_out_split(x, recipe, seed)  # x: the samples trained on, from here on
     results: list[LoopResult] = []
     for level in range(1, model.n_levels + 1):
         enc, dec = model.encoder_linear(level), model.decoder_linear(level)
@@ -283,9 +307,12 @@ def pretrain_rbm(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, s
             enc.bias.copy_(rbm.hbias)
             dec.weight.copy_(rbm.weight.t() * (1.0 - noise))
             dec.bias.copy_(rbm.vbias)
+        if x_val is not None:
+            results[-1].history.append(_held_out_row(model, x_val, f"rbm{level}",
+                                                     sum(r.steps for r in results)))
     results.append(finetune_denoising(model, x, recipe, seed=seed, log_every=log_every,
                                       checkpoint=checkpoint,
-                                      step_offset=sum(r.steps for r in results)))
+                                      step_offset=sum(r.steps for r in results), x_val=x_val))
     return chain_results(results)
 
 
@@ -299,11 +326,13 @@ def pretrain_sda(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, s
     Layer pair ``level`` learns to reconstruct its clean input (the output of the trained layers
     below, without gradients) from a masked copy (rate ``noise``) for ``layer_steps`` (or
     ``layer_epochs``); then the
-    denoising fine-tune of :func:`finetune_denoising`.
+    denoising fine-tune of :func:`finetune_denoising`. ``validation_fraction``: as for
+    :func:`pretrain_rbm` (a held-out row after each layer pair and each fine-tune epoch).
     """
     checkpoint = checkpoint or Checkpointer(None)
     noise = float(recipe.get("noise", 0.2))
     reduction = str(recipe.get("reconstruction", "sum"))
+    x, x_val = held_out_split(x, recipe, seed)  # x: the samples trained on, from here on
     results: list[LoopResult] = []
     for level in range(1, model.n_levels + 1):
         enc, dec = model.encoder_linear(level), model.decoder_linear(level)
@@ -322,7 +351,10 @@ def pretrain_sda(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, s
                                   log_every=log_every, checkpoint=checkpoint.phase(f"sda{level}"),
                                   phase=f"sda{level}", step_offset=sum(r.steps for r in results),
                                   device=x.device))
+        if x_val is not None:
+            results[-1].history.append(_held_out_row(model, x_val, f"sda{level}",
+                                                     sum(r.steps for r in results)))
     results.append(finetune_denoising(model, x, recipe, seed=seed, log_every=log_every,
                                       checkpoint=checkpoint,
-                                      step_offset=sum(r.steps for r in results)))
+                                      step_offset=sum(r.steps for r in results), x_val=x_val))
     return chain_results(results)

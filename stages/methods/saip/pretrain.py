@@ -25,7 +25,7 @@ from torch import nn
 
 from stages.methods.shared.common import reconstruction_mse
 from stages.methods.shared.noise import corrupt
-from stages.methods.shared.reconstruction import train_epochs
+from stages.methods.shared.reconstruction import held_out_split, train_epochs
 from stages.train import Checkpointer, LoopResult
 
 
@@ -35,20 +35,24 @@ def pretrain_denoising(model: nn.Module, x: torch.Tensor, recipe: dict, *, seed:
 
     ``recipe``: ``epochs``, ``batch_size``, ``optimizer`` ({name, lr, momentum, weight_decay}),
     ``noise`` (default 0.3), ``noise_type`` (default gaussian), ``reconstruction`` (sum | mean,
-    default sum), ``checkpoint_every``.
+    default sum), ``checkpoint_every`` and, optionally, ``validation_fraction``: train (and take
+    the input mean) on a random split of the rest only and record the clean reconstruction of
+    the held-out samples once per epoch, as the plain autoencoders do
+    (:func:`~stages.methods.shared.reconstruction.held_out_reconstruction`).
     """
     noise = float(recipe.get("noise", 0.3))
     noise_type = recipe.get("noise_type", "gaussian")
     corrupt(x[:1], noise, noise_type)  # a bad noise_type fails before any training
     reduction = recipe.get("reconstruction", "sum")
-    if hasattr(model, "set_input_mean"):  # deterministic, so a resumed run sets the same
-        model.set_input_mean(x)
+    x_train, x_val = held_out_split(x, recipe, seed)
+    if hasattr(model, "set_input_mean"):  # deterministic (the split is), so a resumed run sets
+        model.set_input_mean(x_train)     # the same
 
     def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        xb = x[idx]
+        xb = x_train[idx]
         _, x_hat = model(corrupt(xb, noise, noise_type))
         return {"loss": reconstruction_mse(x_hat, xb, reduction)}
 
-    return train_epochs(model, loss_fn, x.shape[0], x.device, recipe, seed=seed,
+    return train_epochs(model, loss_fn, x_train.shape[0], x.device, recipe, seed=seed,
                         log_every=log_every, checkpoint=checkpoint,
-                        desc=f"pretrain {recipe.get('name', '')} (denoising)")
+                        desc=f"pretrain {recipe.get('name', '')} (denoising)", x_val=x_val)

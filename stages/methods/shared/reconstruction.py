@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from stages.errors import ConfigError
+from stages.methods.shared.codes import code_spread
 from stages.methods.shared.common import reconstruction_mse
 from stages.nets import UNIT_INPUT
 from stages.train import (
@@ -31,52 +32,84 @@ def pretrain_autoencoder(model: torch.nn.Module, x: torch.Tensor, recipe: dict, 
 
     ``recipe``: ``epochs``, ``batch_size``, ``optimizer`` ({name, lr, ...}), ``checkpoint_every``
     and, optionally, ``validation_fraction``: train on a random split of the rest only and
-    record the per-element MSE of the held-out split once per epoch (``kind='validation'``
-    rows, column ``val_mse``), a label-free measure to compare recipes by.
+    record the held-out reconstruction once per epoch (:func:`held_out_split`,
+    :func:`held_out_reconstruction`), a label-free measure to compare recipes by.
     """
-    rows = torch.arange(x.shape[0], device=x.device)
-    monitor = None
-    if recipe.get("validation_fraction"):
-        rows, val_idx = validation_split(x.shape[0], float(recipe["validation_fraction"]), seed,
-                                         x.device)
-        x_val = x[val_idx]
-
-        def val_mse() -> torch.Tensor:  # per-element mean over the held-out split
-            chunks = (x_val[i:i + 1000] for i in range(0, x_val.shape[0], 1000))
-            return sum(((model(c)[1] - c) ** 2).sum() for c in chunks) / x_val.numel()
-
-        monitor = ValidationMonitor(model, val_mse,
-                                    steps_per_epoch(rows.shape[0], recipe["batch_size"]),
-                                    name="val_mse")
+    x_train, x_val = held_out_split(x, recipe, seed)
 
     def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        xb = x[rows[idx]]
+        xb = x_train[idx]
         _, x_hat = model(xb)
         return {"loss": reconstruction_mse(x_hat, xb, recipe.get("reconstruction", "mean"))}
 
-    result = train_epochs(model, loss_fn, rows.shape[0], x.device, recipe, seed=seed,
-                          log_every=log_every, checkpoint=checkpoint,
-                          desc=f"pretrain {recipe.get('name', '')}", hook=monitor)
-    if monitor is not None:
-        monitor.finish(result.steps)
-        result.history = sorted(result.history + monitor.rows, key=lambda r: r["step"])
-    return result
+    return train_epochs(model, loss_fn, x_train.shape[0], x.device, recipe, seed=seed,
+                        log_every=log_every, checkpoint=checkpoint,
+                        desc=f"pretrain {recipe.get('name', '')}", x_val=x_val)
+
+
+def held_out_split(x: torch.Tensor, recipe: dict,
+                   seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The samples to train on and the held-out ones: with ``recipe['validation_fraction']``,
+    (x_train (N - V, ...), x_val (V, ...)) of :func:`stages.train.validation_split` (random, no
+    labels); without it, (x, None)."""
+    if not recipe.get("validation_fraction"):
+        return x, None
+    train_idx, val_idx = validation_split(x.shape[0], float(recipe["validation_fraction"]), seed,
+                                          x.device)
+    return x[train_idx], x[val_idx]
+
+
+def held_out_reconstruction(model: torch.nn.Module, x_val: torch.Tensor,
+                            batch_size: int = 1000) -> dict[str, float]:
+    """The clean (uncorrupted) reconstruction of held-out samples x_val (V, ...) by autoencoder
+    ``model`` (x -> (z (B, d), x_hat)), without gradients, in ``model``'s current mode:
+    ``val_mse``, the squared error per element, and :func:`~stages.methods.shared.codes.
+    code_spread` of the codes (V, d): how many of their dimensions they use."""
+    sse: torch.Tensor | float = 0.0
+    codes = []
+    with torch.no_grad():
+        for i in range(0, x_val.shape[0], batch_size):
+            chunk = x_val[i:i + batch_size]
+            z, x_hat = model(chunk)
+            sse = sse + ((x_hat - chunk) ** 2).sum()
+            codes.append(z.flatten(1))
+    return {"val_mse": float(sse / x_val.numel()), **code_spread(torch.cat(codes))}
+
+
+def held_out_monitor(model: torch.nn.Module, x_val: torch.Tensor,
+                     period: int) -> ValidationMonitor:
+    """A :class:`~stages.train.ValidationMonitor` recording :func:`held_out_reconstruction`
+    of x_val (V, ...) in eval mode every ``period`` steps (``kind='validation'`` rows)."""
+    return ValidationMonitor(model, lambda: held_out_reconstruction(model, x_val), period)
 
 
 def train_epochs(model: torch.nn.Module, loss_fn: LossFn, n_samples: int, device: torch.device,
                  recipe: dict, *, seed: int, log_every: int = 20,
                  checkpoint: Checkpointer | None = None, desc: str = "pretrain",
-                 hook: PeriodicHook | None = None) -> LoopResult:
+                 hook: PeriodicHook | None = None,
+                 x_val: torch.Tensor | None = None) -> LoopResult:
     """Minimise ``loss_fn`` over all of ``model``'s parameters for ``recipe['epochs']`` epochs
     of shuffled batches of ``recipe['batch_size']``, with the optimizer of
     ``recipe['optimizer']``: the plain pretraining schedule the objectives share.
+
+    With held-out samples ``x_val`` (V, ...) (none of the ``n_samples`` that ``loss_fn``
+    draws), :func:`held_out_reconstruction` of ``model`` once per epoch and at the end, as
+    ``kind='validation'`` rows (instead of a ``hook``).
     """
     spe = steps_per_epoch(n_samples, recipe["batch_size"])
+    monitor = None
+    if x_val is not None:
+        if hook is not None:
+            raise ValueError("train_epochs records the held-out rows of x_val with its own "
+                             "hook; pass x_val or a hook, not both")
+        hook = monitor = held_out_monitor(model, x_val, spe)
     cfg = LoopConfig(batch_size=recipe["batch_size"], max_steps=recipe["epochs"] * spe,
                      shuffle=True, seed=seed, log_every=min(log_every, spe),
                      **loop_settings(recipe))
-    return run_loop(model, make_optimizer(list(model.parameters()), recipe["optimizer"]), loss_fn,
-                    n_samples, cfg, device, hook=hook, checkpoint=checkpoint, desc=desc)
+    result = run_loop(model, make_optimizer(list(model.parameters()), recipe["optimizer"]),
+                      loss_fn, n_samples, cfg, device, hook=hook, checkpoint=checkpoint,
+                      desc=desc)
+    return monitor.merge_into(result) if monitor is not None else result
 
 
 def check_unit_range(net: str, x: np.ndarray, source: str) -> None:
