@@ -23,24 +23,9 @@ import torch
 from stages.cli import main_for
 from stages.data import read_dataset
 from stages.errors import DataFileError
+from stages.methods.shared.codes import min_std_ratio, participation_ratio
 from stages.models import load_model
 from stages.train import map_batches, validation_split
-
-
-def participation_ratio(z: np.ndarray) -> float:
-    """(Σλ)² / Σλ² of the covariance eigenvalues λ of codes ``z`` (N, d): 1 when the codes vary
-    along one direction, d when along all d equally. NaN for constant codes."""
-    z = np.asarray(z, dtype=np.float64)
-    eig = np.clip(np.linalg.eigvalsh(np.cov(z, rowvar=False).reshape(z.shape[1], z.shape[1])),
-                  0.0, None)
-    total = float(eig.sum())
-    return math.nan if total <= 0 else total ** 2 / float((eig ** 2).sum())
-
-
-def std_ratio(z: np.ndarray) -> float:
-    """Smallest over largest per-dimension standard deviation of ``z`` (N, d)."""
-    std = np.asarray(z, dtype=np.float64).std(axis=0)
-    return math.nan if std.max() <= 0 else float(std.min() / std.max())
 
 
 def held_out_reconstruction(history: pd.DataFrame, n_pixels: int) -> tuple[str, float]:
@@ -65,17 +50,17 @@ def measure(ae_dir: Path, x: torch.Tensor, seed: int, benchmarks: Path | None,
             fraction: float = 0.1) -> dict[str, Any]:
     """The row of one pretrained autoencoder folder ``ae_dir`` (model.pt, history.csv) on data
     ``x`` (N, ...): codes of the held-out split of ``fraction`` (the split the pretraining used
-    when it held one out)."""
+    when it held one out); the code measures of :mod:`stages.methods.shared.codes`."""
     model, _ = load_model(ae_dir / "model.pt", torch.device("cpu"))
     model.eval()
     _, val_idx = validation_split(x.shape[0], fraction, seed)
     with torch.no_grad():
-        z = map_batches(model.encode, x[val_idx]).float().flatten(1).numpy()
+        z = map_batches(model.encode, x[val_idx]).float().flatten(1)
     history = pd.read_csv(ae_dir / "history.csv")
     what, value = held_out_reconstruction(history, int(np.prod(x.shape[1:])))
     row: dict[str, Any] = {"ae": ae_dir.parent.name, "held_out": what, "value": value,
                            "participation_ratio": participation_ratio(z), "code_dims": z.shape[1],
-                           "std_ratio": std_ratio(z),
+                           "std_ratio": min_std_ratio(z),
                            "steps": int(history["step"].max()) if "step" in history else None}
     bench = None if benchmarks is None else benchmarks / ae_dir.parent.name / ae_dir.name
     bench_file = None if bench is None else bench.with_suffix(".tsv")
