@@ -14,14 +14,14 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages.artifacts import atomic_path
-from stages.cli import main_for
-from stages.errors import DataFileError
+from stages.plumbing.artifacts import atomic_path
+from stages.plumbing.cli import main_for
+from stages.plumbing.errors import DataFileError
 
 
 def json_list_arg(text: str) -> list:
     """argparse type for ``--files '["a.md", "b.png"]'`` (a JSON list). Here, not in
-    stages/cli.py, which every job runs: a change there reruns every job."""
+    stages/plumbing/cli.py, which every job runs: a change there reruns every job."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:

@@ -6,11 +6,11 @@ import pytest
 import torch
 from scipy.spatial.distance import cdist
 
-from stages.errors import ConfigError
 from stages.methods.saip import head as saip
 from stages.methods.saip.pretrain import pretrain_denoising
 from stages.methods.shared.noise import corrupt
 from stages.nets import build_network, check_network_input
+from stages.plumbing.errors import ConfigError
 
 
 @pytest.mark.parametrize("distance", ["euclidean", "cosine", "correlation", "cityblock"])
@@ -387,7 +387,7 @@ def _config():
 
 
 def test_config_recipes_and_schedules():
-    from stages import config as cfg
+    from stages.plumbing import config as cfg
 
     config, _ = _config()
     cfg.validate(config)
@@ -405,7 +405,7 @@ def test_config_recipes_and_schedules():
 def test_config_rejects_saip_on_depict_net_and_unknown_distance():
     from snakemake.utils import validate as schema_validate
 
-    from stages import config as cfg
+    from stages.plumbing import config as cfg
 
     config, schema = _config()
     config["methods"]["saip-hoe"]["ae"] = "depict"

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from stages.errors import ConfigError
 from stages.methods.shared.common import reconstruction_mse
 from stages.nets import UNIT_INPUT
-from stages.train import (
+from stages.plumbing.errors import ConfigError
+from stages.runtime.train import (
     Checkpointer,
     LoopConfig,
     LoopResult,

@@ -1,8 +1,7 @@
-"""Stage ``paper_figure``: one of the papers' figures, drawn from files the workflow wrote.
+"""The papers' figures, drawn from files the workflow wrote (the ``paper_figure`` jobs).
 
-``python -m stages.paper_figures --kind KIND --inputs JSON --spec JSON --out PNG [--threads N]``
-draws one :class:`stages.figure_plan.FigureJob` (the plan says which files and what to draw);
-``KIND`` is one of :data:`stages.figure_plan.KINDS`:
+:func:`make_paper_figure` draws one :class:`stages.reporting.figure_plan.FigureJob` (the plan
+says which files and what to draw) of a kind of :data:`stages.reporting.figure_plan.KINDS`:
 
 * ``embeddings``: a t-SNE panel (``init="pca"``, a seeded subset of 1,000 samples, the same in
   every panel) per ``spec["panels"]`` entry: raw inputs, a pretrained embedding or a fine-tuned
@@ -28,8 +27,6 @@ draws one :class:`stages.figure_plan.FigureJob` (the plan says which files and w
 
 from __future__ import annotations
 
-import argparse
-import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,17 +36,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy.optimize import linear_sum_assignment
 
-from stages.artifacts import atomic_path, read_arrays
-from stages.cli import json_arg, main_for
-from stages.errors import DataFileError
-from stages.figure_plan import KINDS
-from stages.metrics import cluster_acc, contingency
-from stages.plots import matched_colours, palette, read_history, scatter_map, tsne_2d
-from stages.sampling import subset_indices
-from stages.snapshots import read_snapshots
-from stages.tables import nmi_variant
-
-log = logging.getLogger("stages.paper_figures")
+from stages.plumbing.artifacts import atomic_path, read_arrays
+from stages.plumbing.errors import DataFileError
+from stages.plumbing.sampling import subset_indices
+from stages.reporting.figure_plan import KINDS
+from stages.reporting.metrics import cluster_acc, contingency
+from stages.reporting.plots import matched_colours, palette, read_history, scatter_map, tsne_2d
+from stages.reporting.tables import nmi_variant
+from stages.runtime.snapshots import read_snapshots
 
 #: samples in each t-SNE panel (DCEC Fig. 3 shows a random subset of 1,000)
 TSNE_POINTS = 1000
@@ -375,27 +369,3 @@ def make_paper_figure(kind: str, inputs: Mapping[str, str], spec: Mapping[str, A
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     return out
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m stages.paper_figures", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--kind", required=True, choices=KINDS)
-    p.add_argument("--inputs", required=True, type=json_arg, help="JSON: input name -> path")
-    p.add_argument("--spec", required=True, type=json_arg, help="JSON: what to draw")
-    p.add_argument("--threads", type=int, default=None, help="cap on BLAS/OpenMP threads")
-    p.add_argument("--out", required=True, help="results/paper/{paper}/{name}.png")
-    return p
-
-
-def run(args: argparse.Namespace) -> Path:
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=args.threads):
-        out = make_paper_figure(args.kind, args.inputs, args.spec, args.out)
-    log.info("wrote %s", out)
-    return out
-
-
-if __name__ == "__main__":
-    main_for(build_parser, run)

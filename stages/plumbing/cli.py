@@ -3,7 +3,7 @@
 Every stage defines ``build_parser()`` and ``run(args)`` and ends with
 ``if __name__ == "__main__": main_for(build_parser, run)``. A :class:`StageError` becomes one
 line on stderr (``error: ...``) and exit status 2; nothing half-written is left behind because
-all writers in :mod:`stages.artifacts` are atomic.
+all writers in :mod:`stages.plumbing.artifacts` are atomic.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from stages.errors import StageError
+from stages.plumbing.errors import StageError
 
 log = logging.getLogger("stages")
 

@@ -5,9 +5,9 @@
 table's rows (methods; our ``*-vec`` recipes share their method's row) and columns (dataset x
 metric) in the order the reference CSV lists them, the order printed in the paper. Each cell
 is ``ours (paper)`` in percent, ours the mean ± std over seeds of the run whose dataset stands
-for the paper's column (:data:`stages.tables.DATASET_TO_PAPER`), NMI normalised as that paper
-does (:data:`stages.tables.PAPER_NMI_VARIANT`); ``—`` where we have no run. Under each table:
-the seeds and schedules of our numbers and which of our datasets fill which column.
+for the paper's column (:data:`stages.reporting.tables.DATASET_TO_PAPER`), NMI normalised as that
+paper does (:data:`stages.reporting.tables.PAPER_NMI_VARIANT`); ``—`` where we have no run. Under
+each table: the seeds and schedules of our numbers and which of our datasets fill which column.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from typing import Any
 
 import pandas as pd
 
-from stages.artifacts import atomic_path
-from stages.errors import DataFileError
-from stages.tables import DATASET_TO_PAPER, DEFAULT_REFERENCE, load_reference, nmi_variant
+from stages.plumbing.artifacts import atomic_path
+from stages.plumbing.errors import DataFileError
+from stages.reporting.tables import DATASET_TO_PAPER, DEFAULT_REFERENCE, load_reference, nmi_variant
 
-log = logging.getLogger("stages.paper_tables")
+log = logging.getLogger("stages.reporting.paper_tables")
 
 #: column labels of the reference CSV's metrics
 METRIC_LABELS = {"acc": "ACC", "nmi": "NMI", "ari": "ARI", "pair_precision": "Precision"}
@@ -195,7 +195,7 @@ FORMATS: tuple[tuple[str, Any], ...] = ((".md", to_markdown), (".tex", to_latex)
 
 def sweep_sources(sweeps: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[str, str]]]:
     """Per paper, the (sweep, table source) of every sweep whose base method's family reproduces
-    that paper. ``sweeps``: :func:`stages.sweeps.sweep_index` rows with the base method's
+    that paper. ``sweeps``: :func:`stages.reporting.sweeps.sweep_index` rows with the base method's
     ``family`` added."""
     out: dict[str, list[tuple[str, str]]] = {}
     for sweep in dict.fromkeys(row["sweep"] for row in sweeps):
