@@ -52,7 +52,7 @@ def expand_runs(pattern):
 
 def sources(*modules):
     """Files of the modules a job executes and of every stages module they import: listed as
-    inputs, so that editing one reruns exactly the jobs that run it (stages/plumbing/codedeps.py)."""
+    inputs, so that editing one reruns exactly the jobs that run it (stages.plumbing.codedeps)."""
     return module_files(modules)
 
 
