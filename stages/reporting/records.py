@@ -1,23 +1,11 @@
 """Reproduction records: the ``schedule: paper`` rows kept in ``docs/reproduction/``.
 
-The library of the ``python -m stages.records`` command (:mod:`stages.records`).
-:func:`append` adds a finished run's rows of ``all.csv`` to ``docs/reproduction/all.csv`` and
-rebuilds ``paper_vs_ours.md`` beside it. It refuses, writing nothing, a row whose schedule is
-not ``paper``, whose commit is missing or is not an ancestor of this checkout's HEAD, or that is
-already recorded (same dataset, method, seed and config; ``--replace`` replaces it).
-:func:`rebuild_table` only rebuilds ``paper_vs_ours.md`` from the recorded rows, with the tables
-of :mod:`stages.reporting.tables`.
-
-:func:`rename` gives recorded rows the name of the method that runs their recipe today, so that
-no superseded reading is shown under a current method's name (a default changed after the run):
-it renames the rows of method ``--from`` made with ``--config`` at ``--commit`` (a prefix of the
-recorded commit; optionally only ``--dataset``), refuses (writing nothing) when no row matches or
-when a renamed row would clash with a recorded one, and rebuilds the tables.
-
-A run made to check a variant of a recorded run (the same methods and seeds under another
-precision, say) is appended with ``--variant-of`` the recorded run's config. Its rows carry that
-config in the ``variant_of`` column; they are left out of ``paper_vs_ours.md`` (which compares
-the reference runs with the papers) and compared with their reference in ``variants.md``.
+The library of the ``python -m stages.records`` command (:mod:`stages.records`, whose docstring
+says what each subcommand accepts and refuses): :func:`append` records a finished run's rows
+after :func:`check_rows`, :func:`rename` gives recorded rows the name of the method that runs
+their recipe today, and :func:`rebuild_table` writes ``paper_vs_ours.md`` (the reference rows
+beside the papers, :mod:`stages.reporting.tables`) and ``variants.md``
+(:func:`variant_comparison`: each variant run against its reference, seed by seed).
 """
 
 from __future__ import annotations
