@@ -13,8 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from stages.paper_index import json_list_arg
-from stages.plumbing.cli import main_for
+from stages.plumbing.cli import json_list_arg, main_for
 from stages.reporting.paper_tables import write_paper_tables
 from stages.reporting.tables import DEFAULT_REFERENCE
 

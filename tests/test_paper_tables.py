@@ -151,7 +151,7 @@ def test_table_files_lists_what_the_stage_writes(reference, tmp_path):
 
 
 def test_the_index_inlines_the_tables_and_links_their_other_formats(tmp_path):
-    from stages.paper_index import paper_index
+    from stages.reporting.paper_index import paper_index
 
     out = tmp_path / "results/paper/dcec/all"
     out.parent.mkdir(parents=True)

@@ -23,15 +23,25 @@ from stages.plumbing.errors import StageError
 log = logging.getLogger("stages")
 
 
-def json_arg(text: str) -> dict[str, Any]:
-    """argparse type for ``--params '{"lr": 0.01}'`` (a JSON object)."""
+def _json_of(text: str, kind: type, name: str) -> Any:
+    """``text`` parsed as JSON; an argparse error unless it is a ``kind`` (``name``)."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
         raise argparse.ArgumentTypeError(f"not valid JSON: {err}") from err
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("expected a JSON object")
+    if not isinstance(value, kind):
+        raise argparse.ArgumentTypeError(f"expected a JSON {name}")
     return value
+
+
+def json_arg(text: str) -> dict[str, Any]:
+    """argparse type for ``--params '{"lr": 0.01}'`` (a JSON object)."""
+    return _json_of(text, dict, "object")
+
+
+def json_list_arg(text: str) -> list[Any]:
+    """argparse type for ``--files '["a.md", "b.png"]'`` (a JSON list)."""
+    return _json_of(text, list, "list")
 
 
 def add_training_args(p: argparse.ArgumentParser) -> None:

@@ -11,6 +11,7 @@
 * :mod:`stages.reporting.figure_plan` -- which of the papers' figures a configuration can draw,
   from which files;
 * :mod:`stages.reporting.paper_figures` -- drawing those figures;
+* :mod:`stages.reporting.paper_index` -- the index of one paper's tables and figures;
 * :mod:`stages.reporting.sweeps` -- a recipe expanded over a grid, each point a method;
 * :mod:`stages.reporting.records` -- the paper-schedule records kept in ``docs/reproduction/``.
 
