@@ -277,6 +277,14 @@ def test_the_library_never_imports_an_entry_point(subpackage):
     assert not bad, f"library modules importing an entry point: {bad}"
 
 
+def test_no_command_imports_another():
+    entries = {f"{PACKAGE}.{name}" for name in entry_points() | USER_COMMANDS}
+    graph = stages_graph()
+    bad = {m: sorted(graph[m] & entries) for m in sorted(entries) if graph[m] & entries}
+    assert not bad, f"commands importing other commands (move what they share to the library): "\
+                    f"{bad}"
+
+
 def test_every_subpackage_says_what_it_holds():
     for init in sorted((REPO / PACKAGE).glob("*/__init__.py")):
         doc = ast.get_docstring(ast.parse(init.read_text()))
