@@ -281,8 +281,8 @@ def test_no_command_imports_another():
     entries = {f"{PACKAGE}.{name}" for name in entry_points() | USER_COMMANDS}
     graph = stages_graph()
     bad = {m: sorted(graph[m] & entries) for m in sorted(entries) if graph[m] & entries}
-    assert not bad, f"commands importing other commands (move what they share to the library): "\
-                    f"{bad}"
+    assert not bad, ("commands importing other commands (move what they share to the library): "
+                     f"{bad}")
 
 
 def test_every_subpackage_says_what_it_holds():
