@@ -18,13 +18,13 @@ if workflow.basedir not in sys.path:  # the stages package, when not pip-install
 
 # --config seeds=[0,1,2] arrives as strings (snakemake's YAML BaseLoader); make them integers.
 # Unknown keys are named with the valid ones before the schema checks types and ranges.
-from stages.config import check_recipe_keys, coerce_command_line  # noqa: E402
-from stages.errors import ConfigError  # noqa: E402
-from stages.sweeps import expand_sweeps  # noqa: E402
+from stages.plumbing.config import check_recipe_keys, coerce_command_line  # noqa: E402
+from stages.plumbing.errors import ConfigError  # noqa: E402
+from stages.reporting.sweeps import expand_sweeps  # noqa: E402
 
 coerce_command_line(config)
 try:
-    SWEEP_POINTS = expand_sweeps(config)  # each grid point a method (stages/sweeps.py)
+    SWEEP_POINTS = expand_sweeps(config)  # each grid point a method (stages/reporting/sweeps.py)
     check_recipe_keys(config)
 except ConfigError as err:
     raise WorkflowError(f"configuration (config.yaml, --configfile, --config): {err}") from None

@@ -35,7 +35,7 @@ of the run's dtype (fp32 at ``32``, bf16 at ``bf16-mixed``) measured in the same
 same threads, and their ratio ``of_matmul``.
 
 Every workload runs at each of ``--precisions`` (default ``32 bf16-mixed``, one after the
-other, each in its own subprocess; stages/precision.py), the kNN graphs, which train no
+other, each in its own subprocess; stages/runtime/precision.py), the kNN graphs, which train no
 network, once. ``--limit N`` takes the first N samples (smoke runs); ``--clustpy-epochs P C``
 sets ``dec-clustpy``'s schedule. Before its timed run every workload runs once for one epoch,
 untimed, in the same process (``warmup_s``: its wall seconds), so that the timed epochs are
@@ -133,7 +133,7 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
             flops: bool = False, profile: Path | None = None, ops: Path | None = None,
             precision: str = "32", clustpy_epochs: tuple[int, int] = (100, 150),
             limit: int | None = None, compile: bool = False, warmup: bool = True) -> dict:
-    """Run one workload at ``precision`` (``32`` | ``bf16-mixed``, stages/precision.py) in
+    """Run one workload at ``precision`` (``32`` | ``bf16-mixed``, stages/runtime/precision.py) in
     this process and return its measurements (``dec-clustpy``: ``clustpy_epochs`` pretraining
     and clustering epochs; ``limit``: the first ``limit`` samples only, for a smoke run).
 
@@ -149,8 +149,8 @@ def run_one(workload: str, dataset: str, device_name: str, threads: int, epochs:
     (``op_replay.py``) and writes the table to that path."""
     import torch
 
-    from stages.device import configure_torch, resolve_device, seed_everything
-    from stages.device import describe as describe_device
+    from stages.runtime.device import configure_torch, resolve_device, seed_everything
+    from stages.runtime.device import describe as describe_device
 
     device = resolve_device(device_name)
     configure_torch(threads, device)
@@ -324,7 +324,7 @@ def _run_dec_family(workload: str, data, x, epochs: int, region: Region, precisi
     from stages.methods.shared.kmeans import kmeans_init
     from stages.methods.shared.reconstruction import pretrain_autoencoder
     from stages.nets import build_network
-    from stages.train import map_batches, steps_per_epoch
+    from stages.runtime.train import map_batches, steps_per_epoch
 
     device = x.device
     net = "sae" if workload.startswith("sae") or workload.startswith("dec-") else "cae"
@@ -389,7 +389,7 @@ def _run_depict(workload: str, data, x, epochs: int, region: Region, precision: 
     from stages.methods.depict import pretrain as depict_pretrain
     from stages.methods.shared.kmeans import kmeans_init
     from stages.nets import build_network
-    from stages.train import map_batches
+    from stages.runtime.train import map_batches
 
     device = x.device
     batch = 100
@@ -421,7 +421,7 @@ def _row(workload: str, dataset: str, device, threads: int, x, batch: int, steps
          epochs: float, seconds: float) -> dict:
     import torch
 
-    from stages.device import describe
+    from stages.runtime.device import describe
 
     return {
         "date": time.strftime("%Y-%m-%d"), "host": platform.node(), "cpu": cpu_model(),

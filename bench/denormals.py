@@ -4,7 +4,7 @@ Trains the DEC family's SAE (784-500-500-2000-10 and back) on a dataset with Ada
 batch 256 (``dec-clustpy``'s pretraining) for ``--epochs`` epochs through the project's
 training loop, at each precision, once with denormals kept (x86's default) and once flushed to
 zero (``torch.set_flush_denormal``, set before the thread pool starts, as
-:func:`stages.device.configure_torch` does), each in a fresh subprocess on ``--threads``
+:func:`stages.runtime.device.configure_torch` does), each in a fresh subprocess on ``--threads``
 threads. Reports the seconds of each block of ``--block`` epochs, the last epoch's mean
 training loss, and the share of denormal values in Adam's moments and in the weights at the
 end, and appends one row per run to ``bench/denormals.csv``.
@@ -53,7 +53,7 @@ def denormal_share(tensors: list) -> float:
 
 
 class _BlockTimer:
-    """A :class:`stages.train.PeriodicHook` noting the time at the start of every block of
+    """A :class:`stages.runtime.train.PeriodicHook` noting the time at the start of every block of
     ``period`` steps (it never stops training)."""
 
     def __init__(self, period: int) -> None:
@@ -74,7 +74,7 @@ class _BlockTimer:
 def train(dataset: str, threads: int, precision: str, flush: bool, epochs: int, block: int,
           limit: int | None = None) -> dict:
     """One run in this process (call first thing in a fresh one: the flush must precede the
-    thread pool) through the project's training loop (:func:`stages.train.run_loop`, as
+    thread pool) through the project's training loop (:func:`stages.runtime.train.run_loop`, as
     ``pretrain_autoencoder`` runs it): per-block seconds, the last epoch's mean training loss,
     denormal shares."""
     import torch
@@ -83,10 +83,10 @@ def train(dataset: str, threads: int, precision: str, flush: bool, epochs: int, 
     torch.set_num_threads(threads)
     from bench_training import load_dataset
 
-    from stages.device import seed_everything
     from stages.methods.shared.common import reconstruction_mse
     from stages.nets import build_network
-    from stages.train import LoopConfig, make_optimizer, run_loop, steps_per_epoch
+    from stages.runtime.device import seed_everything
+    from stages.runtime.train import LoopConfig, make_optimizer, run_loop, steps_per_epoch
 
     data = load_dataset(dataset)
     x = torch.as_tensor(data.X[:limit] if limit else data.X)

@@ -29,7 +29,7 @@ def paper_recipes() -> tuple[dict[str, Any], dict[str, Any]]:
     paper``: what the reproduction run trains."""
     import yaml
 
-    from stages.config import method_and_autoencoder
+    from stages.plumbing.config import method_and_autoencoder
 
     return method_and_autoencoder(yaml.safe_load(CONFIG.read_text()), "dscdan", "paper")
 
@@ -45,7 +45,7 @@ def run(workload: str, data, x, epochs: int, region, precision: str = "32", *,
     from stages.methods.dscdan import knn_graph
     from stages.methods.dscdan import pretrain as dscdan_pretrain
     from stages.nets import build_network
-    from stages.train import map_batches
+    from stages.runtime.train import map_batches
 
     device = x.device
     ae_recipe, method = paper_recipes()

@@ -23,7 +23,7 @@ def run(workload: str, data, x, epochs: int, region, precision: str = "32", *,
     from stages.methods.rmn import pretrain as rmn_pretrain
     from stages.methods.rmn.gmm_init import gmm_arrays
     from stages.nets import build_network
-    from stages.train import map_batches
+    from stages.runtime.train import map_batches
 
     device = x.device
     model = build_network("rmn-sae", data.input_shape, {}).to(device)

@@ -26,7 +26,7 @@ def paper_recipes(workload: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(autoencoder recipe, method recipe) that ``workload``'s reproduction run trains."""
     import yaml
 
-    from stages.config import method_and_autoencoder
+    from stages.plumbing.config import method_and_autoencoder
 
     method = "saip-hoe-cnn" if "cnn" in workload else "saip-hoe"
     return method_and_autoencoder(yaml.safe_load(CONFIG.read_text()), method, "paper")
@@ -41,7 +41,7 @@ def run(workload: str, data, x, epochs: int, region, precision: str = "32", *,
     from stages.methods.saip.pretrain import pretrain_denoising
     from stages.methods.shared.kmeans import kmeans_init
     from stages.nets import build_network
-    from stages.train import map_batches, steps_per_epoch
+    from stages.runtime.train import map_batches, steps_per_epoch
 
     ae, method = paper_recipes(workload)
     model = build_network(ae["net"], data.input_shape, ae.get("arch", {})).to(x.device)

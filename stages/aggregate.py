@@ -2,7 +2,7 @@
 
 ``python -m stages.aggregate --metrics results/metrics/D/M/seedS.json ... --out-dir results/tables
 [--reference stages/reference/paper_results.csv] [--sweeps JSON]``: the tables of
-:func:`stages.tables.aggregate` (all.csv, summary.csv, paper_vs_ours.md, sweeps.csv).
+:func:`stages.reporting.tables.aggregate` (all.csv, summary.csv, paper_vs_ours.md, sweeps.csv).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from stages.cli import json_arg, main_for
-from stages.tables import DEFAULT_REFERENCE, aggregate
+from stages.plumbing.cli import json_arg, main_for
+from stages.reporting.tables import DEFAULT_REFERENCE, aggregate
 
 log = logging.getLogger("stages.aggregate")
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="published-results CSV (default: %(default)s); '' to skip")
     parser.add_argument("--sweeps", type=json_arg, default={"points": []},
                         help='JSON {"points": [...]}: the sweep points of the configuration '
-                             "(stages.sweeps.sweep_index)")
+                             "(stages.reporting.sweeps.sweep_index)")
     return parser
 
 

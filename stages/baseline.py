@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from stages.artifacts import write_arrays
-from stages.cli import json_arg, limit_threads, main_for
 from stages.data import read_dataset
 from stages.methods.shared.baselines import cluster_raw
-from stages.provenance import provenance
+from stages.plumbing.artifacts import write_arrays
+from stages.plumbing.cli import json_arg, limit_threads, main_for
+from stages.plumbing.provenance import provenance
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,13 +11,13 @@ import time
 
 import torch
 
-from stages.artifacts import write_arrays
-from stages.cli import main_for
 from stages.data import read_dataset
-from stages.device import configure_torch, describe, resolve_device
-from stages.models import load_model
-from stages.precision import use_precision
-from stages.train import map_batches
+from stages.plumbing.artifacts import write_arrays
+from stages.plumbing.cli import main_for
+from stages.runtime.device import configure_torch, describe, resolve_device
+from stages.runtime.models import load_model
+from stages.runtime.precision import use_precision
+from stages.runtime.train import map_batches
 
 
 def build_parser() -> argparse.ArgumentParser:

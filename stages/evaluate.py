@@ -1,8 +1,8 @@
 """Stage ``evaluate``: score one run's predicted labels against the true labels.
 
 ``python -m stages.evaluate --data results/data/D.h5 --labels results/finetune/D/M/seedS/labels.h5
---out results/metrics/D/M/seedS.json``: the record of :func:`stages.runs.evaluate`. Inconsistent
-inputs raise :class:`DataFileError` and write nothing.
+--out results/metrics/D/M/seedS.json``: the record of :func:`stages.reporting.runs.evaluate`.
+Inconsistent inputs raise :class:`DataFileError` and write nothing.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import argparse
 import logging
 from typing import Any
 
-from stages.artifacts import write_json
-from stages.cli import main_for
-from stages.runs import evaluate
+from stages.plumbing.artifacts import write_json
+from stages.plumbing.cli import main_for
+from stages.reporting.runs import evaluate
 
 log = logging.getLogger("stages.evaluate")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from stages.cli import main_for
 from stages.data.manifest import fetch_raw
+from stages.plumbing.cli import main_for
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,8 +21,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from stages.cli import main_for
-from stages.plots import make_figure
+from stages.plumbing.cli import main_for
+from stages.reporting.plots import make_figure
 
 log = logging.getLogger("stages.figures")
 

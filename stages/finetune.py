@@ -12,8 +12,8 @@ It writes:
 * ``history.csv``: loss terms every ``log_every`` steps and a row per target update (with the
   label change and, for monitoring only, ACC/NMI); no rows for heads without fine-tuning;
 * ``model.pt`` for heads that train;
-* ``snapshots.h5`` (:mod:`stages.snapshots`): the autoencoder's embedding of a fixed subset of
-  the data before fine-tuning and after epochs 1, 2, 4, ... and the last of each training loop
+* ``snapshots.h5`` (:mod:`stages.runtime.snapshots`): the autoencoder's embedding of a fixed subset
+  of the data before fine-tuning and after epochs 1, 2, 4, ... and the last of each training loop
   (none for heads without fine-tuning).
 
 A ``checkpoint.pt`` in the folder is resumed from when the job restarts, then removed.
@@ -28,17 +28,17 @@ from pathlib import Path
 
 import torch
 
-from stages.artifacts import read_arrays, write_arrays, write_csv
-from stages.cli import add_training_args, json_arg, main_for
 from stages.data import read_dataset
-from stages.device import configure_torch, describe, resolve_device, seed_everything
-from stages.errors import DataFileError
 from stages.methods import head_module
-from stages.models import load_model, save_model
-from stages.precision import use_precision
-from stages.provenance import provenance
-from stages.snapshots import no_snapshots, recorder_for, recording, write_snapshots
-from stages.train import Checkpointer, StageClock
+from stages.plumbing.artifacts import read_arrays, write_arrays, write_csv
+from stages.plumbing.cli import add_training_args, json_arg, main_for
+from stages.plumbing.errors import DataFileError
+from stages.plumbing.provenance import provenance
+from stages.runtime.device import configure_torch, describe, resolve_device, seed_everything
+from stages.runtime.models import load_model, save_model
+from stages.runtime.precision import use_precision
+from stages.runtime.snapshots import no_snapshots, recorder_for, write_snapshots
+from stages.runtime.train import Checkpointer, StageClock, recording
 
 log = logging.getLogger("stages.finetune")
 

@@ -10,11 +10,11 @@ import argparse
 import importlib
 import time
 
-from stages.artifacts import read_arrays, write_arrays
-from stages.cli import json_arg, limit_threads, main_for
-from stages.errors import DataFileError
 from stages.methods import init_algorithm
-from stages.provenance import provenance
+from stages.plumbing.artifacts import read_arrays, write_arrays
+from stages.plumbing.cli import json_arg, limit_threads, main_for
+from stages.plumbing.errors import DataFileError
+from stages.plumbing.provenance import provenance
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,28 +10,16 @@ concatenates the papers' indexes.
 from __future__ import annotations
 
 import argparse
-import json
-from collections.abc import Sequence
 from pathlib import Path
 
-from stages.artifacts import atomic_path
-from stages.cli import main_for
-from stages.errors import DataFileError
-
-
-def json_list_arg(text: str) -> list:
-    """argparse type for ``--files '["a.md", "b.png"]'`` (a JSON list). Here, not in
-    stages/cli.py, which every job runs: a change there reruns every job."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {err}") from err
-    if not isinstance(value, list):
-        raise argparse.ArgumentTypeError("expected a JSON list")
-    return value
+from stages.plumbing.artifacts import atomic_path
+from stages.plumbing.cli import json_list_arg, main_for
+from stages.plumbing.errors import DataFileError
+from stages.reporting.paper_index import paper_index
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Command-line interface of the paper_index jobs."""
     p = argparse.ArgumentParser(prog="python -m stages.paper_index", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--paper", help="the paper's id (dcec, depict, dscdan, saip, rmn-gmm)")
@@ -44,32 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def paper_index(paper: str, files: Sequence[str], missing: Sequence[str], out: Path) -> str:
-    """The Markdown index of ``paper``; links relative to ``out``'s folder."""
-    def link(path: str) -> str:
-        return Path(path).relative_to(out.parent).as_posix() if Path(path).is_relative_to(
-            out.parent) else path
-
-    lines = [f"# {paper}: tables and figures from our runs", ""]
-    tables = [f for f in files if f.endswith(".md")]
-    for table in tables:
-        path = Path(table)
-        if not path.is_file():
-            raise DataFileError(f"{table}: the table is missing; rerun the paper_tables job "
-                                "(snakemake results/paper/all)")
-        others = ", ".join(f"[{s[1:]}]({link(str(path.with_suffix(s)))})"
-                           for s in (".tex", ".html") if str(path.with_suffix(s)) in files)
-        lines += [path.read_text().strip().replace("\n# ", "\n## ").replace("# ", "## ", 1),
-                  "", f"Also as {others}." if others else "", ""]
-    figures = [f for f in files if f.endswith(".png")]
-    if figures:
-        lines += ["## Figures", ""] + [f"- [{Path(f).stem}]({link(f)})" for f in figures] + [""]
-    if missing:
-        lines += ["## Not drawn", ""] + [f"- {line}" for line in missing] + [""]
-    return "\n".join(lines).rstrip() + "\n"
-
-
 def run(args: argparse.Namespace) -> Path:
+    """Write one paper's index, or the papers' indexes concatenated."""
     out = Path(args.out)
     if args.combine:
         text = "\n".join(Path(p).read_text() for p in args.combine)

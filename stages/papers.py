@@ -3,8 +3,8 @@
 ``python -m stages.papers --summary results/tables/summary.csv --out-dir results/paper
 [--papers dcec ...] [--reference stages/reference/paper_results.csv] [--sweeps-csv
 results/tables/sweeps.csv --sweeps JSON]``: the Markdown, LaTeX and HTML tables of
-:func:`stages.paper_tables.write_paper_tables`, one of each per paper and table, and one per
-sweep (``--sweeps``: the sweep index rows with the base method's ``family``).
+:func:`stages.reporting.paper_tables.write_paper_tables`, one of each per paper and table, and one
+per sweep (``--sweeps``: the sweep index rows with the base method's ``family``).
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from stages.cli import main_for
-from stages.paper_index import json_list_arg
-from stages.paper_tables import write_paper_tables
-from stages.tables import DEFAULT_REFERENCE
+from stages.plumbing.cli import json_list_arg, main_for
+from stages.reporting.paper_tables import write_paper_tables
+from stages.reporting.tables import DEFAULT_REFERENCE
 
 log = logging.getLogger("stages.papers")
 

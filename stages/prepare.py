@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from stages.cli import json_arg, main_for
 from stages.data.preparation import prepare
+from stages.plumbing.cli import json_arg, main_for
 
 log = logging.getLogger("stages.prepare")
 

@@ -1,9 +1,9 @@
 """Pretrain an autoencoder with its recipe's objective: ``python -m stages.pretrain``.
 
 Writes ``model.pt`` (weights, architecture, provenance, wall seconds), ``history.csv``
-(one row per ``log_every`` steps) and ``snapshots.h5`` (:mod:`stages.snapshots`: the embedding
-of a fixed subset of the data before training and after epochs 1, 2, 4, ... of each phase) into
-``--out-dir``. A ``checkpoint.pt`` there is resumed from
+(one row per ``log_every`` steps) and ``snapshots.h5`` (:mod:`stages.runtime.snapshots`: the
+embedding of a fixed subset of the data before training and after epochs 1, 2, 4, ... of each phase)
+into ``--out-dir``. A ``checkpoint.pt`` there is resumed from
 when the job restarts, and removed when the stage finishes.
 """
 
@@ -16,18 +16,18 @@ from pathlib import Path
 
 import torch
 
-from stages.artifacts import write_csv
-from stages.cli import add_training_args, json_arg, main_for
 from stages.data import read_dataset
 from stages.data.dataset import pretraining_inputs
-from stages.device import configure_torch, describe, resolve_device, seed_everything
 from stages.methods import pretrain_objective
 from stages.methods.shared.reconstruction import check_unit_range
-from stages.models import save_model
 from stages.nets import EMBEDDING_IS_N_CLUSTERS, N_CLUSTERS_OPTION, build_network
-from stages.provenance import provenance
-from stages.snapshots import recorder_for, recording, write_snapshots
-from stages.train import Checkpointer, StageClock
+from stages.plumbing.artifacts import write_csv
+from stages.plumbing.cli import add_training_args, json_arg, main_for
+from stages.plumbing.provenance import provenance
+from stages.runtime.device import configure_torch, describe, resolve_device, seed_everything
+from stages.runtime.models import save_model
+from stages.runtime.snapshots import recorder_for, write_snapshots
+from stages.runtime.train import Checkpointer, StageClock, recording
 
 log = logging.getLogger("stages.pretrain")
 

@@ -17,11 +17,11 @@ import h5py
 import numpy as np
 import pytest
 
-from stages.artifacts import read_arrays
 from stages.data import registry
 from stages.data.dataset import Dataset, read_dataset
 from stages.data.manifest import fetch_raw
 from stages.data.preparation import prepare
+from stages.plumbing.artifacts import read_arrays
 
 
 def fetch_prepare_in_file_order(tmp_path: Path, name: str, source_dir: Path | None = None,

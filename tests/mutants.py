@@ -86,7 +86,7 @@ MUTANTS = [
     Mutant("dscdan-stop-last-loss", "stages/methods/dscdan/head.py",
            "self.total = self.total + loss.detach().float()",
            "self.total = loss.detach().float() * (self.count + 1)", (STOPS,)),
-    Mutant("early-stopping-ties-improve", "stages/train.py",
+    Mutant("early-stopping-ties-improve", "stages/runtime/train.py",
            "if value < self.best:", "if value <= self.best:", (STOPS,)),
     Mutant("warm-start-keeps-last-weights", "stages/methods/depict/head.py",
            "    stopper.finish(result.steps)\n", "", (STOPS,)),

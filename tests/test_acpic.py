@@ -167,8 +167,8 @@ def test_init_stage_writes_acpic_arrays(tmp_path):
     import json
 
     from stages import init as init_stage
-    from stages.artifacts import read_arrays, write_arrays
-    from stages.cli import main_for
+    from stages.plumbing.artifacts import read_arrays, write_arrays
+    from stages.plumbing.cli import main_for
     rng = np.random.default_rng(5)
     z = _blobs(rng, np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]]), 20, 0.4).astype(np.float32)
     write_arrays(tmp_path / "emb.h5", {"Z": z},

@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages import aggregate, evaluate, figures, plots, runs, tables
-from stages.artifacts import read_json, write_arrays, write_json
+from stages import aggregate, evaluate, figures
 from stages.data.registry import dataset_names
-from stages.errors import DataFileError
-from stages.metrics import METRIC_KEYS, all_metrics
+from stages.plumbing.artifacts import read_json, write_arrays, write_json
+from stages.plumbing.errors import DataFileError
+from stages.reporting import plots, runs, tables
+from stages.reporting.metrics import METRIC_KEYS, all_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 N, K = 120, 4
@@ -65,12 +66,12 @@ def _labels_file(tmp_path: Path, y: np.ndarray, *, method: str = "dcec", seed: i
 
 
 def _y(data_file: Path) -> np.ndarray:
-    from stages.artifacts import read_arrays
+    from stages.plumbing.artifacts import read_arrays
     return read_arrays(data_file, required=["y"])[0]["y"]
 
 
 def _predicted(labels_file: Path) -> np.ndarray:
-    from stages.artifacts import read_arrays
+    from stages.plumbing.artifacts import read_arrays
     return read_arrays(labels_file, required=["labels"])[0]["labels"]
 
 
@@ -84,7 +85,7 @@ def test_evaluate_writes_json(tmp_path: Path, data_file: Path) -> None:
     evaluate.run(evaluate.build_parser().parse_args(
         ["--data", str(data_file), "--labels", str(labels), "--out", str(out)]))
     record = read_json(out)
-    from stages.artifacts import read_arrays
+    from stages.plumbing.artifacts import read_arrays
     y_pred = read_arrays(labels, required=["labels"])[0]["labels"]
     assert record["dataset"] == "mnist-test"
     assert record["method"] == "dcec" and record["seed"] == 0 and record["family"] == "dec"
@@ -505,7 +506,7 @@ def test_figure_of_a_collapsed_embedding_is_drawn_not_crashed(
         tmp_path: Path, data_file: Path, monkeypatch: pytest.MonkeyPatch, value: float,
         problem: str) -> None:
     """A constant (or NaN) embedding made t-SNE divide by zero variance and segfault."""
-    from stages.artifacts import read_arrays
+    from stages.plumbing.artifacts import read_arrays
 
     labels = _labels_file(tmp_path, _y(data_file))
     arrays, attrs = read_arrays(labels, required=["labels", "embedding"])

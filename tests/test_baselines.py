@@ -12,12 +12,12 @@ import pytest
 import yaml
 
 from stages import baseline
-from stages import config as stage_config
-from stages.artifacts import read_arrays, write_arrays
-from stages.cli import main_for
-from stages.errors import ConfigError
 from stages.methods.shared.baselines import cluster_raw
-from stages.metrics import cluster_acc
+from stages.plumbing import config as stage_config
+from stages.plumbing.artifacts import read_arrays, write_arrays
+from stages.plumbing.cli import main_for
+from stages.plumbing.errors import ConfigError
+from stages.reporting.metrics import cluster_acc
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())

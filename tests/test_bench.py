@@ -262,7 +262,7 @@ def test_the_gpu_check_smoke_runs_every_part_and_each_workload_at_its_precision(
     the workflow's dcec, and one CSV of them."""
     import sys
 
-    import stages.train
+    import stages.runtime.train
 
     spec = importlib.util.spec_from_file_location("gpu_check", REPO / "bench" / "gpu_check.py")
     gpu_check = importlib.util.module_from_spec(spec)
@@ -271,7 +271,7 @@ def test_the_gpu_check_smoke_runs_every_part_and_each_workload_at_its_precision(
 
     current: list[tuple[str, str]] = []
     seen: dict[tuple[str, str], set] = {}
-    run_one, use_precision = bench_training.run_one, stages.train.use_precision
+    run_one, use_precision = bench_training.run_one, stages.runtime.train.use_precision
 
     def spy_run_one(workload, *args, precision="32", **kwargs):
         current[:] = [(workload, precision)]
@@ -283,7 +283,7 @@ def test_the_gpu_check_smoke_runs_every_part_and_each_workload_at_its_precision(
         return use_precision(model, precision, device)
 
     monkeypatch.setattr(bench_training, "run_one", spy_run_one)
-    monkeypatch.setattr(stages.train, "use_precision", spy_precision)
+    monkeypatch.setattr(stages.runtime.train, "use_precision", spy_precision)
     rows = gpu_check.cuda_tests("cpu") + gpu_check.workloads("cpu", smoke=True)
     rows += gpu_check.dcec_paper("cpu", smoke=True)
     assert sys.modules["bench_training"] is bench_training

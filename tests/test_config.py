@@ -6,8 +6,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate as schema_validate
 
-from stages import config as cfg
-from stages.errors import ConfigError
+from stages.plumbing import config as cfg
+from stages.plumbing.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")
@@ -153,7 +153,7 @@ def test_unknown_recipe_options_are_errors_naming_key_place_and_choices(config, 
     with pytest.raises(ConfigError, match=rf"{where}: unknown option\(s\) 'learning_rate'; "
                                           rf"valid options: .*{valid}"):
         cfg.validate(broken)
-    schema_validate(broken, SCHEMA)  # the schema lets it through; stages.config names it
+    schema_validate(broken, SCHEMA)  # the schema lets it through; stages.plumbing.config names it
 
 
 def test_unknown_top_level_and_dataset_keys_name_the_valid_ones(config):
@@ -211,12 +211,12 @@ def test_depict_recipes(config):
 
 
 def test_code_inputs_follow_imports(tmp_path):
-    from stages.codedeps import module_closure, module_files
+    from stages.plumbing.codedeps import module_closure, module_files
 
     closure = module_closure(["stages.finetune", "stages.methods.depict.head"])
     # imported directly or through other modules; registries (package __init__) left out
-    assert {"stages.train", "stages.metrics", "stages.methods.shared.common", "stages.models",
-            "stages.errors"} <= set(closure)
+    assert {"stages.runtime.train", "stages.reporting.metrics", "stages.methods.shared.common",
+            "stages.runtime.models", "stages.plumbing.errors"} <= set(closure)
     assert "stages.methods" not in closure and "stages.methods.dec.head" not in closure
     assert all(f.endswith(".py") for f in module_files(["stages.embed"]))
     # a toy package: a -> b -> c, the package __init__ followed but not listed

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from stages.nets import build_network
-from stages.precision import mixed_layers, use_precision
-from stages.train import Checkpointer, LoopConfig, run_loop
+from stages.runtime.precision import mixed_layers, use_precision
+from stages.runtime.train import Checkpointer, LoopConfig, run_loop
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")]

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.artifacts import read_arrays, write_arrays
 from stages.data.dataset import Dataset, read_dataset
 from stages.data.idx import read_idx, write_idx
 from stages.data.manifest import fetch_raw, verify_manifest
 from stages.data.preparation import prepare
 from stages.data.registry import DATASETS, RCV1_FIGSHARE, dataset_names, get_dataset_spec
-from stages.errors import ConfigError, DataFileError, DownloadError
+from stages.plumbing.artifacts import read_arrays, write_arrays
+from stages.plumbing.errors import ConfigError, DataFileError, DownloadError
 
 ROOT = Path(__file__).resolve().parents[1]
 IDX_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -410,7 +410,7 @@ def test_read_dataset_ok(tmp_path):
 
 
 def test_read_arrays_required_optional_and_all(tmp_path):
-    from stages.artifacts import read_arrays
+    from stages.plumbing.artifacts import read_arrays
 
     path = tmp_path / "init.h5"
     write_arrays(path, {"labels": np.arange(3), "centres": np.eye(2), "graph": np.ones(4)},
@@ -492,7 +492,7 @@ def test_cli_bad_dataset_name(tmp_path):
 def test_datasets_examples_config_validates():
     """config/datasets-examples.yaml, layered on config.yaml as Snakemake merges it, is valid
     and runs exactly the datasets of the papers it lists."""
-    from stages.config import validate
+    from stages.plumbing.config import validate
     from tests.datafiles import examples_config
 
     config = examples_config()

@@ -19,7 +19,7 @@ import pytest
 from stages.data import faces, registry
 from stages.data.manifest import fetch_raw
 from stages.data.preparation import prepare
-from stages.errors import DataFileError, DownloadError
+from stages.plumbing.errors import DataFileError, DownloadError
 from tests.datafiles import face_mat, fetch_prepare_in_file_order, jule_h5
 
 JULE_SETS = ("cmu-pie", "ytf", "frgc")
@@ -288,7 +288,7 @@ def test_every_network_takes_the_face_datasets(name):
 def test_paper_numbers_are_mapped_to_the_face_datasets():
     import pandas as pd
 
-    from stages.tables import DATASET_TO_PAPER, DEFAULT_REFERENCE
+    from stages.reporting.tables import DATASET_TO_PAPER, DEFAULT_REFERENCE
 
     ref = pd.read_csv(DEFAULT_REFERENCE)
     cell = ref.set_index(["paper", "method", "dataset", "metric"])["value"]

@@ -16,13 +16,14 @@ import pytest
 import yaml
 from scipy import sparse
 
-from stages.artifacts import read_arrays
 from stages.data import registry, reuters, sources
 from stages.data.dataset import read_dataset
+from stages.data.loading import Loaded
 from stages.data.manifest import fetch_raw
 from stages.data.preparation import prepare, sample_order
 from stages.data.registry import RCV1_QRELS_FILE, RCV1_VECTOR_FILES, RemoteFile
-from stages.errors import ConfigError, DataFileError, DownloadError
+from stages.plumbing.artifacts import read_arrays
+from stages.plumbing.errors import ConfigError, DataFileError, DownloadError
 from tests.datafiles import Server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -336,7 +337,7 @@ def test_a_sparse_loader_output_is_written_like_the_dense_one(tmp_path, monkeypa
     outputs = {}
     for kind, X in (("dense", dense), ("sparse", sparse.csr_matrix(dense))):
         monkeypatch.setitem(sources.LOADERS, "synthetic", lambda spec, files, params, X=X:
-                            sources.Loaded(X, y, 3, "a test matrix"))
+                            Loaded(X, y, 3, "a test matrix"))
         raw = tmp_path / kind
         fetch_raw("synthetic", raw)
         outputs[kind] = prepare("synthetic", raw / "manifest.json", tmp_path / f"{kind}.h5",
@@ -361,7 +362,7 @@ def _config_with(datasets: dict) -> dict:
 
 
 def test_vector_inputs_take_the_fully_connected_networks_only():
-    from stages.config import validate
+    from stages.plumbing.config import validate
 
     fc = ["kmeans", "gmm", "sae-kmeans", "dec", "idec", "saip-dae-kmeans", "saip-hoe",
           "aef-kmeans", "aef-gmm", "deepgmm", "rmn-gmm"]
@@ -395,7 +396,7 @@ def test_fully_connected_networks_build_and_run_on_2000_d_vectors(net, arch):
 
 
 def test_datasets_examples_plan_reuters_with_fully_connected_methods():
-    from stages.config import validate
+    from stages.plumbing.config import validate
     from tests.datafiles import examples_config
 
     config = examples_config()

@@ -17,8 +17,8 @@ from stages import pretrain
 from stages.data import registry, stl10
 from stages.data.dataset import pretraining_inputs, read_dataset
 from stages.data.manifest import fetch_raw
-from stages.errors import ConfigError, DataFileError, DownloadError
 from stages.nets import check_network_input, network_names
+from stages.plumbing.errors import ConfigError, DataFileError, DownloadError
 from tests.datafiles import fetch_prepare_in_file_order, serve_as, tar_gz
 
 REPO = Path(__file__).resolve().parents[1]
@@ -384,7 +384,7 @@ def test_fully_connected_networks_take_the_features_convolutional_ones_refuse():
 
 
 def test_paper_numbers_are_mapped_to_stl10():
-    from stages import tables
+    from stages.reporting import tables
 
     assert tables.DATASET_TO_PAPER[NAME] == "STL-10"
     ref = tables.load_reference(tables.DEFAULT_REFERENCE)

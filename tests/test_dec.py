@@ -151,7 +151,7 @@ def test_pretraining_records_held_out_reconstruction():
     result = pretrain_autoencoder(net, x, recipe, seed=0, log_every=2)
     rows = [r for r in result.history if r["kind"] == "validation"]
     assert [r["step"] for r in rows] == [0, 4, 8, 12]  # 40 training samples: 4 steps an epoch
-    from stages.train import validation_split
+    from stages.runtime.train import validation_split
 
     _, val = validation_split(50, 0.2, 0, "cpu")
     with torch.no_grad():

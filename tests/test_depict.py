@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from stages.data.synthetic import make_synthetic
-from stages.errors import ConfigError
 from stages.methods.depict import head as depict
 from stages.methods.depict import losses as depict_losses
 from stages.methods.depict import pretrain as depict_pretrain
 from stages.methods.shared.reconstruction import check_unit_range
 from stages.nets import build_network, check_network_input
-from stages.train import Checkpointer, EarlyStopping, LoopConfig, run_loop, validation_split
+from stages.plumbing.errors import ConfigError
+from stages.runtime.train import Checkpointer, EarlyStopping, LoopConfig, run_loop, validation_split
 
 
 @pytest.mark.parametrize("shape, sizes", [
@@ -249,9 +249,9 @@ def test_finetune_runs_and_predicts_from_the_clean_softmax():
     assert result.labels.shape == (90,) and result.embedding.shape == (90, 3)
     targets = [r for r in result.history if r["kind"] == "target"]
     assert len(targets) == 4  # one refresh per epoch, the first before any step
-    from stages.metrics import cluster_acc
+    from stages.reporting.metrics import cluster_acc
     assert targets[0]["acc"] == cluster_acc(y, labels)  # Q0 = the one-hot k-means labels
-    from stages.metrics import nmi
+    from stages.reporting.metrics import nmi
     assert targets[0]["nmi_start"] == 1.0              # the start's labels themselves
     assert all(0 <= r["nmi_start"] <= 1 for r in targets)
     # lr 0 from the soft-max: every refresh's labels are the final clean argmax

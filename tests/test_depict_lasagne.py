@@ -12,13 +12,13 @@ import pytest
 import torch
 from scipy.signal import convolve2d
 
-from stages.artifacts import write_arrays
 from stages.data import read_dataset
-from stages.errors import DataFileError
 from stages.methods.depict import lasagne_weights as lw
-from stages.models import load_model
 from stages.nets import build_network
-from stages.train import validation_split
+from stages.plumbing.artifacts import write_arrays
+from stages.plumbing.errors import DataFileError
+from stages.runtime.models import load_model
+from stages.runtime.train import validation_split
 
 SHAPE = (1, 28, 28)          # MNIST: conv1 4x4 stride 2 pad 0 (28 -> 13), conv2 5x5/2/2 (-> 7)
 ARCH = {"embedding_dim": 3, "maps": 2, "dropouts": [0.1, 0.1, 0.0]}

@@ -1,4 +1,4 @@
-"""Device choice (stages.device) and where checkpoints and models land, on a CPU-only torch:
+"""Device choice (stages.runtime.device) and where checkpoints and models land, on a CPU-only torch:
 ``torch.cuda`` is monkeypatched to stand for a node with GPUs, and a checkpoint written on a GPU
 is made by tagging CPU storages as ``cuda:0`` while saving."""
 
@@ -14,11 +14,11 @@ import torch
 import torch.serialization
 from torch import nn
 
-from stages.device import configure_torch, describe, resolve_device
-from stages.errors import ConfigError
-from stages.models import load_model, save_model
-from stages.precision import use_precision
-from stages.train import Checkpointer, LoopConfig, run_loop
+from stages.plumbing.errors import ConfigError
+from stages.runtime.device import configure_torch, describe, resolve_device
+from stages.runtime.models import load_model, save_model
+from stages.runtime.precision import use_precision
+from stages.runtime.train import Checkpointer, LoopConfig, run_loop
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def gpus(monkeypatch: pytest.MonkeyPatch):
 def test_auto_takes_the_gpu_when_one_is_usable(gpus, monkeypatch, caplog) -> None:
     gpus(2)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    with caplog.at_level(logging.WARNING, logger="stages.device"):
+    with caplog.at_level(logging.WARNING, logger="stages.runtime.device"):
         assert resolve_device("auto") == torch.device("cuda")
         assert resolve_device() == torch.device("cuda")  # auto is the default
     assert caplog.text == ""
@@ -44,12 +44,12 @@ def test_auto_falls_back_to_the_cpu_and_says_so_when_a_gpu_was_promised(gpus, mo
                                                                         caplog) -> None:
     gpus(0)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    with caplog.at_level(logging.WARNING, logger="stages.device"):
+    with caplog.at_level(logging.WARNING, logger="stages.runtime.device"):
         assert resolve_device("auto") == torch.device("cpu")
     assert "CUDA_VISIBLE_DEVICES=0 but torch sees no usable GPU" in caplog.text
     caplog.clear()
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")  # none promised: no warning
-    with caplog.at_level(logging.WARNING, logger="stages.device"):
+    with caplog.at_level(logging.WARNING, logger="stages.runtime.device"):
         assert resolve_device("auto") == torch.device("cpu")
     assert caplog.text == ""
 
@@ -111,7 +111,7 @@ def test_tf32_is_on_only_under_bf16_mixed_on_a_gpu_and_a_gpu_is_described_by_its
 
 _DENORMALS = """
 import sys, torch
-from stages.device import configure_torch
+from stages.runtime.device import configure_torch
 if sys.argv[1] == "configure":
     configure_torch(2, torch.device("cpu"))
 else:

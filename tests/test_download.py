@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.artifacts import read_arrays
 from stages.data import registry
 from stages.data.dataset import read_dataset
 from stages.data.download import MIRROR_ENV, candidate_urls, fetch_remote_file
 from stages.data.manifest import fetch_raw
 from stages.data.preparation import prepare
 from stages.data.registry import RemoteFile
-from stages.errors import DataFileError, DownloadError
+from stages.plumbing.artifacts import read_arrays
+from stages.plumbing.errors import DataFileError, DownloadError
 from tests.datafiles import Server
 from tests.datafiles import serve_as as _serve_as
 from tests.datafiles import tar_gz as _tar_gz

@@ -8,8 +8,6 @@ import pytest
 import torch
 from sklearn.neighbors import NearestNeighbors
 
-from stages.config import validate
-from stages.errors import ConfigError
 from stages.methods.dscdan import head as dscdan
 from stages.methods.dscdan.knn_graph import approximate_knn, exact_knn, knn_graph, knn_graph_arrays
 from stages.methods.dscdan.losses import (
@@ -23,7 +21,9 @@ from stages.methods.dscdan.losses import (
 )
 from stages.methods.dscdan.pretrain import pretrain_dscdan
 from stages.nets import build_network
-from stages.train import Checkpointer
+from stages.plumbing.config import validate
+from stages.plumbing.errors import ConfigError
+from stages.runtime.train import Checkpointer
 
 torch.set_num_threads(1)
 

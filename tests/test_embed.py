@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from stages import embed
-from stages.artifacts import read_arrays, write_arrays
-from stages.models import save_model
 from stages.nets import build_network
-from stages.train import map_batches
+from stages.plumbing.artifacts import read_arrays, write_arrays
+from stages.runtime.models import save_model
+from stages.runtime.train import map_batches
 
 N = 23  # not a multiple of the batch size below: the last batch is short
 

@@ -51,7 +51,7 @@ TOY = {
             toy_lr: {type: number, exclusiveMinimum: 0}
         ''',
     "checks.py": '''
-        from stages.errors import ConfigError
+        from stages.plumbing.errors import ConfigError
 
 
         def check_config(config):

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.config import runs
-from stages.figure_plan import KINDS, figure_jobs, missing_figures
-from stages.sweeps import expand_sweeps, sweep_index
+from stages.plumbing.config import runs
+from stages.reporting.figure_plan import KINDS, figure_jobs, missing_figures
+from stages.reporting.sweeps import expand_sweeps, sweep_index
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -30,9 +30,7 @@ from scipy.special import softmax
 from scipy.stats import norm
 from sklearn.cluster import KMeans
 
-from stages import config as stage_config
 from stages.data.synthetic import make_synthetic
-from stages.device import seed_everything
 from stages.methods import (
     HEADS,
     INIT_ALGORITHMS,
@@ -44,7 +42,9 @@ from stages.methods import pretrain_objective as objective_function
 from stages.methods.dscdan import head as dscdan
 from stages.methods.saip import head as saip
 from stages.nets import EMBEDDING_IS_N_CLUSTERS, N_CLUSTERS_OPTION, build_network
-from stages.train import Checkpointer, map_batches
+from stages.plumbing import config as stage_config
+from stages.runtime.device import seed_everything
+from stages.runtime.train import Checkpointer, map_batches
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((REPO / "tests/data/workflow_config.yaml").read_text())

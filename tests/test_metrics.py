@@ -1,4 +1,4 @@
-"""Tests of stages.metrics against hand-computed cases and formulas written out here."""
+"""Tests of stages.reporting.metrics against hand-computed cases and formulas written out here."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from stages import metrics
+from stages.reporting import metrics
 
 # A small case worked by hand.
 #   y_true = [0, 0, 0, 1, 1, 1], y_pred = [0, 0, 1, 1, 2, 2]
@@ -94,7 +94,7 @@ def test_acc_fewer_clusters_than_classes() -> None:
 # --------------------------------------------------------------------------- independent formulas
 # The reference values below are written out from the contingency table with numpy only (no
 # scikit-learn), so that a wrong normaliser, a swapped variant or a wrong ARI expectation in
-# stages.metrics (which wraps scikit-learn) shows up as a difference.
+# stages.reporting.metrics (which wraps scikit-learn) shows up as a difference.
 
 
 def _table(y: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -113,7 +113,7 @@ def _entropy(counts: np.ndarray) -> float:
 
 def _reference_nmi(y: np.ndarray, c: np.ndarray, variant: str) -> float:
     """I(l; c) / norm from the table; 1.0 for one class and one cluster, 0.0 when only one side
-    has a single block (the conventions of stages.metrics' docstring)."""
+    has a single block (the conventions of stages.reporting.metrics' docstring)."""
     table = _table(y, c)
     if table.shape == (1, 1):
         return 1.0

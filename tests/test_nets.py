@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from stages.errors import ConfigError
 from stages.nets import NETWORKS, build_network, check_network_input
 from stages.nets.autoencoder import Autoencoder
+from stages.plumbing.errors import ConfigError
 
 
 @pytest.mark.parametrize("shape,code", [((1, 28, 28), (128, 3, 3)), ((1, 16, 16), (128, 2, 2))])
@@ -46,7 +46,7 @@ def test_cae_rejects_small_and_flat_inputs():
 
 
 def test_unknown_arch_options_are_errors_naming_the_valid_ones():
-    from stages.errors import ConfigError
+    from stages.plumbing.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"net 'sae': unknown arch option\(s\) 'hiden'; "
                                           r"valid options: .*\bhidden\b"):

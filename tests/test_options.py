@@ -29,9 +29,7 @@ import torch.nn.functional as F
 import yaml
 from scipy.spatial.distance import cdist
 
-from stages import config as stage_config
 from stages.data.synthetic import make_synthetic
-from stages.device import seed_everything
 from stages.methods.dec import head as dec
 from stages.methods.depict import head as depict
 from stages.methods.dscdan import head as dscdan
@@ -41,7 +39,9 @@ from stages.methods.saip.pretrain import pretrain_denoising
 from stages.methods.shared import reconstruction as pretrain_module
 from stages.methods.shared.kmeans import kmeans_arrays
 from stages.nets import build_network
-from stages.train import LoopResult, map_batches
+from stages.plumbing import config as stage_config
+from stages.runtime.device import seed_everything
+from stages.runtime.train import LoopResult, map_batches
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((REPO / "tests/data/workflow_config.yaml").read_text())

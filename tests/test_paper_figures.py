@@ -8,10 +8,11 @@ import pytest
 import torch
 from matplotlib.image import imread
 
-from stages.artifacts import write_arrays
-from stages.errors import DataFileError
-from stages.paper_figures import make_paper_figure, run
-from stages.snapshots import SnapshotRecorder, write_snapshots
+from stages.paper_figures import run
+from stages.plumbing.artifacts import write_arrays
+from stages.plumbing.errors import DataFileError
+from stages.reporting.paper_figures import make_paper_figure
+from stages.runtime.snapshots import SnapshotRecorder, write_snapshots
 
 N, K = 120, 3
 

@@ -1,4 +1,5 @@
-"""stages.paper_tables / stages.papers: the papers' tables in their layout, ours beside theirs."""
+"""stages.reporting.paper_tables / stages.papers: the papers' tables in their layout, ours beside
+theirs."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stages import paper_tables
-from stages.errors import DataFileError
+from stages.plumbing.errors import DataFileError
+from stages.reporting import paper_tables
 
 REFERENCE = """paper,method,dataset,metric,value,source
 dcec,kmeans,MNIST-full,acc,54.24,Table 1
@@ -150,7 +151,7 @@ def test_table_files_lists_what_the_stage_writes(reference, tmp_path):
 
 
 def test_the_index_inlines_the_tables_and_links_their_other_formats(tmp_path):
-    from stages.paper_index import paper_index
+    from stages.reporting.paper_index import paper_index
 
     out = tmp_path / "results/paper/dcec/all"
     out.parent.mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""precision: bf16-mixed networks (stages/precision.py): which layers compute in bf16, that
+"""precision: bf16-mixed networks (stages/runtime/precision.py): which layers compute in bf16, that
 everything else stays fp32, and that the config reaches pretraining, embedding and fine-tuning.
 """
 
@@ -15,13 +15,13 @@ from snakemake.utils import validate as schema_validate
 from snakemake_interface_common.exceptions import WorkflowError
 from torch import nn
 
-from stages import config as stage_config
 from stages import embed, pretrain
-from stages.artifacts import read_arrays, write_arrays
-from stages.errors import ConfigError
-from stages.models import load_model
 from stages.nets import build_network
-from stages.precision import (
+from stages.plumbing import config as stage_config
+from stages.plumbing.artifacts import read_arrays, write_arrays
+from stages.plumbing.errors import ConfigError
+from stages.runtime.models import load_model
+from stages.runtime.precision import (
     MixedConv2d,
     MixedConvTranspose2d,
     MixedLinear,
@@ -29,7 +29,7 @@ from stages.precision import (
     mixed_layers,
     use_precision,
 )
-from stages.train import LoopConfig, loop_settings, run_loop
+from stages.runtime.train import LoopConfig, loop_settings, run_loop
 
 CPU = torch.device("cpu")
 REPO = Path(__file__).resolve().parents[1]

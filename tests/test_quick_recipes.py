@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from stages.artifacts import write_arrays
 from stages.methods.shared import quick_criteria as qc
-from stages.models import save_model
 from stages.nets import build_network
+from stages.plumbing.artifacts import write_arrays
+from stages.runtime.models import save_model
 
 
 def test_held_out_reconstruction_reads_each_familys_rows():

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from stages import paper_tables, records
-from stages.errors import DataFileError
+from stages.plumbing.errors import DataFileError
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = """paper,method,dataset,metric,value,source

@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stages import records
-from stages.errors import ConfigError, DataFileError
+from stages import records as records_command
+from stages.plumbing.errors import ConfigError, DataFileError
+from stages.reporting import records
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -223,9 +224,9 @@ def test_rename_refuses_and_writes_nothing(tmp_path, kwargs, message):
 def test_rename_from_the_command_line(tmp_path, monkeypatch):
     out = _recorded(tmp_path / "records",
                     [("fashion", "rmn-gmm", "772d96d8332c0d621687cca9561854a3cdec567b")])
-    monkeypatch.setattr(records, "RECORDS", out)
-    args = records.build_parser().parse_args(
+    monkeypatch.setattr(records_command, "RECORDS", out)
+    args = records_command.build_parser().parse_args(
         ["rename", "--from", "rmn-gmm", "--to", "rmn-gmm-std", "--commit", "772d96d",
          "--config", "config/reproduce-rmn.yaml", "--dataset", "fashion"])
-    records.run(args)
+    records_command.run(args)
     assert pd.read_csv(out / "all.csv")["method"].tolist() == ["rmn-gmm-std"]

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from stages import config as stage_config
-from stages.artifacts import read_arrays
-from stages.upstream import job_key
+from stages.plumbing import config as stage_config
+from stages.plumbing.artifacts import read_arrays
+from stages.plumbing.upstream import job_key
 from tests.test_resume import (
     CONFIG,
     finetune_args,
@@ -107,7 +107,7 @@ def test_a_missing_input_is_one_line_naming_it(inputs):  # noqa: F811
 def test_os_errors_name_the_path_and_the_fix():
     import errno
 
-    from stages.cli import os_error_message
+    from stages.plumbing.cli import os_error_message
 
     full = os_error_message(OSError(errno.ENOSPC, "No space left on device", "results/x.h5"))
     assert "no space left" in full and "results/x.h5" in full and "Free disk space" in full

@@ -11,7 +11,7 @@ import yaml
 from snakemake.utils import update_config
 from snakemake.utils import validate as schema_validate
 
-from stages import config as cfg
+from stages.plumbing import config as cfg
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = yaml.safe_load((REPO / "config.yaml").read_text())

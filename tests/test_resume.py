@@ -24,8 +24,8 @@ import pytest
 import torch
 import yaml
 
-from stages import config as stage_config
-from stages.artifacts import read_arrays, read_json
+from stages.plumbing import config as stage_config
+from stages.plumbing.artifacts import read_arrays, read_json
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((REPO / "tests/data/workflow_config.yaml").read_text())

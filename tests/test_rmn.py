@@ -14,10 +14,6 @@ import torch
 import yaml
 from sklearn.mixture import GaussianMixture
 
-from stages import config as cfg
-from stages.artifacts import write_arrays
-from stages.config import validate
-from stages.errors import ConfigError, DataFileError
 from stages.methods.rmn import criteria
 from stages.methods.rmn import pretrain as rp
 from stages.methods.rmn.gmm_init import gmm_arrays
@@ -38,7 +34,11 @@ from stages.methods.rmn.head import (
 )
 from stages.nets import build_network
 from stages.nets.rmn import RBMAutoencoder
-from stages.train import Checkpointer
+from stages.plumbing import config as cfg
+from stages.plumbing.artifacts import write_arrays
+from stages.plumbing.config import validate
+from stages.plumbing.errors import ConfigError, DataFileError
+from stages.runtime.train import Checkpointer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -505,7 +505,7 @@ def test_stage_one_holds_out_validation_fraction(objective):
     """With validation_fraction every phase trains on the rest only; the whole autoencoder's
     clean reconstruction of the held-out images (and how many code dimensions it uses) is
     recorded after each greedy layer (unrolled) and once per fine-tune epoch."""
-    from stages.train import validation_split
+    from stages.runtime.train import validation_split
 
     x = _images()
     _, val = validation_split(64, 0.25, 0)
@@ -773,7 +773,7 @@ def test_stage_one_counts_steps_whatever_the_dataset_size():
 
 
 def test_reference_rows_of_the_rmn_gmm_paper():
-    from stages import tables
+    from stages.reporting import tables
 
     ref = tables.load_reference(tables.DEFAULT_REFERENCE)
     ref = ref[ref.paper == "rmn-gmm"].set_index(["method", "dataset", "metric"])["value"]

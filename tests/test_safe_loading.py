@@ -21,12 +21,12 @@ import torch
 from stages.data import archives, sources
 from stages.data.checksum import sha256_file
 from stages.data.preparation import prepare
-from stages.errors import DataFileError
-from stages.models import load_model, save_model
 from stages.nets import build_network
-from stages.snapshots import SnapshotRecorder, read_snapshots, recording, write_snapshots
-from stages.torchfiles import UnsafeFileError, load_torch
-from stages.train import Checkpointer, LoopConfig, run_loop
+from stages.plumbing.errors import DataFileError
+from stages.runtime.models import load_model, save_model
+from stages.runtime.snapshots import SnapshotRecorder, read_snapshots, write_snapshots
+from stages.runtime.torchfiles import UnsafeFileError, load_torch
+from stages.runtime.train import Checkpointer, LoopConfig, recording, run_loop
 from tests.datafiles import tar_gz
 
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 from scipy.spatial.distance import cdist
 
-from stages.errors import ConfigError
 from stages.methods.saip import head as saip
 from stages.methods.saip.pretrain import pretrain_denoising
 from stages.methods.shared.noise import corrupt
 from stages.nets import build_network, check_network_input
+from stages.plumbing.errors import ConfigError
 
 
 @pytest.mark.parametrize("distance", ["euclidean", "cosine", "correlation", "cityblock"])
@@ -381,7 +381,7 @@ HELD_OUT = {"epochs": 3, "batch_size": 10, "noise": 0.1, "validation_fraction": 
 
 
 def _held_out_dae(x: torch.Tensor, recipe: dict, checkpoint=None):
-    from stages.train import Checkpointer
+    from stages.runtime.train import Checkpointer
 
     torch.manual_seed(0)
     ae = build_network("sae", (1, 4, 4), {"hidden": [8, 3], "centre_input": True})
@@ -392,7 +392,7 @@ def _held_out_dae(x: torch.Tensor, recipe: dict, checkpoint=None):
 def test_denoising_pretraining_holds_out_validation_fraction():
     """With validation_fraction the DAE trains (and takes its input mean) on the rest only and
     records the clean reconstruction of the held-out images once per epoch and at the end."""
-    from stages.train import validation_split
+    from stages.runtime.train import validation_split
 
     x = torch.rand(40, 1, 4, 4, generator=torch.Generator().manual_seed(0))
     train, val = validation_split(40, 0.25, 0)
@@ -424,7 +424,7 @@ def test_denoising_pretraining_with_held_out_rows_resumes_bit_identically(tmp_pa
     """Killed after a checkpoint and restarted with other initial weights, the DAE with a
     held-out split ends with the weights, the input mean and the rows of an uninterrupted run."""
     import stages.methods.saip.pretrain as saip_pretrain
-    from stages.train import Checkpointer
+    from stages.runtime.train import Checkpointer
 
     x = torch.rand(40, 1, 4, 4, generator=torch.Generator().manual_seed(0))
     recipe = {**HELD_OUT, "checkpoint_every": 4}
@@ -462,7 +462,7 @@ def _config():
 
 
 def test_config_recipes_and_schedules():
-    from stages import config as cfg
+    from stages.plumbing import config as cfg
 
     config, _ = _config()
     cfg.validate(config)
@@ -480,7 +480,7 @@ def test_config_recipes_and_schedules():
 def test_config_rejects_saip_on_depict_net_and_unknown_distance():
     from snakemake.utils import validate as schema_validate
 
-    from stages import config as cfg
+    from stages.plumbing import config as cfg
 
     config, schema = _config()
     config["methods"]["saip-hoe"]["ae"] = "depict"

@@ -4,8 +4,8 @@ monitor rows, the reading and lr rules, and the command line."""
 import pandas as pd
 import pytest
 
-from stages.errors import ConfigError
 from stages.methods.saip import criteria as crit
+from stages.plumbing.errors import ConfigError
 
 K = 10
 

@@ -30,8 +30,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from stages import config as stage_config
-from stages.artifacts import read_arrays, read_json
+from stages.plumbing import config as stage_config
+from stages.plumbing.artifacts import read_arrays, read_json
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests/slurm"

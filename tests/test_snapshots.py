@@ -5,16 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from stages.errors import DataFileError
-from stages.snapshots import (
+from stages.plumbing.errors import DataFileError
+from stages.runtime.snapshots import (
     due,
     no_snapshots,
     read_snapshots,
     recorder_for,
-    recording,
     write_snapshots,
 )
-from stages.train import Checkpointer, LoopConfig, run_loop
+from stages.runtime.train import Checkpointer, LoopConfig, recording, run_loop
 
 
 class _Killed(Exception):

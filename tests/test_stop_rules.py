@@ -19,7 +19,7 @@ from stages.methods.depict import head as depict
 from stages.methods.dscdan import head as dscdan
 from stages.methods.saip import head as saip
 from stages.nets import build_network
-from stages.train import EarlyStopping
+from stages.runtime.train import EarlyStopping
 
 N, K = 1000, 4
 TOL = 0.01  # 10 of the N labels

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from stages.config import method_recipe, validate
-from stages.errors import ConfigError
-from stages.sweeps import expand_sweeps, format_value, sweep_index, sweep_points
-from stages.tables import sweep_table
+from stages.plumbing.config import method_recipe, validate
+from stages.plumbing.errors import ConfigError
+from stages.reporting.sweeps import expand_sweeps, format_value, sweep_index, sweep_points
+from stages.reporting.tables import sweep_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -138,7 +138,7 @@ def test_sweep_table_joins_the_summary_and_skips_points_not_run():
               "point": "grid", "values": {"clustering_weight": 1.0, "ae.arch.hidden": [8, 4]}},
              {"sweep": "g", "method": "dcec@clustering_weight=9.0", "base": "dcec",
               "point": "grid", "values": {"clustering_weight": 9.0, "ae.arch.hidden": [8, 4]}}]
-    from stages.metrics import METRIC_KEYS
+    from stages.reporting.metrics import METRIC_KEYS
     summary = pd.DataFrame([
         {"dataset": "d", "method": m, "n_seeds": 2,
          **{f"{k}_{s}": v for k in METRIC_KEYS for s in ("mean", "std")}}

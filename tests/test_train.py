@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from stages.errors import DataFileError, NonFiniteLossError
-from stages.train import (
+from stages.plumbing.errors import DataFileError, NonFiniteLossError
+from stages.runtime.train import (
     Checkpointer,
     LoopConfig,
     StageClock,
@@ -83,12 +83,12 @@ def test_resume_after_kill_gives_identical_weights(tmp_path):
 
 def test_the_loop_logs_progress_while_it_runs(caplog, monkeypatch):
     """A stage's log is not empty while it runs: progress lines with the loss terms."""
-    import stages.train as train
+    import stages.runtime.train as train
 
     monkeypatch.setattr(train, "PROGRESS_SECONDS", 0.0)
     model, opt, loss_fn = _problem()
     cfg = LoopConfig(batch_size=10, max_steps=20, log_every=5)
-    with caplog.at_level("INFO", logger="stages.train"):
+    with caplog.at_level("INFO", logger="stages.runtime.train"):
         run_loop(model, opt, loss_fn, 100, cfg, torch.device("cpu"), desc="pretrain t")
     lines = [r.getMessage() for r in caplog.records if "pretrain t: step" in r.getMessage()]
     assert len(lines) == 4 and lines[-1].startswith("pretrain t: step 20/20 (epoch 1): loss ")

@@ -1,4 +1,4 @@
-"""The upstream keys that keep jobs below a failed rerun stale (stages/upstream.py)."""
+"""The upstream keys that keep jobs below a failed rerun stale (stages/plumbing/upstream.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.upstream import results_key, upstream, upstream_key
+from stages.plumbing.upstream import results_key, upstream, upstream_key
 
 CONFIG = yaml.safe_load(
     (Path(__file__).resolve().parent / "data/workflow_config.yaml").read_text())

@@ -33,7 +33,7 @@ PAPER_RULES = {"paper_tables", "paper_index", "papers_index"}
 PAPER_JOBS = {(rule, "-") for rule in PAPER_RULES}
 #: the rules a changed fine-tuning reruns ("paper_figure": one or more of the figure rules)
 RESULT_RULES = {"finetune", "evaluate", "figures", "aggregate", "all", "paper_figure"} | PAPER_RULES
-#: the papers' figures the fixture's runs allow (stages/figure_plan.py), by rule name
+#: the papers' figures the fixture's runs allow (stages/reporting/figure_plan.py), by rule name
 PAPER_FIGURES = {"figure_dcec_fig3_synthetic", "figure_dscdan_fig6_synthetic",
                  "figure_depict_fig4_synthetic", "figure_depict_fig3_running_time",
                  "figure_saip_fig1a_synthetic", "figure_rmn_gmm_fig5_synthetic",

@@ -8,9 +8,11 @@ Modules, one job each:
 * :mod:`stages.data.manifest` -- fetch: place/locate raw files, write and re-verify manifests;
 * :mod:`stages.data.idx` -- IDX (MNIST format) reader/writer;
 * :mod:`stages.data.archives` -- CIFAR pickles in a .tar.gz, MATLAB variables, PNGs in a zip;
-* :mod:`stages.data.sources` -- raw files -> arrays, one loader per dataset;
+* :mod:`stages.data.loading` -- what a loader returns and the raw-file checks loaders share;
+* :mod:`stages.data.sources` -- raw files -> arrays, one loader per dataset (the registry);
 * :mod:`stages.data.faces` -- the face datasets' loaders (JULE's HDF5 files, a 32x32 face .mat);
 * :mod:`stages.data.stl10` -- STL-10's binaries -> DEC's HOG + colour-map features;
+* :mod:`stages.data.reuters` -- RCV1-v2 tf-idf vectors -> DEC's and RMN-GMM's Reuters subsets;
 * :mod:`stages.data.synthetic` -- the deterministic test dataset;
 * :mod:`stages.data.dataset` -- :class:`Dataset` and :func:`read_dataset`, used by later stages
   (and :func:`~stages.data.dataset.pretraining_inputs`: X plus X_unlabelled, for pretraining).

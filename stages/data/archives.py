@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from stages.errors import DataFileError
+from stages.plumbing.errors import DataFileError
 
 #: the only globals a pickle of numpy arrays needs: array and scalar reconstruction (numpy < 2
 #: and >= 2 spellings) and, in pickles written by Python 3 at protocol 2, bytes via _codecs.encode

@@ -14,8 +14,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from stages.artifacts import read_arrays
-from stages.errors import DataFileError
+from stages.plumbing.artifacts import read_arrays
+from stages.plumbing.errors import DataFileError
 
 #: the array of a prepared file that holds extra samples for autoencoder training only
 UNLABELLED = "X_unlabelled"

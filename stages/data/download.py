@@ -32,7 +32,7 @@ import pooch
 
 from stages.data.checksum import file_digest, sha256_file
 from stages.data.registry import RemoteFile
-from stages.errors import DownloadError
+from stages.plumbing.errors import DownloadError
 
 log = logging.getLogger("stages.data.download")
 

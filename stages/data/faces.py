@@ -30,16 +30,16 @@ from typing import Any, TypeVar
 import numpy as np
 
 from stages.data.archives import mat_variable
-from stages.data.registry import CMU_PIE_41K_FILE, JULE_FILE, DatasetSpec
-from stages.data.sources import (
+from stages.data.loading import (
     Files,
     Loaded,
-    _check_count,
-    _mismatch,
-    _need,
-    _replace_advice,
+    check_count,
+    mismatch,
+    need_file,
+    replace_advice,
 )
-from stages.errors import DataFileError
+from stages.data.registry import CMU_PIE_41K_FILE, JULE_FILE, DatasetSpec
+from stages.plumbing.errors import DataFileError
 
 #: git blob ids of the files committed in jwyang/JULE.torch (``git ls-tree`` of master at
 #: 69bdfd8; added in aad4c75, never changed): a user's copy with the same id is byte-identical to
@@ -85,7 +85,7 @@ def _read(spec: DatasetSpec, path: Path, read: Callable[[], T]) -> T:
     try:
         return read()
     except DataFileError as err:
-        raise DataFileError(f"{err} {_replace_advice(spec, path)}") from err
+        raise DataFileError(f"{err} {replace_advice(spec, path)}") from err
 
 
 def _shape(array: np.ndarray) -> str:
@@ -97,21 +97,21 @@ def _stacked_images(spec: DatasetSpec, path: Path, data: np.ndarray) -> np.ndarr
     c, h, w = spec.input_shape
     images = data[:, None] if data.ndim == 3 and c == 1 else data
     if images.ndim != 4 or images.shape[1:] != (c, h, w):
-        raise _mismatch(spec, path, f"'data' {_shape(data)}")
-    _check_count(spec, path, images.shape[0], "images")
+        raise mismatch(spec, path, f"'data' {_shape(data)}")
+    check_count(spec, path, images.shape[0], "images")
     return images
 
 
 def _unit_pixels(spec: DatasetSpec, path: Path, pixels: np.ndarray, what: str) -> np.ndarray:
     """Pixel values 0..255 (any real dtype) -> float32 in [0, 1]; anything else is refused."""
     if pixels.dtype.kind not in "uif":
-        raise _mismatch(spec, path, f"{what} {_shape(pixels)} (not numbers)")
+        raise mismatch(spec, path, f"{what} {_shape(pixels)} (not numbers)")
     if not np.isfinite(pixels).all():
-        raise _mismatch(spec, path, f"{what} with NaN or infinite values")
+        raise mismatch(spec, path, f"{what} with NaN or infinite values")
     low, high = (float(pixels.min()), float(pixels.max())) if pixels.size else (0.0, 0.0)
     if low < 0 or high > 255 or high <= 1:
         scaled = " (already scaled or whitened?)" if high <= 1 or low < 0 else ""
-        raise _mismatch(spec, path, f"{what} values {low:g}..{high:g}{scaled}")
+        raise mismatch(spec, path, f"{what} values {low:g}..{high:g}{scaled}")
     return pixels.astype(np.float32) / np.float32(255.0)
 
 
@@ -120,13 +120,13 @@ def _subject_labels(spec: DatasetSpec, path: Path, labels: np.ndarray, n: int,
     """(N,), (N, 1) or (1, N) subject ids -> (y int64 (N,) in 0..K-1, the K sorted ids)."""
     ok_shape = labels.ndim == 1 or (labels.ndim == 2 and 1 in labels.shape)
     if not ok_shape or labels.size != n or labels.dtype.kind not in "uif":
-        raise _mismatch(spec, path, f"{what} {_shape(labels)} for {n:,} images")
+        raise mismatch(spec, path, f"{what} {_shape(labels)} for {n:,} images")
     flat = labels.reshape(-1)
     if not (np.isfinite(flat).all() and np.array_equal(flat, np.round(flat))):
-        raise _mismatch(spec, path, f"{what} that are not whole numbers")
+        raise mismatch(spec, path, f"{what} that are not whole numbers")
     ids, y = np.unique(flat, return_inverse=True)
     if len(ids) != spec.n_clusters:
-        raise _mismatch(spec, path, f"{len(ids)} distinct {what} instead of {spec.n_clusters}")
+        raise mismatch(spec, path, f"{len(ids)} distinct {what} instead of {spec.n_clusters}")
     return y.astype(np.int64), ids
 
 
@@ -146,7 +146,7 @@ def _id_range(ids: np.ndarray) -> str:
 
 def load_jule_h5(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
     """JULE's data4torch.h5 -> X float32 (N, C, H, W) in [0, 1], y int64 (N,) in 0..K-1."""
-    path = _need(files, JULE_FILE)
+    path = need_file(files, JULE_FILE)
     arrays = _read(spec, path, lambda: h5_arrays(path, ("data", "labels"), spec.expected))
     images = _stacked_images(spec, path, arrays["data"])
     X = _unit_pixels(spec, path, images, "'data'")
@@ -164,12 +164,12 @@ def load_jule_h5(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> 
 
 def load_cai_mat(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
     """'fea' (N, H*W) column-major rows and 'gnd' of a .mat -> X (N, 1, H, W) in [0, 1], y."""
-    path = _need(files, CMU_PIE_41K_FILE)
+    path = need_file(files, CMU_PIE_41K_FILE)
     fea = _read(spec, path, lambda: mat_variable(path, "fea", spec.expected))
     c, h, w = spec.input_shape
     if fea.ndim != 2 or fea.shape[1] != c * h * w:
-        raise _mismatch(spec, path, f"'fea' {_shape(fea)}")
-    _check_count(spec, path, fea.shape[0], "rows in 'fea'")
+        raise mismatch(spec, path, f"'fea' {_shape(fea)}")
+    check_count(spec, path, fea.shape[0], "rows in 'fea'")
     gnd = _read(spec, path, lambda: mat_variable(path, "gnd", spec.expected))
     y, ids = _subject_labels(spec, path, gnd, fea.shape[0], "'gnd' labels")
     # each row is an H x W image stored column-major (MATLAB order): read it as W x H, transpose

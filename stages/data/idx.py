@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.errors import DataFileError
+from stages.plumbing.errors import DataFileError
 
 _DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import stages
-from stages.artifacts import read_json, write_json
 from stages.data.checksum import file_digest, sha256_file
 from stages.data.download import FetchedFile, fetch_remote_files
 from stages.data.registry import DATASETS, DatasetSpec, RemoteFile, get_dataset_spec
-from stages.errors import ConfigError, DataFileError, DownloadError
+from stages.plumbing.artifacts import read_json, write_json
+from stages.plumbing.errors import ConfigError, DataFileError, DownloadError
 
 log = logging.getLogger("stages.data.manifest")
 

@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 from scipy.sparse import issparse
 
-from stages.artifacts import ChunkedArray, write_arrays
 from stages.data.dataset import validate_arrays
 from stages.data.manifest import verify_manifest
 from stages.data.registry import get_dataset_spec
 from stages.data.sources import load_arrays, resolve_params
-from stages.provenance import provenance
+from stages.plumbing.artifacts import ChunkedArray, write_arrays
+from stages.plumbing.provenance import provenance
 
 log = logging.getLogger("stages.data.preparation")
 

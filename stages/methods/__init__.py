@@ -8,8 +8,8 @@ look-up tables below. A new family is a new folder: nothing here changes.
 
 from __future__ import annotations
 
-from stages.errors import ConfigError
 from stages.methods.family import Family, discover, merged
+from stages.plumbing.errors import ConfigError
 
 #: recipe ``family`` -> its declaration
 FAMILIES: dict[str, Family] = {f.name: f for f in discover(__name__)}

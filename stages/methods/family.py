@@ -2,8 +2,8 @@
 
 A family is a package under ``stages/methods/`` whose ``__init__.py`` defines ``FAMILY``, a
 :class:`Family`. Everything in it is a name and a dotted path: declaring a family imports
-none of its code (and no torch), so a job's code dependencies (:mod:`stages.codedeps`) are the
-modules it runs, not its family's declaration.
+none of its code (and no torch), so a job's code dependencies (:mod:`stages.plumbing.codedeps`) are
+the modules it runs, not its family's declaration.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from stages.errors import ConfigError
+from stages.plumbing.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Network:
 @dataclass(frozen=True)
 class Objective:
     """A pretraining objective: ``module.function(model, x, recipe, *, seed, log_every,
-    checkpoint) -> stages.train.LoopResult``. ``network``: the only net it trains, if any;
+    checkpoint) -> stages.runtime.train.LoopResult``. ``network``: the only net it trains, if any;
     ``counts_steps``: its phases may be counted in steps instead of epochs."""
 
     module: str

@@ -7,9 +7,9 @@ import inspect
 from collections.abc import Sequence
 from typing import Any
 
-from stages.errors import ConfigError
 from stages.methods import FAMILIES
 from stages.methods.family import Network, merged, resolve
+from stages.plumbing.errors import ConfigError
 
 #: name -> its declaration (:class:`stages.methods.family.Network`), from every family
 NETWORKS: dict[str, Network] = merged(list(FAMILIES.values()), "networks")

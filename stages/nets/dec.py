@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from stages.errors import ConfigError
 from stages.nets.shapes import check_conv_input, transposed_output_padding
+from stages.plumbing.errors import ConfigError
 
 #: activations allowed at the embedding and output layers of :class:`StackedAutoencoder`
 END_ACTIVATIONS = ("linear", "sigmoid")

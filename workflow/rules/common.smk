@@ -7,10 +7,10 @@ from pathlib import Path
 
 REPO = Path(workflow.basedir)
 
-from stages import config as stage_config  # noqa: E402
-from stages.codedeps import module_files  # noqa: E402
-from stages.errors import ConfigError  # noqa: E402
-from stages.sweeps import sweep_index  # noqa: E402
+from stages.plumbing import config as stage_config  # noqa: E402
+from stages.plumbing.codedeps import module_files  # noqa: E402
+from stages.plumbing.errors import ConfigError  # noqa: E402
+from stages.reporting.sweeps import sweep_index  # noqa: E402
 
 try:
     stage_config.validate(config)
@@ -52,7 +52,7 @@ def expand_runs(pattern):
 
 def sources(*modules):
     """Files of the modules a job executes and of every stages module they import: listed as
-    inputs, so that editing one reruns exactly the jobs that run it (stages/codedeps.py)."""
+    inputs, so that editing one reruns exactly the jobs that run it (stages.plumbing.codedeps)."""
     return module_files(modules)
 
 
@@ -73,13 +73,13 @@ def init_of(method):
     return config["methods"][method]["init"]
 
 
-from stages.upstream import job_key, results_key, upstream_key  # noqa: E402
+from stages.plumbing.upstream import job_key, results_key, upstream_key  # noqa: E402
 
 
 def upstream_of(stage):
     """A params function: the key of every recipe and stages file upstream of the job's inputs,
     so that a job whose upstream changed stays stale even when an intermediate job failed and
-    its outputs were removed (stages/upstream.py)."""
+    its outputs were removed (stages/plumbing/upstream.py)."""
     return lambda w: upstream_key(
         config, stage, w.dataset, **{name: w.get(name) for name in ("ae", "init", "method")}
     )

@@ -1,9 +1,9 @@
 # The papers' tables and figures from our runs: results/paper/{paper}/{table}.{md,tex,html},
-# results/paper/{paper}/{figure}.png (stages/figure_plan.py plans them), one index per paper
+# results/paper/{paper}/{figure}.png (stages/reporting/figure_plan.py plans them), one index per paper
 # (results/paper/{paper}/all) and one for all papers (results/paper/all).
 
-from stages.figure_plan import figure_jobs, missing_figures  # noqa: E402
-from stages.paper_tables import PAPERS, table_files  # noqa: E402
+from stages.reporting.figure_plan import figure_jobs, missing_figures  # noqa: E402
+from stages.reporting.paper_tables import PAPERS, table_files  # noqa: E402
 
 
 localrules:

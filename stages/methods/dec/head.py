@@ -5,7 +5,7 @@ Three layers, as ClustPy keeps them:
 1. pure functions: :func:`student_t_assign`;
 2. :class:`ClusteringAutoencoder`, an ``nn.Module`` holding the autoencoder and the centres;
 3. :func:`finetune`, the driver that plugs the loss and the target update into
-   :func:`stages.train.run_loop`.
+   :func:`stages.runtime.train.run_loop`.
 
 Faithful to the DCEC paper (Guo et al. 2017): loss ``w_r * L_r + gamma * KL(P || Q)`` (DEC and
 DEC-conv: w_r = 0, gamma = 1, decoder dropped; IDEC and DCEC: w_r = 1, gamma = 0.1); P from all
@@ -32,7 +32,7 @@ from stages.methods.shared.common import (
     to_device,
 )
 from stages.nets.autoencoder import Autoencoder
-from stages.train import (
+from stages.runtime.train import (
     Checkpointer,
     LoopConfig,
     PeriodicHook,

@@ -48,9 +48,9 @@ from stages.methods.shared.common import (
     target_update_row,
     to_device,
 )
-from stages.metrics import nmi
 from stages.nets.autoencoder import Autoencoder
-from stages.train import (
+from stages.reporting.metrics import nmi
+from stages.runtime.train import (
     Checkpointer,
     EarlyStopping,
     LoopConfig,
@@ -228,8 +228,8 @@ def _eq12_terms(model: DepictClusterer, xb: torch.Tensor, q_rows: torch.Tensor, 
 
 
 class TrainingLossStop:
-    """A :class:`~stages.train.PeriodicHook` for the warm start of ``a0ea650``: once per epoch
-    (``period`` steps) it records the epoch's mean training cross-entropy to the pseudo-labels
+    """A :class:`~stages.runtime.train.PeriodicHook` for the warm start of ``a0ea650``: once per
+    epoch (``period`` steps) it records the epoch's mean training cross-entropy to the pseudo-labels
     (the sum and count the loss function adds to) and the NMI between the clean predictions on
     all data and the pseudo-labels, and stops when that mean falls below ``threshold``. Labels
     are never involved; the last weights are kept."""

@@ -42,17 +42,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from stages.artifacts import write_csv
-from stages.cli import json_arg, limit_threads, main_for
 from stages.data import read_dataset
 from stages.data.archives import ArrayUnpickler
-from stages.errors import DataFileError
 from stages.methods.depict.losses import layerwise_reconstruction
-from stages.models import save_model
 from stages.nets import build_network
-from stages.provenance import provenance
-from stages.snapshots import recorder_for, write_snapshots
-from stages.train import map_batches, validation_split
+from stages.plumbing.artifacts import write_csv
+from stages.plumbing.cli import json_arg, limit_threads, main_for
+from stages.plumbing.errors import DataFileError
+from stages.plumbing.provenance import provenance
+from stages.runtime.models import save_model
+from stages.runtime.snapshots import recorder_for, write_snapshots
+from stages.runtime.train import map_batches, validation_split
 
 log = logging.getLogger("stages.methods.depict.lasagne_weights")
 

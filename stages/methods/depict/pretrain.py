@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stages.methods.depict.losses import layerwise_reconstruction
-from stages.train import (
+from stages.runtime.train import (
     Checkpointer,
     EarlyStopping,
     LoopConfig,

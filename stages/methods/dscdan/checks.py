@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stages.errors import ConfigError
+from stages.plumbing.errors import ConfigError
 
 
 def check_config(config: dict[str, Any]) -> None:

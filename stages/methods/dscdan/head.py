@@ -6,8 +6,8 @@ soft-max [code], then the orthonormalisation of Eqs. 17-18, its last factor W_or
 prediction [code]); :class:`DscdanClusterer` (the dual autoencoder with its MI discriminators,
 the spectral net and the cluster means m_k of Eq. 19); :func:`warm_start_head` (the head's start);
 :class:`ClusteringHook` (the stop rule); :func:`finetune` (Eq. 20 on
-:func:`stages.train.run_loop`). Each step on a batch of m codes z = mu(x): L_r (Eq. 12) + beta MI
-(Eq. 10) + gamma Eq. 19 (the mixture KL, pi(x) = p(y|z)) + L_c (Eq. 16), W the batch's kNN
+:func:`stages.runtime.train.run_loop`). Each step on a batch of m codes z = mu(x): L_r (Eq. 12) +
+beta MI (Eq. 10) + gamma Eq. 19 (the mixture KL, pi(x) = p(y|z)) + L_c (Eq. 16), W the batch's kNN
 affinity (Eq. 14), Y = pi W_orth. Choices where the paper is silent:
 
 * [code] Adam lr 1e-3, batch 1024; every ``steps_per_check`` = 10 steps (the code's "epoch" of
@@ -73,7 +73,7 @@ from stages.methods.shared.common import (
 )
 from stages.nets.autoencoder import Autoencoder
 from stages.nets.dec import keras_init_
-from stages.train import (
+from stages.runtime.train import (
     Checkpointer,
     LoopConfig,
     PeriodicHook,
@@ -218,7 +218,7 @@ def code_signals(codes: torch.Tensor) -> dict[str, Any]:
 
 
 class ClusteringHook(PeriodicHook):
-    """A :class:`stages.train.PeriodicHook`: every ``period`` steps, the loss of the last
+    """A :class:`stages.runtime.train.PeriodicHook`: every ``period`` steps, the loss of the last
     ``period`` steps (summed on the device in float64 by :meth:`add`) is compared with the
     previous check's; training stops when they differ by less than ``tol``. ``statistic``:
     ``sum`` [code] compares the sums of the ``period`` losses, as the authors' ``train_vae``
@@ -399,7 +399,7 @@ def warm_start_head(spectral: SpectralClusteringNet, codes: torch.Tensor, target
         spectral: the clustering net C (trained in place).
         codes: mu of every sample (N, d), no gradient.
         targets: assignments (N, K), rows summing to one.
-        loop: extra :class:`stages.train.LoopConfig` fields (precision, compile).
+        loop: extra :class:`stages.runtime.train.LoopConfig` fields (precision, compile).
     Returns:
         history rows: the loop's rows (``kind='warm_start_train'``), the checks'
         (``warm_start_check``) and one ``kind='warm_start'`` row at the end with ``agreement``,

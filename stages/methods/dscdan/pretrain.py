@@ -35,7 +35,7 @@ from stages.methods.dscdan.losses import (
 )
 from stages.methods.shared.common import assignment_diagnostics
 from stages.methods.shared.reconstruction import train_epochs
-from stages.train import (
+from stages.runtime.train import (
     Checkpointer,
     LoopResult,
     RowMonitor,
@@ -62,8 +62,8 @@ def prior_of(recipe: dict[str, Any]) -> str:
 
 
 class PretrainMonitor(RowMonitor):
-    """A :class:`stages.train.PeriodicHook` (never stops training): every ``period`` steps and at
-    the end (:meth:`finish`), label-free signals of ``x_eval`` (M, C, H, W) as a
+    """A :class:`stages.runtime.train.PeriodicHook` (never stops training): every ``period`` steps
+    and at the end (:meth:`finish`), label-free signals of ``x_eval`` (M, C, H, W) as a
     ``kind='monitor'`` row: ``eval_plain`` (per-sample SSE of the clean reconstruction D(mu),
     no scale), ``active_dims`` (dimensions of mu whose variance exceeds
     :data:`ACTIVE_VARIANCE`), ``code_max_variance`` and, with a mixture prior, the cluster

@@ -26,10 +26,10 @@ from typing import Any
 import pandas as pd
 import torch
 
-from stages.artifacts import read_arrays
-from stages.cli import main_for
-from stages.errors import DataFileError
 from stages.methods.rmn.head import eta_for_beta, project_gmm, stability
+from stages.plumbing.artifacts import read_arrays
+from stages.plumbing.cli import main_for
+from stages.plumbing.errors import DataFileError
 
 #: the code scale (``code_std``) of every monitor row must stay within these factors of the first
 CODE_SCALE_RANGE = (0.5, 2.0)

@@ -31,7 +31,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from stages.errors import DataFileError
 from stages.methods.shared.common import (
     FinetuneResult,
     gradient_shares,
@@ -40,7 +39,8 @@ from stages.methods.shared.common import (
     to_device,
 )
 from stages.nets.autoencoder import Autoencoder
-from stages.train import (
+from stages.plumbing.errors import DataFileError
+from stages.runtime.train import (
     Checkpointer,
     LoopConfig,
     PeriodicHook,

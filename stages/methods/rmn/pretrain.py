@@ -4,8 +4,8 @@ pretraining objectives ``rmn-rbm`` (:func:`pretrain_rbm` [paper]: four greedy CD
 ``rmn-sda`` (:func:`pretrain_sda`, methods.md §5.3: greedy denoising autoencoders instead), each
 followed by all eight layers fine-tuned as a denoising autoencoder on DEC-DA-augmented images.
 
-Every phase: :func:`stages.train.run_loop`, SGD lr 0.01 divided by 10 every ``lr_step_epochs``,
-batch 256, no weight decay [paper], momentum 0.9 [default], its own checkpoint
+Every phase: :func:`stages.runtime.train.run_loop`, SGD lr 0.01 divided by 10 every
+``lr_step_epochs``, batch 256, no weight decay [paper], momentum 0.9 [default], its own checkpoint
 (``checkpoint-rbm1.pt`` ... ``checkpoint-finetune.pt``; a restarted job skips finished phases).
 RBMs [default, Hinton & Salakhutdinov 2006; Hinton's practical guide]: CD-1 as a surrogate loss
 (:func:`cd1`); Bernoulli hidden units, Gaussian in the top RBM; Bernoulli visible units
@@ -26,11 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stages.errors import ConfigError
 from stages.methods.shared.common import reconstruction_mse
 from stages.methods.shared.noise import corrupt
 from stages.methods.shared.reconstruction import held_out_monitor, held_out_split
-from stages.train import (
+from stages.plumbing.errors import ConfigError
+from stages.runtime.train import (
     Checkpointer,
     LoopConfig,
     LoopResult,
@@ -189,7 +189,7 @@ def _sgd_phase(model: nn.Module, params: list[nn.Parameter], loss_fn, n_samples:
                device: torch.device, lr: float | None = None,
                monitor: ValidationMonitor | None = None) -> LoopResult:
     """One stage-1 phase: SGD with the stepped lr on ``loss_fn`` for the recipe's
-    ``<length>_steps`` (or ``<length>_epochs``, :func:`stages.train.phase_steps`); the lr
+    ``<length>_steps`` (or ``<length>_epochs``, :func:`stages.runtime.train.phase_steps`); the lr
     drops tenfold every ``lr_step_steps`` (or ``lr_step_epochs``) steps.
 
     ``lr`` overrides the recipe's base rate. ``monitor``: its rows (and one at the end) join

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stages.errors import ConfigError
+from stages.plumbing.errors import ConfigError
 
 #: which assignment's gradient is stopped (``detach``): name -> what it is
 DETACH: dict[str, str] = {

@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from stages.errors import ConfigError
+from stages.plumbing.errors import ConfigError
 
 #: criterion 1: the largest share of the loss from clipped entries
 MAX_CLIPPED_SHARE = 0.01

@@ -5,10 +5,10 @@ assignment: ``euclidean`` (HOMO), ``cosine`` (HOE), ``correlation`` (HOT), ``cit
 Pure functions :func:`pairwise_distance` (Eqs. 7-11), :func:`q1_assign` (Eq. 7),
 :func:`q2_assign` (Eq. 8), :func:`sharpen` (Eq. 6), :func:`saip_loss` (Eq. 5) and
 :func:`decay_factor` (Table II's lr rule); :class:`SaipClusterer` (the encoder and the centres
-Omega); :func:`finetune`, :func:`stages.train.run_loop` with a per-epoch :class:`ClusteringHook`
-(the stop rule) and a step-wise lr scheduler. Formulas as methods.md §4.2 reconstructs them:
-z_ij a distance ([recon] cosine and correlation as 1 - similarity, as scipy's); Q1 =
-max(0, u_i - z_ij), u_i the mean Euclidean distance of sample i to the centres; Q2 =
+Omega); :func:`finetune`, :func:`stages.runtime.train.run_loop` with a per-epoch
+:class:`ClusteringHook` (the stop rule) and a step-wise lr scheduler. Formulas as methods.md §4.2
+reconstructs them: z_ij a distance ([recon] cosine and correlation as 1 - similarity, as scipy's);
+Q1 = max(0, u_i - z_ij), u_i the mean Euclidean distance of sample i to the centres; Q2 =
 (1 + z_ij)^-1 normalised over j, z not squared [recon]; P = (Q^2 / f_j) normalised over j, r = 2
 [paper]. ``kl`` (:data:`KL_READINGS`): ``p1_p2`` KL(P1 || P2), Eq. 4 as printed, the default
 (docs/reproduction/saip-reading.md); ``p2_p1`` KL(P2 || P1), Theorem 1's proof, P1's zeros
@@ -38,7 +38,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stages.errors import ConfigError
 from stages.methods.saip.checks import check_detach, resolve_detach, stop_check_after
 from stages.methods.shared.common import (
     FinetuneResult,
@@ -48,7 +47,8 @@ from stages.methods.shared.common import (
     to_device,
 )
 from stages.nets.autoencoder import Autoencoder
-from stages.train import (
+from stages.plumbing.errors import ConfigError
+from stages.runtime.train import (
     Checkpointer,
     LoopConfig,
     PeriodicHook,

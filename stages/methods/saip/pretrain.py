@@ -26,7 +26,7 @@ from torch import nn
 from stages.methods.shared.common import reconstruction_mse
 from stages.methods.shared.noise import corrupt
 from stages.methods.shared.reconstruction import held_out_split, train_epochs
-from stages.train import Checkpointer, LoopResult
+from stages.runtime.train import Checkpointer, LoopResult
 
 
 def pretrain_denoising(model: nn.Module, x: torch.Tensor, recipe: dict, *, seed: int,

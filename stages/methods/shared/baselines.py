@@ -10,8 +10,8 @@ import numpy as np
 from sklearn.cluster import KMeans, SpectralClustering
 from sklearn.mixture import GaussianMixture
 
-from stages.errors import ConfigError
 from stages.methods.depict.acpic import acpic
+from stages.plumbing.errors import ConfigError
 
 #: the options of each algorithm (besides the recipe's ``name``, ``family`` and ``algorithm``)
 OPTIONS: dict[str, tuple[str, ...]] = {

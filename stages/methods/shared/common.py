@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from stages.metrics import cluster_acc, cluster_shares, nmi
+from stages.reporting.metrics import cluster_acc, cluster_shares, nmi
 
 log = logging.getLogger("stages.methods")
 
@@ -80,8 +80,8 @@ class FinetuneResult:
 
 def assignment_diagnostics(labels: torch.Tensor, n_clusters: int,
                            probabilities: torch.Tensor | None = None) -> dict[str, Any]:
-    """:func:`stages.metrics.cluster_shares` of the hard assignments (N,) and, given the soft
-    assignments (N, K), their sharpness (mean of each row's largest probability)."""
+    """:func:`stages.reporting.metrics.cluster_shares` of the hard assignments (N,) and, given the
+    soft assignments (N, K), their sharpness (mean of each row's largest probability)."""
     row: dict[str, Any] = cluster_shares(labels.cpu().numpy(), n_clusters)
     if probabilities is not None:
         row["sharpness"] = float(probabilities.float().max(dim=1).values.mean())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from stages.errors import ConfigError
+from stages.plumbing.errors import ConfigError
 
 #: corruption types of :func:`corrupt`
 NOISE_TYPES = ("gaussian", "masking")

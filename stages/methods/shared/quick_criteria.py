@@ -20,12 +20,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from stages.cli import main_for
 from stages.data import read_dataset
-from stages.errors import DataFileError
 from stages.methods.shared.codes import min_std_ratio, participation_ratio
-from stages.models import load_model
-from stages.train import map_batches, validation_split
+from stages.plumbing.cli import main_for
+from stages.plumbing.errors import DataFileError
+from stages.runtime.models import load_model
+from stages.runtime.train import map_batches, validation_split
 
 
 def held_out_reconstruction(history: pd.DataFrame, n_pixels: int) -> tuple[str, float]:

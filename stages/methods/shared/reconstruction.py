@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from stages.errors import ConfigError
 from stages.methods.shared.codes import code_spread
 from stages.methods.shared.common import reconstruction_mse
 from stages.nets import UNIT_INPUT
-from stages.train import (
+from stages.plumbing.errors import ConfigError
+from stages.runtime.train import (
     Checkpointer,
     LoopConfig,
     LoopResult,
@@ -50,8 +50,8 @@ def pretrain_autoencoder(model: torch.nn.Module, x: torch.Tensor, recipe: dict, 
 def held_out_split(x: torch.Tensor, recipe: dict,
                    seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The samples to train on and the held-out ones: with ``recipe['validation_fraction']``,
-    (x_train (N - V, ...), x_val (V, ...)) of :func:`stages.train.validation_split` (random, no
-    labels); without it, (x, None)."""
+    (x_train (N - V, ...), x_val (V, ...)) of :func:`stages.runtime.train.validation_split`
+    (random, no labels); without it, (x, None)."""
     if not recipe.get("validation_fraction"):
         return x, None
     train_idx, val_idx = validation_split(x.shape[0], float(recipe["validation_fraction"]), seed,
@@ -78,7 +78,7 @@ def held_out_reconstruction(model: torch.nn.Module, x_val: torch.Tensor,
 
 def held_out_monitor(model: torch.nn.Module, x_val: torch.Tensor,
                      period: int) -> ValidationMonitor:
-    """A :class:`~stages.train.ValidationMonitor` recording :func:`held_out_reconstruction`
+    """A :class:`~stages.runtime.train.ValidationMonitor` recording :func:`held_out_reconstruction`
     of x_val (V, ...) in eval mode every ``period`` steps (``kind='validation'`` rows)."""
     return ValidationMonitor(model, lambda: held_out_reconstruction(model, x_val), period)
 

@@ -5,10 +5,10 @@
 table's rows (methods; our ``*-vec`` recipes share their method's row) and columns (dataset x
 metric) in the order the reference CSV lists them, the order printed in the paper. Each cell
 is ``ours (paper)`` in percent, ours the mean ± std over seeds of the run whose dataset stands
-for the paper's column (:data:`stages.tables.DATASET_TO_PAPER`), NMI normalised as that paper
-does (:data:`stages.tables.PAPER_NMI_VARIANT`); ``—`` where we have no run. Under each table:
-the seeds and schedules of our numbers (naming the rows not at schedule ``paper``), which of
-our datasets fill which column and, for rows from the reproduction records
+for the paper's column (:data:`stages.reporting.tables.DATASET_TO_PAPER`), NMI normalised as that
+paper does (:data:`stages.reporting.tables.PAPER_NMI_VARIANT`); ``—`` where we have no run. Under
+each table: the seeds and schedules of our numbers (naming the rows not at schedule ``paper``),
+which of our datasets fill which column and, for rows from the reproduction records
 (``python -m stages.records papers``), the config and commit each was run with.
 """
 
@@ -25,11 +25,11 @@ from typing import Any
 
 import pandas as pd
 
-from stages.artifacts import atomic_path
-from stages.errors import DataFileError
-from stages.tables import DATASET_TO_PAPER, DEFAULT_REFERENCE, load_reference, nmi_variant
+from stages.plumbing.artifacts import atomic_path
+from stages.plumbing.errors import DataFileError
+from stages.reporting.tables import DATASET_TO_PAPER, DEFAULT_REFERENCE, load_reference, nmi_variant
 
-log = logging.getLogger("stages.paper_tables")
+log = logging.getLogger("stages.reporting.paper_tables")
 
 #: column labels of the reference CSV's metrics
 METRIC_LABELS = {"acc": "ACC", "nmi": "NMI", "ari": "ARI", "pair_precision": "Precision"}
@@ -211,7 +211,7 @@ FORMATS: tuple[tuple[str, Any], ...] = ((".md", to_markdown), (".tex", to_latex)
 
 def sweep_sources(sweeps: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[str, str]]]:
     """Per paper, the (sweep, table source) of every sweep whose base method's family reproduces
-    that paper. ``sweeps``: :func:`stages.sweeps.sweep_index` rows with the base method's
+    that paper. ``sweeps``: :func:`stages.reporting.sweeps.sweep_index` rows with the base method's
     ``family`` added."""
     out: dict[str, list[tuple[str, str]]] = {}
     for sweep in dict.fromkeys(row["sweep"] for row in sweeps):
@@ -288,8 +288,9 @@ def write_paper_tables(summary_path: str | Path | pd.DataFrame, out_dir: str | P
     """Write every table of ``papers`` (default: all in the reference) in every format, and,
     given ``sweeps.csv`` and its index (``sweeps``, as :func:`sweep_sources` takes it), a table
     per sweep under its paper; returns the paths. ``summary_path``: summary.csv or its frame;
-    with ``config`` and ``commit`` columns (:func:`stages.records.records_summary`) each table
-    says which config and commit each of our rows was run with."""
+    with ``config`` and ``commit`` columns
+    (:func:`stages.reporting.records.records_summary`) each table says which config and commit
+    each of our rows was run with."""
     summary = summary_path if isinstance(summary_path, pd.DataFrame) else pd.read_csv(summary_path)
     reference = load_reference(reference_path)
     chosen = list(dict.fromkeys(reference.paper)) if papers is None else list(papers)

@@ -30,8 +30,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from stages.config import autoencoder_recipe, entry_options, init_recipe, method_recipe
-from stages.errors import ConfigError
+from stages.plumbing.config import autoencoder_recipe, entry_options, init_recipe, method_recipe
+from stages.plumbing.errors import ConfigError
 
 #: separator of a sweep point's name from its base and between its key=value pairs
 SEPARATOR = "@"

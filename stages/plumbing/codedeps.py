@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 
 PACKAGE = "stages"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def module_path(module: str, root: Path = ROOT) -> Path | None:

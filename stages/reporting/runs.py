@@ -2,7 +2,7 @@
 the ``evaluate`` stage writes (``python -m stages.evaluate``).
 
 The record is one JSON with the run's identity (dataset, method, seed, family), sizes, every metric
-of :func:`stages.metrics.all_metrics`, the stage timings, device, config hash and package
+of :func:`stages.reporting.metrics.all_metrics`, the stage timings, device, config hash and package
 versions taken from the labels file. Inconsistent inputs raise :class:`DataFileError` and
 write nothing.
 """
@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from stages.artifacts import read_arrays
-from stages.errors import DataFileError
-from stages.metrics import all_metrics, cluster_shares
+from stages.plumbing.artifacts import read_arrays
+from stages.plumbing.errors import DataFileError
+from stages.reporting.metrics import all_metrics, cluster_shares
 
-log = logging.getLogger("stages.runs")
+log = logging.getLogger("stages.reporting.runs")
 
 #: Attributes a labels file must carry.
 REQUIRED_LABEL_ATTRS = ("dataset", "method", "seed")

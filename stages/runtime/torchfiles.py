@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from stages.errors import DataFileError
+from stages.plumbing.errors import DataFileError
 
 #: globals allowed beyond torch's ``weights_only`` defaults (``torch.serialization.safe_globals``):
 #: none are needed by the files this workflow writes

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from stages.errors import ConfigError
+from stages.plumbing.errors import ConfigError
 
 #: the choices of ``precision`` (Lightning's names)
 PRECISIONS = ("32", "bf16-mixed")

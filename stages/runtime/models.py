@@ -9,10 +9,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from stages.artifacts import atomic_path
-from stages.errors import DataFileError
 from stages.nets import build_network
-from stages.torchfiles import UnsafeFileError, load_torch
+from stages.plumbing.artifacts import atomic_path
+from stages.plumbing.errors import DataFileError
+from stages.runtime.torchfiles import UnsafeFileError, load_torch
 
 
 def save_model(path: str | os.PathLike, net: str, input_shape: tuple[int, ...],
@@ -26,8 +26,8 @@ def save_model(path: str | os.PathLike, net: str, input_shape: tuple[int, ...],
 def load_model(path: str | os.PathLike, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the network saved by :func:`save_model`; returns (module on device, file payload).
 
-    The file is read with :func:`stages.torchfiles.load_torch` (``weights_only``): a model from
-    someone else cannot run code here; one that would is refused with :class:`DataFileError`.
+    The file is read with :func:`stages.runtime.torchfiles.load_torch` (``weights_only``): a model
+    from someone else cannot run code here; one that would is refused with :class:`DataFileError`.
     """
     try:
         payload = load_torch(path)

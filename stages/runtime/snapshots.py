@@ -1,12 +1,13 @@
 """Embedding snapshots during training, for the papers' figures of embeddings over epochs.
 
 A stage makes a :class:`SnapshotRecorder` for its autoencoder and a fixed random subset of the
-data, and trains inside :func:`recording`; :func:`stages.train.run_loop` then calls
-:meth:`SnapshotRecorder.maybe_take` before every step and :meth:`SnapshotRecorder.take` after
-the last one, so every loop of the stage (each phase of a multi-phase pretraining, DEPICT's
-warm start and joint phase) records the embedding of the subset before its first step, after
-epochs 1, 2, 4, 8, ... and after its last step. The recorder's state travels in the loop's
-checkpoints, so a resumed stage keeps the snapshots taken before the interruption.
+data, and trains inside :func:`stages.runtime.train.recording`; the loop
+(:func:`~stages.runtime.train.run_loop`) then calls :meth:`SnapshotRecorder.maybe_take` before
+every step and :meth:`SnapshotRecorder.take` after the last one, so every loop of the stage (each
+phase of a multi-phase pretraining, DEPICT's warm start and joint phase) records the embedding of
+the subset before its first step, after epochs 1, 2, 4, 8, ... and after its last step. The
+recorder's state travels in the loop's checkpoints, so a resumed stage keeps the snapshots taken
+before the interruption.
 
 The stage writes them with :func:`write_snapshots` (``snapshots.h5``: ``index`` (n,) int64 into
 the dataset's rows, ``embeddings`` (S, n, d) float32, ``step`` (S,) int64 and ``epoch`` (S,)
@@ -17,9 +18,7 @@ RMN-GMM Fig. 5's epochs are fine-tuning's.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +26,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from stages.artifacts import read_arrays, write_arrays
-from stages.errors import DataFileError
-from stages.sampling import subset_indices
+from stages.plumbing.artifacts import read_arrays, write_arrays
+from stages.plumbing.errors import DataFileError
+from stages.plumbing.sampling import subset_indices
+from stages.runtime.train import map_batches
 
 #: rows of the data a recorder embeds (a seeded random subset when there are more)
 DEFAULT_POINTS = 2000
-
-_ACTIVE: contextvars.ContextVar[SnapshotRecorder | None] = contextvars.ContextVar(
-    "stages.snapshots.active", default=None)
 
 
 def due(step: int, steps_per_epoch: int) -> bool:
@@ -50,7 +47,8 @@ def due(step: int, steps_per_epoch: int) -> bool:
 
 
 class SnapshotRecorder:
-    """Embeds ``x`` (n, ...) with ``encode`` when :func:`stages.train.run_loop` asks.
+    """A :class:`stages.runtime.train.StepRecorder`: embeds ``x`` (n, ...) with ``encode`` when
+    :func:`stages.runtime.train.run_loop` asks.
 
     Args:
         net: the module ``encode`` belongs to; put in eval mode while embedding (dropout off:
@@ -70,8 +68,6 @@ class SnapshotRecorder:
         """Record the embedding now as ``phase``'s snapshot at ``step`` (once per step)."""
         if self.entries and self.entries[-1][:2] == (phase, step):
             return
-        from stages.train import map_batches  # train imports this module
-
         was_training = self.net.training
         self.net.eval()
         try:
@@ -100,21 +96,6 @@ class SnapshotRecorder:
                  "step": np.array([e[1] for e in self.entries], dtype=np.int64),
                  "epoch": np.array([e[2] for e in self.entries], dtype=np.float64)},
                 {"phases": [e[0] for e in self.entries]})
-
-
-def active() -> SnapshotRecorder | None:
-    """The recorder of the current :func:`recording` block, or None."""
-    return _ACTIVE.get()
-
-
-@contextlib.contextmanager
-def recording(recorder: SnapshotRecorder | None) -> Iterator[SnapshotRecorder | None]:
-    """Make ``recorder`` the one :func:`stages.train.run_loop` reports to inside the block."""
-    token = _ACTIVE.set(recorder)
-    try:
-        yield recorder
-    finally:
-        _ACTIVE.reset(token)
 
 
 def recorder_for(net: nn.Module, encode: Callable[[torch.Tensor], torch.Tensor],

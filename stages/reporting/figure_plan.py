@@ -2,8 +2,8 @@
 
 :func:`figure_jobs` turns the configuration (its runs and sweeps) into one :class:`FigureJob`
 per figure: the paper, the file name under ``results/paper/{paper}/``, the kind of drawing
-(:data:`KINDS`, drawn by :mod:`stages.paper_figures`), the files it reads (each one a file the
-workflow writes anyway) and what to draw from them. :func:`missing_figures` says, for the
+(:data:`KINDS`, drawn by :mod:`stages.reporting.paper_figures`), the files it reads (each one a file
+the workflow writes anyway) and what to draw from them. :func:`missing_figures` says, for the
 figures no run allows, what they need. Importing this module is cheap (no torch, no
 matplotlib): the Snakefile plans the figures on every invocation.
 
@@ -32,9 +32,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from stages.paper_tables import FAMILY_PAPER
+from stages.reporting.paper_tables import FAMILY_PAPER
 
-#: the kinds of drawing stages.paper_figures knows
+#: the kinds of drawing stages.reporting.paper_figures knows
 KINDS = ("embeddings", "stages", "running_time", "agreement", "sensitivity", "snapshots",
          "covariances", "nearest_farthest")
 #: embedding figures: (paper, figure, the method it is about, panels (title, source)); a source
@@ -132,8 +132,8 @@ def _slug(figure: str) -> str:
 
 def figure_jobs(config: Mapping[str, Any], runs: Sequence[tuple[str, str, int]],
                 sweeps: Sequence[Mapping[str, Any]] = ()) -> list[FigureJob]:
-    """Every figure the runs allow. ``runs``: (dataset, method, seed) (stages.config.runs);
-    ``sweeps``: stages.sweeps.sweep_index rows with the base method's ``family`` added."""
+    """Every figure the runs allow. ``runs``: (dataset, method, seed) (stages.plumbing.config.runs);
+    ``sweeps``: stages.reporting.sweeps.sweep_index rows with the base method's ``family`` added."""
     by_dataset = _runs_by_dataset(runs)
     jobs: list[FigureJob] = []
     for paper, figure, method, panels in EMBEDDING_FIGURES:

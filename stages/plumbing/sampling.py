@@ -1,6 +1,6 @@
 """A seeded random subset of a dataset's rows, the same wherever it is drawn: the samples of
-the t-SNE maps (stages.plots, stages.paper_figures) and of the embedding snapshots
-(stages.snapshots). Imports numpy only, so training stages can use it."""
+the t-SNE maps (stages.reporting.plots, stages.reporting.paper_figures) and of the embedding
+snapshots (stages.runtime.snapshots). Imports numpy only, so training stages can use it."""
 
 from __future__ import annotations
 

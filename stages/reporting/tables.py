@@ -28,13 +28,13 @@ from typing import Any
 import pandas as pd
 
 from stages import methods as registry
-from stages.artifacts import atomic_path, read_json
-from stages.errors import DataFileError
-from stages.metrics import METRIC_KEYS
+from stages.plumbing.artifacts import atomic_path, read_json
+from stages.plumbing.errors import DataFileError
+from stages.reporting.metrics import METRIC_KEYS
 
-log = logging.getLogger("stages.tables")
+log = logging.getLogger("stages.reporting.tables")
 
-DEFAULT_REFERENCE = Path(__file__).resolve().parent / "reference" / "paper_results.csv"
+DEFAULT_REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "paper_results.csv"
 
 #: Stages whose wall time is reported first, in pipeline order; others follow by name.
 STAGE_ORDER: tuple[str, ...] = ("prepare", "pretrain", "embed", "init", "finetune")
@@ -430,7 +430,8 @@ def paper_vs_ours(summary: pd.DataFrame, reference: pd.DataFrame | None) -> str:
 
 def sweep_table(summary: pd.DataFrame, index: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """The ``sweeps.csv`` table: each row of ``index`` (``{sweep, method, base, point,
-    values}``, from :func:`stages.sweeps.sweep_index`) joined with the summary rows of its method.
+    values}``, from :func:`stages.reporting.sweeps.sweep_index`) joined with the summary rows of its
+    method.
 
     Columns: sweep, method, base, point (``base`` or ``grid``), dataset, n_seeds, one
     ``value:<key>`` column per swept key of any sweep (a list value as ``a-b-c``), then
@@ -468,7 +469,7 @@ def aggregate(metric_paths: Sequence[str | Path], out_dir: str | Path,
               reference_path: str | Path | None = DEFAULT_REFERENCE,
               sweeps: Sequence[dict[str, Any]] = ()) -> dict[str, Path]:
     """Build and write ``all.csv``, ``summary.csv``, ``paper_vs_ours.md`` and ``sweeps.csv``
-    (rows of ``sweeps``: :func:`stages.sweeps.sweep_index`); return their paths."""
+    (rows of ``sweeps``: :func:`stages.reporting.sweeps.sweep_index`); return their paths."""
     records = load_records(metric_paths)
     if not records:
         raise DataFileError("no metrics files given; pass at least one with --metrics.")

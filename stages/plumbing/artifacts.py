@@ -19,7 +19,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from stages.errors import DataFileError
+from stages.plumbing.errors import DataFileError
 
 
 @contextmanager

@@ -14,18 +14,22 @@ check, so the last checkpoint is always a good one.
 A method plugs in with ``loss_fn(batch_indices) -> {"loss": total, term: value, ...}`` and,
 optionally, a :class:`PeriodicHook` called before every ``period``-th step (DEC's target update,
 DEPICT's per-epoch refresh) whose ``__call__`` may stop training. Inside a
-:func:`stages.snapshots.recording` block the loop also hands the stage's recorder the steps at
-which it embeds its subset (before the first step, after epochs 1, 2, 4, ... and the last).
+:func:`recording` block the loop also hands a :class:`StepRecorder` (the stage's embedding
+snapshots, :class:`stages.runtime.snapshots.SnapshotRecorder`) the steps at which it records
+(before the first step, after epochs 1, 2, 4, ... and the last), and keeps its state in the
+checkpoints.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,13 +37,12 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from stages.artifacts import atomic_path, remove_partial_writes
-from stages.errors import ConfigError, DataFileError, NonFiniteLossError
-from stages.precision import check_precision, use_precision
-from stages.snapshots import active as active_recorder
-from stages.torchfiles import UnsafeFileError, load_torch
+from stages.plumbing.artifacts import atomic_path, remove_partial_writes
+from stages.plumbing.errors import ConfigError, DataFileError, NonFiniteLossError
+from stages.runtime.precision import check_precision, use_precision
+from stages.runtime.torchfiles import UnsafeFileError, load_torch
 
-log = logging.getLogger("stages.train")
+log = logging.getLogger("stages.runtime.train")
 
 LossFn = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 
@@ -60,6 +63,42 @@ class PeriodicHook(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+class StepRecorder(Protocol):
+    """What the loop reports its steps to inside a :func:`recording` block (the embedding
+    snapshots of :mod:`stages.runtime.snapshots`). ``phase`` is the loop's ``desc``; the state
+    travels in the loop's checkpoints, so a resumed loop keeps what was recorded before."""
+
+    def maybe_take(self, phase: str, step: int, steps_per_epoch: int) -> None:
+        """Called before every step: record now if due."""
+
+    def take(self, phase: str, step: int, steps_per_epoch: int) -> None:
+        """Called after the last step: record now."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+_RECORDER: contextvars.ContextVar[StepRecorder | None] = contextvars.ContextVar(
+    "stages.runtime.train.recorder", default=None)
+
+
+def active_recorder() -> StepRecorder | None:
+    """The recorder of the current :func:`recording` block, or None."""
+    return _RECORDER.get()
+
+
+@contextlib.contextmanager
+def recording(recorder: StepRecorder | None) -> Iterator[StepRecorder | None]:
+    """Make ``recorder`` the one every :func:`run_loop` inside the block reports to (each loop
+    of a stage: every phase of a multi-phase pretraining, DEPICT's warm start and joint phase)."""
+    token = _RECORDER.set(recorder)
+    try:
+        yield recorder
+    finally:
+        _RECORDER.reset(token)
+
+
 @dataclass
 class LoopConfig:
     """How long and how to iterate.
@@ -71,8 +110,8 @@ class LoopConfig:
         seed: seeds the per-epoch permutations.
         log_every: steps between host syncs (finiteness check, history row, progress).
         checkpoint_every: steps between checkpoints (rounded up to a multiple of log_every).
-        precision: ``32`` or ``bf16-mixed`` (:mod:`stages.precision`), applied to the model's
-            layers when the loop starts.
+        precision: ``32`` or ``bf16-mixed`` (:mod:`stages.runtime.precision`), applied to the
+            model's layers when the loop starts.
         compile: run ``loss_fn`` (its forward and, through AOTAutograd, its backward) as
             ``torch.compile`` graphs (:func:`compiled_loss`); off by default (bench/README).
     """
@@ -142,8 +181,9 @@ class Checkpointer:
     of a checkpoint written under another key (or none) deletes that file, logs why, and
     returns None: the job starts afresh instead of resuming another job's state. A file that
     cannot be read as a checkpoint (one that would run code when unpickled included: it is read
-    with ``weights_only``, :mod:`stages.torchfiles`) stops the stage with :meth:`unreadable`'s
-    error; it is left as it is, and so are the checkpoints of the stage's other phases.
+    with ``weights_only``, :mod:`stages.runtime.torchfiles`) stops the stage with
+    :meth:`unreadable`'s error; it is left as it is, and so are the checkpoints of the stage's other
+    phases.
     """
 
     def __init__(self, path: str | os.PathLike | None, clock: StageClock | None = None,
@@ -310,7 +350,7 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn
     good checkpoint when a loss term is NaN or Inf.
     """
     checkpoint = checkpoint or Checkpointer(None)
-    recorder = active_recorder()  # embedding snapshots (stages.snapshots), when a stage asks
+    recorder = active_recorder()  # embedding snapshots, when the stage asks (recording)
     use_precision(model, cfg.precision, device)
     step_loss = compiled_loss(loss_fn) if cfg.compile else loss_fn
     ckpt_every = max(cfg.log_every, math.ceil(cfg.checkpoint_every / cfg.log_every) * cfg.log_every)

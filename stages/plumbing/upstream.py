@@ -22,10 +22,10 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-from stages import config as stage_config
-from stages.codedeps import module_files
 from stages.methods import BASELINE_MODULE
 from stages.nets import network_module
+from stages.plumbing import config as stage_config
+from stages.plumbing.codedeps import module_files
 
 #: Stages whose jobs carry an upstream key.
 STAGES = ("pretrain", "embed", "init", "finetune", "baseline", "evaluate", "figures")

@@ -3,7 +3,7 @@
 Every stage defines ``build_parser()`` and ``run(args)`` and ends with
 ``if __name__ == "__main__": main_for(build_parser, run)``. A :class:`StageError` becomes one
 line on stderr (``error: ...``) and exit status 2; nothing half-written is left behind because
-all writers in :mod:`stages.artifacts` are atomic.
+all writers in :mod:`stages.plumbing.artifacts` are atomic.
 """
 
 from __future__ import annotations
@@ -18,20 +18,30 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from stages.errors import StageError
+from stages.plumbing.errors import StageError
 
 log = logging.getLogger("stages")
 
 
-def json_arg(text: str) -> dict[str, Any]:
-    """argparse type for ``--params '{"lr": 0.01}'`` (a JSON object)."""
+def _json_of(text: str, kind: type, name: str) -> Any:
+    """``text`` parsed as JSON; an argparse error unless it is a ``kind`` (``name``)."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
         raise argparse.ArgumentTypeError(f"not valid JSON: {err}") from err
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("expected a JSON object")
+    if not isinstance(value, kind):
+        raise argparse.ArgumentTypeError(f"expected a JSON {name}")
     return value
+
+
+def json_arg(text: str) -> dict[str, Any]:
+    """argparse type for ``--params '{"lr": 0.01}'`` (a JSON object)."""
+    return _json_of(text, dict, "object")
+
+
+def json_list_arg(text: str) -> list[Any]:
+    """argparse type for ``--files '["a.md", "b.png"]'`` (a JSON list)."""
+    return _json_of(text, list, "list")
 
 
 def add_training_args(p: argparse.ArgumentParser) -> None:

@@ -12,14 +12,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy.optimize import linear_sum_assignment
 
-from stages.artifacts import atomic_path
-from stages.errors import ConfigError, DataFileError
-from stages.metrics import all_metrics, contingency
-from stages.runs import load_run
-from stages.sampling import subset_indices
-from stages.tables import nmi_variant
+from stages.plumbing.artifacts import atomic_path
+from stages.plumbing.errors import ConfigError, DataFileError
+from stages.plumbing.sampling import subset_indices
+from stages.reporting.metrics import all_metrics, contingency
+from stages.reporting.runs import load_run
+from stages.reporting.tables import nmi_variant
 
-log = logging.getLogger("stages.plots")
+log = logging.getLogger("stages.reporting.plots")
 
 #: Features wider than this are reduced by PCA before t-SNE (standard practice, and fast).
 PCA_DIM = 50

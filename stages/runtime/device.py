@@ -9,9 +9,9 @@ import random
 import numpy as np
 import torch
 
-from stages.errors import ConfigError
+from stages.plumbing.errors import ConfigError
 
-log = logging.getLogger("stages.device")
+log = logging.getLogger("stages.runtime.device")
 
 
 def resolve_device(requested: str = "auto") -> torch.device:
@@ -50,7 +50,7 @@ def resolve_device(requested: str = "auto") -> torch.device:
 def configure_torch(threads: int | None, device: torch.device) -> None:
     """Flush denormal floats to zero on the CPU and set the CPU thread count (from the rule's
     ``threads``). TF32 on CUDA is a matter of the recipe's precision
-    (:func:`stages.precision.use_precision`), off under ``32``.
+    (:func:`stages.runtime.precision.use_precision`), off under ``32``.
 
     Denormals (magnitudes below 1.2e-38 in fp32) arise in training as Adam's first moments of
     weights whose gradient is zero decay by 0.9 per step (the first layer's weights of the

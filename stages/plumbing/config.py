@@ -18,7 +18,6 @@ import jsonschema
 import yaml
 
 from stages.data.registry import dataset_names, get_dataset_spec
-from stages.errors import ConfigError
 from stages.methods import (
     BASELINE_MODULE,
     CONFIG_CHECKS,
@@ -35,6 +34,7 @@ from stages.methods import (
 )
 from stages.methods.family import resolve
 from stages.nets import check_network_input, network_module, network_names
+from stages.plumbing.errors import ConfigError
 
 SCHEDULES = ("quick", "paper")
 
@@ -100,7 +100,7 @@ def _choices(names: Any) -> str:
     return ", ".join(sorted(names))
 
 
-SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 @cache
