@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -68,3 +69,95 @@ def test_an_empty_run_folder_is_a_clear_error(tmp_path, capsys):
         qc.main_for(qc.build_parser, qc.run, [str(tmp_path / "results"), "--dataset", "toy"])
     assert exit_.value.code == 2
     assert "no finished pretraining" in capsys.readouterr().err
+
+
+# --- the default run's table (stages.reporting.quickstart) ---------------------------------
+
+from stages.reporting import quickstart  # noqa: E402
+
+METHODS = {
+    "kmeans": {"family": "baseline", "algorithm": "kmeans"},
+    "sae-kmeans": {"family": "dec", "ae": "sae", "init": "kmeans", "head": "none"},
+    "dec": {"family": "dec", "ae": "sae", "init": "kmeans", "head": "dec"},
+    "dscdan": {"family": "dscdan", "ae": "dscdan", "init": "knn3", "head": "dscdan"},
+}
+
+
+def runs_table() -> pd.DataFrame:
+    rows = []
+    for seed, accs in ((0, {"kmeans": 0.52, "sae-kmeans": 0.60, "dec": 0.65, "dscdan": 0.50}),
+                       (1, {"kmeans": 0.53, "sae-kmeans": 0.66, "dec": 0.64, "dscdan": 0.55})):
+        for method, acc in accs.items():
+            head = METHODS[method].get("head", "none") != "none"
+            rows.append({"dataset": "mnist5k", "method": method, "seed": seed, "acc": acc,
+                         "nmi_sqrt": acc - 0.1, "schedule": "quick",
+                         "family": METHODS[method]["family"], "populated": 10,
+                         "n_clusters": 10,
+                         "sharpness_start": 0.5 if head else np.nan,
+                         "sharpness_end": 0.7 if head else np.nan})
+    return pd.DataFrame(rows)
+
+
+def test_the_partner_is_k_means_on_the_same_autoencoder():
+    assert quickstart.embedding_partner(METHODS, "dec") == "sae-kmeans"
+    assert quickstart.embedding_partner(METHODS, "sae-kmeans") is None
+    assert quickstart.embedding_partner(METHODS, "kmeans") is None
+    assert quickstart.embedding_partner(METHODS, "dscdan") is None  # no k-means row on it
+
+
+def test_the_bar_names_each_seed_a_method_falls_below():
+    table = quickstart.check_rows(runs_table(), METHODS).set_index("method")
+    assert table.loc["dec", "bar"] == "below sae-kmeans (seed 1)"
+    assert table.loc["dscdan", "bar"] == "below kmeans (seed 0)"
+    assert table.loc["sae-kmeans", "bar"] == "met" and table.loc["kmeans", "bar"] == ""
+    assert table.loc["dec", "acc_seed1"] == pytest.approx(64.0)
+    assert table.loc["dec", "sharpness"] == "0.50 → 0.70"
+    assert table.loc["dec", "clusters"] == "10/10"
+
+
+def test_the_command_writes_the_page_and_the_readme_block(tmp_path):
+    runs_table().to_csv(tmp_path / "all.csv", index=False)
+    (tmp_path / "config.yaml").write_text(
+        "datasets: {mnist5k: {methods: [kmeans]}}\nmethods:\n" + "".join(
+            f"  {m}: {json.dumps(r)}\n" for m, r in METHODS.items()))
+    (tmp_path / "timing.json").write_text(json.dumps(
+        {"commit": "abc1234", "date": "2026-12-06", "cpu": "Some CPU", "cores": 2,
+         "command1_s": 600.0, "command1_jobs": 106, "command2_s": 1200.0,
+         "command2_result": "850 passed"}))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{quickstart.BEGIN}\nold\n{quickstart.END}\nafter\n")
+    args = [str(tmp_path / "all.csv"), "--timing", str(tmp_path / "timing.json"),
+            "--config", str(tmp_path / "config.yaml"), "--out", str(tmp_path / "page.md"),
+            "--readme", str(readme)]
+    quickstart.main_for(quickstart.build_parser, quickstart.run, args)
+    page = (tmp_path / "page.md").read_text()
+    assert "10.0 min" in page and "Some CPU, 2 cores" in page and "abc1234" in page
+    assert "| dec | 65.0 | 64.0 |" in page and "below sae-kmeans (seed 1)" in page
+    text = readme.read_text()
+    assert text.startswith("# x\n\nbefore\n") and text.endswith("after\n") and "old" not in text
+    assert "| dscdan | 50.0 | 55.0 |" in text
+    # rerun: same result (the block is replaced, not appended)
+    quickstart.main_for(quickstart.build_parser, quickstart.run, args)
+    assert readme.read_text() == text
+
+
+def test_a_readme_without_the_markers_is_refused_and_nothing_is_written(tmp_path, capsys):
+    runs_table().to_csv(tmp_path / "all.csv", index=False)
+    (tmp_path / "config.yaml").write_text("methods: {}\n")
+    (tmp_path / "timing.json").write_text(json.dumps(
+        {"commit": "abc1234", "date": "d", "cpu": "c", "cores": 2, "command1_s": 1.0,
+         "command1_jobs": 1}))
+    (tmp_path / "README.md").write_text("# no markers\n")
+    with pytest.raises(SystemExit):
+        quickstart.main_for(quickstart.build_parser, quickstart.run, [
+            str(tmp_path / "all.csv"), "--timing", str(tmp_path / "timing.json"),
+            "--config", str(tmp_path / "config.yaml"), "--out", str(tmp_path / "page.md"),
+            "--readme", str(tmp_path / "README.md")])
+    assert "default-run:begin" in capsys.readouterr().err
+    assert not (tmp_path / "page.md").exists()
+    assert (tmp_path / "README.md").read_text() == "# no markers\n"
+    with pytest.raises(SystemExit):
+        quickstart.main_for(quickstart.build_parser, quickstart.run, [
+            str(tmp_path / "missing.csv"), "--timing", str(tmp_path / "timing.json"),
+            "--config", str(tmp_path / "config.yaml")])
+    assert "bench/quickstart.sh" in capsys.readouterr().err

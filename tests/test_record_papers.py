@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stages import paper_tables, records
+from stages.reporting import paper_tables, records
 from stages.plumbing.errors import DataFileError
 
 REPO = Path(__file__).resolve().parents[1]
