@@ -43,6 +43,26 @@ def test_schedule_resolution(config):
     assert "optimizer" not in dcec and "optimizer" not in cfg.method_recipe(config, "idec")
     assert cfg.autoencoder_recipe(config, "sae") == {
         **cfg.autoencoder_recipe(config, "sae-deckeras"), "name": "sae"}
+    # quick: sae-adam's optimiser and init, cut to 20 epochs (docs/reproduction/quick-recipes.md)
+    config["schedule"] = "quick"
+    sae, adam = cfg.autoencoder_recipe(config, "sae"), cfg.autoencoder_recipe(config, "sae-adam")
+    assert sae["optimizer"] == adam["optimizer"] == {"name": "adam", "lr": 0.001}
+    assert sae["arch"]["init"] == "glorot-uniform" and sae["epochs"] == 20
+
+
+def test_an_optimizer_per_schedule_is_checked_by_the_schema(config):
+    config["autoencoders"]["cae"]["optimizer"] = {"paper": {"name": "adam", "lr": 0.001},
+                                                  "quick": {"name": "sgd", "lr": 0.1}}
+    schema_validate(config, SCHEMA)
+    assert cfg.autoencoder_recipe(config, "cae")["optimizer"] == {"name": "sgd", "lr": 0.1}
+    bad = copy.deepcopy(config)
+    bad["autoencoders"]["cae"]["optimizer"] = {"paper": {"name": "adam", "lr": 0.001},
+                                               "quick": {"name": "lbfgs", "lr": 0.1}}
+    with pytest.raises(WorkflowError):
+        schema_validate(bad, SCHEMA)
+    bad["autoencoders"]["cae"]["optimizer"] = {"paper": {"name": "adam", "lr": 0.001}}
+    with pytest.raises(WorkflowError):
+        schema_validate(bad, SCHEMA)
 
 
 @pytest.mark.parametrize("edit,message", [
