@@ -2,9 +2,10 @@
 # Time the README's Quickstart from a fresh clone of this repository's HEAD, and write the
 # default run's table (docs/default-run.md and the README's Quickstart block) from what it made.
 #
-#   bench/quickstart.sh [--tests] [--seeds "0 1"] [--no-write] WORKDIR
+#   bench/quickstart.sh [--tests] [--seeds "0 1"] [--commit REV] [--no-write] WORKDIR
 #
-# WORKDIR (new or empty) gets clone/ (git clone of HEAD), venv/ (a new virtual environment) and
+# WORKDIR (new or empty) gets clone/ (git clone of HEAD, or of REV: an earlier commit to compare
+# with in the same sitting; then nothing is written here), venv/ (a new virtual environment) and
 # timing.json. Command 1 (install + the default workflow) is timed as the README gives it; with
 # --tests, command 2 (install the test extras + the test suite) too; with --seeds, the seeds
 # beyond 0 run afterwards in the same clone (`--config seeds=[...]`), untimed, so the table
@@ -12,16 +13,17 @@
 # (unless --no-write). Name the CPU with any figure you quote: timing.json holds it.
 set -euo pipefail
 
-tests=0 seeds="0" write=1
+tests=0 seeds="0" write=1 rev=""
 while [[ $# -gt 1 ]]; do
   case "$1" in
     --tests) tests=1; shift ;;
     --seeds) seeds="$2"; shift 2 ;;
     --no-write) write=0; shift ;;
+    --commit) rev="$2"; write=0; shift 2 ;;
     *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
   esac
 done
-[[ $# -eq 1 ]] || { echo "usage: $0 [--tests] [--seeds \"0 1\"] [--no-write] WORKDIR" >&2; exit 2; }
+[[ $# -eq 1 ]] || { echo "usage: $0 [--tests] [--seeds \"0 1\"] [--commit REV] [--no-write] WORKDIR" >&2; exit 2; }
 work=$(realpath -m "$1")
 repo=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
 if [[ -e "$work" && -n "$(ls -A "$work" 2>/dev/null)" ]]; then
@@ -29,6 +31,7 @@ if [[ -e "$work" && -n "$(ls -A "$work" 2>/dev/null)" ]]; then
 fi
 mkdir -p "$work"
 git clone --quiet --no-local "$repo" "$work/clone"
+[[ -z "$rev" ]] || git -C "$work/clone" checkout --quiet "$rev"
 commit=$(git -C "$work/clone" rev-parse --short HEAD)
 python3 -m venv "$work/venv"
 # shellcheck disable=SC1091
