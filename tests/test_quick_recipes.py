@@ -103,6 +103,12 @@ def test_the_partner_is_k_means_on_the_same_autoencoder():
     assert quickstart.embedding_partner(METHODS, "sae-kmeans") is None
     assert quickstart.embedding_partner(METHODS, "kmeans") is None
     assert quickstart.embedding_partner(METHODS, "dscdan") is None  # no k-means row on it
+    with_mi_rs = {**METHODS, "mi-rs": {"family": "dscdan", "ae": "dscdan", "init": "knn3",
+                                       "head": "none"}}
+    inits = {"knn3": {"algorithm": "knn-graph"}, "kmeans": {"algorithm": "kmeans"}}
+    assert quickstart.embedding_partner(with_mi_rs, "dscdan", inits) == "mi-rs"
+    assert quickstart.embedding_partner(with_mi_rs, "dscdan", inits, {"dscdan"}) is None
+    assert quickstart.embedding_partner(with_mi_rs, "dscdan") is None  # knn3 unknown: not k-means
 
 
 def test_the_bar_names_each_seed_a_method_falls_below():

@@ -31,15 +31,26 @@ from stages.plumbing.errors import ConfigError, DataFileError
 BEGIN, END = "<!-- default-run:begin -->", "<!-- default-run:end -->"
 
 
-def embedding_partner(methods: dict[str, dict[str, Any]], method: str) -> str | None:
-    """The method that runs k-means on ``method``'s own pretrained embedding: same ``ae``,
-    ``init: kmeans``, ``head: none`` (a method without a head is its own partner: None)."""
+#: init algorithms whose labels are k-means' on the embedding (knn-graph: DSCDAN's, k-means for
+#: the centres beside the graph)
+KMEANS_INITS = ("kmeans", "knn-graph")
+
+
+def embedding_partner(methods: dict[str, dict[str, Any]], method: str,
+                      inits: dict[str, dict[str, Any]] | None = None,
+                      present: set[str] | None = None) -> str | None:
+    """The method that labels ``method``'s own pretrained embedding by k-means: same ``ae``,
+    ``head: none``, an init whose algorithm is in :data:`KMEANS_INITS` (``inits``: the config's
+    init recipes; without them only an init named ``kmeans``), among ``present`` (the methods
+    that ran; default all). None for a method without a head or without such a partner."""
     recipe = methods.get(method, {})
     if recipe.get("family", "baseline") == "baseline" or recipe.get("head", "none") == "none":
         return None
     for name, other in methods.items():
-        if (other.get("ae") == recipe.get("ae") and other.get("init") == "kmeans"
-                and other.get("head", "none") == "none"):
+        init = other.get("init")
+        algorithm = (inits or {}).get(init, {}).get("algorithm", init)
+        if (other.get("ae") == recipe.get("ae") and other.get("head", "none") == "none"
+                and algorithm in KMEANS_INITS and (present is None or name in present)):
             return name
     return None
 
@@ -49,7 +60,8 @@ def _fmt(value: float, digits: int = 1) -> str:
         f"{value:.{digits}f}"
 
 
-def check_rows(runs: pd.DataFrame, methods: dict[str, dict[str, Any]]) -> pd.DataFrame:
+def check_rows(runs: pd.DataFrame, methods: dict[str, dict[str, Any]],
+               inits: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
     """One row per (dataset, method) of ``runs`` (the all.csv table, several seeds) with ACC and
     NMI per seed in percent, the head's sharpness and populated clusters (last seed's), and the
     two checks per seed: ``>= kmeans`` and ``>= own k-means`` (``yes``/``no``/empty when the
@@ -61,7 +73,7 @@ def check_rows(runs: pd.DataFrame, methods: dict[str, dict[str, Any]]) -> pd.Dat
         by_seed = group.set_index("seed")
         row: dict[str, Any] = {"dataset": dataset, "method": method,
                                "family": group["family"].iloc[0]}
-        partner = embedding_partner(methods, method)
+        partner = embedding_partner(methods, method, inits, set(runs["method"]))
         deep = row["family"] != "baseline"
         fails = []
         for seed in seeds:
@@ -116,7 +128,7 @@ def render(runs: pd.DataFrame, config: dict[str, Any], timing: dict[str, Any]) -
     seeds = [int(s) for s in sorted(runs["seed"].unique())]
     order = [d for d in config.get("datasets", {}) if d in set(runs["dataset"])]
     order += [d for d in runs["dataset"].unique() if d not in order]
-    table = check_rows(runs, methods)
+    table = check_rows(runs, methods, config.get("inits", {}))
     sections, first = [], ""
     for dataset in order:
         md = markdown_table(table[table["dataset"] == dataset], seeds)
