@@ -212,6 +212,16 @@ def assignment_signals(h: torch.Tensor, p1: torch.Tensor, p2: torch.Tensor,
     }
 
 
+def assignment_sharpness(p1: torch.Tensor, p2: torch.Tensor) -> dict[str, float]:
+    """``sharpness_p1`` and ``sharpness_p2``: the mean largest probability of each assignment,
+    p1, p2 (N, K). The history's ``sharpness`` is the one of the predicting assignment
+    (``predict``), the labels' confidence as in every head; with ``detach: p1`` (the default) P1
+    is the fixed target and P2 the assignment the gradient moves, so ``sharpness_p2`` is the one
+    that says whether the loss was followed (P1, sparse by construction, starts near one)."""
+    return {f"sharpness_{name}": float(p.float().max(dim=1).values.mean())
+            for name, p in (("p1", p1), ("p2", p2))}
+
+
 def decay_factor(step: int, steps_per_decay: int, decay: float, repeats: int) -> float:
     """Table II: lr multiplier at ``step``: ``decay ** k``, k = step // steps_per_decay, applied at
     most ``repeats - 1`` times (``repeats`` = re, ``steps_per_decay`` = ep epochs of steps)."""
@@ -270,7 +280,8 @@ class ClusteringHook(PeriodicHook):
     ``stop_after: first_lr_decay``: ep epochs of steps, so only epochs trained at a decayed lr
     count). Adds a history row per epoch with the label change, the lr,
     :func:`assignment_signals` (reading ``kl``), the cluster shares and sharpness of the
-    predicting assignment and, for monitoring only, ACC/NMI against the true labels (never used
+    predicting assignment, both assignments' sharpness (:func:`assignment_sharpness`) and, for
+    monitoring only, ACC/NMI against the true labels (never used
     for any decision).
     """
 
@@ -293,6 +304,7 @@ class ClusteringHook(PeriodicHook):
         row = target_update_row(step, labels, self.labels, self.y_true, "sqrt",
                                 probabilities=probabilities)
         row.update(assignment_signals(h, p1, p2, self.kl))
+        row.update(assignment_sharpness(p1, p2))
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         self.labels = labels
         self.rows.append(row)
