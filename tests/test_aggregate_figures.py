@@ -128,6 +128,28 @@ def test_evaluate_errors_write_nothing(tmp_path: Path, data_file: Path, problem:
     assert not list(out.parent.glob("*")) if out.parent.exists() else True
 
 
+def test_history_diagnostics_first_and_last_sharpness(tmp_path: Path) -> None:
+    """``sharpness`` from the first and last target/check row that has it; SAIP's two
+    assignments (``sharpness_p1``, ``sharpness_p2``) each with its own start and end."""
+    path = tmp_path / "history.csv"
+    pd.DataFrame([
+        {"kind": "target", "step": 0, "sharpness": 0.40, "sharpness_p1": 0.98,
+         "sharpness_p2": 0.40},
+        {"kind": "train", "step": 4, "sharpness": 0.10, "sharpness_p2": 0.10},
+        {"kind": "target", "step": 8, "sharpness": 0.55, "sharpness_p1": 0.97,
+         "sharpness_p2": 0.55},
+    ]).to_csv(path, index=False)
+    out = runs.history_diagnostics(path)
+    assert out == {"sharpness_start": 0.40, "sharpness_end": 0.55, "sharper_than_start": True,
+                   "sharpness_p1_start": 0.98, "sharpness_p1_end": 0.97,
+                   "sharpness_p2_start": 0.40, "sharpness_p2_end": 0.55}
+    pd.DataFrame([{"kind": "check", "step": 0, "sharpness": 0.5},
+                  {"kind": "check", "step": 3, "sharpness": 0.6}]).to_csv(path, index=False)
+    assert runs.history_diagnostics(path) == {"sharpness_start": 0.5, "sharpness_end": 0.6,
+                                              "sharper_than_start": True}
+    assert runs.history_diagnostics(tmp_path / "missing.csv") == {}
+
+
 # --------------------------------------------------------------------------- aggregate
 
 

@@ -404,15 +404,24 @@ INIT_PREDICTIONS = {
 
 
 @pytest.mark.parametrize("algorithm", sorted(INIT_ALGORITHMS))
-def test_init_labels_rebuilt_from_their_arrays(algorithm, data, pretrained):
+def test_init_labels_rebuilt_from_their_arrays(algorithm, data, pretrained, caplog):
     """The methods with head ``none`` predict the init's labels: k-means' nearest centre, the
-    GMM's largest posterior."""
+    GMM's largest posterior. AC-PIC's dense reference merges only along graph edges: where the
+    stage had to join components without an edge (by their means, with a warning), only the
+    centres are checked, as the means of its labels."""
     assert set(INIT_PREDICTIONS) == set(INIT_ALGORITHMS)
     x, _ = data
     z = map_batches(pretrained["dec"].encode, x).numpy().astype(np.float64)
     module, function = init_algorithm(algorithm)
     arrays = getattr(importlib.import_module(module), function)(z.astype(np.float32), K,
                                                                 {"n_init": 3}, 0)
+    if algorithm == "acpic" and "joined clusters without an edge" in caplog.text:
+        for k in range(K):
+            np.testing.assert_allclose(arrays["centres"][k],
+                                       z[arrays["labels"] == k].mean(axis=0), rtol=1e-4,
+                                       atol=1e-5)
+        assert len(np.unique(arrays["labels"])) == K
+        return
     rebuilt = INIT_PREDICTIONS[algorithm](arrays, z)
     np.testing.assert_array_equal(arrays["labels"], rebuilt)
     assert len(np.unique(rebuilt)) > 1

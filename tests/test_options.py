@@ -328,6 +328,8 @@ def _saip_inputs(x):
 def _saip_loss_fn(monkeypatch, x, net, init, **overrides):
     seen = capture(monkeypatch, saip)
     params = _recipe("saip-homo", batch_size=BATCH, **overrides)
+    if "detach_target" in overrides:  # the older key alone, without the recipe's detach
+        params.pop("detach", None)
     saip.finetune(copy.deepcopy(net), x, init, params, seed=0)
     return seen
 

@@ -231,6 +231,13 @@ def test_stop_rule_not_checked_until_check_after():
     assert [row["delta_label"] for row in hook.rows[1:]] == [0.0, 0.0, 0.0]
 
 
+def test_assignment_sharpness_of_both_assignments():
+    p1 = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.5, 0.5]])
+    p2 = torch.tensor([[0.5, 0.25, 0.25], [0.2, 0.2, 0.6]])
+    assert saip.assignment_sharpness(p1, p2) == pytest.approx({"sharpness_p1": 0.75,
+                                                               "sharpness_p2": 0.55})
+
+
 def test_stop_check_after_and_its_errors():
     assert saip.stop_check_after("start", 60, 10) == 0
     assert saip.stop_check_after("first_lr_decay", 60, 10) == 60
@@ -263,6 +270,8 @@ def test_finetune_trains_encoder_and_centres_on_the_lr_schedule():
     for row in targets:   # SAIP's label-free signals in every monitor row
         assert 0 <= row["disagreement"] <= 1 and row["clipped_share"] == 0.0
         assert row["embedding_norm"] > 0 and 0 < row["sharpness"] <= 1
+        assert row["sharpness"] == row["sharpness_p1"]   # detach: none, predict: p1
+        assert 1 / 3 <= row["sharpness_p2"] <= 1
     assert not np.allclose(full.state_dict["centres"].numpy(), centres)
 
 
@@ -272,8 +281,20 @@ def test_finetune_predict_p2_and_bad_predict():
     x, centres = torch.randn(32, 6), np.random.default_rng(0).normal(size=(3, 2)).astype("f4")
     result = _finetune(x, ae, centres, predict="p2", detach_target=True)
     assert result.info["predict"] == "p2" and result.info["detach"] == "p2"
+    targets = [r for r in result.history if r["kind"] == "target"]
+    assert all(r["sharpness"] == r["sharpness_p1"] for r in targets)   # P2 fixed: P1 trained
+    result = _finetune(x, ae, centres, detach="p1")
+    targets = [r for r in result.history if r["kind"] == "target"]
+    assert all(r["sharpness"] == r["sharpness_p2"] for r in targets)   # P1 fixed: P2 trained
     with pytest.raises(ConfigError, match=r"unknown SAIP predict 'p3'; valid choices: p1, p2"):
         _finetune(x, ae, centres, predict="p3")
+
+
+def test_trained_assignment_is_the_one_the_gradient_moves():
+    assert saip.trained_assignment("p1", "p1") == "p2"
+    assert saip.trained_assignment("p2", "p1") == "p1"
+    assert saip.trained_assignment("none", "p1") == "p1"
+    assert saip.trained_assignment("none", "p2") == "p2"
 
 
 @pytest.mark.parametrize("stop_after", ["start", "first_lr_decay"])

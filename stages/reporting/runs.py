@@ -88,7 +88,11 @@ def history_diagnostics(history_path: str | Path | None) -> dict[str, Any]:
     """Label-free learning signals from a fine-tuning ``history.csv``: the sharpness (mean
     largest soft-assignment probability) of the first and last target/monitor row that has one,
     whether the head ended sharper than it started, and the first step whose assignments
-    collapsed (None when none did). Empty when there is no history or no such column."""
+    collapsed (None when none did). SAIP's history also gives the start and end of each of its
+    two assignments (``sharpness_p1_start`` ... ``sharpness_p2_end``); its ``sharpness`` is the
+    trained one's (``stages.methods.saip.head.trained_assignment``: P2 under the default
+    ``detach: p1``, while the labels are argmax P1). Empty when there is no history or no such
+    column."""
     if history_path is None or not Path(history_path).exists():
         return {}
     import pandas as pd
@@ -106,6 +110,11 @@ def history_diagnostics(history_path: str | Path | None) -> dict[str, Any]:
         if len(sharp):
             out.update(sharpness_start=float(sharp.iloc[0]), sharpness_end=float(sharp.iloc[-1]),
                        sharper_than_start=bool(sharp.iloc[-1] > sharp.iloc[0]))
+    for column in ("sharpness_p1", "sharpness_p2"):  # SAIP's two assignments
+        sharp = rows[column].dropna() if column in rows.columns else ()
+        if len(sharp):
+            out.update({f"{column}_start": float(sharp.iloc[0]),
+                        f"{column}_end": float(sharp.iloc[-1])})
     if "collapsed" in rows.columns:
         flagged = rows[rows["collapsed"].astype(str).str.lower() == "true"]
         out["collapse_step"] = int(flagged["step"].iloc[0]) if len(flagged) else None

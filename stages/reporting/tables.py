@@ -150,7 +150,9 @@ _ID_COLUMNS = ("dataset", "method", "family", "seed", "schedule")
 _TAIL_COLUMNS = ("device", "n", "n_clusters", "n_predicted_clusters", "config_hash", "commit")
 #: label-free diagnostics of the record's ``diagnostics`` (stages.evaluate) copied into all.csv
 DIAGNOSTIC_COLUMNS = ("smallest_share", "largest_share", "populated", "collapsed",
-                      "collapse_step", "sharpness_start", "sharpness_end", "sharper_than_start")
+                      "collapse_step", "sharpness_start", "sharpness_end", "sharper_than_start",
+                      "sharpness_p1_start", "sharpness_p1_end", "sharpness_p2_start",
+                      "sharpness_p2_end")
 _REQUIRED_KEYS = ("dataset", "method", "seed", "metrics")
 
 

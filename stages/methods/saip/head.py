@@ -212,6 +212,24 @@ def assignment_signals(h: torch.Tensor, p1: torch.Tensor, p2: torch.Tensor,
     }
 
 
+def trained_assignment(detach: str, predict: str) -> str:
+    """The assignment (``p1`` | ``p2``) whose sharpness the history reports as ``sharpness``:
+    the one the gradient moves, as DEC's Q (its target P is never the head's sharpness). With
+    ``detach: p1`` (the default) P1 is the fixed target and only P2 is trained, so P2; with
+    ``p2``, P1; with ``none`` both are trained and the predicting one (``predict``) is taken.
+    P1 as the target is no measure of learning: the triangle kernel zeroes every centre beyond
+    the mean distance, so P1 is near one-hot by construction (sharpness 0.97-0.99 before any
+    step on the test data) and the loss does not act on it."""
+    return {"p1": "p2", "p2": "p1"}.get(detach, predict)
+
+
+def assignment_sharpness(p1: torch.Tensor, p2: torch.Tensor) -> dict[str, float]:
+    """``sharpness_p1`` and ``sharpness_p2``: the mean largest probability of each assignment,
+    p1, p2 (N, K); the history's ``sharpness`` is one of them (:func:`trained_assignment`)."""
+    return {f"sharpness_{name}": float(p.float().max(dim=1).values.mean())
+            for name, p in (("p1", p1), ("p2", p2))}
+
+
 def decay_factor(step: int, steps_per_decay: int, decay: float, repeats: int) -> float:
     """Table II: lr multiplier at ``step``: ``decay ** k``, k = step // steps_per_decay, applied at
     most ``repeats - 1`` times (``repeats`` = re, ``steps_per_decay`` = ep epochs of steps)."""
@@ -269,17 +287,20 @@ class ClusteringHook(PeriodicHook):
     since the previous epoch, at a step after ``check_after`` (0: from the first comparison;
     ``stop_after: first_lr_decay``: ep epochs of steps, so only epochs trained at a decayed lr
     count). Adds a history row per epoch with the label change, the lr,
-    :func:`assignment_signals` (reading ``kl``), the cluster shares and sharpness of the
-    predicting assignment and, for monitoring only, ACC/NMI against the true labels (never used
-    for any decision).
+    :func:`assignment_signals` (reading ``kl``), the cluster shares of the predictions, both
+    assignments' sharpness (:func:`assignment_sharpness`), ``sharpness`` the trained one's
+    (:func:`trained_assignment`, given ``detach``) and, for monitoring only, ACC/NMI against
+    the true labels (never used for any decision).
     """
 
     def __init__(self, model: SaipClusterer, x: torch.Tensor, y_true: np.ndarray | None,
                  period: int, tol: float, optimizer: torch.optim.Optimizer, *,
-                 kl: str = "p1_p2", predict: str = "p1", check_after: int = 0):
+                 kl: str = "p1_p2", predict: str = "p1", check_after: int = 0,
+                 detach: str = "none"):
         self.model, self.x, self.y_true = model, x, y_true
         self.period, self.tol, self.optimizer = period, tol, optimizer
         self.kl, self.predict, self.check_after = kl, predict, check_after
+        self.trained = trained_assignment(detach, predict)
         self.labels: torch.Tensor | None = None
         self.rows: list[dict[str, Any]] = []
 
@@ -293,6 +314,8 @@ class ClusteringHook(PeriodicHook):
         row = target_update_row(step, labels, self.labels, self.y_true, "sqrt",
                                 probabilities=probabilities)
         row.update(assignment_signals(h, p1, p2, self.kl))
+        row.update(assignment_sharpness(p1, p2))
+        row["sharpness"] = row[f"sharpness_{self.trained}"]
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         self.labels = labels
         self.rows.append(row)
@@ -349,7 +372,8 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
     scheduler = make_scheduler(optimizer, ep * spe, float(params["lr_decay"]), re)
     stop_after = str(params.get("stop_after", "start"))
     hook = ClusteringHook(model, x, y_true, spe, float(params["tol"]), optimizer, kl=kl,
-                          predict=predict, check_after=stop_check_after(stop_after, ep * spe, re))
+                          predict=predict, check_after=stop_check_after(stop_after, ep * spe, re),
+                          detach=detach)
 
     def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
         p1, p2 = model(x[idx])
