@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stages.reporting import paper_tables, records
 from stages.plumbing.errors import DataFileError
+from stages.reporting import paper_tables, records
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = """paper,method,dataset,metric,value,source
