@@ -20,15 +20,15 @@ from stages.runtime.models import save_model
 def test_held_out_reconstruction_reads_each_familys_rows():
     plain = pd.DataFrame({"kind": ["train", "validation", "validation"], "step": [1, 2, 4],
                           "val_mse": [np.nan, 0.05, 0.04]})
-    assert qc.held_out_reconstruction(plain, 784) == ("val_mse", 0.04)
+    assert qc.final_held_out(plain, 784) == ("val_mse", 0.04)
     mda = pd.DataFrame({"kind": ["train", "validation", "validation"], "step": [1, 2, 4],
                         "loss": [0.3, 0.07, 0.08]})
-    assert qc.held_out_reconstruction(mda, 784) == ("mda_loss_best", 0.07)
+    assert qc.final_held_out(mda, 784) == ("mda_loss_best", 0.07)
     dscdan = pd.DataFrame({"kind": ["monitor", "monitor"], "step": [0, 50],
                            "held_out": [True, True], "eval_plain": [78.4, 39.2]})
-    assert qc.held_out_reconstruction(dscdan, 784) == ("plain_mse", pytest.approx(0.05))
+    assert qc.final_held_out(dscdan, 784) == ("plain_mse", pytest.approx(0.05))
     not_held = dscdan.assign(held_out=False)
-    what, value = qc.held_out_reconstruction(not_held, 784)
+    what, value = qc.final_held_out(not_held, 784)
     assert what == "none" and math.isnan(value)
 
 

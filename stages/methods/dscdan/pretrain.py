@@ -147,8 +147,5 @@ def pretrain_dscdan(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *
     result = train_epochs(model, loss_fn, rows.shape[0], x.device, recipe, seed=seed,
                           log_every=log_every, checkpoint=checkpoint,
                           desc=f"pretrain {recipe.get('name', 'dscdan')}", hook=monitor)
-    monitor.finish(result.steps)
-    result.history = sorted(result.history + monitor.rows,
-                            key=lambda r: (r["step"], r["kind"] == "monitor"))
-    return result
+    return monitor.merge_into(result)
 

@@ -28,7 +28,7 @@ from stages.runtime.models import load_model
 from stages.runtime.train import map_batches, validation_split
 
 
-def held_out_reconstruction(history: pd.DataFrame, n_pixels: int) -> tuple[str, float]:
+def final_held_out(history: pd.DataFrame, n_pixels: int) -> tuple[str, float]:
     """(what, value) of the last held-out reconstruction in a pretraining ``history`` table:
     ``val_mse`` rows; else DEPICT's ``validation`` rows (best ``loss``, the weights it keeps);
     else DSCDAN's held-out ``monitor`` rows (``eval_plain`` / ``n_pixels``). NaN when none."""
@@ -57,7 +57,7 @@ def measure(ae_dir: Path, x: torch.Tensor, seed: int, benchmarks: Path | None,
     with torch.no_grad():
         z = map_batches(model.encode, x[val_idx]).float().flatten(1)
     history = pd.read_csv(ae_dir / "history.csv")
-    what, value = held_out_reconstruction(history, int(np.prod(x.shape[1:])))
+    what, value = final_held_out(history, int(np.prod(x.shape[1:])))
     row: dict[str, Any] = {"ae": ae_dir.parent.name, "held_out": what, "value": value,
                            "participation_ratio": participation_ratio(z), "code_dims": z.shape[1],
                            "std_ratio": min_std_ratio(z),
