@@ -161,6 +161,40 @@ def test_command_line_seeds_become_integers(config):
         schema_validate(not_a_seed, SCHEMA)
 
 
+def test_command_line_switches_become_booleans(config):
+    """``--config gpu_resources=false compile=true`` arrive as strings; 'auto' stays, a typo
+    is left for the schema to refuse."""
+    from_cli = copy.deepcopy(config)
+    from_cli.update(gpu_resources="False", compile="true")
+    cfg.coerce_command_line(from_cli)
+    assert from_cli["gpu_resources"] is False and from_cli["compile"] is True
+    schema_validate(from_cli, SCHEMA)
+    for value, ok in (("auto", True), ("yes", False)):
+        given = {**copy.deepcopy(config), "gpu_resources": value}
+        cfg.coerce_command_line(given)
+        assert given["gpu_resources"] == value
+        if ok:
+            schema_validate(given, SCHEMA)
+        else:
+            with pytest.raises(WorkflowError):
+                schema_validate(given, SCHEMA)
+
+
+def test_gpu_resources_auto_asks_for_a_gpu_only_where_one_is_usable(config, monkeypatch):
+    """auto: never with device cpu; otherwise as torch sees a GPU. true/false are forced."""
+    import torch
+
+    for usable in (False, True):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda usable=usable: usable)
+        for device in ("auto", "cuda"):
+            assert cfg.gpu_resources({**config, "gpu_resources": "auto",
+                                      "device": device}) is usable
+        assert cfg.gpu_resources({**config, "gpu_resources": "auto", "device": "cpu"}) is False
+        assert cfg.gpu_resources({**config, "gpu_resources": True, "device": "cpu"}) is True
+        assert cfg.gpu_resources({**config, "gpu_resources": False}) is False
+    assert config["gpu_resources"] == "auto" and config["threads"] == 1  # the shipped defaults
+
+
 @pytest.mark.parametrize("where", ["methods.kmeans", "methods.dec", "head_defaults.dec",
                                    "autoencoders.sae", "inits.kmeans"])
 def test_unknown_recipe_options_are_errors_naming_key_place_and_choices(config, where):

@@ -267,6 +267,26 @@ def test_operational_settings_rerun_nothing(workflow):
     assert "Nothing to be done" in out
 
 
+def _gpu_requests(workdir: Path, *config: str) -> set[str]:
+    """The ``gpu=N`` of every trained job a forced dry run plans."""
+    out = snakemake(workdir, "-n", "--forceall", *(("--config", *config) if config else ())).stdout
+    return set(re.findall(r"resources: .*?\b(gpu=\d)", out))
+
+
+def test_trained_jobs_ask_for_a_gpu_only_where_one_is_usable(workflow):
+    """gpu_resources: auto (the tiny config's, as config.yaml's) asks for gpu=1 only where torch
+    sees a GPU, so that on a CPU the trained jobs run side by side; true / false from the
+    command line force it, and none of them reruns anything."""
+    import torch
+
+    assert _gpu_requests(workflow) == {f"gpu={int(torch.cuda.is_available())}"}
+    assert _gpu_requests(workflow, "device=cpu") == {"gpu=0"}
+    assert _gpu_requests(workflow, "gpu_resources=true") == {"gpu=1"}
+    assert _gpu_requests(workflow, "gpu_resources=false") == {"gpu=0"}
+    out = snakemake(workflow, "-n", "--config", "gpu_resources=true").stdout
+    assert "Nothing to be done" in out
+
+
 def test_run_datasets_selects_the_datasets_of_a_layered_config(workflow, tmp_path):
     """A --configfile's datasets are merged into config.yaml's, so run_datasets says which to
     run; an unknown name stops the workflow before any job."""

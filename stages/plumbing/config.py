@@ -78,6 +78,10 @@ def _coerce(value: Any) -> Any:
     return _number(value)
 
 
+#: top-level settings that take true / false (the schema's booleans, and gpu_resources's)
+_TOP_LEVEL_SWITCHES = ("gpu_resources", "compile")
+
+
 def coerce_command_line(config: dict[str, Any]) -> None:
     """Turn the strings of ``--config`` values back into numbers and booleans, in place.
 
@@ -85,8 +89,12 @@ def coerce_command_line(config: dict[str, Any]) -> None:
     ``seeds=[0,1,2]`` arrives as ``['0', '1', '2']`` and ``methods={"dec":{"lr":0.002}}`` as
     ``{'lr': '0.002'}``, and would fail the schema. Number-shaped strings in ``seeds`` and in the
     recipe sections become numbers (also YAML 1.1's unquoted ``1e-5``, which PyYAML reads as a
-    string); other strings are left for the schema to judge.
+    string); other strings are left for the schema to judge. ``true`` / ``false`` given to a
+    top-level switch (``gpu_resources``, ``compile``) become booleans.
     """
+    for key in _TOP_LEVEL_SWITCHES:  # `--config gpu_resources=false` arrives as 'false'
+        if isinstance(config.get(key), str) and config[key].strip().lower() in ("true", "false"):
+            config[key] = config[key].strip().lower() == "true"
     seeds = config.get("seeds")
     if isinstance(seeds, list):
         config["seeds"] = [int(s) if isinstance(s, str) and s.strip().isdecimal() else s
@@ -323,6 +331,26 @@ def _compile_setting(config: dict[str, Any]) -> dict[str, bool]:
     the key of its jobs) carries the setting only when it is on, so runs made before the
     option existed stay up to date."""
     return {"compile": True} if config.get("compile", False) else {}
+
+
+def gpu_resources(config: dict[str, Any]) -> bool:
+    """Whether the trained stages' jobs (pretrain, embed, finetune) ask for Snakemake's ``gpu``
+    resource, which the default profile limits to one job at a time.
+
+    ``gpu_resources: auto`` (the default) asks for it only where those jobs can use a GPU: not
+    with ``device: cpu``, and otherwise only when torch sees a usable GPU on the machine that
+    plans the run. On a CPU-only machine the jobs are then limited by cores alone and run side
+    by side, ``threads`` cores each. ``true`` and ``false`` force it either way (a SLURM profile
+    asks for its GPUs in ``set-resources``, whatever this says).
+    """
+    value = config.get("gpu_resources", "auto")
+    if value != "auto":
+        return bool(value)
+    if str(config.get("device", "auto")) == "cpu":
+        return False
+    import torch  # only here: planning a run on a CPU-only config needs no torch
+
+    return bool(torch.cuda.is_available())
 
 
 def method_and_autoencoder(config: dict[str, Any], method: str,

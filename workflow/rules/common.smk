@@ -23,7 +23,7 @@ METHODS = sorted({m for _, m, _ in RUNS})
 DEEP_METHODS = [m for m in METHODS if config["methods"][m]["family"] != "baseline"]
 BASELINES = [m for m in METHODS if config["methods"][m]["family"] == "baseline"]
 THREADS = config["threads"]
-GPU = 1 if config["gpu_resources"] else 0
+GPU = 1 if stage_config.gpu_resources(config) else 0
 
 
 # Every rule's software environment under `--sdm conda` (the same requirements as pyproject.toml).
