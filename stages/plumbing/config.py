@@ -93,8 +93,8 @@ def coerce_command_line(config: dict[str, Any]) -> None:
     top-level switch (``gpu_resources``, ``compile``) become booleans.
     """
     for key in _TOP_LEVEL_SWITCHES:  # `--config gpu_resources=false` arrives as 'false'
-        if isinstance(config.get(key), str) and config[key].strip().lower() in ("true", "false"):
-            config[key] = config[key].strip().lower() == "true"
+        if key in config:
+            config[key] = _number(config[key])
     seeds = config.get("seeds")
     if isinstance(seeds, list):
         config["seeds"] = [int(s) if isinstance(s, str) and s.strip().isdecimal() else s
