@@ -888,3 +888,61 @@ def test_the_relu_stacked_denoising_recipe_pretrains_with_relu_units():
     result = rp.pretrain_sda(model, x, recipe, seed=0, log_every=1)
     losses = [row["loss"] for row in result.history if "loss" in row]
     assert losses and all(math.isfinite(v) for v in losses)
+
+
+def _v(passes: bool, ratio_last: float) -> dict:
+    return {"passes": passes, "ratio_last": ratio_last}
+
+
+def test_decision_rule_over_two_datasets():
+    """rmn-stage3.md's rule: a point passing on both datasets with the largest Fashion R wins;
+    R within 1% is a tie broken towards encoder lr 0.01, euclidean, target beta nearest 1;
+    passing on Fashion alone is rule 3; a better base keeps today's defaults (rule 4);
+    nothing passing on Fashion keeps them too (rule 5)."""
+    e = "rmn-gmm@eta=auto_beta@separation_distance=euclidean@target_beta={}@encoder_lr={}"
+    n = "rmn-gmm@eta=auto_beta@separation_distance=normalized@target_beta={}@encoder_lr={}"
+    a, b, c = e.format(0.25, 0.01), n.format(0.25, 0.01), e.format(0.0625, 1e-05)
+    primary = {"rmn-gmm": _v(False, 9.0), a: _v(True, 7.0), b: _v(True, 7.05), c: _v(True, 8.0)}
+    secondary = {"rmn-gmm": _v(True, 9.0), a: _v(True, 4.0), b: _v(True, 4.0), c: _v(False, 5)}
+    got = criteria.decide(primary, secondary)
+    assert (got["rule"], got["chosen"]) == (2, a)          # b ties with a: euclidean first
+    assert got["options"] == {"eta": "auto_beta", "separation_distance": "euclidean",
+                              "target_beta": "0.25", "encoder_lr": "0.01"}
+    assert criteria.decide({**primary, b: _v(True, 7.2)}, secondary)["chosen"] == b
+    closer = e.format(0.125, 0.01)                          # a tie on beta: 0.25 is nearer 1
+    assert criteria.decide({**primary, closer: _v(True, 7.0)},
+                           {**secondary, closer: _v(True, 1.0)})["chosen"] == a
+    only_fashion = criteria.decide(primary, {**secondary, a: _v(False, 1), b: _v(False, 1)})
+    assert (only_fashion["rule"], only_fashion["chosen"]) == (3, c)
+    kept = criteria.decide({**primary, "rmn-gmm": _v(True, 9.0)}, secondary)
+    assert (kept["rule"], kept["chosen"], kept["options"]) == (4, None, {})
+    none = criteria.decide({k: _v(False, 1.0) for k in primary}, secondary)
+    assert (none["rule"], none["chosen"]) == (5, None)
+    with pytest.raises(DataFileError, match="not key=value"):
+        criteria.point_options("rmn-gmm@eta")
+
+
+def test_decide_command_reads_both_datasets_histories(tmp_path, capsys):
+    """The ``decide`` command: histories laid out as results/finetune/D/METHOD/seedS, one
+    dataset per option; it prints the rule, the chosen point and its head_defaults line."""
+    def history(dataset, method, ratios, largest=0.2):
+        path = tmp_path / "results" / "finetune" / dataset / method / "seed0" / "history.csv"
+        path.parent.mkdir(parents=True)
+        pd.DataFrame([{"kind": "target", "step": i, "code_std": 1.0, "smallest_share": 0.05,
+                       "largest_share": largest, "kappa_max": 0.3, "separation_ratio": r}
+                      for i, r in enumerate(ratios)]).to_csv(path, index=False)
+        return str(path)
+    point = "rmn-gmm@separation_distance=euclidean@target_beta=0.125@encoder_lr=0.01"
+    fashion = [history("fashion", "rmn-gmm", [6.0, 6.1]), history("fashion", point, [6.0, 7.0])]
+    mnist = [history("mnist5k", "rmn-gmm", [3.0, 3.1]),
+             history("mnist5k", point, [3.0, 3.5], largest=0.6)]
+    criteria.run(criteria.build_parser().parse_args(
+        ["decide", "--primary", *fashion, "--secondary", *mnist, "--out", str(tmp_path / "d.csv")]))
+    out = capsys.readouterr().out
+    assert f"rule 3: {point}" in out
+    assert "head_defaults.rmn: separation_distance: euclidean, target_beta: 0.125, " \
+           "encoder_lr: 0.01" in out
+    assert len(pd.read_csv(tmp_path / "d.csv")) == 4
+    with pytest.raises(DataFileError, match="one dataset"):
+        criteria.run(criteria.build_parser().parse_args(
+            ["decide", "--primary", *fashion, mnist[0], "--secondary", *mnist]))

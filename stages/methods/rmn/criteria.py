@@ -6,6 +6,14 @@ prints, per fine-tuning history, whether the run passes each criterion, its firs
 between/within ratio R and the verdict, and, among the runs that pass, the one the decision
 rule picks (the largest final R). ACC and NMI are not read.
 
+    python -m stages.methods.rmn.criteria decide \
+        --primary results/finetune/fashion/rmn-gmm*/seed0/history.csv \
+        --secondary results/finetune/mnist5k/rmn-gmm*/seed0/history.csv
+
+applies the whole decision rule of rmn-stage3.md across the two datasets (the primary is
+Fashion-MNIST, the paper's own dataset): it prints both datasets' verdicts side by side, the rule
+that decided and the new ``head_defaults.rmn`` options, or that today's defaults stay.
+
     python -m stages.methods.rmn.criteria start results/init/fashion/rmn/seed0/gmm.h5 \
         --target-beta 0.5 1 2
 
@@ -108,6 +116,80 @@ def choose(verdicts: dict[str, dict[str, Any]]) -> str | None:
     return max(passing, key=lambda name: passing[name]["ratio_last"])
 
 
+#: final R within this fraction of the best counts as a tie (decision rule 2)
+TIE_FRACTION = 0.01
+#: the paper's encoder lr (line 279), preferred in a tie
+PAPER_ENCODER_LR = 0.01
+
+
+def point_options(method: str) -> dict[str, str]:
+    """The options a sweep point's name sets: ``{"eta": "auto_beta", "target_beta":
+    "0.125", ...}`` for ``rmn-gmm@eta=auto_beta@target_beta=0.125``; ``{}`` for a plain method."""
+    options = {}
+    for part in method.split("@")[1:]:
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise DataFileError(f"'{method}': '{part}' is not key=value; pass sweep points' "
+                                "histories (results/finetune/D/BASE@key=value.../seedS)")
+        options[key] = value
+    return options
+
+
+def _paper_order(method: str, ratio_last: float) -> tuple[float, ...]:
+    """Sort key of a tie: encoder lr 0.01 first, then ``euclidean``, then target beta nearest 1
+    on the halving ladder (|log2 beta|), then the larger final R."""
+    options = point_options(method)
+    try:
+        lr_is_paper = math.isclose(float(options.get("encoder_lr", "nan")), PAPER_ENCODER_LR)
+        beta_distance = abs(math.log2(float(options.get("target_beta", "inf"))))
+    except ValueError as err:
+        raise DataFileError(f"'{method}': a non-numeric encoder_lr or target_beta ({err})") \
+            from err
+    return (not lr_is_paper, options.get("separation_distance") != "euclidean",
+            beta_distance, -ratio_last)
+
+
+def decide(primary: dict[str, dict[str, Any]], secondary: dict[str, dict[str, Any]],
+           base: str = "rmn-gmm") -> dict[str, Any]:
+    """rmn-stage3.md's decision rule over two datasets.
+
+    Args:
+        primary, secondary: :func:`verdict` per method name (the base and its sweep points,
+            ``base@key=value...``) on Fashion-MNIST and on mnist5k.
+        base: the method whose defaults are in question (today's defaults run under it).
+    Returns:
+        ``{"rule", "chosen", "options", "why"}``: the rule that decided (2: a point passes on
+        both datasets; 3: only on the primary; 4: the base passes with a larger final R than
+        the point rules 2-3 pick; 5: nothing passes on the primary), the chosen point (None when
+        today's defaults stay), its options and a sentence. A tie (final R within
+        :data:`TIE_FRACTION` of the best) goes to the paper's reading (:func:`_paper_order`).
+    """
+    points = [m for m in primary if m.startswith(base + "@")]
+    on_primary = [m for m in points if primary[m]["passes"]]
+    on_both = [m for m in on_primary if m in secondary and secondary[m]["passes"]]
+    rule, candidates = (2, on_both) if on_both else (3, on_primary)
+    chosen = None
+    if candidates:
+        best = max(primary[m]["ratio_last"] for m in candidates)
+        tied = [m for m in candidates if primary[m]["ratio_last"] >= best * (1 - TIE_FRACTION)]
+        chosen = min(tied, key=lambda m: _paper_order(m, primary[m]["ratio_last"]))
+    base_verdict = primary.get(base)
+    if chosen is None:
+        return {"rule": 5, "chosen": None, "options": {},
+                "why": "no grid point passes on the primary dataset: today's defaults stay"}
+    if base_verdict is not None and base_verdict["passes"] \
+            and base_verdict["ratio_last"] > primary[chosen]["ratio_last"]:
+        return {"rule": 4, "chosen": None, "options": {},
+                "why": f"the base {base} passes with a larger final R "
+                       f"({base_verdict['ratio_last']:.4g}) than {chosen} "
+                       f"({primary[chosen]['ratio_last']:.4g}): today's defaults stay"}
+    where = "on both datasets" if rule == 2 else "on the primary dataset only"
+    return {"rule": rule, "chosen": chosen, "options": point_options(chosen),
+            "why": f"passes {where}, the largest final R on the primary "
+                   f"({primary[chosen]['ratio_last']:.4g}; {len(tied)} within "
+                   f"{TIE_FRACTION:.0%}, broken towards the paper's reading)"}
+
+
 def start_values(means: torch.Tensor, variances: torch.Tensor, weights: torch.Tensor,
                  target_betas: Sequence[float], distances: Sequence[str],
                  min_variance: float = 0.01, min_weight: float = 1e-8) -> list[dict[str, Any]]:
@@ -140,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     judge = sub.add_parser("judge", help="the criteria on stage-3 histories")
     judge.add_argument("histories", nargs="+", help="stage-3 history.csv files")
     judge.add_argument("--out", help="also write the table here (CSV)")
+    decide_p = sub.add_parser("decide", help="the decision rule over Fashion and mnist5k")
+    decide_p.add_argument("--primary", nargs="+", required=True,
+                          help="stage-3 histories on the primary dataset (Fashion-MNIST)")
+    decide_p.add_argument("--secondary", nargs="+", required=True,
+                          help="stage-3 histories on the second dataset (mnist5k)")
+    decide_p.add_argument("--base", default="rmn-gmm", help="the method of today's defaults")
+    decide_p.add_argument("--out", help="also write both datasets' verdicts here (CSV)")
     start = sub.add_parser("start", help="eta: auto_beta's start values on a GMM init")
     start.add_argument("init", help="a gmm init artifact, results/init/D/AE/seedS/gmm.h5")
     start.add_argument("--target-beta", type=float, nargs="+", default=[0.5, 1.0, 2.0])
@@ -164,11 +253,40 @@ def run(args: argparse.Namespace) -> None:
         _print(pd.DataFrame(start_values(means, variances, weights, args.target_beta,
                                          args.distance, args.min_variance)))
         return
+    if args.command == "decide":
+        _decide(args)
+        return
     verdicts = {run_label(path): verdict(history_rows(path)) for path in args.histories}
     table = pd.DataFrame.from_dict(verdicts, orient="index")
     table.index.name = "run"
     _print(table)
     print(f"chosen (largest final R among the runs that pass): {choose(verdicts)}")
+    if args.out:
+        table.to_csv(args.out)
+
+
+def _method_verdicts(paths: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """:func:`verdict` per method name (``D/METHOD/seedS`` -> ``METHOD``) of one dataset."""
+    labels = {path: run_label(path) for path in paths}
+    datasets = {label.split("/")[0] for label in labels.values()}
+    if len(datasets) != 1 or any(label.count("/") != 2 for label in labels.values()):
+        raise DataFileError(f"pass the histories of one dataset, as results/finetune/D/METHOD/"
+                            f"seedS/history.csv; got {sorted(labels.values())}")
+    return {label.split("/")[1]: verdict(history_rows(path)) for path, label in labels.items()}
+
+
+def _decide(args: argparse.Namespace) -> None:
+    primary, secondary = _method_verdicts(args.primary), _method_verdicts(args.secondary)
+    table = pd.concat({"primary": pd.DataFrame.from_dict(primary, orient="index"),
+                       "secondary": pd.DataFrame.from_dict(secondary, orient="index")},
+                      names=["dataset", "run"])
+    _print(table[["passes", "bounded_scale", "shares", "attached", "ratio_rises",
+                  "scale_min", "largest_share", "kappa_max", "ratio_first", "ratio_last"]])
+    decision = decide(primary, secondary, args.base)
+    print(f"rule {decision['rule']}: {decision['chosen'] or 'none'}: {decision['why']}")
+    if decision["options"]:
+        print("head_defaults.rmn: " + ", ".join(f"{k}: {v}"
+                                                for k, v in decision["options"].items()))
     if args.out:
         table.to_csv(args.out)
 
