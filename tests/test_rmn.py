@@ -270,8 +270,10 @@ def test_auto_beta_starts_at_the_target_and_the_monitor_rows_record_it(caplog):
     rows = [r for r in deep.history if r["kind"] == "target"]
     assert all(r["beta"] == 0 and r["kappa_max"] == 0 and r["separation_ratio"] > 0
                for r in rows)
-    with pytest.raises(ValueError, match="target_beta .* applies only with eta: auto_beta"):
-        finetune(copy.deepcopy(ae), x, init, {**params, "eta": 0.01}, seed=0)
+    # an inherited target (head_defaults.rmn sets one) is not used by any other eta
+    fixed = finetune(copy.deepcopy(ae), x, init, {**params, "eta": 0.01}, seed=0)
+    assert fixed.info["eta"] == fixed.info["eta_per_sample"] == 0.01
+    assert fixed.info["target_beta"] is None
     # a target far beyond the centres' hold: the start's kappa is logged as a detachment
     assert "kappa_max" not in caplog.text
     far = finetune(copy.deepcopy(ae), x, init, {**params, "target_beta": 100.0, "epochs": 1},
@@ -743,6 +745,19 @@ def test_config_checks_the_rmn_combinations():
     bad["autoencoders"]["rmn"]["net"] = "sae"
     with pytest.raises(ConfigError, match="objective 'rmn-rbm' needs net 'rmn-sae'"):
         validate(bad)
+    # target_beta only where eta is auto_beta: the method's own eta or the head default's
+    bad = _config()
+    bad["methods"]["rmn-gmm"].update(eta=0.01, target_beta=0.5)
+    with pytest.raises(ConfigError, match="target_beta .* applies only with eta: auto_beta"):
+        validate(bad)
+    inherited = _config()
+    inherited["head_defaults"] = {"rmn": {"eta": "auto_beta", "target_beta": 0.125}}
+    inherited["methods"]["deepgmm"] = {**inherited["methods"]["rmn-gmm"], "eta": 0.0}
+    inherited["methods"]["rmn-gmm"]["target_beta"] = 0.5
+    validate(inherited)
+    inherited["head_defaults"]["rmn"]["eta"] = "auto"
+    with pytest.raises(ConfigError, match="method 'rmn-gmm': target_beta"):
+        validate(inherited)
     # the paper counts iterations: steps instead of epochs, for RMN's stage 1 only
     counted = _config()
     del counted["autoencoders"]["rmn"]["epochs"]

@@ -390,8 +390,9 @@ def resolve_eta_step(params: dict[str, Any], means: torch.Tensor, n_neighbours: 
     Eq. 4: η/N per sample). ``auto_beta`` picks the per-sample η of :func:`eta_for_beta` for the
     centres ``means`` (K, D) at the start of stage 3 and ``target_beta`` (default 1.0), so that
     β = 1.1 η S / D (:func:`stability`) starts at ``target_beta`` whatever the code's scale;
-    η is then that value times N for ``dataset``. ``target_beta`` with any other ``eta`` is an
-    error (it would be ignored).
+    η is then that value times N for ``dataset``. With any other ``eta`` ``target_beta`` is not
+    used (``head_defaults.rmn`` sets it for ``auto_beta``; a method that sets it beside another
+    ``eta`` is refused by :mod:`stages.methods.rmn.checks`).
     """
     spec = params.get("eta", "auto")
     target = params.get("target_beta")
@@ -399,9 +400,6 @@ def resolve_eta_step(params: dict[str, Any], means: torch.Tensor, n_neighbours: 
         target = 1.0 if target is None else float(target)
         eta_step = eta_for_beta(target, means, n_neighbours, distance)
         return (eta_step if weighting == "sample" else eta_step * n_samples), eta_step, target
-    if target is not None:
-        raise ValueError(f"target_beta ({target}) applies only with eta: auto_beta, not eta: "
-                         f"{spec!r}; set eta: auto_beta or drop target_beta")
     eta = resolve_eta(spec, means.shape[0])
     # Eqs. 5/10 add eta S to every sample's objective; Eq. 4 counts it once against the sum of
     # the N log-likelihoods, i.e. eta / N per sample
