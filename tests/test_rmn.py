@@ -933,8 +933,9 @@ def test_decision_rule_over_two_datasets():
     assert (kept["rule"], kept["chosen"], kept["options"]) == (4, None, {})
     none = criteria.decide({k: _v(False, 1.0) for k in primary}, secondary)
     assert (none["rule"], none["chosen"]) == (5, None)
-    with pytest.raises(DataFileError, match="not key=value"):
-        criteria.point_options("rmn-gmm@eta")
+    with pytest.raises(ConfigError, match="not key=value"):
+        criteria.decide({**primary, "rmn-gmm@eta": _v(True, 7.0)},
+                        {**secondary, "rmn-gmm@eta": _v(True, 1.0)})
 
 
 def test_decide_command_reads_both_datasets_histories(tmp_path, capsys):

@@ -86,6 +86,19 @@ def point_name(base: str, values: Mapping[str, Any], where: str) -> str:
                           for key, value in values.items())
 
 
+def point_values(name: str) -> dict[str, str]:
+    """The inverse of :func:`point_name`: ``{key: value text}`` for ``base@key=value@...``,
+    ``{}`` for a plain method name; :class:`ConfigError` for a part that is not key=value."""
+    values = {}
+    for part in name.split(SEPARATOR)[1:]:
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ConfigError(f"'{name}': '{part}' is not key=value, so '{name}' is no sweep "
+                              f"point's name (base{SEPARATOR}key=value...)")
+        values[key] = value
+    return values
+
+
 def _split_key(key: str) -> tuple[str, list[str]]:
     """(target, path): target ``methods``, ``ae`` or ``init``; path the dotted option."""
     head, _, rest = key.partition(".")

@@ -38,6 +38,7 @@ from stages.methods.rmn.head import eta_for_beta, project_gmm, stability
 from stages.plumbing.artifacts import read_arrays
 from stages.plumbing.cli import main_for
 from stages.plumbing.errors import DataFileError
+from stages.reporting.sweeps import point_values
 
 #: the code scale (``code_std``) of every monitor row must stay within these factors of the first
 CODE_SCALE_RANGE = (0.5, 2.0)
@@ -122,23 +123,10 @@ TIE_FRACTION = 0.01
 PAPER_ENCODER_LR = 0.01
 
 
-def point_options(method: str) -> dict[str, str]:
-    """The options a sweep point's name sets: ``{"eta": "auto_beta", "target_beta":
-    "0.125", ...}`` for ``rmn-gmm@eta=auto_beta@target_beta=0.125``; ``{}`` for a plain method."""
-    options = {}
-    for part in method.split("@")[1:]:
-        key, sep, value = part.partition("=")
-        if not sep:
-            raise DataFileError(f"'{method}': '{part}' is not key=value; pass sweep points' "
-                                "histories (results/finetune/D/BASE@key=value.../seedS)")
-        options[key] = value
-    return options
-
-
 def _paper_order(method: str, ratio_last: float) -> tuple[float, ...]:
     """Sort key of a tie: encoder lr 0.01 first, then ``euclidean``, then target beta nearest 1
     on the halving ladder (|log2 beta|), then the larger final R."""
-    options = point_options(method)
+    options = point_values(method)
     try:
         lr_is_paper = math.isclose(float(options.get("encoder_lr", "nan")), PAPER_ENCODER_LR)
         beta_distance = abs(math.log2(float(options.get("target_beta", "inf"))))
@@ -184,7 +172,7 @@ def decide(primary: dict[str, dict[str, Any]], secondary: dict[str, dict[str, An
                        f"({base_verdict['ratio_last']:.4g}) than {chosen} "
                        f"({primary[chosen]['ratio_last']:.4g}): today's defaults stay"}
     where = "on both datasets" if rule == 2 else "on the primary dataset only"
-    return {"rule": rule, "chosen": chosen, "options": point_options(chosen),
+    return {"rule": rule, "chosen": chosen, "options": point_values(chosen),
             "why": f"passes {where}, the largest final R on the primary "
                    f"({primary[chosen]['ratio_last']:.4g}; {len(tied)} within "
                    f"{TIE_FRACTION:.0%}, broken towards the paper's reading)"}
