@@ -3,8 +3,9 @@
 RMN-GMM's second stage (Wang & Jiang 2021, Sect. 3.3 and 4.3) [paper]: encode all samples, fit a
 GMM with K components by EM, and copy (mu_k, sigma²_k, omega_k) into the RMN's Λ layer; its EM
 assignment is the AEF+GMM method. scikit-learn's ``GaussianMixture(K, covariance_type='diag',
-init_params='kmeans', n_init=1, reg_covar=1e-6, max_iter=100)`` [default, methods.md §5.3];
-``n_init``, ``reg_covar`` and ``max_iter`` can be set in the init recipe.
+init_params='kmeans', reg_covar=1e-6, max_iter=100)`` [default, methods.md §5.3], keeping the
+best likelihood of the recipe's ``n_init`` runs (config.yaml: 20); ``n_init``, ``reg_covar`` and
+``max_iter`` are set in the init recipe (1 when it has none).
 
 [default] The GMM is fitted on z / s, s² the codes' mean per-dimension variance (the spread
 within dimensions, not the offsets between them), and its parameters are mapped back (mu s,
