@@ -21,19 +21,30 @@ prints, before any stage-3 run, what ``eta: auto_beta`` gives at the start of st
 raw code of that GMM init (``standardise: false``): the eta per sample, beta, kappa_max and R
 per distance and target beta. A point that starts with kappa_max >= 1 is out by criterion 3
 without running.
+
+    python -m stages.methods.rmn.criteria restarts results/embed/mnist5k/rmn/seed0.h5 \
+        --seed 0 --n-init 1 5 10 20
+
+prints, per code (``Z`` of an embedding file) and number of EM runs, the mean log-likelihood
+per sample of stage 2's GMM (fitted as the ``gmm`` init fits it, on z / s, with the given seed),
+whether it converged and the fit's seconds (docs/reproduction/rmn-choices.md, "Stage 2's EM
+restarts").
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
+from stages.methods.rmn.gmm_init import fit_gmm
 from stages.methods.rmn.head import eta_for_beta, project_gmm, stability
 from stages.plumbing.artifacts import read_arrays
 from stages.plumbing.cli import main_for
@@ -202,6 +213,21 @@ def start_values(means: torch.Tensor, variances: torch.Tensor, weights: torch.Te
     return rows
 
 
+def restart_likelihoods(z: np.ndarray, n_clusters: int, n_inits: Sequence[int], seed: int,
+                        reg_covar: float = 1e-6) -> list[dict[str, Any]]:
+    """Stage 2's GMM on codes z (N, d) per number of EM runs: one row per ``n_init`` with the
+    mean log-likelihood per sample of z / s (``loglik``), ``converged`` and ``seconds``."""
+    rows = []
+    for n_init in n_inits:
+        start = time.perf_counter()
+        gmm, scale = fit_gmm(z, n_clusters, {"n_init": n_init, "reg_covar": reg_covar}, seed)
+        rows.append({"n_init": int(n_init),
+                     "loglik": float(gmm.score(np.asarray(z, dtype=np.float64) / scale)),
+                     "converged": bool(gmm.converged_),
+                     "seconds": time.perf_counter() - start})
+    return rows
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m stages.methods.rmn.criteria",
                                      description=__doc__,
@@ -224,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
                        choices=["euclidean", "normalized"])
     start.add_argument("--min-variance", type=float, default=0.01,
                        help="the head's variance floor (config: min_variance)")
+    restarts = sub.add_parser("restarts", help="stage 2's likelihood per number of EM runs")
+    restarts.add_argument("embeddings", nargs="+", help="embedding files with the codes Z")
+    restarts.add_argument("--seed", type=int, default=0, help="the init's seed")
+    restarts.add_argument("--n-init", type=int, nargs="+", default=[1, 5, 10, 20])
+    restarts.add_argument("--n-clusters", type=int, default=10)
+    restarts.add_argument("--reg-covar", type=float, default=1e-6)
     return parser
 
 
@@ -240,6 +272,14 @@ def run(args: argparse.Namespace) -> None:
                                      for k in ("means", "variances", "weights"))
         _print(pd.DataFrame(start_values(means, variances, weights, args.target_beta,
                                          args.distance, args.min_variance)))
+        return
+    if args.command == "restarts":
+        rows = []
+        for path in args.embeddings:
+            z = read_arrays(path, required=["Z"])[0]["Z"]
+            rows += [{"code": path, **row} for row in restart_likelihoods(
+                z, args.n_clusters, args.n_init, args.seed, args.reg_covar)]
+        _print(pd.DataFrame(rows))
         return
     if args.command == "decide":
         _decide(args)

@@ -23,6 +23,21 @@ import numpy as np
 from sklearn.mixture import GaussianMixture
 
 
+def fit_gmm(z: np.ndarray, n_clusters: int, recipe: dict[str, Any],
+            seed: int) -> tuple[GaussianMixture, float]:
+    """The fitted ``GaussianMixture`` on z / s (N, d) and the scale s (see the module
+    docstring); ``recipe``: ``n_init`` (default 1), ``reg_covar``, ``max_iter``."""
+    z = np.asarray(z, dtype=np.float64)
+    scale = float(np.sqrt(z.var(axis=0).mean())) or 1.0
+    gmm = GaussianMixture(n_clusters, covariance_type="diag",
+                          reg_covar=float(recipe.get("reg_covar", 1e-6)),
+                          n_init=int(recipe.get("n_init", 1)),
+                          max_iter=int(recipe.get("max_iter", 100)), init_params="kmeans",
+                          random_state=seed)
+    gmm.fit(z / scale)
+    return gmm, scale
+
+
 def gmm_arrays(z: np.ndarray, n_clusters: int, recipe: dict[str, Any],
                seed: int) -> dict[str, np.ndarray]:
     """Fit a diagonal GMM to z (N, d), scale-invariantly (see the module docstring).
@@ -31,14 +46,8 @@ def gmm_arrays(z: np.ndarray, n_clusters: int, recipe: dict[str, Any],
         ``means`` (K, d) float32, ``variances`` (K, d) float32, ``weights`` (K,) float32 summing
         to one, ``labels`` (N,) int64 (argmax posterior) and ``converged`` () bool.
     """
-    z = np.asarray(z, dtype=np.float64)
-    scale = float(np.sqrt(z.var(axis=0).mean())) or 1.0
-    gmm = GaussianMixture(n_clusters, covariance_type="diag",
-                          reg_covar=float(recipe.get("reg_covar", 1e-6)),
-                          n_init=int(recipe.get("n_init", 1)),
-                          max_iter=int(recipe.get("max_iter", 100)), init_params="kmeans",
-                          random_state=seed)
-    labels = gmm.fit_predict(z / scale)
+    gmm, scale = fit_gmm(z, n_clusters, recipe, seed)
+    labels = gmm.predict(np.asarray(z, dtype=np.float64) / scale)
     weights = gmm.weights_ / gmm.weights_.sum()
     return {"means": (gmm.means_ * scale).astype(np.float32),
             "variances": (gmm.covariances_ * scale ** 2).astype(np.float32),
