@@ -34,10 +34,11 @@ import pandas as pd
 import torch
 
 from stages.methods.depict.head import code_diagnostics
+from stages.methods.shared.quick_criteria import final_held_out
 from stages.plumbing.artifacts import read_arrays
-from stages.plumbing.cli import main_for
+from stages.plumbing.cli import main_for, print_table
 from stages.plumbing.errors import DataFileError
-from stages.runtime.models import load_model
+from stages.runtime.torchfiles import load_torch
 
 #: a reading is out if a cluster ends with less than this share of the points
 MIN_SHARE = 0.02
@@ -205,10 +206,10 @@ def reference_loss(reference: str) -> float:
     if not path.exists():
         raise DataFileError(f"--reference {reference}: neither a number nor an existing "
                             "history.csv of the present recipe's MdA pretraining")
-    val = pd.read_csv(path).query("kind == 'validation'")
-    if val.empty:
+    what, value = final_held_out(pd.read_csv(path), n_pixels=1)
+    if what != "mda_loss_best":
         raise DataFileError(f"{path}: no validation rows to take the reference from")
-    return float(val["loss"].min())
+    return value
 
 
 def decide_mda(verdicts: dict[str, dict[str, Any]], reference: float) -> dict[str, Any]:
@@ -237,7 +238,7 @@ def read_mda(results: Path, dataset: str, seed: int) -> dict[str, dict[str, Any]
         if not ((folder / "model.pt").exists() and (folder / "history.csv").exists()
                 and embedding.exists()):
             continue
-        _, saved = load_model(folder / "model.pt", torch.device("cpu"))
+        saved = load_torch(folder / "model.pt")  # the payload: no network is built
         if saved.get("net") != "depict":  # another family's autoencoder in the same run
             continue
         config = saved.get("meta", {}).get("provenance", {}).get("config", {})
@@ -270,10 +271,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print(table: pd.DataFrame) -> None:
-    with pd.option_context("display.width", 220, "display.max_columns", 30,
-                           "display.max_colwidth", 60):
-        print(table.to_string(float_format=lambda v: f"{v:.4g}"))
 
 
 def _warm_starts(groups: Sequence[Sequence[str]]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -297,14 +294,14 @@ def run(args: argparse.Namespace) -> None:
         verdicts = _warm_starts(args.start)
         table = pd.concat({s: pd.DataFrame.from_dict(r, orient="index").drop(columns="method")
                            for s, r in verdicts.items()}, names=["start", "method"])
-        _print(table)
+        print_table(table)
         decision = decide_warm_start(verdicts, args.default)
         print(f"chosen: {decision['chosen']}: {decision['why']}")
     else:
         verdicts = read_mda(args.results, args.dataset, args.seed)
         table = pd.DataFrame.from_dict(verdicts, orient="index")
         table.index.name = "autoencoder"
-        _print(table)
+        print_table(table)
         reference = reference_loss(args.reference)
         decision = decide_mda(verdicts, reference)
         print(f"chosen: {decision['chosen'] or 'none (the recipe stays)'}: {decision['why']}")

@@ -47,7 +47,7 @@ import torch
 from stages.methods.rmn.gmm_init import fit_gmm
 from stages.methods.rmn.head import eta_for_beta, project_gmm, stability
 from stages.plumbing.artifacts import read_arrays
-from stages.plumbing.cli import main_for
+from stages.plumbing.cli import main_for, print_table
 from stages.plumbing.errors import DataFileError
 from stages.reporting.sweeps import point_values
 
@@ -259,10 +259,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print(table: pd.DataFrame) -> None:
-    with pd.option_context("display.width", 200, "display.max_columns", 20,
-                           "display.max_colwidth", 90):
-        print(table.to_string(float_format=lambda v: f"{v:.4g}"))
 
 
 def run(args: argparse.Namespace) -> None:
@@ -270,7 +266,7 @@ def run(args: argparse.Namespace) -> None:
         arrays, _ = read_arrays(args.init, required=("means", "variances", "weights"))
         means, variances, weights = (torch.as_tensor(arrays[k], dtype=torch.float64)
                                      for k in ("means", "variances", "weights"))
-        _print(pd.DataFrame(start_values(means, variances, weights, args.target_beta,
+        print_table(pd.DataFrame(start_values(means, variances, weights, args.target_beta,
                                          args.distance, args.min_variance)))
         return
     if args.command == "restarts":
@@ -279,7 +275,7 @@ def run(args: argparse.Namespace) -> None:
             z = read_arrays(path, required=["Z"])[0]["Z"]
             rows += [{"code": path, **row} for row in restart_likelihoods(
                 z, args.n_clusters, args.n_init, args.seed, args.reg_covar)]
-        _print(pd.DataFrame(rows))
+        print_table(pd.DataFrame(rows))
         return
     if args.command == "decide":
         _decide(args)
@@ -287,7 +283,7 @@ def run(args: argparse.Namespace) -> None:
     verdicts = {run_label(path): verdict(history_rows(path)) for path in args.histories}
     table = pd.DataFrame.from_dict(verdicts, orient="index")
     table.index.name = "run"
-    _print(table)
+    print_table(table)
     print(f"chosen (largest final R among the runs that pass): {choose(verdicts)}")
     if args.out:
         table.to_csv(args.out)
@@ -308,7 +304,7 @@ def _decide(args: argparse.Namespace) -> None:
     table = pd.concat({"primary": pd.DataFrame.from_dict(primary, orient="index"),
                        "secondary": pd.DataFrame.from_dict(secondary, orient="index")},
                       names=["dataset", "run"])
-    _print(table[["passes", "bounded_scale", "shares", "attached", "ratio_rises",
+    print_table(table[["passes", "bounded_scale", "shares", "attached", "ratio_rises",
                   "scale_min", "largest_share", "kappa_max", "ratio_first", "ratio_last"]])
     decision = decide(primary, secondary, args.base)
     print(f"rule {decision['rule']}: {decision['chosen'] or 'none'}: {decision['why']}")
