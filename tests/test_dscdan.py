@@ -270,6 +270,40 @@ def test_warm_started_head_populates_every_cluster_on_separable_data():
         dscdan.warm_start_head(head, codes, targets[:3], steps=1, batch_size=8, lr=1e-3, seed=0)
 
 
+def test_a_restarted_job_loads_the_finished_warm_start_instead_of_training_it(tmp_path,
+                                                                              monkeypatch):
+    """The warm start has its own checkpoint phase (``checkpoint-warmstart.pt``): a fine-tuning
+    restarted after it finished starts from the saved head and rows, with no warm-start step
+    trained again, and ends as the uninterrupted job did."""
+    x, _ = _tiny_data()
+    torch.manual_seed(0)
+    net = _tiny_net(0)
+    pretrain_dscdan(net, x, {**RECIPE, "prior": "standard"}, seed=0, log_every=4)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    init = knn_graph_arrays(net.encode(x).detach().numpy(), 2, {"n_init": 2}, seed=0)
+    recipe = {**FINETUNE, "warm_start": "kmeans", "warm_start_steps": 30}
+    first = dscdan.finetune(net, x, init, recipe, seed=0,
+                            checkpoint=Checkpointer(tmp_path / "checkpoint.pt"))
+    assert (tmp_path / "checkpoint-warmstart.pt").is_file()
+    (tmp_path / "checkpoint.pt").unlink()   # as if stopped before the clustering phase saved
+    trained: list[int] = []
+    original = dscdan.run_loop
+
+    def counting(*args, **kwargs):
+        result = original(*args, **kwargs)
+        trained.append(result.steps - (result.resumed_from or 0))
+        return result
+    monkeypatch.setattr(dscdan, "run_loop", counting)
+    again = _tiny_net(0)
+    again.load_state_dict(state)
+    second = dscdan.finetune(again, x, init, recipe, seed=0,
+                             checkpoint=Checkpointer(tmp_path / "checkpoint.pt"))
+    assert trained[0] == 0 and trained[1] == first.info["steps"]  # warm start, clustering
+    warm = [r for r in first.history if r["kind"].startswith("warm_start")]
+    assert [r for r in second.history if r["kind"].startswith("warm_start")] == warm
+    np.testing.assert_array_equal(second.labels, first.labels)
+
+
 def test_finetune_warm_start_from_kmeans_labels_populates_both_clusters():
     x, _ = _tiny_data()
     torch.manual_seed(0)

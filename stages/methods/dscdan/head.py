@@ -385,7 +385,8 @@ class AgreementHook(PeriodicHook):
 def warm_start_head(spectral: SpectralClusteringNet, codes: torch.Tensor, targets: torch.Tensor,
                     *, steps: int, batch_size: int, lr: float, seed: int,
                     agreement: float = 1.0, check_every: int = 100,
-                    loop: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                    loop: dict[str, Any] | None = None,
+                    checkpoint: Checkpointer | None = None) -> list[dict[str, Any]]:
     """Train the clustering net alone to reproduce given assignments: the label-free stand-in
     for the code's trained head (``vae_mnist.h5``).
 
@@ -400,6 +401,9 @@ def warm_start_head(spectral: SpectralClusteringNet, codes: torch.Tensor, target
         codes: mu of every sample (N, d), no gradient.
         targets: assignments (N, K), rows summing to one.
         loop: extra :class:`stages.runtime.train.LoopConfig` fields (precision, compile).
+        checkpoint: the warm start's own checkpoint (the fine-tuning's ``warmstart`` phase):
+            a job restarted after the warm start finished loads its weights and rows from it
+            instead of training it again.
     Returns:
         history rows: the loop's rows (``kind='warm_start_train'``), the checks'
         (``warm_start_check``) and one ``kind='warm_start'`` row at the end with ``agreement``,
@@ -423,7 +427,8 @@ def warm_start_head(spectral: SpectralClusteringNet, codes: torch.Tensor, target
                      log_every=max(1, min(20, int(steps))), **(loop or {}))
     optimizer = make_optimizer(list(spectral.parameters()), {"name": "adam", "lr": float(lr)})
     result = run_loop(spectral, optimizer, loss_fn, codes.shape[0], cfg, codes.device,
-                      hook=hook, desc="warm start dscdan") if steps > 0 else None
+                      hook=hook, checkpoint=checkpoint,
+                      desc="warm start dscdan") if steps > 0 else None
     with torch.no_grad():
         pi = map_batches(spectral, codes, 4096)
     labels = pi.argmax(dim=1)
@@ -532,7 +537,9 @@ def finetune(autoencoder: Autoencoder, x: torch.Tensor, init: dict[str, np.ndarr
                                     batch_size=batch, lr=float(params["lr"]), seed=seed,
                                     agreement=float(params.get("warm_start_agreement", 0.75)),
                                     loop={k: v for k, v in loop_settings(params).items()
-                                          if k != "checkpoint_every"})
+                                          if k != "checkpoint_every"},
+                                    checkpoint=(checkpoint or Checkpointer(None))
+                                    .phase("warmstart"))
         warm_rows[-1]["warm_start_targets_from"] = used
         del codes, targets
     period = int(params.get("steps_per_check", 10))
