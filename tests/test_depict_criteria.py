@@ -169,6 +169,16 @@ def test_warmstart_command_over_two_starts(tmp_path, capsys):
     with pytest.raises(DataFileError, match="no history.csv"):
         criteria.run(criteria.build_parser().parse_args(
             ["warmstart", "--start", "x", str(tmp_path)]))
+    baseline = tmp_path / "authors" / "results" / "finetune" / "mnist5k" / "depict-convae-acpic"
+    (baseline / "seed0").mkdir(parents=True)   # a head-less baseline: no target rows
+    pd.DataFrame([{"kind": "train", "step": 0}]).to_csv(baseline / "seed0" / "history.csv",
+                                                        index=False)
+    write_arrays(baseline / "seed0" / "labels.h5", {"labels": np.zeros(10, dtype=np.int64)},
+                 attrs({}, method="depict-convae-acpic"))
+    with pytest.raises(DataFileError, match="depict-convae-acpic/seed0: no target rows.*not the "
+                                            "depict-convae-\\* baselines"):
+        criteria.run(criteria.build_parser().parse_args(
+            ["warmstart", "--start", "authors", starts[2], str(baseline / "seed0")]))
     with pytest.raises(DataFileError, match="given twice"):
         criteria.run(criteria.build_parser().parse_args(
             ["warmstart", "--start", "a", starts[2], "--start", "a", starts[2]]))

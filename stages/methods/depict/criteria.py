@@ -1,8 +1,8 @@
 """DEPICT's label-free choices (docs/reproduction/depict-choices.md), read from the runs' files.
 
     python -m stages.methods.depict.criteria warmstart \
-        --start authors RUN_A/results/finetune/mnist5k/depict*/seed0 \
-        --start seed1 RUN_B/results/finetune/mnist5k/depict*/seed1 [--out CSV]
+        --start authors RUN_A/results/finetune/mnist5k/depict{,-ws-*}/seed0 \
+        --start seed1 RUN_B/results/finetune/mnist5k/depict{,-ws-*}/seed1 [--out CSV]
 
 judges every warm-start reading (a fine-tuning folder with ``history.csv`` and ``labels.h5``)
 on every start by the page's section 1: out if its joint phase or its warm start was ended by
@@ -119,10 +119,15 @@ def read_reading(folder: str | Path) -> dict[str, Any]:
     """:func:`reading_verdict` of a fine-tuning folder (``history.csv``, ``labels.h5``)."""
     folder = Path(folder)
     if not (folder / "history.csv").exists():
-        raise DataFileError(f"{folder}: no history.csv; pass fine-tuning folders, "
-                            "results/finetune/D/METHOD/seedS")
+        raise DataFileError(f"{folder}: no history.csv: an unfinished run (wait for it, or leave "
+                            "the reading out) or not a fine-tuning folder "
+                            "(results/finetune/D/METHOD/seedS)")
     _, attrs = read_arrays(folder / "labels.h5")
-    return reading_verdict(pd.read_csv(folder / "history.csv"), attrs)
+    try:
+        return reading_verdict(pd.read_csv(folder / "history.csv"), attrs)
+    except DataFileError as err:
+        raise DataFileError(f"{folder}: {err}; pass only the joint-phase readings (depict and "
+                            "depict-ws-*, not the depict-convae-* baselines)") from err
 
 
 def decide_warm_start(verdicts: dict[str, dict[str, dict[str, Any]]],
