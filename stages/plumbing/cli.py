@@ -92,14 +92,14 @@ def os_error_message(err: OSError) -> str:
     return f"{path}: {err.strerror or err}. Fix the file or folder and rerun."
 
 
-def print_table(table: Any, width: int = 220) -> None:
-    """Print a pandas table whole (no column or row elision), numbers to 4 significant digits:
-    the output of the label-free ``criteria`` commands."""
+def print_table(table: Any, width: int = 220, digits: int = 4, index: bool = True) -> None:
+    """Print a pandas table whole (no column or row elision), numbers to ``digits`` significant
+    digits: the output of the label-free ``criteria`` commands."""
     import pandas as pd  # only the commands that print tables need it
 
     with pd.option_context("display.width", width, "display.max_columns", None,
                            "display.max_colwidth", 90):
-        print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+        print(table.to_string(index=index, float_format=lambda v: f"{v:.{digits}g}"))
 
 
 def main_for(build_parser: Callable[[], argparse.ArgumentParser],

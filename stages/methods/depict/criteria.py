@@ -276,8 +276,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-
-
 def _warm_starts(groups: Sequence[Sequence[str]]) -> dict[str, dict[str, dict[str, Any]]]:
     verdicts: dict[str, dict[str, dict[str, Any]]] = {}
     for group in groups:

@@ -259,15 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-
-
 def run(args: argparse.Namespace) -> None:
     if args.command == "start":
         arrays, _ = read_arrays(args.init, required=("means", "variances", "weights"))
         means, variances, weights = (torch.as_tensor(arrays[k], dtype=torch.float64)
                                      for k in ("means", "variances", "weights"))
         print_table(pd.DataFrame(start_values(means, variances, weights, args.target_beta,
-                                         args.distance, args.min_variance)))
+                                              args.distance, args.min_variance)))
         return
     if args.command == "restarts":
         rows = []
@@ -305,7 +303,7 @@ def _decide(args: argparse.Namespace) -> None:
                        "secondary": pd.DataFrame.from_dict(secondary, orient="index")},
                       names=["dataset", "run"])
     print_table(table[["passes", "bounded_scale", "shares", "attached", "ratio_rises",
-                  "scale_min", "largest_share", "kappa_max", "ratio_first", "ratio_last"]])
+                       "scale_min", "largest_share", "kappa_max", "ratio_first", "ratio_last"]])
     decision = decide(primary, secondary, args.base)
     print(f"rule {decision['rule']}: {decision['chosen'] or 'none'}: {decision['why']}")
     if decision["options"]:

@@ -22,7 +22,7 @@ import torch
 
 from stages.data import read_dataset
 from stages.methods.shared.codes import min_std_ratio, participation_ratio
-from stages.plumbing.cli import main_for
+from stages.plumbing.cli import main_for, print_table
 from stages.plumbing.errors import DataFileError
 from stages.runtime.models import load_model
 from stages.runtime.train import map_batches, validation_split
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> None:
                          f"*/seed{args.seed}: run the selection's pretrain targets first")
     bench = None if args.benchmarks is None else args.benchmarks / "pretrain" / args.dataset
     table = pd.DataFrame([measure(f, x, args.seed, bench) for f in folders])
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
+    print_table(table, digits=5, index=False)
     if args.out is not None:
         table.to_csv(args.out, index=False)
 
