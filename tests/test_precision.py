@@ -115,15 +115,50 @@ def _config(**top) -> dict:
 
 
 def test_the_config_precision_reaches_every_trained_recipe_and_no_baseline() -> None:
-    default = _config()
+    default = _config(schedule="paper")
     assert stage_config.method_recipe(default, "dec")["precision"] == "32"
-    config = _config(precision="bf16-mixed")
+    config = _config(schedule="paper", precision="bf16-mixed")
     assert stage_config.method_recipe(config, "dec")["precision"] == "bf16-mixed"
     assert stage_config.autoencoder_recipe(config, "sae")["precision"] == "bf16-mixed"
     assert "precision" not in stage_config.method_recipe(config, "kmeans")
-    assert stage_config.method_recipe(_config(precision=32), "dcec")["precision"] == "32"
+    assert stage_config.method_recipe(_config(precision=32), "depict")["precision"] == "32"
     with pytest.raises(WorkflowError, match="'16-mixed' is not one of"):
         _config(precision="16-mixed")
+
+
+def test_a_recipe_precision_for_one_schedule_wins_there_and_the_config_s_elsewhere() -> None:
+    quick = _config()  # config.yaml: sae and the DEC head auto when quick, null when paper
+    assert stage_config.autoencoder_recipe(quick, "sae")["precision"] == "auto"
+    assert stage_config.method_recipe(quick, "dcec")["precision"] == "auto"
+    assert stage_config.autoencoder_recipe(quick, "cae")["precision"] == "32"
+    assert stage_config.method_recipe(quick, "depict")["precision"] == "32"
+    paper = _config(schedule="paper", precision="bf16-mixed")  # null: the top level's
+    assert stage_config.autoencoder_recipe(paper, "sae")["precision"] == "bf16-mixed"
+    own = _config(schedule="paper")
+    own["autoencoders"]["cae"]["precision"] = "bf16-mixed"  # one value for both schedules
+    assert stage_config.autoencoder_recipe(own, "cae")["precision"] == "bf16-mixed"
+    own["autoencoders"]["cae"]["precision"] = {"paper": "fp16", "quick": None}
+    with pytest.raises(WorkflowError, match="precision"):
+        schema_validate(own, str(REPO / "workflow/schemas/config.schema.yaml"))
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ("fpu avx2 avx512f avx512_bf16", "bf16-mixed"), ("fpu avx2 amx_bf16 amx_tile", "bf16-mixed"),
+    ("fpu avx2 avx512f", "32"), (None, "32")])
+def test_auto_is_bf16_mixed_only_on_a_cpu_with_native_bf16(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: str | None, expected: str) -> None:
+    from stages.runtime import precision
+
+    info = tmp_path / "cpuinfo"
+    if flags is not None:
+        info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    read = precision.cpu_flags
+    assert read(str(info)) == frozenset((flags or "").split())  # no file: no flags
+    monkeypatch.setattr(precision, "cpu_flags", lambda: read(str(info)))
+    assert precision.effective_precision("auto", CPU) == expected
+    assert precision.effective_precision("32", CPU) == "32"  # only auto depends on the CPU
+    model = use_precision(_cae(), "auto", CPU)
+    assert (mixed_layers(model) > 0) == (expected == "bf16-mixed")
 
 
 def test_pretrain_and_embed_run_at_the_recipe_precision(tmp_path: Path) -> None:

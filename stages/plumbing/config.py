@@ -311,19 +311,27 @@ def method_recipe(config: dict[str, Any], method: str) -> dict[str, Any]:
     head = recipe.get("head")
     merged = {**copy.deepcopy(config.get("head_defaults", {}).get(head, {})), **recipe}
     merged["name"] = method
-    if merged["family"] != "baseline":  # shallow baselines train no network
-        merged["precision"] = str(config.get("precision", "32"))  # schema: 32, bf16-mixed
-        merged.update(_compile_setting(config))
-    return resolve_schedule(merged, config["schedule"])
+    if merged["family"] == "baseline":  # shallow baselines train no network
+        return resolve_schedule(merged, config["schedule"])
+    merged.update(_compile_setting(config))
+    return _with_precision(resolve_schedule(merged, config["schedule"]), config)
 
 
 def autoencoder_recipe(config: dict[str, Any], ae: str) -> dict[str, Any]:
     """The resolved recipe of autoencoder ``ae`` (schedule applied)."""
     recipe = copy.deepcopy(config["autoencoders"][ae])
     recipe["name"] = ae
-    recipe["precision"] = str(config.get("precision", "32"))
     recipe.update(_compile_setting(config))
-    return resolve_schedule(recipe, config["schedule"])
+    return _with_precision(resolve_schedule(recipe, config["schedule"]), config)
+
+
+def _with_precision(recipe: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """``recipe`` (schedule resolved) with its ``precision``: the recipe's own where it sets one
+    for the schedule (``{paper: null, quick: auto}``: the quick schedule only), else the
+    config's top-level ``precision``. Schema: 32, bf16-mixed, auto."""
+    own = recipe.get("precision")
+    recipe["precision"] = str(own if own is not None else config.get("precision", "32"))
+    return recipe
 
 
 def _compile_setting(config: dict[str, Any]) -> dict[str, bool]:

@@ -3,7 +3,7 @@
 * :mod:`stages.runtime.train` -- the one training loop (on-device batches, keyed checkpoints,
   stage clock, NaN guard, history, validation hooks, optimisers);
 * :mod:`stages.runtime.snapshots` -- embedding snapshots taken during training (snapshots.h5);
-* :mod:`stages.runtime.precision` -- fp32 or bf16-mixed networks;
+* :mod:`stages.runtime.precision` -- fp32, bf16-mixed or auto (bf16 where native) networks;
 * :mod:`stages.runtime.device` -- device choice, thread count and seeding;
 * :mod:`stages.runtime.models` -- saving and loading trained networks (model.pt);
 * :mod:`stages.runtime.torchfiles` -- loading torch files with the weights-only unpickler.

@@ -1,4 +1,4 @@
-"""Numerical precision of the networks: ``32`` (fp32 throughout) or ``bf16-mixed``.
+"""Numerical precision of the networks: ``32`` (fp32 throughout), ``bf16-mixed``, or ``auto``.
 
 Under ``bf16-mixed`` every ``nn.Linear``, ``nn.Conv{1,2}d`` and ``nn.ConvTranspose2d`` of a
 module computes under ``torch.autocast(device, bfloat16)`` (inputs and weights cast to bf16,
@@ -13,6 +13,11 @@ directly (RMN's RBM stage 1, parts of DSCDAN's decoder) stays fp32.
 On CUDA, ``bf16-mixed`` also lets the remaining fp32 matmuls use TF32 tensor cores; ``32``
 keeps them in true fp32, the setting the reproduction runs use.
 
+``auto`` is ``bf16-mixed`` where the device computes bf16 natively (a CUDA GPU that supports
+it; a CPU whose flags include ``avx512_bf16`` or ``amx_bf16``, read from ``/proc/cpuinfo``) and
+``32`` elsewhere, where bf16 would be emulated and slower: the quick schedule's setting for the
+recipes whose results were shown not to move with precision.
+
 The layers are switched by changing their class to a subclass with a mixed forward, so
 parameter names, ``state_dict`` keys, checkpoints and deep copies stay as they are.
 """
@@ -26,8 +31,10 @@ from torch import nn
 
 from stages.plumbing.errors import ConfigError
 
-#: the choices of ``precision`` (Lightning's names)
-PRECISIONS = ("32", "bf16-mixed")
+#: the choices of ``precision`` (Lightning's names, and ``auto``)
+PRECISIONS = ("32", "bf16-mixed", "auto")
+#: CPU flags (``/proc/cpuinfo``) of native bf16 arithmetic
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def check_precision(precision: Any) -> str:
@@ -37,6 +44,36 @@ def check_precision(precision: Any) -> str:
         raise ConfigError(f"unknown precision '{precision}'; valid choices: "
                           f"{', '.join(PRECISIONS)} (quote 32 in YAML or leave it as a number)")
     return text
+
+
+def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU's feature flags from ``path`` (the first ``flags`` line); empty where there is
+    no such file (not Linux)."""
+    try:
+        with open(path) as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively: a CUDA GPU with bf16 support, or a CPU with
+    one of :data:`BF16_CPU_FLAGS`."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return bool(cpu_flags() & set(BF16_CPU_FLAGS))
+
+
+def effective_precision(precision: Any, device: torch.device) -> str:
+    """``precision`` checked, with ``auto`` resolved for ``device`` (see the module
+    docstring): ``32`` or ``bf16-mixed``."""
+    precision = check_precision(precision)
+    if precision == "auto":
+        return "bf16-mixed" if native_bf16(device) else "32"
+    return precision
 
 
 class _MixedForward:
@@ -75,12 +112,13 @@ _PLAIN = {mixed: plain for plain, mixed in _MIXED.items()}
 
 
 def use_precision(model: nn.Module, precision: str, device: torch.device) -> nn.Module:
-    """Switch every matmul/conv layer of ``model`` to ``precision`` in place; returns ``model``.
+    """Switch every matmul/conv layer of ``model`` to ``precision`` in place (``auto``
+    resolved for ``device``); returns ``model``.
 
     Idempotent, and reversible (``"32"`` restores the plain layers). Layers of classes other
     than exactly those in ``_MIXED`` (subclasses with their own forward) are left in fp32.
     """
-    precision = check_precision(precision)
+    precision = effective_precision(precision, device)
     for module in model.modules():
         cls = type(module)
         if precision == "bf16-mixed" and cls in _MIXED:

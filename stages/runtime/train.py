@@ -110,8 +110,8 @@ class LoopConfig:
         seed: seeds the per-epoch permutations.
         log_every: steps between host syncs (finiteness check, history row, progress).
         checkpoint_every: steps between checkpoints (rounded up to a multiple of log_every).
-        precision: ``32`` or ``bf16-mixed`` (:mod:`stages.runtime.precision`), applied to the
-            model's layers when the loop starts.
+        precision: ``32``, ``bf16-mixed`` or ``auto`` (:mod:`stages.runtime.precision`),
+            applied to the model's layers when the loop starts.
         compile: run ``loss_fn`` (its forward and, through AOTAutograd, its backward) as
             ``torch.compile`` graphs (:func:`compiled_loss`); off by default (bench/README).
     """
