@@ -24,12 +24,15 @@ parameter names, ``state_dict`` keys, checkpoints and deep copies stay as they a
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
 from torch import nn
 
 from stages.plumbing.errors import ConfigError
+
+log = logging.getLogger("stages.runtime.precision")
 
 #: the choices of ``precision`` (Lightning's names, and ``auto``)
 PRECISIONS = ("32", "bf16-mixed", "auto")
@@ -72,7 +75,9 @@ def effective_precision(precision: Any, device: torch.device) -> str:
     docstring): ``32`` or ``bf16-mixed``."""
     precision = check_precision(precision)
     if precision == "auto":
-        return "bf16-mixed" if native_bf16(device) else "32"
+        chosen = "bf16-mixed" if native_bf16(device) else "32"
+        log.info("precision auto: %s on %s", chosen, device)
+        return chosen
     return precision
 
 
