@@ -468,16 +468,16 @@ def cpu_model() -> str:
     Rates differ by CPU more than by anything this project changes (fp32 matmul on 2 threads:
     about 170-195 GFLOP/s with MKL's AVX2 kernels on one machine, about 410 with AVX-512 on
     another), so every row names the CPU it ran on."""
+    from stages.runtime.precision import cpu_flags
+
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return platform.processor()
-    fields = dict(line.split(":", 1) for line in info.split("\n\n")[0].splitlines()
-                  if ":" in line)
-    fields = {key.strip(): value.strip() for key, value in fields.items()}
-    flags = set(fields.get("flags", "").split())
-    have = " ".join(f for f in CPU_FEATURES if f in flags)
-    return f"{fields.get('model name', platform.processor())} [{have}]"
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                  if line.startswith("model name")), platform.processor())
+    flags = cpu_flags()
+    return f"{model} [{' '.join(f for f in CPU_FEATURES if f in flags)}]"
 
 
 @contextlib.contextmanager
