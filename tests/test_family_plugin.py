@@ -202,7 +202,7 @@ def test_the_toy_family_runs_end_to_end(project):
 
 @pytest.mark.parametrize("change, message", [
     ({"methods": {"toy-method": {"shfit": 1.0}}}, "unknown option(s) 'shfit'; valid options: "
-                                                  "ae, family, head, init, shift"),
+                                                  "ae, family, head, init, precision, shift"),
     ({"methods": {"toy-method": {"shift": -1.0}}}, "methods.toy-method.shift: -1.0 is less "
                                                    "than the minimum of 0"),
     ({"autoencoders": {"toy-ae": {"noise": 0.2}}}, "autoencoders.toy-ae: unknown option(s) "
