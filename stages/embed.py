@@ -16,7 +16,7 @@ from stages.plumbing.artifacts import write_arrays
 from stages.plumbing.cli import main_for
 from stages.runtime.device import configure_torch, describe, resolve_device
 from stages.runtime.models import load_model
-from stages.runtime.precision import use_precision
+from stages.runtime.precision import effective_precision, use_precision
 from stages.runtime.train import map_batches
 
 
@@ -39,13 +39,15 @@ def run(args: argparse.Namespace) -> None:
     model.eval()
     # the autoencoder embeds at the precision it was pretrained at (32 for files without one)
     recipe = payload["meta"].get("provenance", {}).get("config", {})
-    use_precision(model, recipe.get("precision", "32"), device)
+    precision = effective_precision(recipe.get("precision", "32"), device)
+    use_precision(model, precision, device)
     z = map_batches(model.encode, torch.as_tensor(data.X, device=device))
     meta = payload["meta"]
     timings = {"pretrain": meta["wall_s"], "embed": time.perf_counter() - t0}
     write_arrays(args.out, {"Z": z.float().cpu().numpy()},
                  {"stage": "embed", "dataset": data.name, "n_clusters": data.n_clusters,
                   "timings": timings, "device": describe(device),
+                  "precision": meta.get("precision", precision),
                   "provenance": meta["provenance"]})
 
 

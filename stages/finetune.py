@@ -36,7 +36,7 @@ from stages.plumbing.errors import DataFileError
 from stages.plumbing.provenance import provenance
 from stages.runtime.device import configure_torch, describe, resolve_device, seed_everything
 from stages.runtime.models import load_model, save_model
-from stages.runtime.precision import use_precision
+from stages.runtime.precision import effective_precision, use_precision
 from stages.runtime.snapshots import no_snapshots, recorder_for, write_snapshots
 from stages.runtime.train import Checkpointer, StageClock, recording
 
@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> None:
         timings["finetune"] = clock.elapsed()
         write_csv(out / "history.csv", [], columns=HISTORY_COLUMNS)
         write_arrays(out / "labels.h5", {"labels": init["labels"], "embedding": emb["Z"]},
-                     {**attrs, "timings": timings, "device": init_attrs["device"]})
+                     {**attrs, "timings": timings, "device": init_attrs["device"],
+                      "precision": init_attrs.get("precision", "unknown")})
         write_snapshots(out / "snapshots.h5", no_snapshots(data.X.shape[0], args.seed), attrs)
         return
 
@@ -84,7 +85,8 @@ def run(args: argparse.Namespace) -> None:
     configure_torch(args.threads, device)
     seed_everything(args.seed)
     autoencoder, payload = load_model(args.model, device)
-    use_precision(autoencoder, recipe.get("precision", "32"), device)
+    precision = effective_precision(recipe.get("precision", "32"), device)
+    use_precision(autoencoder, precision, device)
     x = torch.as_tensor(data.X, device=device)
     recorder = recorder_for(autoencoder, autoencoder.encode, data.X, args.seed, device)
     with recording(recorder):
@@ -99,7 +101,8 @@ def run(args: argparse.Namespace) -> None:
               columns=HISTORY_COLUMNS if not result.history else ())
     write_arrays(out / "labels.h5", {**result.arrays, "labels": result.labels,
                                      "embedding": result.embedding},
-                 {**attrs, "timings": timings, "device": describe(device), "info": result.info})
+                 {**attrs, "timings": timings, "device": describe(device), "precision": precision,
+                  "info": result.info})
     write_snapshots(out / "snapshots.h5", recorder, attrs)
     Checkpointer(out / "checkpoint.pt").remove()
     log.info("%s on %s: %s in %.1f s", recipe["name"], data.name, result.info, timings["finetune"])

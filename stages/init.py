@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> None:
     write_arrays(args.out, result,
                  {"stage": "init", "dataset": attrs["dataset"], "n_clusters": attrs["n_clusters"],
                   "timings": timings, "device": attrs["device"],
+                  "precision": attrs.get("precision", "unknown"),
                   "provenance": provenance(recipe, args.seed)})
 
 

@@ -26,6 +26,7 @@ from stages.plumbing.cli import add_training_args, json_arg, main_for
 from stages.plumbing.provenance import provenance
 from stages.runtime.device import configure_torch, describe, resolve_device, seed_everything
 from stages.runtime.models import save_model
+from stages.runtime.precision import effective_precision
 from stages.runtime.snapshots import recorder_for, write_snapshots
 from stages.runtime.train import Checkpointer, StageClock, recording
 
@@ -66,6 +67,7 @@ def run(args: argparse.Namespace) -> None:
                           checkpoint=checkpoint)
     wall = clock.elapsed()  # resumed runs included
     meta = {"stage": "pretrain", "wall_s": wall, "device": describe(device),
+            "precision": effective_precision(recipe.get("precision", "32"), device),
             "dataset": data.name, "n_train": int(x.shape[0]), "steps": result.steps,
             "resumed_from_step": result.resumed_from,
             "provenance": provenance(recipe, args.seed)}

@@ -58,7 +58,7 @@ def _labels_file(tmp_path: Path, y: np.ndarray, *, method: str = "dcec", seed: i
     path = tmp_path / "finetune" / dataset / method / f"seed{seed}" / "labels.h5"
     write_arrays(path, arrays, {
         "dataset": dataset, "method": method, "seed": seed, "family": family, "device": "cpu",
-        "timings": TIMINGS if embedding else {"fit": 1.5},
+        "precision": "bf16-mixed", "timings": TIMINGS if embedding else {"fit": 1.5},
         "provenance": {"config_hash": "abc123", "versions": {"numpy": np.__version__}},
         "n_clusters": K,
     })
@@ -95,6 +95,7 @@ def test_evaluate_writes_json(tmp_path: Path, data_file: Path) -> None:
     assert set(record["metrics"]) == set(METRIC_KEYS)
     assert record["timings"] == TIMINGS
     assert record["device"] == "cpu" and record["config_hash"] == "abc123"
+    assert record["precision"] == "bf16-mixed"
     assert record["versions"] == {"numpy": np.__version__}
     assert record["warnings"] == []
 
@@ -192,8 +193,8 @@ def test_aggregate_tables(tmp_path: Path, metric_files: list[Path]) -> None:
     assert list(runs.columns) == [
         "dataset", "method", "family", "seed", "schedule", *METRIC_KEYS,
         *tables.DIAGNOSTIC_COLUMNS, "wall_s_pretrain", "wall_s_embed",
-        "wall_s_init", "wall_s_finetune", "wall_s_fit", "wall_s_total", "device", "n",
-        "n_clusters", "n_predicted_clusters", "config_hash", "commit"]
+        "wall_s_init", "wall_s_finetune", "wall_s_fit", "wall_s_total", "device", "precision",
+        "n", "n_clusters", "n_predicted_clusters", "config_hash", "commit"]
     assert runs.schedule.tolist() == ["paper"] * 5 and runs.sharper_than_start.all()
     assert len(runs) == 5
     dcec = runs[(runs.dataset == "mnist-test") & (runs.method == "dcec")]

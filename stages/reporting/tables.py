@@ -147,7 +147,8 @@ DEFAULT_NMI_VARIANT = "nmi_sqrt"
 REFERENCE_COLUMNS: tuple[str, ...] = ("paper", "method", "dataset", "metric", "value", "source")
 
 _ID_COLUMNS = ("dataset", "method", "family", "seed", "schedule")
-_TAIL_COLUMNS = ("device", "n", "n_clusters", "n_predicted_clusters", "config_hash", "commit")
+_TAIL_COLUMNS = ("device", "precision", "n", "n_clusters", "n_predicted_clusters", "config_hash",
+                 "commit")
 #: label-free diagnostics of the record's ``diagnostics`` (stages.evaluate) copied into all.csv
 DIAGNOSTIC_COLUMNS = ("smallest_share", "largest_share", "populated", "collapsed",
                       "collapse_step", "sharpness_start", "sharpness_end", "sharper_than_start",
@@ -189,7 +190,9 @@ def runs_table(records: Sequence[dict[str, Any]],
 
     Columns: dataset, method, family, seed, schedule, the metrics of :data:`METRIC_KEYS`, the
     label-free :data:`DIAGNOSTIC_COLUMNS`, ``wall_s_<stage>`` for every stage timed in any
-    record, ``wall_s_total`` (sum of the stages present in that run), device, n, n_clusters,
+    record, ``wall_s_total`` (sum of the stages present in that run), device, precision (the
+    effective one of the stage that made the labels: the head's, or for a method without a head
+    the pretraining's, ``auto`` resolved; ``n/a`` for a raw-input baseline), n, n_clusters,
     n_predicted_clusters, config_hash, commit.
     Raises :class:`DataFileError` when two records describe the same run.
     """

@@ -183,7 +183,8 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     out = Path(args.out_dir)
     source = {"weights_file": Path(args.weights).name, "weights_sha256": digest,
               "authors_mnist_test_file": digest == MNIST_TEST_SHA256}
-    meta = {"stage": "pretrain", "wall_s": 0.0, "device": "cpu", "dataset": data.name,
+    meta = {"stage": "pretrain", "wall_s": 0.0, "device": "cpu", "precision": "32",
+            "dataset": data.name,
             "n_train": 0, "steps": 0, "resumed_from_step": None,
             "provenance": provenance({"net": "depict", "arch": arch,
                                       "objective": "authors-weights", **source}, args.seed),
