@@ -187,19 +187,22 @@ def _sgd_phase(model: nn.Module, params: list[nn.Parameter], loss_fn, n_samples:
                recipe: dict[str, Any], length: str, *, seed: int, log_every: int,
                checkpoint: Checkpointer, phase: str, step_offset: int,
                device: torch.device, lr: float | None = None,
-               monitor: ValidationMonitor | None = None) -> LoopResult:
+               monitor: ValidationMonitor | None = None,
+               optimizer_spec: dict[str, Any] | None = None) -> LoopResult:
     """One stage-1 phase: SGD with the stepped lr on ``loss_fn`` for the recipe's
     ``<length>_steps`` (or ``<length>_epochs``, :func:`stages.runtime.train.phase_steps`); the lr
     drops tenfold every ``lr_step_steps`` (or ``lr_step_epochs``) steps.
 
-    ``lr`` overrides the recipe's base rate. ``monitor``: its rows (and one at the end) join
-    the history. History rows get ``phase`` and steps shifted by ``step_offset``.
+    ``lr`` overrides the recipe's base rate. ``optimizer_spec`` (an ``optimizer`` entry, e.g.
+    ``{name: adam, lr: 0.001}``) replaces the recipe's SGD for this phase. ``monitor``: its rows
+    (and one at the end) join the history. History rows get ``phase`` and steps shifted by
+    ``step_offset``.
     """
     batch = int(recipe["batch_size"])
     spe = steps_per_epoch(n_samples, batch)
-    opt = recipe["optimizer"]
-    lr = float(opt["lr"]) if lr is None else lr
-    optimizer = make_optimizer(params, {**opt, "name": "sgd", "lr": lr})
+    spec = dict(optimizer_spec) if optimizer_spec else {**recipe["optimizer"], "name": "sgd"}
+    lr = float(spec["lr"]) if lr is None else lr
+    optimizer = make_optimizer(params, {**spec, "lr": lr})
     step_size = max(1, phase_steps(recipe, "lr_step", spe, default_epochs=10 ** 9))
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=0.1)
     cfg = LoopConfig(batch_size=batch, max_steps=phase_steps(recipe, length, spe), shuffle=True,
@@ -222,7 +225,9 @@ def finetune_denoising(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any]
 
     ``recipe``: ``steps`` or ``epochs``, ``noise`` (masking rate), ``augment`` (images only),
     ``reconstruction`` (``sum`` [default]: squared error summed over a sample, |x - x_r|² as in
-    the paper; or ``mean``), and those of the SGD phases. ``x_val`` (V, ...): held-out samples
+    the paper; or ``mean``), ``finetune_optimizer`` (null [paper]: the recipe's SGD; or an
+    optimizer entry for this phase alone, a quick-schedule lever), and those of the SGD phases.
+    ``x_val`` (V, ...): held-out samples
     (not in x), whose clean reconstruction is recorded once per epoch of x and at the end
     (:func:`~stages.methods.shared.reconstruction.held_out_reconstruction`).
     """
@@ -247,7 +252,8 @@ def finetune_denoising(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any]
     return _sgd_phase(model, list(model.parameters()), loss_fn, x.shape[0], recipe,
                       "", seed=seed, log_every=log_every,
                       checkpoint=checkpoint.phase("finetune"), phase="finetune",
-                      step_offset=step_offset, device=x.device, monitor=monitor)
+                      step_offset=step_offset, device=x.device, monitor=monitor,
+                      optimizer_spec=recipe.get("finetune_optimizer"))
 
 
 def _held_out_row(model: nn.Module, x_val: torch.Tensor, phase: str, step: int) -> dict[str, Any]:
