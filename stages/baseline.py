@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> None:
                  {"stage": "baseline", "dataset": data.name, "method": recipe["name"],
                   "family": recipe["family"], "seed": args.seed, "n_clusters": data.n_clusters,
                   "timings": {"baseline": time.perf_counter() - t0},
-                  "device": f"cpu ({args.threads or 'all'} threads)", "precision": "n/a",
+                  "device": f"cpu ({args.threads or 'all'} threads)",
                   "provenance": provenance(recipe, args.seed)})
 
 

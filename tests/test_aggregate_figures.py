@@ -592,3 +592,11 @@ def test_cli_bad_input_exits_2(tmp_path: Path, data_file: Path, stage: str) -> N
     assert proc.returncode == 2
     assert "error:" in proc.stderr and "missing" in proc.stderr
     assert not list(tmp_path.glob("o.*")) and not (tmp_path / "tables").exists()
+
+
+def test_precision_names_of_the_records() -> None:
+    """The record names a stage's effective precision so that CSV readers keep it a string."""
+    from stages.reporting.runs import precision_name
+    assert precision_name("32") == precision_name(32) == "fp32"
+    assert precision_name("bf16-mixed") == "bf16-mixed"
+    assert precision_name(None) is None  # a baseline: no network

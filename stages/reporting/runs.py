@@ -26,6 +26,15 @@ log = logging.getLogger("stages.reporting.runs")
 REQUIRED_LABEL_ATTRS = ("dataset", "method", "seed")
 
 
+def precision_name(precision: Any) -> str | None:
+    """The record's name of a stage's effective precision: ``fp32`` for ``32`` (a string that
+    CSV readers do not take for a number), ``bf16-mixed`` as it is; None where the labels carry
+    none (a raw-input baseline, or a file written before precisions were recorded)."""
+    if precision is None:
+        return None
+    return "fp32" if str(precision) == "32" else str(precision)
+
+
 def dataset_name(data_path: str | Path, data_attrs: dict[str, Any]) -> str:
     """The dataset's name: the data file's ``name`` attribute, else its file stem."""
     return str(data_attrs.get("name") or Path(data_path).stem)
@@ -177,7 +186,7 @@ def evaluate(data_path: str | Path, labels_path: str | Path,
         "metrics": all_metrics(y_true, y_pred),
         "timings": stage_seconds,
         "device": str(attrs.get("device", "unknown")),
-        "precision": str(attrs.get("precision", "unknown")),
+        "precision": precision_name(attrs.get("precision")),
         "config_hash": prov.get("config_hash"),
         "schedule": schedule or "unknown",
         "commit": code.get("commit"),

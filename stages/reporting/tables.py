@@ -192,7 +192,7 @@ def runs_table(records: Sequence[dict[str, Any]],
     label-free :data:`DIAGNOSTIC_COLUMNS`, ``wall_s_<stage>`` for every stage timed in any
     record, ``wall_s_total`` (sum of the stages present in that run), device, precision (the
     effective one of the stage that made the labels: the head's, or for a method without a head
-    the pretraining's, ``auto`` resolved; ``n/a`` for a raw-input baseline), n, n_clusters,
+    the pretraining's: ``fp32`` or ``bf16-mixed``; empty for a raw-input baseline), n, n_clusters,
     n_predicted_clusters, config_hash, commit.
     Raises :class:`DataFileError` when two records describe the same run.
     """
