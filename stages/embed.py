@@ -37,17 +37,18 @@ def run(args: argparse.Namespace) -> None:
     data = read_dataset(args.data)
     model, payload = load_model(args.model, device)
     model.eval()
-    # the autoencoder embeds at the precision it was pretrained at (32 for files without one)
-    recipe = payload["meta"].get("provenance", {}).get("config", {})
-    precision = effective_precision(recipe.get("precision", "32"), device)
+    # the autoencoder embeds at the precision it was pretrained at (as recorded; files from
+    # before that was recorded: their recipe's, 32 where it names none)
+    meta = payload["meta"]
+    recipe = meta.get("provenance", {}).get("config", {})
+    precision = meta.get("precision") or effective_precision(recipe.get("precision", "32"), device)
     use_precision(model, precision, device)
     z = map_batches(model.encode, torch.as_tensor(data.X, device=device))
-    meta = payload["meta"]
     timings = {"pretrain": meta["wall_s"], "embed": time.perf_counter() - t0}
     write_arrays(args.out, {"Z": z.float().cpu().numpy()},
                  {"stage": "embed", "dataset": data.name, "n_clusters": data.n_clusters,
                   "timings": timings, "device": describe(device),
-                  "precision": meta.get("precision", precision),
+                  "precision": precision,
                   "provenance": meta["provenance"]})
 
 

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> None:
     recorder = recorder_for(autoencoder, autoencoder.encode, data.X, args.seed, device)
     with recording(recorder):
         result = importlib.import_module(module).finetune(
-            autoencoder, x, init, recipe, seed=args.seed, y_true=data.y,
+            autoencoder, x, init, {**recipe, "precision": precision}, seed=args.seed, y_true=data.y,
             checkpoint=Checkpointer(out / "checkpoint.pt", clock, key=args.job_key),
             log_every=args.log_every)
     timings["finetune"] = clock.elapsed()  # resumed runs included

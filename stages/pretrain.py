@@ -61,13 +61,15 @@ def run(args: argparse.Namespace) -> None:
     checkpoint = Checkpointer(out / "checkpoint.pt", clock, key=args.job_key)
     module, function = pretrain_objective(recipe.get("objective", "reconstruction"))
     pretrain = getattr(importlib.import_module(module), function)
+    precision = effective_precision(recipe.get("precision", "32"), device)  # auto resolved once
     recorder = recorder_for(model, model.encode, data.X, args.seed, device)
     with recording(recorder):
-        result = pretrain(model, x, recipe, seed=args.seed, log_every=args.log_every,
+        result = pretrain(model, x, {**recipe, "precision": precision}, seed=args.seed,
+                          log_every=args.log_every,
                           checkpoint=checkpoint)
     wall = clock.elapsed()  # resumed runs included
     meta = {"stage": "pretrain", "wall_s": wall, "device": describe(device),
-            "precision": effective_precision(recipe.get("precision", "32"), device),
+            "precision": precision,
             "dataset": data.name, "n_train": int(x.shape[0]), "steps": result.steps,
             "resumed_from_step": result.resumed_from,
             "provenance": provenance(recipe, args.seed)}
