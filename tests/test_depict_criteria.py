@@ -184,19 +184,24 @@ def test_warmstart_command_over_two_starts(tmp_path, capsys):
             ["warmstart", "--start", "a", starts[2], "--start", "a", starts[2]]))
 
 
+def _mda_candidate(results, ae: str, best: float) -> None:
+    """A finished DEPICT MdA pretraining ``ae`` under ``results`` with its embedding."""
+    folder = results / "pretrain" / "mnist5k" / ae / "seed0"
+    folder.mkdir(parents=True)
+    net = build_network("depict", (1, 16, 16), {"embedding_dim": 4})
+    save_model(folder / "model.pt", "depict", (1, 16, 16), {"embedding_dim": 4},
+               net.state_dict(), {"provenance": {"config": {"epochs": 4000}}})
+    pd.DataFrame([{"kind": "validation", "epoch": 5, "loss": best}]).to_csv(
+        folder / "history.csv", index=False)
+    embed = results / "embed" / "mnist5k" / ae / "seed0.h5"
+    embed.parent.mkdir(parents=True)
+    write_arrays(embed, {"Z": np.random.default_rng(0).uniform(-0.5, 0.5, (50, 4))})
+
+
 def test_mda_command_reads_depict_pretrainings_and_skips_other_nets(tmp_path, capsys):
     results = tmp_path / "results"
     for ae, best in (("depict-mda-b50", 0.058), ("depict-mda-p200", 0.0605)):
-        folder = results / "pretrain" / "mnist5k" / ae / "seed0"
-        folder.mkdir(parents=True)
-        net = build_network("depict", (1, 16, 16), {"embedding_dim": 4})
-        save_model(folder / "model.pt", "depict", (1, 16, 16), {"embedding_dim": 4},
-                   net.state_dict(), {"provenance": {"config": {"epochs": 4000}}})
-        pd.DataFrame([{"kind": "validation", "epoch": 5, "loss": best}]).to_csv(
-            folder / "history.csv", index=False)
-        embed = results / "embed" / "mnist5k" / ae / "seed0.h5"
-        embed.parent.mkdir(parents=True)
-        write_arrays(embed, {"Z": np.random.default_rng(0).uniform(-0.5, 0.5, (50, 4))})
+        _mda_candidate(results, ae, best)
     other = results / "pretrain" / "mnist5k" / "sae" / "seed0"  # not DEPICT's: skipped
     other.mkdir(parents=True)
     save_model(other / "model.pt", "sae", (16,), {"hidden": [8, 4]},
@@ -210,3 +215,17 @@ def test_mda_command_reads_depict_pretrainings_and_skips_other_nets(tmp_path, ca
     with pytest.raises(DataFileError, match="no finished MdA candidate"):
         criteria.run(criteria.build_parser().parse_args(["mda", str(tmp_path / "none"),
                                                          "--reference", "0.0612"]))
+
+
+def test_mda_command_over_two_results_folders(tmp_path, capsys):
+    first, second = tmp_path / "a" / "results", tmp_path / "b" / "results"
+    _mda_candidate(first, "depict-mda-lr3e-4", 0.0611)
+    _mda_candidate(second, "depict-mda-p200", 0.0590)
+    criteria.run(criteria.build_parser().parse_args(
+        ["mda", str(first), str(second), "--reference", "0.0612"]))
+    out = capsys.readouterr().out
+    assert "depict-mda-lr3e-4" in out and "chosen: depict-mda-p200" in out
+    _mda_candidate(first, "depict-mda-p200", 0.0600)  # the same candidate in both folders
+    with pytest.raises(DataFileError, match="depict-mda-p200 has a finished pretraining in two"):
+        criteria.run(criteria.build_parser().parse_args(
+            ["mda", str(first), str(second), "--reference", "0.0612"]))

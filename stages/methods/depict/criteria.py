@@ -255,6 +255,21 @@ def read_mda(results: Path, dataset: str, seed: int) -> dict[str, dict[str, Any]
     return out
 
 
+def read_mda_folders(folders: Sequence[Path], dataset: str, seed: int,
+                     ) -> dict[str, dict[str, Any]]:
+    """:func:`read_mda` over several results folders; an autoencoder found in two of them is an
+    error (which of its runs counts would be ambiguous)."""
+    out: dict[str, dict[str, Any]] = {}
+    for results in folders:
+        for name, verdict in read_mda(results, dataset, seed).items():
+            if name in out:
+                raise DataFileError(f"{name} has a finished pretraining in two of the results "
+                                    f"folders (the second: {results}): give each candidate's "
+                                    "folder once")
+            out[name] = verdict
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m stages.methods.depict.criteria",
                                      description=__doc__,
@@ -267,7 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     warm.add_argument("--default", default="depict", help="the method of today's reading")
     warm.add_argument("--out", help="also write the verdicts here (CSV)")
     mda = sub.add_parser("mda", help="section 2: the MdA candidates by held-out reconstruction")
-    mda.add_argument("results", type=Path, help="the selection run's results/ folder")
+    mda.add_argument("results", type=Path, nargs="+",
+                     help="the selection run's results/ folder, or several (candidates run "
+                          "side by side in folders at the same commit)")
     mda.add_argument("--reference", required=True,
                      help="the present recipe's best held-out MdA loss, or its history.csv")
     mda.add_argument("--dataset", default="mnist5k")
@@ -301,7 +318,7 @@ def run(args: argparse.Namespace) -> None:
         decision = decide_warm_start(verdicts, args.default)
         print(f"chosen: {decision['chosen']}: {decision['why']}")
     else:
-        verdicts = read_mda(args.results, args.dataset, args.seed)
+        verdicts = read_mda_folders(args.results, args.dataset, args.seed)
         table = pd.DataFrame.from_dict(verdicts, orient="index")
         table.index.name = "autoencoder"
         print_table(table)
