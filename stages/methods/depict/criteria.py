@@ -12,9 +12,11 @@ if, on every start (two at least; one start is provisional), it is in and ends a
 sharper than the default with a final agreement with the start (``nmi_start``) no more than
 0.01 below it.
 
-    python -m stages.methods.depict.criteria mda RESULTS --reference REF [--dataset D] [--seed S]
+    python -m stages.methods.depict.criteria mda RESULTS [RESULTS ...] --reference REF \
+        [--dataset D] [--seed S]
 
-judges the MdA candidates pretrained under ``RESULTS/pretrain/D/*/seedS`` by section 2: the
+judges the MdA candidates pretrained under ``RESULTS/pretrain/D/*/seedS`` (of every folder
+given: candidates run side by side in several folders) by section 2: the
 best held-out MdA loss (the ``validation`` rows), out if the codes saved in
 ``RESULTS/embed/D/AE/seedS.h5`` are saturated (more than 5% of entries above 0.95 in magnitude)
 or have a dead dimension (std below 0.01), or if the pretraining ran to its epoch cap. The
