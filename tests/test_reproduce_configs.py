@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from snakemake.utils import update_config
@@ -62,3 +63,16 @@ def test_the_mda_candidates_differ_from_the_codes_recipe_in_their_one_option() -
     for ae, change in changes.items():
         recipe = cfg.autoencoder_recipe(config, ae)
         assert {k: v for k, v in recipe.items() if base.get(k) != v} == {**change, "name": ae}
+
+
+def test_every_recorded_row_names_a_method_its_config_defines() -> None:
+    """docs/reproduction/all.csv: each row's method is defined by the config it was recorded
+    with (layered on config.yaml), so that a row still names what ran after a default changes
+    and its rows are renamed (``python -m stages.records rename``)."""
+    rows = pd.read_csv(REPO / "docs" / "reproduction" / "all.csv")
+    missing = []
+    for name, group in rows.groupby("config"):
+        config = layered(Path(name).name)
+        missing += [(name, m) for m in sorted(group["method"].unique())
+                    if m not in config["methods"]]
+    assert not missing, f"recorded methods their config does not define: {missing}"
