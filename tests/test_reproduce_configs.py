@@ -63,6 +63,13 @@ def test_the_mda_candidates_differ_from_the_codes_recipe_in_their_one_option() -
     for ae, change in changes.items():
         recipe = cfg.autoencoder_recipe(config, ae)
         assert {k: v for k, v in recipe.items() if base.get(k) != v} == {**change, "name": ae}
+    # the renamed rows' methods are today's with the code's MdA, nothing else
+    config = layered("reproduce-depict.yaml")
+    for method in ("depict", "depict-convae-acpic", "depict-convae-kmeans"):
+        old = cfg.method_recipe(config, f"{method}-mda-code")
+        today = cfg.method_recipe(config, method)
+        assert {k: v for k, v in old.items() if today.get(k) != v} == {
+            "ae": "depict-mda-code", "name": f"{method}-mda-code"}
 
 
 def test_every_recorded_row_names_a_method_its_config_defines() -> None:
