@@ -102,16 +102,13 @@ def clustering_row(history: pd.DataFrame, info: dict[str, Any], labels: np.ndarr
         row.update(ws_from=str(w.get("warm_start_targets_from", "")), ws_steps=int(w["step"]),
                    ws_agreement=float(w["agreement"]), ws_converged=bool(w["converged"]),
                    ws_sharpness=float(w["sharpness"]))
-    change = checks["delta_label"].dropna() if "delta_label" in checks else pd.Series([])
+    change = checks.get("delta_label", pd.Series(dtype=float)).dropna()
     row["label_change_mean"] = float(change.mean()) if len(change) else float("nan")
     row["label_change_max"] = float(change.max()) if len(change) else float("nan")
     final = cluster_shares(labels, n_clusters)
-    smallest = checks["smallest_share"].dropna()
-    largest = checks["largest_share"].dropna()
-    row["smallest_min"] = float(min(smallest.min(), final["smallest_share"])) if len(
-        smallest) else final["smallest_share"]
-    row["largest_max"] = float(max(largest.max(), final["largest_share"])) if len(
-        largest) else final["largest_share"]
+    row["smallest_min"] = float(min([*checks["smallest_share"].dropna(),
+                                     final["smallest_share"]]))
+    row["largest_max"] = float(max([*checks["largest_share"].dropna(), final["largest_share"]]))
     row["smallest_end"], row["largest_end"] = final["smallest_share"], final["largest_share"]
     row["populated_end"] = final["populated"]
     row["sharpness_first"], row["sharpness_last"] = _first_last(checks, "sharpness")
