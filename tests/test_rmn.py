@@ -508,6 +508,26 @@ def test_finetune_optimizer_trains_the_fine_tune_phase_alone(monkeypatch, spec):
     assert len(made) == 4
 
 
+@pytest.mark.parametrize("rbm_lr", [None, 0.1])
+def test_rbm_lr_sets_the_bernoulli_rbms_rate_alone(monkeypatch, rbm_lr):
+    """``rbm_lr`` replaces the recipe's rate in the Bernoulli-hidden RBMs only; the top,
+    Gaussian RBM keeps ``gaussian_rbm_lr`` and the fine-tune the recipe's SGD."""
+    made = []
+    real = rp.make_optimizer
+
+    def recording(params, options):
+        made.append(dict(options))
+        return real(params, options)
+
+    monkeypatch.setattr(rp, "make_optimizer", recording)
+    torch.manual_seed(0)
+    model = RBMAutoencoder((1, 8, 8), hidden=(16, 8, 3))
+    rp.pretrain_rbm(model, _images(), _recipe(rbm_lr=rbm_lr), seed=0, log_every=2)
+    sgd = {"name": "sgd", "lr": 0.01, "momentum": 0.9}
+    rbm = sgd if rbm_lr is None else {**sgd, "lr": rbm_lr}
+    assert made == [rbm, rbm, {**sgd, "lr": 0.001}, sgd]
+
+
 def test_sda_substitute_trains_layer_by_layer_then_fine_tunes():
     torch.manual_seed(0)
     model = RBMAutoencoder((1, 8, 8), hidden=(16, 3), activation="relu")

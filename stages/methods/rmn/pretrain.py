@@ -275,7 +275,9 @@ def pretrain_rbm(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, s
             the RBMs and masking rate of the fine-tune), ``gaussian_rbm_lr`` (base lr of the
             top RBM, whose hidden units are linear: 0.001 [default]; with the paper's 0.01 its
             CD-1 diverges on MNIST (measured), and Hinton & Salakhutdinov's code also gives
-            that layer a 100x smaller rate than the others), and those of
+            that layer a 100x smaller rate than the others), ``rbm_lr`` (base lr of the other
+            RBMs: null, the recipe optimizer's lr [paper]; a number, a quick-schedule lever:
+            Hinton & Salakhutdinov's code uses 0.1), and those of
             :func:`finetune_denoising`; ``validation_fraction``: every phase trains on a random
             split of the rest only, and the whole autoencoder's clean reconstruction of the
             held-out samples is recorded after each RBM (unrolled; the layers above it still
@@ -300,7 +302,10 @@ def pretrain_rbm(model: nn.Module, x: torch.Tensor, recipe: dict[str, Any], *, s
                 v0 = model.encode_below(x[idx], level)
             return rbm.cd1(v0, noise)
 
-        lr = None if rbm.hidden == "bernoulli" else float(recipe.get("gaussian_rbm_lr", 0.001))
+        if rbm.hidden == "bernoulli":
+            lr = None if recipe.get("rbm_lr") is None else float(recipe["rbm_lr"])
+        else:
+            lr = float(recipe.get("gaussian_rbm_lr", 0.001))
         results.append(_sgd_phase(rbm, list(rbm.parameters()), loss_fn, x.shape[0], recipe,
                                   "layer", seed=seed, log_every=log_every,
                                   checkpoint=checkpoint.phase(f"rbm{level}"),
