@@ -485,11 +485,9 @@ def test_unrolled_encoder_is_the_rbms_p_h_given_v_and_the_decoder_scaled(monkeyp
         torch.testing.assert_close(model.encode_below(x, 2), first.hidden_mean(v))
 
 
-@pytest.mark.parametrize("spec", [None, {"name": "adam", "lr": 0.001},
-                                  {"name": "sgd", "lr": 0.03, "momentum": 0.9}])
-def test_finetune_optimizer_trains_the_fine_tune_phase_alone(monkeypatch, spec):
-    """``finetune_optimizer`` replaces the recipe's SGD in the fine-tune phase only; the RBMs
-    keep SGD at the recipe's rate (the top, Gaussian one at ``gaussian_rbm_lr``)."""
+@pytest.fixture
+def made_optimizers(monkeypatch) -> list[dict]:
+    """The options of every optimizer stage 1 makes, in order (make_optimizer recorded)."""
     made = []
     real = rp.make_optimizer
 
@@ -498,34 +496,33 @@ def test_finetune_optimizer_trains_the_fine_tune_phase_alone(monkeypatch, spec):
         return real(params, options)
 
     monkeypatch.setattr(rp, "make_optimizer", recording)
+    return made
+
+
+@pytest.mark.parametrize("spec", [None, {"name": "adam", "lr": 0.001},
+                                  {"name": "sgd", "lr": 0.03, "momentum": 0.9}])
+def test_finetune_optimizer_trains_the_fine_tune_phase_alone(made_optimizers, spec):
+    """``finetune_optimizer`` replaces the recipe's SGD in the fine-tune phase only; the RBMs
+    keep SGD at the recipe's rate (the top, Gaussian one at ``gaussian_rbm_lr``)."""
     torch.manual_seed(0)
     model = RBMAutoencoder((1, 8, 8), hidden=(16, 8, 3))
     recipe = _recipe(**({} if spec is None else {"finetune_optimizer": spec}))
     rp.pretrain_rbm(model, _images(), recipe, seed=0, log_every=2)
     sgd = {"name": "sgd", "lr": 0.01, "momentum": 0.9}
-    assert made[:2] == [sgd, sgd] and made[2] == {**sgd, "lr": 0.001}  # the three RBMs
-    assert made[3] == (sgd if spec is None else spec)  # the fine-tune
-    assert len(made) == 4
+    rbms = [sgd, sgd, {**sgd, "lr": 0.001}]
+    assert made_optimizers == [*rbms, sgd if spec is None else spec]  # the fine-tune last
 
 
 @pytest.mark.parametrize("rbm_lr", [None, 0.1])
-def test_rbm_lr_sets_the_bernoulli_rbms_rate_alone(monkeypatch, rbm_lr):
+def test_rbm_lr_sets_the_bernoulli_rbms_rate_alone(made_optimizers, rbm_lr):
     """``rbm_lr`` replaces the recipe's rate in the Bernoulli-hidden RBMs only; the top,
     Gaussian RBM keeps ``gaussian_rbm_lr`` and the fine-tune the recipe's SGD."""
-    made = []
-    real = rp.make_optimizer
-
-    def recording(params, options):
-        made.append(dict(options))
-        return real(params, options)
-
-    monkeypatch.setattr(rp, "make_optimizer", recording)
     torch.manual_seed(0)
     model = RBMAutoencoder((1, 8, 8), hidden=(16, 8, 3))
     rp.pretrain_rbm(model, _images(), _recipe(rbm_lr=rbm_lr), seed=0, log_every=2)
     sgd = {"name": "sgd", "lr": 0.01, "momentum": 0.9}
     rbm = sgd if rbm_lr is None else {**sgd, "lr": rbm_lr}
-    assert made == [rbm, rbm, {**sgd, "lr": 0.001}, sgd]
+    assert made_optimizers == [rbm, rbm, {**sgd, "lr": 0.001}, sgd]
 
 
 def test_sda_substitute_trains_layer_by_layer_then_fine_tunes():
